@@ -1,0 +1,121 @@
+//! The v1 events: one JSON object per Kafka message or per element of an HTTP batch.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A metrics payload: any JSON object. Numeric leaves are numeric series; strings and booleans
+/// are categorical values.
+pub type Metrics = serde_json::Map<String, serde_json::Value>;
+
+/// The current wire format version.
+pub const WIRE_VERSION: u8 = 1;
+
+/// One event as it travels on the wire: the version, then the event with its `type` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "driftline event (wire format v1)")]
+pub struct WireEvent {
+    /// The wire format version; always 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u8,
+    /// The event itself, tagged by `type`.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl From<Event> for WireEvent {
+    fn from(event: Event) -> Self {
+        WireEvent { v: WIRE_VERSION, event }
+    }
+}
+
+/// A v1 event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// One prediction made by a model deployment.
+    Prediction(Prediction),
+    /// Metrics known later (ground truth), keyed by the prediction's UUID.
+    DelayedMetrics(DelayedMetrics),
+    /// Metrics about a deployment over a time range.
+    AggregateMetrics(AggregateMetrics),
+}
+
+impl Event {
+    /// The event's `type` tag on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Prediction(_) => "prediction",
+            Event::DelayedMetrics(_) => "delayed_metrics",
+            Event::AggregateMetrics(_) => "aggregate_metrics",
+        }
+    }
+
+    /// The event as wire JSON, with `"v": 1`.
+    pub fn to_wire_json(&self) -> String {
+        serde_json::to_string(&WireEvent::from(self.clone())).expect("events always encode")
+    }
+}
+
+/// One prediction: its inputs and outputs in `metrics`, identified by a UUID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prediction {
+    /// The prediction's UUID; delayed metrics refer to it.
+    pub uuid: Uuid,
+    /// The model's CRN.
+    #[schemars(length(min = 1, max = 1024))]
+    pub model_crn: String,
+    /// The model build's CRN.
+    #[schemars(length(min = 1, max = 1024))]
+    pub model_build_crn: String,
+    /// The model deployment's CRN.
+    #[schemars(length(min = 1, max = 1024))]
+    pub model_deployment_crn: String,
+    /// When the prediction started, in milliseconds since the Unix epoch.
+    #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
+    pub start_timestamp_ms: i64,
+    /// When the prediction ended, in milliseconds since the Unix epoch; not before the start.
+    #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
+    pub end_timestamp_ms: i64,
+    /// Inputs, outputs and anything else about the prediction.
+    pub metrics: Metrics,
+}
+
+/// Metrics that arrive after the prediction, such as its ground-truth label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelayedMetrics {
+    /// The UUID of the prediction these metrics belong to. The prediction may arrive later.
+    pub uuid: Uuid,
+    /// When these metrics became known, in milliseconds since the Unix epoch.
+    #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
+    pub timestamp_ms: i64,
+    /// The metrics; their keys are merged into the prediction's metrics on read (later keys win).
+    pub metrics: Metrics,
+}
+
+/// Metrics computed over a deployment's predictions in a time range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateMetrics {
+    /// The model deployment's CRN.
+    #[schemars(length(min = 1, max = 1024))]
+    pub model_deployment_crn: String,
+    /// Start of the range covered, in milliseconds since the Unix epoch.
+    #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
+    pub start_timestamp_ms: i64,
+    /// End of the range covered, in milliseconds since the Unix epoch; not before the start.
+    #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
+    pub end_timestamp_ms: i64,
+    /// The aggregate metrics.
+    pub metrics: Metrics,
+    /// Who computed them: `user`, or `drift:<job>` for a drift job. Defaults to `user`.
+    #[serde(default = "default_source")]
+    #[schemars(regex(pattern = r"^(user|drift:.+)$"))]
+    pub source: String,
+}
+
+fn default_source() -> String {
+    "user".to_owned()
+}

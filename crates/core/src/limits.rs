@@ -1,0 +1,36 @@
+//! Limits on what one event and one request may hold.
+
+/// 2000-01-01T00:00:00Z in milliseconds: the earliest timestamp accepted by default.
+pub const DEFAULT_MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
+/// 2100-01-01T00:00:00Z in milliseconds: the first timestamp refused by default.
+pub const DEFAULT_MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
+
+/// Configurable limits, checked by [`crate::parse_event`] and by the HTTP intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest encoded event, in bytes (default 100 KiB).
+    pub max_event_bytes: usize,
+    /// Largest HTTP request body, in bytes (default 5 MiB).
+    pub max_request_bytes: usize,
+    /// Most object keys in one event's `metrics`, counted at every level (default 1,000).
+    pub max_metric_keys: usize,
+    /// Deepest nesting of `metrics`; the `metrics` object itself is level 1 (default 64).
+    pub max_depth: usize,
+    /// Earliest accepted timestamp, inclusive, in ms since the epoch (default 2000-01-01).
+    pub min_timestamp_ms: i64,
+    /// First refused timestamp, in ms since the epoch (default 2100-01-01).
+    pub max_timestamp_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 100 * 1024,
+            max_request_bytes: 5 * 1024 * 1024,
+            max_metric_keys: 1_000,
+            max_depth: 64,
+            min_timestamp_ms: DEFAULT_MIN_TIMESTAMP_MS,
+            max_timestamp_ms: DEFAULT_MAX_TIMESTAMP_MS,
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Parsing and validation of v1 events. A rejection always names the field and the rule broken,
+//! and says what to send instead.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::event::{AggregateMetrics, DelayedMetrics, Event, Metrics, Prediction, WIRE_VERSION};
+use crate::limits::Limits;
+use crate::time::date_string;
+
+/// Longest CRN accepted, in bytes.
+pub const MAX_CRN_BYTES: usize = 1024;
+
+/// Why an event was refused: the field at fault and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Rejection {
+    /// The offending field (`metrics.input` style paths), or `event` for the event as a whole.
+    pub field: String,
+    /// What is wrong and what to send instead.
+    pub rule: String,
+}
+
+impl Rejection {
+    /// A rejection of `field` for breaking `rule`.
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Rejection { field: field.into(), rule: rule.into() }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.rule)
+    }
+}
+
+const PREDICTION_FIELDS: &[&str] = &[
+    "v",
+    "type",
+    "uuid",
+    "model_crn",
+    "model_build_crn",
+    "model_deployment_crn",
+    "start_timestamp_ms",
+    "end_timestamp_ms",
+    "metrics",
+];
+const DELAYED_FIELDS: &[&str] = &["v", "type", "uuid", "timestamp_ms", "metrics"];
+const AGGREGATE_FIELDS: &[&str] = &[
+    "v",
+    "type",
+    "model_deployment_crn",
+    "start_timestamp_ms",
+    "end_timestamp_ms",
+    "metrics",
+    "source",
+];
+
+/// Parses and validates one encoded event.
+pub fn parse_event(raw: &[u8], limits: &Limits) -> Result<Event, Rejection> {
+    if raw.len() > limits.max_event_bytes {
+        return Err(Rejection::new(
+            "event",
+            format!(
+                "is {} bytes, over the limit of {} bytes per event; send fewer metrics per event",
+                raw.len(),
+                limits.max_event_bytes
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(raw)
+        .map_err(|e| Rejection::new("event", format!("is not valid JSON ({e}); send one JSON object per event")))?;
+    parse_event_value(value, limits)
+}
+
+/// Validates one event already decoded as JSON. The caller checks the encoded size.
+pub fn parse_event_value(value: Value, limits: &Limits) -> Result<Event, Rejection> {
+    let Value::Object(mut obj) = value else {
+        return Err(Rejection::new(
+            "event",
+            format!("is a JSON {}, not an object; send {{\"v\":1,\"type\":…}}", json_kind(&value)),
+        ));
+    };
+    match obj.get("v") {
+        None => return Err(Rejection::new("v", "is required; set \"v\": 1")),
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(WIRE_VERSION)) => {}
+        Some(other) => {
+            return Err(Rejection::new(
+                "v",
+                format!("is {other}, but this server reads wire format version 1; set \"v\": 1"),
+            ))
+        }
+    }
+    let kind = match obj.get("type") {
+        None => {
+            return Err(Rejection::new(
+                "type",
+                "is required; use \"prediction\", \"delayed_metrics\" or \"aggregate_metrics\"",
+            ))
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(Rejection::new("type", format!("must be a string, found {}", json_kind(other))))
+        }
+    };
+    let allowed = match kind.as_str() {
+        "prediction" => PREDICTION_FIELDS,
+        "delayed_metrics" => DELAYED_FIELDS,
+        "aggregate_metrics" => AGGREGATE_FIELDS,
+        other => {
+            return Err(Rejection::new(
+                "type",
+                format!(
+                    "\"{other}\" is not an event type; use \"prediction\", \"delayed_metrics\" or \"aggregate_metrics\""
+                ),
+            ))
+        }
+    };
+    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Rejection::new(
+            unknown.clone(),
+            format!("is not a field of a {kind} event; allowed fields are {}", allowed.join(", ")),
+        ));
+    }
+    let mut fields = Fields { obj: &mut obj, limits };
+    let event = match kind.as_str() {
+        "prediction" => {
+            let uuid = fields.uuid("uuid")?;
+            let model_crn = fields.crn("model_crn")?;
+            let model_build_crn = fields.crn("model_build_crn")?;
+            let model_deployment_crn = fields.crn("model_deployment_crn")?;
+            let (start_timestamp_ms, end_timestamp_ms) = fields.range()?;
+            let metrics = fields.metrics()?;
+            Event::Prediction(Prediction {
+                uuid,
+                model_crn,
+                model_build_crn,
+                model_deployment_crn,
+                start_timestamp_ms,
+                end_timestamp_ms,
+                metrics,
+            })
+        }
+        "delayed_metrics" => {
+            let uuid = fields.uuid("uuid")?;
+            let timestamp_ms = fields.timestamp("timestamp_ms")?;
+            let metrics = fields.metrics()?;
+            Event::DelayedMetrics(DelayedMetrics { uuid, timestamp_ms, metrics })
+        }
+        _ => {
+            let model_deployment_crn = fields.crn("model_deployment_crn")?;
+            let (start_timestamp_ms, end_timestamp_ms) = fields.range()?;
+            let metrics = fields.metrics()?;
+            let source = fields.source()?;
+            Event::AggregateMetrics(AggregateMetrics {
+                model_deployment_crn,
+                start_timestamp_ms,
+                end_timestamp_ms,
+                metrics,
+                source,
+            })
+        }
+    };
+    Ok(event)
+}
+
+struct Fields<'a> {
+    obj: &'a mut Map<String, Value>,
+    limits: &'a Limits,
+}
+
+impl Fields<'_> {
+    fn required(&mut self, name: &str, hint: &str) -> Result<Value, Rejection> {
+        match self.obj.remove(name) {
+            None | Some(Value::Null) => Err(Rejection::new(name, format!("is required; {hint}"))),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn uuid(&mut self, name: &str) -> Result<Uuid, Rejection> {
+        let hint = "send the prediction's UUID as a string such as \"2f1c7a3e-9b0d-4c55-8e21-6a7f0d9c1b42\"";
+        match self.required(name, hint)? {
+            Value::String(s) => {
+                Uuid::parse_str(&s).map_err(|_| Rejection::new(name, format!("\"{}\" is not a UUID; {hint}", clip(&s))))
+            }
+            other => Err(Rejection::new(name, format!("must be a string, found {}; {hint}", json_kind(&other)))),
+        }
+    }
+
+    fn crn(&mut self, name: &str) -> Result<String, Rejection> {
+        match self.required(name, "send the CRN as a non-empty string")? {
+            Value::String(s) => {
+                if s.trim().is_empty() {
+                    Err(Rejection::new(name, "must not be empty; send the CRN as a non-empty string"))
+                } else if s.len() > MAX_CRN_BYTES {
+                    Err(Rejection::new(name, format!("is {} bytes, over the limit of {MAX_CRN_BYTES}", s.len())))
+                } else if s.chars().any(char::is_control) {
+                    Err(Rejection::new(name, "must not contain control characters"))
+                } else {
+                    Ok(s)
+                }
+            }
+            other => Err(Rejection::new(name, format!("must be a string, found {}", json_kind(&other)))),
+        }
+    }
+
+    fn timestamp(&mut self, name: &str) -> Result<i64, Rejection> {
+        let hint = "send an integer count of milliseconds since the Unix epoch";
+        let ms = match self.required(name, hint)? {
+            Value::Number(n) => match n.as_i64() {
+                Some(ms) => ms,
+                None => return Err(Rejection::new(name, format!("{n} is not an integer; {hint}"))),
+            },
+            other => return Err(Rejection::new(name, format!("must be a number, found {}; {hint}", json_kind(&other)))),
+        };
+        let (min, max) = (self.limits.min_timestamp_ms, self.limits.max_timestamp_ms);
+        if ms < min {
+            let seconds_hint = if (min / 1000..max / 1000).contains(&ms) {
+                " It looks like seconds: multiply by 1000."
+            } else {
+                ""
+            };
+            return Err(Rejection::new(
+                name,
+                format!(
+                    "{ms} is before {} ({min}), the earliest accepted time; timestamps are milliseconds since the Unix epoch.{seconds_hint}",
+                    date_string(min)
+                ),
+            ));
+        }
+        if ms >= max {
+            return Err(Rejection::new(
+                name,
+                format!(
+                    "{ms} is not before {} ({max}), the end of the accepted range; timestamps are milliseconds since the Unix epoch",
+                    date_string(max)
+                ),
+            ));
+        }
+        Ok(ms)
+    }
+
+    fn range(&mut self) -> Result<(i64, i64), Rejection> {
+        let start = self.timestamp("start_timestamp_ms")?;
+        let end = self.timestamp("end_timestamp_ms")?;
+        if end < start {
+            return Err(Rejection::new(
+                "end_timestamp_ms",
+                format!("{end} is before start_timestamp_ms {start}; the end must not be before the start"),
+            ));
+        }
+        Ok((start, end))
+    }
+
+    fn metrics(&mut self) -> Result<Metrics, Rejection> {
+        let metrics = match self.required("metrics", "send a JSON object, e.g. {\"prediction\": 0.8}")? {
+            Value::Object(m) => m,
+            other => {
+                return Err(Rejection::new(
+                    "metrics",
+                    format!("must be a JSON object, found {}", json_kind(&other)),
+                ))
+            }
+        };
+        let mut keys = 0usize;
+        let depth = measure(&metrics, 1, &mut keys);
+        if keys > self.limits.max_metric_keys {
+            return Err(Rejection::new(
+                "metrics",
+                format!(
+                    "has {keys} keys, over the limit of {} keys per event; send fewer metrics per event",
+                    self.limits.max_metric_keys
+                ),
+            ));
+        }
+        if depth > self.limits.max_depth {
+            return Err(Rejection::new(
+                "metrics",
+                format!("nests {depth} levels deep, over the limit of {}; flatten the payload", self.limits.max_depth),
+            ));
+        }
+        Ok(metrics)
+    }
+
+    fn source(&mut self) -> Result<String, Rejection> {
+        match self.obj.remove("source") {
+            None | Some(Value::Null) => Ok("user".to_owned()),
+            Some(Value::String(s)) if s == "user" || (s.starts_with("drift:") && s.len() > "drift:".len()) => Ok(s),
+            Some(other) => Err(Rejection::new(
+                "source",
+                format!("{} is not a source; use \"user\" or \"drift:<job name>\"", clip(&other.to_string())),
+            )),
+        }
+    }
+}
+
+/// Counts the object keys under `metrics` (into `keys`) and returns the nesting depth, where
+/// `metrics` itself is at `level`.
+fn measure(obj: &Map<String, Value>, level: usize, keys: &mut usize) -> usize {
+    *keys += obj.len();
+    obj.values().map(|v| measure_value(v, level, keys)).max().unwrap_or(level).max(level)
+}
+
+fn measure_value(value: &Value, level: usize, keys: &mut usize) -> usize {
+    match value {
+        Value::Object(o) => measure(o, level + 1, keys),
+        Value::Array(a) => a.iter().map(|v| measure_value(v, level + 1, keys)).max().unwrap_or(level + 1),
+        _ => level,
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= 64 {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(61).collect();
+        format!("{head}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn prediction() -> Value {
+        json!({"v":1,"type":"prediction","uuid":"2f1c7a3e-9b0d-4c55-8e21-6a7f0d9c1b42",
+            "model_crn":"crn:model/churn","model_build_crn":"crn:build/7","model_deployment_crn":"crn:dep/1",
+            "start_timestamp_ms":1_700_000_000_000_i64,"end_timestamp_ms":1_700_000_000_012_i64,
+            "metrics":{"input":{"tenure":12,"plan":"basic"},"prediction":0.83}})
+    }
+
+    fn reject(value: Value) -> Rejection {
+        parse_event_value(value, &Limits::default()).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn parses_each_event_type() {
+        let Event::Prediction(p) = parse_event_value(prediction(), &Limits::default()).unwrap() else {
+            panic!("not a prediction")
+        };
+        assert_eq!(p.model_deployment_crn, "crn:dep/1");
+        assert_eq!(p.metrics["input"]["tenure"], json!(12));
+
+        let delayed = json!({"v":1,"type":"delayed_metrics","uuid":"2f1c7a3e-9b0d-4c55-8e21-6a7f0d9c1b42",
+            "timestamp_ms":1_700_000_360_000_i64,"metrics":{"label":1}});
+        assert!(matches!(parse_event_value(delayed, &Limits::default()), Ok(Event::DelayedMetrics(_))));
+
+        let aggregate = json!({"v":1,"type":"aggregate_metrics","model_deployment_crn":"crn:dep/1",
+            "start_timestamp_ms":1_700_000_000_000_i64,"end_timestamp_ms":1_700_086_400_000_i64,"metrics":{"roc_auc":0.91}});
+        let Ok(Event::AggregateMetrics(a)) = parse_event_value(aggregate, &Limits::default()) else {
+            panic!("not an aggregate")
+        };
+        assert_eq!(a.source, "user");
+    }
+
+    #[test]
+    fn required_fields_are_named() {
+        for field in ["uuid", "model_crn", "model_build_crn", "model_deployment_crn", "start_timestamp_ms", "metrics", "v", "type"] {
+            let mut event = prediction();
+            event.as_object_mut().unwrap().remove(field);
+            let r = reject(event);
+            assert_eq!(r.field, field);
+            assert!(r.rule.contains("required"), "{r}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_rule() {
+        let mut e = prediction();
+        e["uuid"] = json!("not-a-uuid");
+        let r = reject(e);
+        assert_eq!((r.field.as_str(), r.rule.contains("is not a UUID")), ("uuid", true));
+
+        let mut e = prediction();
+        e["start_timestamp_ms"] = json!(1_700_000_000_i64);
+        let r = reject(e);
+        assert_eq!(r.field, "start_timestamp_ms");
+        assert!(r.rule.contains("multiply by 1000"), "{r}");
+
+        let mut e = prediction();
+        e["end_timestamp_ms"] = json!(1_699_999_999_999_i64);
+        assert_eq!(reject(e).field, "end_timestamp_ms");
+
+        let mut e = prediction();
+        e["start_timestamp_ms"] = json!(4_200_000_000_000_i64);
+        e["end_timestamp_ms"] = json!(4_200_000_000_000_i64);
+        assert!(reject(e).rule.contains("2100-01-01"));
+
+        let mut e = prediction();
+        e["model_crn"] = json!("");
+        assert_eq!(reject(e).field, "model_crn");
+
+        let mut e = prediction();
+        e["metrics"] = json!([1, 2]);
+        let r = reject(e);
+        assert_eq!(r.field, "metrics");
+        assert!(r.rule.contains("array"));
+
+        let mut e = prediction();
+        e["v"] = json!(2);
+        assert_eq!(reject(e).field, "v");
+
+        let mut e = prediction();
+        e["type"] = json!("click");
+        assert!(reject(e).rule.contains("not an event type"));
+
+        let mut e = prediction();
+        e["start_timestamp"] = json!(1);
+        let r = reject(e);
+        assert_eq!(r.field, "start_timestamp");
+        assert!(r.rule.contains("allowed fields"));
+
+        let aggregate = json!({"v":1,"type":"aggregate_metrics","model_deployment_crn":"d",
+            "start_timestamp_ms":1_700_000_000_000_i64,"end_timestamp_ms":1_700_000_000_000_i64,"metrics":{},"source":"me"});
+        assert_eq!(reject(aggregate).field, "source");
+
+        assert_eq!(reject(json!([1])).field, "event");
+    }
+
+    #[test]
+    fn limits_are_enforced_and_configurable() {
+        let limits = Limits { max_metric_keys: 3, max_depth: 3, max_event_bytes: 400, ..Limits::default() };
+        let mut e = prediction();
+        e["metrics"] = json!({"a":1,"b":2,"c":3,"d":4});
+        let r = parse_event_value(e, &limits).unwrap_err();
+        assert!(r.rule.contains("4 keys"), "{r}");
+
+        let mut e = prediction();
+        e["metrics"] = json!({"a":{"b":{"c":{"d":1}}}});
+        let r = parse_event_value(e, &limits).unwrap_err();
+        assert!(r.rule.contains("4 levels"), "{r}");
+
+        let mut e = prediction();
+        e["metrics"] = json!({"a":{"b":[1]}});
+        assert!(parse_event_value(e, &limits).is_ok());
+
+        let mut e = prediction();
+        e["metrics"] = json!({"blob": "x".repeat(500)});
+        let raw = serde_json::to_vec(&e).unwrap();
+        let r = parse_event(&raw, &limits).unwrap_err();
+        assert_eq!(r.field, "event");
+        assert!(r.rule.contains("over the limit"), "{r}");
+
+        // The default nesting limit is 64 levels.
+        let mut deep = json!(1);
+        for _ in 0..64 {
+            deep = json!({ "x": deep });
+        }
+        let mut e = prediction();
+        e["metrics"] = deep;
+        assert!(reject(e).rule.contains("65 levels"));
+    }
+
+    #[test]
+    fn invalid_json_reports_position() {
+        let r = parse_event(b"{\"v\":1,", &Limits::default()).unwrap_err();
+        assert_eq!(r.field, "event");
+        assert!(r.rule.contains("line 1 column"), "{r}");
+    }
+
+    #[test]
+    fn wire_json_round_trips() {
+        let event = parse_event_value(prediction(), &Limits::default()).unwrap();
+        let wire = event.to_wire_json();
+        assert!(wire.starts_with("{\"v\":1,\"type\":\"prediction\""), "{wire}");
+        assert_eq!(parse_event(wire.as_bytes(), &Limits::default()).unwrap(), event);
+    }
+}

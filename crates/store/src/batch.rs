@@ -1,0 +1,115 @@
+//! What one store write holds and what it reports.
+
+use driftline_core::{AggregateMetrics, DelayedMetrics, Event, Prediction};
+use uuid::Uuid;
+
+/// The next position to read from a source (for Kafka: the offset after the last one covered),
+/// stored in the same transaction as the events it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The next offset to read.
+    pub next_offset: i64,
+}
+
+/// An event that was refused, kept with its raw bytes, where it came from and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// When it was received, ms since the epoch.
+    pub received_at_ms: i64,
+    /// Where it came from: `http:<request id>#<index>` or `kafka:<topic>/<partition>@<offset>`.
+    pub source: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The bytes exactly as received.
+    pub raw: Vec<u8>,
+}
+
+/// One transaction's worth of writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    /// Predictions, idempotent on their UUID.
+    pub predictions: Vec<Prediction>,
+    /// Delayed metrics.
+    pub delayed_metrics: Vec<DelayedMetrics>,
+    /// Aggregate metrics.
+    pub aggregate_metrics: Vec<AggregateMetrics>,
+    /// Refused events.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Source positions committed with the events.
+    pub positions: Vec<SourcePosition>,
+    /// Receive time stamped on every row, ms since the epoch.
+    pub received_at_ms: i64,
+}
+
+impl WriteBatch {
+    /// An empty batch received at `received_at_ms`.
+    pub fn new(received_at_ms: i64) -> Self {
+        WriteBatch { received_at_ms, ..WriteBatch::default() }
+    }
+
+    /// Adds an event to the table it belongs to.
+    pub fn push(&mut self, event: Event) {
+        match event {
+            Event::Prediction(p) => self.predictions.push(p),
+            Event::DelayedMetrics(d) => self.delayed_metrics.push(d),
+            Event::AggregateMetrics(a) => self.aggregate_metrics.push(a),
+        }
+    }
+
+    /// Number of events (dead letters not counted).
+    pub fn events(&self) -> usize {
+        self.predictions.len() + self.delayed_metrics.len() + self.aggregate_metrics.len()
+    }
+
+    /// Whether there is nothing to write at all.
+    pub fn is_empty(&self) -> bool {
+        self.events() == 0 && self.dead_letters.is_empty() && self.positions.is_empty()
+    }
+
+    /// For each prediction, whether it is the first in the batch with its UUID and its UUID is
+    /// among the `inserted` ones. Both backends use this to pick the rows to write.
+    pub(crate) fn first_of(&self, inserted: &std::collections::HashSet<Uuid>) -> Vec<bool> {
+        let mut seen = std::collections::HashSet::with_capacity(inserted.len());
+        self.predictions.iter().map(|p| inserted.contains(&p.uuid) && seen.insert(p.uuid)).collect()
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Predictions newly stored.
+    pub predictions: u64,
+    /// UUIDs of predictions not stored because that UUID was already stored (or repeated in the
+    /// batch), in batch order.
+    pub duplicates: Vec<Uuid>,
+    /// Delayed metrics stored.
+    pub delayed_metrics: u64,
+    /// Aggregate metrics stored.
+    pub aggregate_metrics: u64,
+    /// Dead letters stored.
+    pub dead_letters: u64,
+}
+
+impl WriteOutcome {
+    /// Events stored (duplicates and dead letters not counted).
+    pub fn accepted(&self) -> u64 {
+        self.predictions + self.delayed_metrics + self.aggregate_metrics
+    }
+
+    /// Marks every prediction whose flag is false as a duplicate.
+    pub(crate) fn record_predictions(&mut self, batch: &WriteBatch, keep: &[bool]) {
+        for (p, &kept) in batch.predictions.iter().zip(keep) {
+            if kept {
+                self.predictions += 1;
+            } else {
+                self.duplicates.push(p.uuid);
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The production backend: Postgres, with `predictions` range-partitioned by day.
+//!
+//! Writes are one transaction per batch with array parameters (`UNNEST`), never a statement per
+//! row. Day partitions are created on demand, before the batch's transaction, for any day a
+//! batch touches, old or new.
+
+use std::collections::{BTreeSet, HashSet};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use driftline_core::time::{civil_date, day_of, DAY_MS};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+use crate::keys::{ApiKey, Scope};
+use crate::open::redact;
+use crate::read::{spawn_reader, text_safe, RawAggregate, RawRecord, Selection, StoredAggregate, Window};
+use crate::{Backend, Counts, Error, RecordStream, Store};
+
+/// Advisory lock key taken while creating partitions, so concurrent writers do not race.
+const PARTITION_LOCK: i64 = 0x6472_6966_746c_0001;
+
+/// The Postgres store.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Days whose partition this process has created or seen.
+    partitions: Mutex<HashSet<i64>>,
+}
+
+impl PostgresStore {
+    /// Connects and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| Error::Open { location: redact(url), source })?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|source| Error::Migrate { backend: "postgres", source })?;
+        Ok(PostgresStore { pool, partitions: Mutex::new(HashSet::new()) })
+    }
+
+    /// The connection pool, for tools that share the database (benchmarks, tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Name of the partition holding `day` (days since 1970-01-01).
+    pub fn partition_name(day: i64) -> String {
+        let (y, m, d) = civil_date(day);
+        format!("predictions_p{y:04}{m:02}{d:02}")
+    }
+
+    /// Creates the day partitions that hold these start timestamps, where missing.
+    pub async fn ensure_partitions(&self, start_timestamps: impl IntoIterator<Item = i64>) -> Result<(), Error> {
+        let missing: BTreeSet<i64> = {
+            let known = self.partitions.lock().expect("partition cache lock");
+            start_timestamps.into_iter().map(day_of).filter(|d| !known.contains(d)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(Error::db("begin partition creation"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("lock partition creation"))?;
+        for &day in &missing {
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF predictions FOR VALUES FROM ({}) TO ({})",
+                Self::partition_name(day),
+                day * DAY_MS,
+                (day + 1) * DAY_MS
+            );
+            sqlx::query(&sql).execute(&mut *tx).await.map_err(Error::db("create partition"))?;
+        }
+        tx.commit().await.map_err(Error::db("commit partition creation"))?;
+        self.partitions.lock().expect("partition cache lock").extend(missing);
+        Ok(())
+    }
+
+    /// The day partitions that exist, by name.
+    pub async fn partitions(&self) -> Result<Vec<String>, Error> {
+        sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'predictions'::regclass ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("list partitions"))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Error::db("ping"))?;
+        Ok(())
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, Error> {
+        let mut outcome = WriteOutcome::default();
+        if batch.is_empty() {
+            return Ok(outcome);
+        }
+        let at = batch.received_at_ms;
+        self.ensure_partitions(batch.predictions.iter().map(|p| p.start_timestamp_ms)).await?;
+        let mut tx = self.pool.begin().await.map_err(Error::db("begin write"))?;
+
+        if !batch.predictions.is_empty() {
+            let uuids: Vec<Uuid> = batch.predictions.iter().map(|p| p.uuid).collect();
+            let deployments: Vec<&str> = batch.predictions.iter().map(|p| p.model_deployment_crn.as_str()).collect();
+            let starts: Vec<i64> = batch.predictions.iter().map(|p| p.start_timestamp_ms).collect();
+            let inserted: HashSet<Uuid> = sqlx::query_scalar(
+                "INSERT INTO prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) ON CONFLICT DO NOTHING RETURNING uuid",
+            )
+            .bind(&uuids)
+            .bind(&deployments)
+            .bind(&starts)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::db("claim prediction uuids"))?
+            .into_iter()
+            .collect();
+            let keep = batch.first_of(&inserted);
+            outcome.record_predictions(&batch, &keep);
+
+            let kept = || batch.predictions.iter().zip(&keep).filter(|(_, &k)| k).map(|(p, _)| p);
+            if outcome.predictions > 0 {
+                sqlx::query(
+                    "INSERT INTO predictions (uuid, model_crn, model_build_crn, model_deployment_crn, \
+                     start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms) \
+                     SELECT u, m, b, d, s, e, x::jsonb, $8 \
+                     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[]) \
+                     AS t(u, m, b, d, s, e, x)",
+                )
+                .bind(kept().map(|p| p.uuid).collect::<Vec<_>>())
+                .bind(kept().map(|p| p.model_crn.as_str()).collect::<Vec<_>>())
+                .bind(kept().map(|p| p.model_build_crn.as_str()).collect::<Vec<_>>())
+                .bind(kept().map(|p| p.model_deployment_crn.as_str()).collect::<Vec<_>>())
+                .bind(kept().map(|p| p.start_timestamp_ms).collect::<Vec<_>>())
+                .bind(kept().map(|p| p.end_timestamp_ms).collect::<Vec<_>>())
+                .bind(kept().map(|p| serde_json::Value::Object(p.metrics.clone()).to_string()).collect::<Vec<_>>())
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db("insert predictions"))?;
+            }
+        }
+
+        if !batch.delayed_metrics.is_empty() {
+            let d = &batch.delayed_metrics;
+            sqlx::query(
+                "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, received_at_ms) \
+                 SELECT u, t, x::jsonb, $4 FROM UNNEST($1::uuid[], $2::int8[], $3::text[]) AS r(u, t, x)",
+            )
+            .bind(d.iter().map(|d| d.uuid).collect::<Vec<_>>())
+            .bind(d.iter().map(|d| d.timestamp_ms).collect::<Vec<_>>())
+            .bind(d.iter().map(|d| serde_json::Value::Object(d.metrics.clone()).to_string()).collect::<Vec<_>>())
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert delayed metrics"))?;
+            outcome.delayed_metrics = d.len() as u64;
+        }
+
+        if !batch.aggregate_metrics.is_empty() {
+            let a = &batch.aggregate_metrics;
+            sqlx::query(
+                "INSERT INTO aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, \
+                 source, received_at_ms) SELECT d, s, e, x::jsonb, src, $6 \
+                 FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[]) AS r(d, s, e, x, src)",
+            )
+            .bind(a.iter().map(|a| a.model_deployment_crn.as_str()).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.start_timestamp_ms).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.end_timestamp_ms).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| serde_json::Value::Object(a.metrics.clone()).to_string()).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.source.as_str()).collect::<Vec<_>>())
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert aggregate metrics"))?;
+            outcome.aggregate_metrics = a.len() as u64;
+        }
+
+        if !batch.dead_letters.is_empty() {
+            let l = &batch.dead_letters;
+            sqlx::query(
+                "INSERT INTO dead_letters (received_at_ms, source, reason, raw) \
+                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[])",
+            )
+            .bind(l.iter().map(|d| d.received_at_ms).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| text_safe(&d.source).into_owned()).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| text_safe(&d.reason).into_owned()).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| d.raw.as_slice()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert dead letters"))?;
+            outcome.dead_letters = l.len() as u64;
+        }
+
+        if !batch.positions.is_empty() {
+            let p = &batch.positions;
+            sqlx::query(
+                "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset, updated_at_ms) \
+                 SELECT g, t, p, o, $5 FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[]) AS r(g, t, p, o) \
+                 ON CONFLICT (consumer_group, topic, partition) \
+                 DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at_ms = EXCLUDED.updated_at_ms",
+            )
+            .bind(p.iter().map(|p| p.group.as_str()).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.topic.as_str()).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.partition).collect::<Vec<_>>())
+            .bind(p.iter().map(|p| p.next_offset).collect::<Vec<_>>())
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("store source positions"))?;
+        }
+        tx.commit().await.map_err(Error::db("commit write"))?;
+        Ok(outcome)
+    }
+
+    async fn source_positions(&self, group: &str, topic: &str) -> Result<Vec<SourcePosition>, Error> {
+        let rows = sqlx::query(
+            "SELECT partition, next_offset FROM ingest_offsets WHERE consumer_group = $1 AND topic = $2 ORDER BY partition",
+        )
+        .bind(group)
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("read source positions"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SourcePosition {
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                partition: r.get(0),
+                next_offset: r.get(1),
+            })
+            .collect())
+    }
+
+    fn read_window(&self, selection: Selection, window: Window) -> RecordStream {
+        let pool = self.pool.clone();
+        let sql = format!(
+            "SELECT p.uuid::text AS uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, \
+             p.start_timestamp_ms, p.end_timestamp_ms, p.metrics::text AS metrics, \
+             (SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
+              WHERE d.uuid = p.uuid) AS delayed \
+             FROM predictions p WHERE p.{} = $1 AND p.start_timestamp_ms >= $2 AND p.start_timestamp_ms < $3 \
+             ORDER BY p.start_timestamp_ms, p.uuid",
+            selection.column()
+        );
+        spawn_reader(move |sink| async move {
+            let rows = sqlx::query_as::<_, RawRecord>(&sql)
+                .bind(selection.crn())
+                .bind(window.start_ms)
+                .bind(window.end_ms)
+                .fetch(&pool);
+            sink.drain(rows).await;
+        })
+    }
+
+    async fn aggregate_metrics(&self, deployment: &str, window: Window) -> Result<Vec<StoredAggregate>, Error> {
+        sqlx::query_as::<_, RawAggregate>(
+            "SELECT model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics::text AS metrics, source \
+             FROM aggregate_metrics WHERE model_deployment_crn = $1 AND start_timestamp_ms >= $2 \
+             AND start_timestamp_ms < $3 ORDER BY start_timestamp_ms, id",
+        )
+        .bind(deployment)
+        .bind(window.start_ms)
+        .bind(window.end_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("read aggregate metrics"))?
+        .into_iter()
+        .map(RawAggregate::decode)
+        .collect()
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
+        let rows = sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::db("read dead letters"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter { received_at_ms: r.get(0), source: r.get(1), reason: r.get(2), raw: r.get(3) })
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<Counts, Error> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM delayed_metrics), \
+             (SELECT count(*) FROM aggregate_metrics), (SELECT count(*) FROM dead_letters)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::db("count events"))?;
+        Ok(Counts {
+            predictions: row.get::<i64, _>(0) as u64,
+            delayed_metrics: row.get::<i64, _>(1) as u64,
+            aggregate_metrics: row.get::<i64, _>(2) as u64,
+            dead_letters: row.get::<i64, _>(3) as u64,
+        })
+    }
+
+    async fn deployments_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, String)>, Error> {
+        let rows = sqlx::query("SELECT uuid, model_deployment_crn FROM prediction_ids WHERE uuid = ANY($1)")
+            .bind(uuids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::db("look up predictions"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, scope, model_deployment_crn, key_hash, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(key.scope.as_str())
+        .bind(key.deployment.as_deref())
+        .bind(key_hash)
+        .bind(key.created_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("insert key"))?;
+        Ok(())
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
+        let row = sqlx::query(
+            "SELECT id, name, scope, model_deployment_crn, created_at_ms, revoked_at_ms FROM api_keys \
+             WHERE key_hash = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::db("find key"))?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, name, scope, model_deployment_crn, created_at_ms, revoked_at_ms FROM api_keys \
+             ORDER BY created_at_ms DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("list keys"))?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+            .bind(driftline_core::time::now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::db("revoke key"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn key_from_row(row: &PgRow) -> Result<ApiKey, Error> {
+    let scope: String = row.get(2);
+    Ok(ApiKey {
+        id: row.get(0),
+        name: row.get(1),
+        scope: Scope::from_str(&scope).map_err(|detail| Error::Corrupt { what: "key scope", detail })?,
+        deployment: row.get(3),
+        created_at_ms: row.get(4),
+        revoked_at_ms: row.get(5),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_named_by_utc_date() {
+        assert_eq!(PostgresStore::partition_name(day_of(1_700_000_000_000)), "predictions_p20231114");
+    }
+}

@@ -1,0 +1,213 @@
+//! Read windows: which predictions, over which time, and what comes back.
+
+use driftline_core::Metrics;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::Error;
+
+/// Which predictions a read selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Predictions of one deployment.
+    Deployment(String),
+    /// Predictions of one model build.
+    Build(String),
+    /// Predictions of one model.
+    Model(String),
+}
+
+impl Selection {
+    /// The column this selection filters on.
+    pub(crate) fn column(&self) -> &'static str {
+        match self {
+            Selection::Deployment(_) => "model_deployment_crn",
+            Selection::Build(_) => "model_build_crn",
+            Selection::Model(_) => "model_crn",
+        }
+    }
+
+    /// The CRN selected.
+    pub fn crn(&self) -> &str {
+        match self {
+            Selection::Deployment(c) | Selection::Build(c) | Selection::Model(c) => c,
+        }
+    }
+}
+
+/// A half-open time window `[start_ms, end_ms)` on the prediction's start timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Inclusive start, ms since the epoch.
+    pub start_ms: i64,
+    /// Exclusive end, ms since the epoch.
+    pub end_ms: i64,
+}
+
+/// One prediction as read back, its delayed metrics merged in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadRecord {
+    /// The prediction's UUID.
+    pub uuid: Uuid,
+    /// The model's CRN.
+    pub model_crn: String,
+    /// The build's CRN.
+    pub model_build_crn: String,
+    /// The deployment's CRN.
+    pub model_deployment_crn: String,
+    /// Start, ms since the epoch.
+    pub start_timestamp_ms: i64,
+    /// End, ms since the epoch.
+    pub end_timestamp_ms: i64,
+    /// The prediction's metrics with each delayed metrics object merged in, oldest first, so
+    /// later keys win.
+    pub metrics: Metrics,
+}
+
+/// An aggregate metrics event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAggregate {
+    /// The deployment's CRN.
+    pub model_deployment_crn: String,
+    /// Start of the range covered.
+    pub start_timestamp_ms: i64,
+    /// End of the range covered.
+    pub end_timestamp_ms: i64,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// `user` or `drift:<job>`.
+    pub source: String,
+}
+
+/// Decodes a stored metrics object.
+pub(crate) fn decode_metrics(text: &str) -> Result<Metrics, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt { what: "metrics", detail: e.to_string() })
+}
+
+/// Merges a JSON array of delayed metrics objects (oldest first) into `metrics`.
+pub(crate) fn merge_delayed(metrics: &mut Metrics, delayed: Option<&str>) -> Result<(), Error> {
+    let Some(text) = delayed else { return Ok(()) };
+    let list: Vec<Value> =
+        serde_json::from_str(text).map_err(|e| Error::Corrupt { what: "delayed metrics", detail: e.to_string() })?;
+    for item in list {
+        if let Value::Object(obj) = item {
+            metrics.extend(obj);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_delayed_keys_win() {
+        let mut m = decode_metrics(r#"{"prediction":0.8,"label":null}"#).unwrap();
+        merge_delayed(&mut m, Some(r#"[{"label":0,"note":"a"},{"label":1}]"#)).unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"label":1,"note":"a","prediction":0.8}"#);
+        merge_delayed(&mut m, None).unwrap();
+        assert!(merge_delayed(&mut m, Some("[")).is_err());
+    }
+}
+
+/// A read row as both backends select it: text columns, JSON as text.
+#[derive(sqlx::FromRow)]
+pub(crate) struct RawRecord {
+    uuid: String,
+    model_crn: String,
+    model_build_crn: String,
+    model_deployment_crn: String,
+    start_timestamp_ms: i64,
+    end_timestamp_ms: i64,
+    metrics: String,
+    delayed: Option<String>,
+}
+
+impl RawRecord {
+    pub(crate) fn decode(self) -> Result<ReadRecord, Error> {
+        let uuid = Uuid::parse_str(&self.uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?;
+        let mut metrics = decode_metrics(&self.metrics)?;
+        merge_delayed(&mut metrics, self.delayed.as_deref())?;
+        Ok(ReadRecord {
+            uuid,
+            model_crn: self.model_crn,
+            model_build_crn: self.model_build_crn,
+            model_deployment_crn: self.model_deployment_crn,
+            start_timestamp_ms: self.start_timestamp_ms,
+            end_timestamp_ms: self.end_timestamp_ms,
+            metrics,
+        })
+    }
+}
+
+/// An aggregate row as both backends select it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct RawAggregate {
+    model_deployment_crn: String,
+    start_timestamp_ms: i64,
+    end_timestamp_ms: i64,
+    metrics: String,
+    source: String,
+}
+
+impl RawAggregate {
+    pub(crate) fn decode(self) -> Result<StoredAggregate, Error> {
+        Ok(StoredAggregate {
+            model_deployment_crn: self.model_deployment_crn,
+            start_timestamp_ms: self.start_timestamp_ms,
+            end_timestamp_ms: self.end_timestamp_ms,
+            metrics: decode_metrics(&self.metrics)?,
+            source: self.source,
+        })
+    }
+}
+
+/// Rows buffered between a store's reader task and the consumer of a [`crate::RecordStream`]:
+/// the reader waits when the consumer is slower, so memory does not grow with the window.
+pub(crate) const READ_BUFFER: usize = 512;
+
+/// Runs `run` in its own task, handing it a [`RowSink`] that passes decoded records to the
+/// returned stream over a bounded channel.
+pub(crate) fn spawn_reader<F, Fut>(run: F) -> crate::RecordStream
+where
+    F: FnOnce(RowSink) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_BUFFER);
+    tokio::spawn(run(RowSink { tx }));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// The sending end of a [`crate::RecordStream`].
+pub(crate) struct RowSink {
+    tx: tokio::sync::mpsc::Sender<Result<ReadRecord, Error>>,
+}
+
+impl RowSink {
+    /// Decodes and forwards rows until they end, one fails (passed on, then stop), or the
+    /// consumer goes away.
+    pub(crate) async fn drain<S>(self, rows: S)
+    where
+        S: futures::Stream<Item = Result<RawRecord, sqlx::Error>>,
+    {
+        use futures::StreamExt;
+        futures::pin_mut!(rows);
+        while let Some(row) = rows.next().await {
+            let item = row.map_err(Error::db("read window")).and_then(RawRecord::decode);
+            let failed = item.is_err();
+            if self.tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    }
+}
+
+/// Makes a stored string safe for any text column: NUL becomes U+FFFD.
+pub(crate) fn text_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}

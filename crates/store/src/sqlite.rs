@@ -1,0 +1,336 @@
+//! The embedded backend: one SQLite file in WAL mode, one writer connection, a few readers.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use uuid::Uuid;
+
+use crate::batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+use crate::keys::{ApiKey, Scope};
+use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, StoredAggregate, Window};
+use crate::{Backend, Counts, Error, RecordStream, Store};
+
+/// Rows per multi-row INSERT: 8 columns each stays far below SQLite's bound-parameter limit.
+const ROWS_PER_INSERT: usize = 500;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, Error> {
+        let location = path.display().to_string();
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|source| Error::Open { location: location.clone(), source })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a transaction that committed survives a power loss, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|source| Error::Open { location: location.clone(), source })?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|source| Error::Migrate { backend: "sqlite", source })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|source| Error::Open { location, source })?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(Error::db("ping"))?;
+        Ok(())
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, Error> {
+        let mut outcome = WriteOutcome::default();
+        if batch.is_empty() {
+            return Ok(outcome);
+        }
+        let at = batch.received_at_ms;
+        let mut tx = self.writer.begin().await.map_err(Error::db("begin write"))?;
+
+        let mut inserted = HashSet::with_capacity(batch.predictions.len());
+        for chunk in batch.predictions.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO predictions (uuid, model_crn, model_build_crn, model_deployment_crn, \
+                 start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(p.uuid.to_string())
+                    .push_bind(p.model_crn.as_str())
+                    .push_bind(p.model_build_crn.as_str())
+                    .push_bind(p.model_deployment_crn.as_str())
+                    .push_bind(p.start_timestamp_ms)
+                    .push_bind(p.end_timestamp_ms)
+                    .push_bind(serde_json::Value::Object(p.metrics.clone()).to_string())
+                    .push_bind(at);
+            });
+            q.push(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid");
+            let rows: Vec<String> =
+                q.build_query_scalar().fetch_all(&mut *tx).await.map_err(Error::db("insert predictions"))?;
+            for uuid in rows {
+                inserted.insert(
+                    Uuid::parse_str(&uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?,
+                );
+            }
+        }
+        let keep = batch.first_of(&inserted);
+        outcome.record_predictions(&batch, &keep);
+
+        for chunk in batch.delayed_metrics.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, received_at_ms) ",
+            );
+            q.push_values(chunk, |mut row, d| {
+                row.push_bind(d.uuid.to_string())
+                    .push_bind(d.timestamp_ms)
+                    .push_bind(serde_json::Value::Object(d.metrics.clone()).to_string())
+                    .push_bind(at);
+            });
+            q.build().execute(&mut *tx).await.map_err(Error::db("insert delayed metrics"))?;
+        }
+        outcome.delayed_metrics = batch.delayed_metrics.len() as u64;
+
+        for chunk in batch.aggregate_metrics.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, \
+                 metrics, source, received_at_ms) ",
+            );
+            q.push_values(chunk, |mut row, a| {
+                row.push_bind(a.model_deployment_crn.as_str())
+                    .push_bind(a.start_timestamp_ms)
+                    .push_bind(a.end_timestamp_ms)
+                    .push_bind(serde_json::Value::Object(a.metrics.clone()).to_string())
+                    .push_bind(a.source.as_str())
+                    .push_bind(at);
+            });
+            q.build().execute(&mut *tx).await.map_err(Error::db("insert aggregate metrics"))?;
+        }
+        outcome.aggregate_metrics = batch.aggregate_metrics.len() as u64;
+
+        for chunk in batch.dead_letters.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO dead_letters (received_at_ms, source, reason, raw) ");
+            q.push_values(chunk, |mut row, d| {
+                row.push_bind(d.received_at_ms)
+                    .push_bind(d.source.as_str())
+                    .push_bind(d.reason.as_str())
+                    .push_bind(d.raw.as_slice());
+            });
+            q.build().execute(&mut *tx).await.map_err(Error::db("insert dead letters"))?;
+        }
+        outcome.dead_letters = batch.dead_letters.len() as u64;
+
+        for pos in &batch.positions {
+            sqlx::query(
+                "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (consumer_group, topic, partition) \
+                 DO UPDATE SET next_offset = excluded.next_offset, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(&pos.group)
+            .bind(&pos.topic)
+            .bind(pos.partition)
+            .bind(pos.next_offset)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("store source positions"))?;
+        }
+        tx.commit().await.map_err(Error::db("commit write"))?;
+        Ok(outcome)
+    }
+
+    async fn source_positions(&self, group: &str, topic: &str) -> Result<Vec<SourcePosition>, Error> {
+        let rows = sqlx::query(
+            "SELECT partition, next_offset FROM ingest_offsets WHERE consumer_group = ?1 AND topic = ?2 ORDER BY partition",
+        )
+        .bind(group)
+        .bind(topic)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::db("read source positions"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SourcePosition {
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                partition: r.get(0),
+                next_offset: r.get(1),
+            })
+            .collect())
+    }
+
+    fn read_window(&self, selection: Selection, window: Window) -> RecordStream {
+        let pool = self.reader.clone();
+        let sql = format!(
+            "SELECT p.uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, p.start_timestamp_ms, \
+             p.end_timestamp_ms, p.metrics, \
+             (SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) \
+              FROM delayed_metrics d WHERE d.uuid = p.uuid HAVING count(*) > 0) AS delayed \
+             FROM predictions p WHERE p.{} = ?1 AND p.start_timestamp_ms >= ?2 AND p.start_timestamp_ms < ?3 \
+             ORDER BY p.start_timestamp_ms, p.uuid",
+            selection.column()
+        );
+        spawn_reader(move |sink| async move {
+            let rows = sqlx::query_as::<_, RawRecord>(&sql)
+                .bind(selection.crn())
+                .bind(window.start_ms)
+                .bind(window.end_ms)
+                .fetch(&pool);
+            sink.drain(rows).await;
+        })
+    }
+
+    async fn aggregate_metrics(&self, deployment: &str, window: Window) -> Result<Vec<StoredAggregate>, Error> {
+        sqlx::query_as::<_, RawAggregate>(
+            "SELECT model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, source \
+             FROM aggregate_metrics WHERE model_deployment_crn = ?1 AND start_timestamp_ms >= ?2 \
+             AND start_timestamp_ms < ?3 ORDER BY start_timestamp_ms, id",
+        )
+        .bind(deployment)
+        .bind(window.start_ms)
+        .bind(window.end_ms)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::db("read aggregate metrics"))?
+        .into_iter()
+        .map(RawAggregate::decode)
+        .collect()
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
+        let rows = sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT ?1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(Error::db("read dead letters"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter { received_at_ms: r.get(0), source: r.get(1), reason: r.get(2), raw: r.get(3) })
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<Counts, Error> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM delayed_metrics), \
+             (SELECT count(*) FROM aggregate_metrics), (SELECT count(*) FROM dead_letters)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(Error::db("count events"))?;
+        Ok(Counts {
+            predictions: row.get::<i64, _>(0) as u64,
+            delayed_metrics: row.get::<i64, _>(1) as u64,
+            aggregate_metrics: row.get::<i64, _>(2) as u64,
+            dead_letters: row.get::<i64, _>(3) as u64,
+        })
+    }
+
+    async fn deployments_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, String)>, Error> {
+        let mut found = Vec::new();
+        for chunk in uuids.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT uuid, model_deployment_crn FROM predictions WHERE uuid IN (");
+            let mut list = q.separated(", ");
+            for u in chunk {
+                list.push_bind(u.to_string());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.reader).await.map_err(Error::db("look up predictions"))? {
+                let uuid: String = row.get(0);
+                let uuid = Uuid::parse_str(&uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?;
+                found.push((uuid, row.get(1)));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, scope, model_deployment_crn, key_hash, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(key.scope.as_str())
+        .bind(key.deployment.as_deref())
+        .bind(key_hash)
+        .bind(key.created_at_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(Error::db("insert key"))?;
+        Ok(())
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
+        let row = sqlx::query(
+            "SELECT id, name, scope, model_deployment_crn, created_at_ms, revoked_at_ms FROM api_keys \
+             WHERE key_hash = ?1 AND revoked_at_ms IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(Error::db("find key"))?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, name, scope, model_deployment_crn, created_at_ms, revoked_at_ms FROM api_keys \
+             ORDER BY created_at_ms DESC, id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::db("list keys"))?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL")
+            .bind(driftline_core::time::now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(Error::db("revoke key"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, Error> {
+    let scope: String = row.get(2);
+    Ok(ApiKey {
+        id: row.get(0),
+        name: row.get(1),
+        scope: Scope::from_str(&scope).map_err(|detail| Error::Corrupt { what: "key scope", detail })?,
+        deployment: row.get(3),
+        created_at_ms: row.get(4),
+        revoked_at_ms: row.get(5),
+    })
+}
