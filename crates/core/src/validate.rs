@@ -119,7 +119,7 @@ pub fn parse_event_value(value: Value, limits: &Limits) -> Result<Event, Rejecti
     };
     if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(Rejection::new(
-            unknown.clone(),
+            clip(unknown),
             format!("is not a field of a {kind} event; allowed fields are {}", allowed.join(", ")),
         ));
     }
@@ -274,6 +274,12 @@ impl Fields<'_> {
                 ),
             ));
         }
+        if let Some(path) = nul_path(&metrics, "metrics") {
+            return Err(Rejection::new(
+                path,
+                "contains a NUL character (\\u0000), which the store cannot keep; remove it or encode the value",
+            ));
+        }
         if depth > self.limits.max_depth {
             return Err(Rejection::new(
                 "metrics",
@@ -310,6 +316,27 @@ fn measure_value(value: &Value, level: usize, keys: &mut usize) -> usize {
     }
 }
 
+/// The dotted path of the first key or string holding a NUL character.
+fn nul_path(obj: &Map<String, Value>, prefix: &str) -> Option<String> {
+    obj.iter().find_map(|(k, v)| {
+        let path = format!("{prefix}.{}", clip(k));
+        if k.contains('\0') {
+            Some(path)
+        } else {
+            nul_in_value(v, &path)
+        }
+    })
+}
+
+fn nul_in_value(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Object(o) => nul_path(o, path),
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| nul_in_value(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -321,11 +348,13 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// At most 64 characters of user input for a message, control characters replaced.
 fn clip(s: &str) -> String {
+    let clean = |c: char| if c.is_control() { '\u{FFFD}' } else { c };
     if s.chars().count() <= 64 {
-        s.to_owned()
+        s.chars().map(clean).collect()
     } else {
-        let head: String = s.chars().take(61).collect();
+        let head: String = s.chars().take(61).map(clean).collect();
         format!("{head}...")
     }
 }
@@ -440,7 +469,8 @@ mod tests {
 
         let mut e = prediction();
         e["metrics"] = json!({"a":{"b":{"c":{"d":1}}}});
-        let r = parse_event_value(e, &limits).unwrap_err();
+        let deep_limits = Limits { max_metric_keys: 10, ..limits };
+        let r = parse_event_value(e, &deep_limits).unwrap_err();
         assert!(r.rule.contains("4 levels"), "{r}");
 
         let mut e = prediction();
@@ -462,6 +492,15 @@ mod tests {
         let mut e = prediction();
         e["metrics"] = deep;
         assert!(reject(e).rule.contains("65 levels"));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_their_path() {
+        let mut e = prediction();
+        e["metrics"] = json!({"input": {"names": ["ok", "bad\u{0}"]}});
+        let r = reject(e);
+        assert_eq!(r.field, "metrics.input.names[1]");
+        assert!(r.rule.contains("NUL"), "{r}");
     }
 
     #[test]

@@ -1,1 +1,25 @@
-//! placeholder
+//! driftline-query owns reads: turning request parameters into a selection and a time window,
+//! and streaming the selected predictions out in the `read_metrics` answer shape that existing
+//! clients parse (a chunked JSON document or NDJSON), never buffering the whole window.
+
+pub mod answer;
+pub mod params;
+
+pub use answer::{encode, Encoding, ReadMetric};
+pub use params::{ReadRequest, WindowParams};
+
+/// The one error type of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request parameter is missing or wrong; the message names it and says what to send.
+    #[error("parameter `{param}`: {rule}")]
+    Param {
+        /// The parameter at fault.
+        param: &'static str,
+        /// What is wrong and what to send instead.
+        rule: String,
+    },
+    /// Reading from the store failed.
+    #[error(transparent)]
+    Store(#[from] driftline_store::Error),
+}

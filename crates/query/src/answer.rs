@@ -1,0 +1,185 @@
+//! The `read_metrics` answer, encoded as a stream of byte chunks.
+//!
+//! `{"metrics":[{"modelCrn":…,"modelBuildCrn":…,"modelDeploymentCrn":…,"predictionUuid":…,
+//! "startTimeStampMs":…,"endTimeStampMs":…,"metrics":{…}}, …]}` as one JSON document, or one
+//! such object per line (NDJSON). Records are written into chunks of about [`CHUNK_BYTES`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+use driftline_core::Metrics;
+use driftline_store::{ReadRecord, RecordStream};
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+
+use crate::Error;
+
+/// Target size of one encoded chunk.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// How the answer is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// One JSON document `{"metrics":[…]}`.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl Encoding {
+    /// The answer's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Json => "application/json",
+            Encoding::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// One prediction in the compatible camelCase shape.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadMetric<'a> {
+    /// The model's CRN.
+    pub model_crn: &'a str,
+    /// The build's CRN.
+    pub model_build_crn: &'a str,
+    /// The deployment's CRN.
+    pub model_deployment_crn: &'a str,
+    /// The prediction's UUID.
+    pub prediction_uuid: String,
+    /// Start, ms since the epoch.
+    #[serde(rename = "startTimeStampMs")]
+    pub start_time_stamp_ms: i64,
+    /// End, ms since the epoch.
+    #[serde(rename = "endTimeStampMs")]
+    pub end_time_stamp_ms: i64,
+    /// The prediction's metrics with its delayed metrics merged in.
+    pub metrics: &'a Metrics,
+}
+
+impl<'a> From<&'a ReadRecord> for ReadMetric<'a> {
+    fn from(r: &'a ReadRecord) -> Self {
+        ReadMetric {
+            model_crn: &r.model_crn,
+            model_build_crn: &r.model_build_crn,
+            model_deployment_crn: &r.model_deployment_crn,
+            prediction_uuid: r.uuid.to_string(),
+            start_time_stamp_ms: r.start_timestamp_ms,
+            end_time_stamp_ms: r.end_timestamp_ms,
+            metrics: &r.metrics,
+        }
+    }
+}
+
+struct State {
+    records: RecordStream,
+    encoding: Encoding,
+    first: bool,
+    done: bool,
+}
+
+/// Encodes a record stream as a stream of chunks. A store error ends the stream with that
+/// error, so an HTTP body is cut short rather than completed with a wrong answer.
+pub fn encode(records: RecordStream, encoding: Encoding) -> impl Stream<Item = Result<Bytes, Error>> + Send {
+    let state = State { records, encoding, first: true, done: false };
+    futures::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let mut buf = BytesMut::with_capacity(CHUNK_BYTES + 1024);
+        if s.first && s.encoding == Encoding::Json {
+            buf.put_slice(b"{\"metrics\":[");
+        }
+        while buf.len() < CHUNK_BYTES {
+            match s.records.next().await {
+                Some(Ok(record)) => {
+                    if s.encoding == Encoding::Json && !s.first {
+                        buf.put_u8(b',');
+                    }
+                    s.first = false;
+                    let mut writer = (&mut buf).writer();
+                    serde_json::to_writer(&mut writer, &ReadMetric::from(&record)).expect("records always encode");
+                    if s.encoding == Encoding::Ndjson {
+                        buf.put_u8(b'\n');
+                    }
+                }
+                Some(Err(e)) => {
+                    s.done = true;
+                    return Some((Err(Error::Store(e)), s));
+                }
+                None => {
+                    if s.encoding == Encoding::Json {
+                        buf.put_slice(b"]}");
+                    }
+                    s.done = true;
+                    break;
+                }
+            }
+        }
+        s.first = s.first && s.encoding == Encoding::Ndjson;
+        Some((Ok(buf.freeze()), s))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use serde_json::json;
+
+    fn record(i: u128) -> ReadRecord {
+        ReadRecord {
+            uuid: uuid::Uuid::from_u128(i),
+            model_crn: "crn:model/churn".into(),
+            model_build_crn: "crn:build/7".into(),
+            model_deployment_crn: "crn:dep/1".into(),
+            start_timestamp_ms: 1_700_000_000_000 + i as i64,
+            end_timestamp_ms: 1_700_000_000_012 + i as i64,
+            metrics: json!({"input": {"tenure": 12, "plan": "basic"}, "prediction": 0.83, "label": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
+        }
+    }
+
+    async fn collect(records: Vec<Result<ReadRecord, driftline_store::Error>>, encoding: Encoding) -> Result<String, Error> {
+        let stream: RecordStream = Box::pin(futures::stream::iter(records));
+        let chunks: Vec<Bytes> = encode(stream, encoding).try_collect().await?;
+        Ok(chunks.iter().map(|c| std::str::from_utf8(c).unwrap()).collect())
+    }
+
+    #[tokio::test]
+    async fn json_answer_has_the_compatible_shape() {
+        let text = collect(vec![Ok(record(1)), Ok(record(2))], Encoding::Json).await.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        insta::assert_json_snapshot!("read_metrics_answer", value);
+        assert_eq!(collect(vec![], Encoding::Json).await.unwrap(), r#"{"metrics":[]}"#);
+    }
+
+    #[tokio::test]
+    async fn ndjson_is_one_object_per_line() {
+        let text = collect(vec![Ok(record(1)), Ok(record(2)), Ok(record(3))], Encoding::Ndjson).await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["predictionUuid"], json!("00000000-0000-0000-0000-000000000002"));
+        assert_eq!(collect(vec![], Encoding::Ndjson).await.unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn large_answers_come_in_bounded_chunks() {
+        let records: Vec<_> = (0..5_000).map(|i| Ok(record(i))).collect();
+        let stream: RecordStream = Box::pin(futures::stream::iter(records));
+        let chunks: Vec<Bytes> = encode(stream, Encoding::Json).try_collect().await.unwrap();
+        assert!(chunks.len() > 5, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() < CHUNK_BYTES + 1024));
+        let text: Vec<u8> = chunks.concat();
+        let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(value["metrics"].as_array().unwrap().len(), 5_000);
+    }
+
+    #[tokio::test]
+    async fn a_store_error_cuts_the_stream() {
+        let err = driftline_store::Error::Corrupt { what: "metrics", detail: "x".into() };
+        assert!(collect(vec![Ok(record(1)), Err(err)], Encoding::Json).await.is_err());
+    }
+}
