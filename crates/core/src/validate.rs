@@ -484,14 +484,18 @@ mod tests {
         assert_eq!(r.field, "event");
         assert!(r.rule.contains("over the limit"), "{r}");
 
-        // The default nesting limit is 64 levels.
-        let mut deep = json!(1);
-        for _ in 0..64 {
-            deep = json!({ "x": deep });
-        }
-        let mut e = prediction();
-        e["metrics"] = deep;
-        assert!(reject(e).rule.contains("65 levels"));
+        // The default nesting limit is 64 levels, `metrics` itself being the first.
+        let nested = |levels: usize| {
+            let mut deep = json!(1);
+            for _ in 0..levels {
+                deep = json!({ "x": deep });
+            }
+            let mut e = prediction();
+            e["metrics"] = deep;
+            e
+        };
+        assert!(parse_event_value(nested(64), &Limits::default()).is_ok());
+        assert!(reject(nested(65)).rule.contains("65 levels"));
     }
 
     #[test]
