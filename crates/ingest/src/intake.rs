@@ -2,12 +2,12 @@
 
 use driftline_core::Rejection;
 use driftline_store::{DeadLetter, Store, WriteBatch};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Decoded;
 
 /// The answer to an intake request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntakeReport {
     /// Events newly stored.
     pub accepted: u64,
@@ -20,7 +20,7 @@ pub struct IntakeReport {
 }
 
 /// One refused event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntakeError {
     /// 0-based index of the event in the request.
     pub index: usize,

@@ -1,0 +1,93 @@
+//! Every HTTP error, mapped in one place to a status code and an `application/problem+json`
+//! body that says what went wrong and what to do.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An HTTP error answer (RFC 9457 problem details).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+}
+
+impl Problem {
+    pub(crate) fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Problem { kind: "about:blank", title, status: status.as_u16(), detail: detail.into() }
+    }
+
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::BAD_REQUEST, "Bad Request", detail)
+    }
+
+    pub(crate) fn unauthorized(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
+    }
+
+    pub(crate) fn forbidden(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, "Forbidden", detail)
+    }
+
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "Not Found", detail)
+    }
+
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            format!("the request body is over the limit of {limit} bytes; split it into smaller requests"),
+        )
+    }
+
+    pub(crate) fn unavailable(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", detail)
+    }
+
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("problems always encode");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<driftline_store::Error> for Problem {
+    fn from(e: driftline_store::Error) -> Self {
+        tracing::error!(error = %e, "store failure");
+        Problem::unavailable(format!("{e}; the request was not stored, retry it later"))
+    }
+}
+
+impl From<driftline_ingest::Error> for Problem {
+    fn from(e: driftline_ingest::Error) -> Self {
+        match e {
+            driftline_ingest::Error::MalformedBody { .. } => Problem::bad_request(e.to_string()),
+            driftline_ingest::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<driftline_query::Error> for Problem {
+    fn from(e: driftline_query::Error) -> Self {
+        match e {
+            driftline_query::Error::Param { .. } => Problem::bad_request(e.to_string()),
+            driftline_query::Error::Store(e) => e.into(),
+        }
+    }
+}
