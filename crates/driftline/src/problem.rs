@@ -47,10 +47,6 @@ impl Problem {
     pub(crate) fn unavailable(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", detail)
     }
-
-    pub(crate) fn internal(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", detail)
-    }
 }
 
 impl IntoResponse for Problem {

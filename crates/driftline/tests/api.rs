@@ -1,0 +1,309 @@
+//! End-to-end tests of the HTTP API: each starts the real `driftline` binary on a free loopback
+//! port, against SQLite or a fresh Postgres database.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use driftline_store::testing::TestDatabase;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "test-admin-key-0123456789";
+const DEP: &str = "crn:test:deployment/churn";
+const T0: i64 = 1_700_000_000_000;
+
+struct Server {
+    child: Child,
+    base: String,
+    /// Lines the server printed on stdout before it was ready.
+    banner: Vec<String>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    fn start(store_args: &[String], extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(store_args)
+            .args(extra)
+            .env("DRIFTLINE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start driftline serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let base = loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its address within 30 s");
+            if let Some(rest) = line.strip_prefix("driftline listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            banner.push(line);
+        };
+        Server { child, base, banner, client: reqwest::Client::new() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, path: &str, key: &str, content_type: &str, body: String) -> (StatusCode, String, Value) {
+        let r = self.client.post(self.url(path)).bearer_auth(key).header("content-type", content_type).body(body).send().await.unwrap();
+        answer(r).await
+    }
+
+    async fn get(&self, path: &str, key: Option<&str>) -> (StatusCode, String, Value) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SIGTERM, then wait (bounded) for a clean exit.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("driftline did not stop within 15 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn answer(r: reqwest::Response) -> (StatusCode, String, Value) {
+    let status = r.status();
+    let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let text = r.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, content_type, value)
+}
+
+fn prediction(uuid: &str, start: i64, score: f64, deployment: &str) -> Value {
+    json!({"v":1,"type":"prediction","uuid":uuid,"model_crn":"crn:test:model/churn","model_build_crn":"crn:test:build/1",
+           "model_deployment_crn":deployment,"start_timestamp_ms":start,"end_timestamp_ms":start + 12,
+           "metrics":{"input":{"tenure":12,"plan":"basic"},"prediction":score}})
+}
+
+fn uuid(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+fn cli(args: &[&str], store_args: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_driftline")).args(args).args(store_args).env("DRIFTLINE_LOG", "warn").output().unwrap()
+}
+
+/// The whole API flow, run against one store.
+async fn api_flow(store_args: Vec<String>) {
+    let server = Server::start(&store_args, &["--admin-key", ADMIN]);
+
+    // Health needs no key.
+    assert_eq!(server.get("/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(server.get("/readyz", None).await.0, StatusCode::OK);
+
+    // A batch with valid and invalid events: the valid ones are stored.
+    let mut bad_time = prediction(&uuid(9), T0, 0.5, DEP);
+    bad_time["start_timestamp_ms"] = json!(1_700_000_000);
+    let batch = json!([
+        prediction(&uuid(1), T0 + 1_000, 0.9, DEP),
+        {"v":1,"type":"prediction","model_deployment_crn":DEP},
+        prediction(&uuid(2), T0, 0.2, DEP),
+        bad_time,
+        prediction(&uuid(3), T0 + 2_000, 0.4, "crn:test:deployment/other"),
+    ]);
+    let (status, _, report) = server.post("/api/v1/events", ADMIN, "application/json", batch.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!((report["accepted"].clone(), report["duplicates"].clone(), report["rejected"].clone()), (json!(3), json!(0), json!(2)));
+    assert_eq!(report["errors"][0]["index"], json!(1));
+    assert!(report["errors"][0]["reason"].as_str().unwrap().contains("field `uuid`: is required"), "{report}");
+    assert_eq!(report["errors"][1]["index"], json!(3));
+    assert!(report["errors"][1]["reason"].as_str().unwrap().contains("start_timestamp_ms"), "{report}");
+
+    // The same batch again: duplicates, and the invalid ones dead-lettered again.
+    let (_, _, report) = server.post("/api/v1/events", ADMIN, "application/json", batch.to_string()).await;
+    assert_eq!((report["accepted"].clone(), report["duplicates"].clone(), report["rejected"].clone()), (json!(0), json!(3), json!(2)));
+
+    // NDJSON: a broken line is one rejected event.
+    let ndjson = format!("{}\n{{\"v\":1,\n{}\n", prediction(&uuid(4), T0 + 3_000, 0.7, DEP), prediction(&uuid(5), T0 + 4_000, 0.1, DEP));
+    let (_, _, report) = server.post("/api/v1/events", ADMIN, "application/x-ndjson", ndjson).await;
+    assert_eq!((report["accepted"].clone(), report["rejected"].clone(), report["errors"][0]["index"].clone()), (json!(2), json!(1), json!(1)));
+
+    // Malformed JSON as a whole: 400 with line and column, as problem+json.
+    let (status, content_type, problem) = server.post("/api/v1/events", ADMIN, "application/json", "[{\"v\":1,\n  oops]".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(content_type, "application/problem+json");
+    assert!(problem["detail"].as_str().unwrap().contains("line 2, column 3"), "{problem}");
+
+    // The one-call forms: a label (for a prediction known, and one not yet known), an aggregate.
+    let (status, _, report) = server
+        .post("/api/v1/delayed_metrics", ADMIN, "application/json", json!({"prediction_uuid": uuid(1), "metrics": {"label": 1}, "timestamp_ms": T0 + 9_000}).to_string())
+        .await;
+    assert_eq!((status, report["accepted"].clone()), (StatusCode::OK, json!(1)));
+    let (status, _, _) = server
+        .post("/api/v1/delayed_metrics", ADMIN, "application/json", json!({"prediction_uuid": uuid(6), "metrics": {"label": 0}}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, problem) = server
+        .post("/api/v1/delayed_metrics", ADMIN, "application/json", json!({"prediction_uuid": "nope", "metrics": {"label": 0}}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(problem["detail"].as_str().unwrap().starts_with("field `prediction_uuid`: \"nope\" is not a UUID"), "{problem}");
+    let aggregate = json!({"model_deployment_crn": DEP, "start_timestamp_ms": T0, "end_timestamp_ms": T0 + 86_400_000, "metrics": {"roc_auc": 0.91}});
+    let (status, _, report) = server.post("/api/v1/aggregate_metrics", ADMIN, "application/json", aggregate.to_string()).await;
+    assert_eq!((status, report["accepted"].clone()), (StatusCode::OK, json!(1)));
+    // The prediction whose label came first.
+    server.post("/api/v1/events", ADMIN, "application/json", json!([prediction(&uuid(6), T0 + 5_000, 0.3, DEP)]).to_string()).await;
+
+    // read_metrics: the compatible shape, labels merged, window on the start time.
+    let path = format!("/api/v1/read_metrics?model_deployment_crn={DEP}&start_timestamp_ms={T0}&end_timestamp_ms={}", T0 + 60_000);
+    let (status, content_type, answer) = server.get(&path, Some(ADMIN)).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/json"));
+    insta::assert_json_snapshot!("read_metrics_window", answer);
+    let (_, _, answer) = server.get(&format!("/api/v1/read_metrics?model_deployment_crn={DEP}&start_timestamp_ms={}", T0 + 1_000), Some(ADMIN)).await;
+    assert_eq!(answer["metrics"].as_array().unwrap().len(), 4, "end defaults to now");
+    let (_, content_type, lines) = server.get(&format!("/api/v1/read_metrics?model_crn=crn:test:model/churn&format=ndjson"), Some(ADMIN)).await;
+    assert_eq!(content_type, "application/x-ndjson");
+    assert_eq!(lines.as_str().unwrap().lines().count(), 6);
+    let (status, _, problem) = server.get("/api/v1/read_metrics?start_timestamp_ms=1", Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(problem["detail"].as_str().unwrap().contains("model_deployment_crn"));
+
+    // Aggregates read back.
+    let (_, _, answer) = server.get(&format!("/api/v1/aggregate_metrics?model_deployment_crn={DEP}"), Some(ADMIN)).await;
+    assert_eq!(answer["metrics"][0]["metrics"]["roc_auc"], json!(0.91));
+    assert_eq!(answer["metrics"][0]["source"], json!("user"));
+
+    // Every rejected event is a dead letter: 2 + 2 + 1 + 1.
+    let (_, _, stats) = server.get("/api/v1/stats", Some(ADMIN)).await;
+    assert_eq!(stats, json!({"predictions": 6, "delayed_metrics": 2, "aggregate_metrics": 1, "dead_letters": 6}));
+
+    // Unknown endpoints and methods answer as problems too.
+    let (status, content_type, _) = server.get("/api/v1/nothing", Some(ADMIN)).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::NOT_FOUND, "application/problem+json"));
+
+    // A clean stop on SIGTERM; what was acknowledged is there after a restart.
+    assert!(server.stop().success());
+    let server = Server::start(&store_args, &["--admin-key", ADMIN]);
+    let (_, _, stats) = server.get("/api/v1/stats", Some(ADMIN)).await;
+    assert_eq!(stats["predictions"], json!(6));
+    assert!(server.stop().success());
+}
+
+/// Keys: scopes, deployments, revocation, and the 401/403 answers.
+async fn auth_flow(store_args: Vec<String>) {
+    let created = cli(&["keys", "create", "--name", "replica", "--scope", "write", "--deployment", DEP], &store_args);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let writer = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(writer.starts_with("dl_"));
+    let reader = String::from_utf8(cli(&["keys", "create", "--name", "nb", "--scope", "read"], &store_args).stdout).unwrap().trim().to_owned();
+
+    let server = Server::start(&store_args, &[]);
+    assert!(server.banner.is_empty(), "no admin key is generated when keys exist: {:?}", server.banner);
+    let events = json!([prediction(&uuid(1), T0, 0.9, DEP)]).to_string();
+    let read_path = format!("/api/v1/read_metrics?model_deployment_crn={DEP}");
+
+    let (status, content_type, problem) = server.get(&read_path, None).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::UNAUTHORIZED, "application/problem+json"));
+    assert!(problem["detail"].as_str().unwrap().contains("Authorization: Bearer"));
+    assert_eq!(server.get(&read_path, Some("dl_00000000_wrong")).await.0, StatusCode::UNAUTHORIZED);
+
+    assert_eq!(server.post("/api/v1/events", &writer, "application/json", events.clone()).await.0, StatusCode::OK);
+    // Wrong scope both ways.
+    assert_eq!(server.get(&read_path, Some(&writer)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.post("/api/v1/events", &reader, "application/json", events.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.get(&read_path, Some(&reader)).await.0, StatusCode::OK);
+    // Another deployment: refused as a whole, nothing stored.
+    let mixed = json!([prediction(&uuid(2), T0, 0.9, DEP), prediction(&uuid(3), T0, 0.9, "crn:test:deployment/other")]).to_string();
+    let (status, _, problem) = server.post("/api/v1/events", &writer, "application/json", mixed).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(problem["detail"].as_str().unwrap().contains("crn:test:deployment/other"));
+    // Health needs no key.
+    assert_eq!(server.get("/healthz", None).await.0, StatusCode::OK);
+
+    // Revocation takes effect at once.
+    let listed = String::from_utf8(cli(&["keys", "list"], &store_args).stdout).unwrap();
+    let id = writer.split('_').nth(1).unwrap();
+    assert!(listed.contains(id) && listed.contains("replica") && !listed.contains(&writer), "{listed}");
+    assert!(cli(&["keys", "revoke", id], &store_args).status.success());
+    assert_eq!(server.post("/api/v1/events", &writer, "application/json", events).await.0, StatusCode::UNAUTHORIZED);
+    assert!(!cli(&["keys", "revoke", id], &store_args).status.success(), "revoking twice fails");
+    assert!(server.stop().success());
+}
+
+fn sqlite_args(dir: &tempfile::TempDir) -> Vec<String> {
+    vec!["--data-dir".into(), dir.path().display().to_string()]
+}
+
+#[tokio::test]
+async fn api_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    api_flow(sqlite_args(&dir)).await;
+}
+
+#[tokio::test]
+async fn api_on_postgres() {
+    let Some(db) = TestDatabase::create().await else { return };
+    api_flow(vec!["--database-url".into(), db.url.clone()]).await;
+}
+
+#[tokio::test]
+async fn auth_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    auth_flow(sqlite_args(&dir)).await;
+}
+
+#[tokio::test]
+async fn auth_on_postgres() {
+    let Some(db) = TestDatabase::create().await else { return };
+    auth_flow(vec!["--database-url".into(), db.url.clone()]).await;
+}
+
+#[tokio::test]
+async fn first_start_creates_an_admin_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite_args(&dir), &[]);
+    let line = server.banner.iter().find(|l| l.starts_with("created admin key")).expect("a key is printed");
+    let key = line.rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(server.get("/api/v1/stats", Some(&key)).await.0, StatusCode::OK);
+    assert!(server.stop().success());
+    let server = Server::start(&sqlite_args(&dir), &[]);
+    assert!(server.banner.is_empty(), "not printed again: {:?}", server.banner);
+    assert_eq!(server.get("/api/v1/stats", Some(&key)).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_requests_and_events_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite_args(&dir), &["--admin-key", ADMIN, "--max-request-bytes", "2000", "--max-event-bytes", "600"]);
+    let big: Vec<Value> = (0..20).map(|i| prediction(&uuid(i), T0, 0.5, DEP)).collect();
+    let (status, content_type, problem) = server.post("/api/v1/events", ADMIN, "application/json", json!(big).to_string()).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "application/problem+json"));
+    assert!(problem["detail"].as_str().unwrap().contains("2000 bytes"));
+    let mut fat = prediction(&uuid(100), T0, 0.5, DEP);
+    fat["metrics"]["blob"] = json!("x".repeat(700));
+    let (status, _, report) = server
+        .post("/api/v1/events", ADMIN, "application/json", json!([fat, prediction(&uuid(101), T0, 0.5, DEP)]).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((report["accepted"].clone(), report["rejected"].clone()), (json!(1), json!(1)));
+    assert!(report["errors"][0]["reason"].as_str().unwrap().contains("over the limit of 600 bytes"));
+}
