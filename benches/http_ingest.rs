@@ -1,1 +1,294 @@
-fn main() {}
+//! HTTP ingest benchmark: N prediction events in batches through `POST /api/v1/events` of the
+//! real `driftline serve` process, into SQLite and into Postgres, beside a plain `COPY` of the
+//! same rows into the same Postgres, all in one run. Then one streaming read of the whole window.
+//! Prints events/s, the server's peak RSS and the ratios as a Markdown table.
+//!
+//! ```text
+//! cargo build --release -p driftline -p driftline-benches
+//! $CARGO_TARGET_DIR/release/http_ingest --events 200000 --batch 1000
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use driftline_store::postgres::PostgresStore;
+use driftline_store::testing::with_database;
+use futures::{StreamExt, TryStreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+
+const KEY: &str = "bench-admin-key-0123456789";
+const DEPLOYMENT: &str = "crn:bench:deployment/churn";
+const T0: i64 = 1_700_000_000_000;
+const DAYS: i64 = 7;
+
+struct Options {
+    events: usize,
+    batch: usize,
+    concurrency: usize,
+    server_url: String,
+    driftline: PathBuf,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut o = Options {
+        events: 200_000,
+        batch: 1_000,
+        concurrency: 4,
+        server_url: std::env::var("DRIFTLINE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| driftline_store::testing::DEFAULT_TEST_SERVER.to_owned()),
+        driftline: std::env::current_exe()?.with_file_name("driftline"),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--events" => o.events = value.parse()?,
+            "--batch" => o.batch = value.parse()?,
+            "--concurrency" => o.concurrency = value.parse()?,
+            "--postgres" => o.server_url = value.clone(),
+            "--driftline" => o.driftline = PathBuf::from(value),
+            other => bail!("unknown flag {other}; use --events N --batch N --concurrency N --postgres URL --driftline PATH"),
+        }
+    }
+    anyhow::ensure!(o.driftline.exists(), "no driftline binary at {}; build it with cargo build --release -p driftline", o.driftline.display());
+    Ok(o)
+}
+
+/// One generated prediction, kept as the fields a COPY needs and as wire JSON.
+struct Row {
+    uuid: uuid::Uuid,
+    start: i64,
+    metrics: String,
+}
+
+fn generate(n: usize) -> Vec<Row> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let span = DAYS * 86_400_000;
+    (0..n)
+        .map(|i| {
+            let plan = ["basic", "standard", "premium"][rng.random_range(0..3)];
+            let contract = ["month-to-month", "one-year", "two-year"][rng.random_range(0..3)];
+            let region = ["north", "south", "east", "west"][rng.random_range(0..4)];
+            let metrics = json!({
+                "input": {"tenure_months": rng.random_range(0..72), "monthly_charges": (rng.random::<f64>() * 10_000.0).round() / 100.0,
+                          "support_calls": rng.random_range(0..6), "plan": plan,
+                          "contract": contract,
+                          "paperless_billing": rng.random::<bool>(), "region": region},
+                "prediction": (rng.random::<f64>() * 10_000.0).round() / 10_000.0,
+            });
+            Row {
+                uuid: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+                start: T0 + (i as i64 * span) / n as i64,
+                metrics: metrics.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn wire(row: &Row) -> String {
+    format!(
+        r#"{{"v":1,"type":"prediction","uuid":"{}","model_crn":"crn:bench:model/churn","model_build_crn":"crn:bench:build/1","model_deployment_crn":"{DEPLOYMENT}","start_timestamp_ms":{},"end_timestamp_ms":{},"metrics":{}}}"#,
+        row.uuid,
+        row.start,
+        row.start + 15,
+        row.metrics
+    )
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(driftline: &PathBuf, store_args: &[String]) -> anyhow::Result<Server> {
+        let mut child = Command::new(driftline)
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-key", KEY])
+            .args(store_args)
+            .env("DRIFTLINE_LOG", "warn,sqlx=error")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().context("driftline exited before listening")??;
+            if let Some(rest) = line.strip_prefix("driftline listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        Ok(Server { child, base })
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Resets the peak RSS counter (VmHWM) to the current RSS.
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::ensure!(status.success(), "driftline exited with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("driftline did not stop within 30 s")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Figures {
+    seconds: f64,
+    peak_rss_kib: u64,
+    read_seconds: f64,
+    read_rows: usize,
+    rss_before_read_kib: u64,
+    read_peak_rss_kib: u64,
+}
+
+async fn http_run(o: &Options, bodies: &[String], store_args: &[String]) -> anyhow::Result<Figures> {
+    let server = Server::start(&o.driftline, store_args)?;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/events", server.base);
+    let started = Instant::now();
+    let accepted: Vec<u64> = futures::stream::iter(bodies.iter().cloned().map(|body| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.post(url).bearer_auth(KEY).header("content-type", "application/json").body(body).send().await?;
+            anyhow::ensure!(r.status().is_success(), "server answered {}", r.status());
+            let report: serde_json::Value = r.json().await?;
+            Ok(report["accepted"].as_u64().unwrap_or(0))
+        }
+    }))
+    .buffer_unordered(o.concurrency)
+    .try_collect()
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stored: u64 = accepted.iter().sum();
+    anyhow::ensure!(stored == o.events as u64, "stored {stored} of {} events", o.events);
+    let peak_rss_kib = server.status_kib("VmHWM:");
+
+    // Stream the whole window back and watch the server's memory while it does.
+    let rss_before_read_kib = server.status_kib("VmRSS:");
+    server.reset_peak();
+    let started = Instant::now();
+    let mut response = client
+        .get(format!("{}/api/v1/read_metrics", server.base))
+        .bearer_auth(KEY)
+        .query(&[("model_deployment_crn", DEPLOYMENT), ("format", "ndjson")])
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut read_rows = 0;
+    while let Some(chunk) = response.chunk().await? {
+        read_rows += chunk.iter().filter(|&&b| b == b'\n').count();
+    }
+    let read_seconds = started.elapsed().as_secs_f64();
+    let read_peak_rss_kib = server.status_kib("VmHWM:");
+    anyhow::ensure!(read_rows == o.events, "read {read_rows} of {} rows", o.events);
+    server.stop()?;
+    Ok(Figures { seconds, peak_rss_kib, read_seconds, read_rows, rss_before_read_kib, read_peak_rss_kib })
+}
+
+async fn fresh_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    let mut admin = PgConnection::connect(server_url).await.context("connecting to Postgres")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+    Ok(with_database(server_url, name))
+}
+
+fn csv_field(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A plain `COPY … FROM STDIN (FORMAT csv)` of the same rows into the same table layout.
+async fn copy_run(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
+    let store = PostgresStore::connect(url).await?;
+    store.ensure_partitions(rows.iter().map(|r| r.start)).await?;
+    let mut conn = store.pool().acquire().await?;
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, start_timestamp_ms, \
+             end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
+        )
+        .await?;
+    let mut buf = String::with_capacity(1 << 20);
+    for row in rows {
+        buf.push_str(&format!(
+            "{},crn:bench:model/churn,crn:bench:build/1,{DEPLOYMENT},{},{},{},{}\n",
+            row.uuid,
+            row.start,
+            row.start + 15,
+            csv_field(&row.metrics),
+            T0
+        ));
+        if buf.len() > 1 << 20 {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    copy.send(buf.as_bytes()).await?;
+    let copied = copy.finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(copied == rows.len() as u64, "copied {copied} rows");
+    Ok(seconds)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let rows = generate(o.events);
+    let bodies: Vec<String> =
+        rows.chunks(o.batch).map(|c| format!("[{}]", c.iter().map(wire).collect::<Vec<_>>().join(","))).collect();
+    let mb = bodies.iter().map(String::len).sum::<usize>() as f64 / 1e6;
+    println!("{} prediction events ({mb:.1} MB of JSON) in {} requests of {}, {} in flight", o.events, bodies.len(), o.batch, o.concurrency);
+
+    let dir = tempfile::tempdir()?;
+    let sqlite = http_run(&o, &bodies, &["--data-dir".into(), dir.path().display().to_string()]).await?;
+    let pg_url = fresh_database(&o.server_url, "driftline_bench_http").await?;
+    let postgres = http_run(&o, &bodies, &["--database-url".into(), pg_url]).await?;
+    let copy_url = fresh_database(&o.server_url, "driftline_bench_copy").await?;
+    let copy = copy_run(&copy_url, &rows).await?;
+
+    let rate = |s: f64| o.events as f64 / s;
+    println!();
+    println!("| run | seconds | events/s | vs COPY | server peak RSS | full-window read (rows/s) | RSS before read → peak during read |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, f) in [("HTTP → SQLite", &sqlite), ("HTTP → Postgres", &postgres)] {
+        println!(
+            "| {name} | {:.2} | {:.0} | {:.2}× | {:.0} MiB | {:.0} | {:.0} → {:.0} MiB |",
+            f.seconds,
+            rate(f.seconds),
+            copy / f.seconds,
+            f.peak_rss_kib as f64 / 1024.0,
+            f.read_rows as f64 / f.read_seconds,
+            f.rss_before_read_kib as f64 / 1024.0,
+            f.read_peak_rss_kib as f64 / 1024.0,
+        );
+    }
+    println!("| COPY → Postgres (reference) | {copy:.2} | {:.0} | 1.00× | — | — | — |", rate(copy));
+    Ok(())
+}

@@ -28,7 +28,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(store_args)
             .args(extra)
-            .env("DRIFTLINE_LOG", "warn")
+            .env("DRIFTLINE_LOG", "warn,sqlx=error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -109,7 +109,7 @@ fn uuid(n: u32) -> String {
 }
 
 fn cli(args: &[&str], store_args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_driftline")).args(args).args(store_args).env("DRIFTLINE_LOG", "warn").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_driftline")).args(args).args(store_args).env("DRIFTLINE_LOG", "warn,sqlx=error").output().unwrap()
 }
 
 /// The whole API flow, run against one store.
