@@ -219,17 +219,25 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             let store = store.open().await?;
             let keys = store.list_keys().await?;
             store.close().await;
-            println!("{:<10} {:<20} {:<6} {:<30} {:<24} STATUS", "ID", "NAME", "SCOPE", "DEPLOYMENT", "CREATED");
-            for k in keys {
-                let status = if k.revoked_at_ms.is_some() { "revoked" } else { "active" };
-                println!(
-                    "{:<10} {:<20} {:<6} {:<30} {:<24} {status}",
-                    k.id,
-                    k.name,
-                    k.scope,
-                    k.deployment.as_deref().unwrap_or("*"),
-                    driftline_core::time::date_string(k.created_at_ms),
-                );
+            let rows: Vec<[String; 6]> = keys
+                .iter()
+                .map(|k| {
+                    [
+                        k.id.clone(),
+                        k.name.clone(),
+                        k.scope.to_string(),
+                        k.deployment.clone().unwrap_or_else(|| "*".into()),
+                        driftline_core::time::date_string(k.created_at_ms),
+                        if k.revoked_at_ms.is_some() { "revoked".into() } else { "active".into() },
+                    ]
+                })
+                .collect();
+            let header = ["ID", "NAME", "SCOPE", "DEPLOYMENT", "CREATED", "STATUS"].map(String::from);
+            let widths: Vec<usize> =
+                (0..6).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+            for row in [&header].into_iter().chain(&rows) {
+                let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                println!("{}", cells.join("  ").trim_end());
             }
         }
         KeysCommand::Revoke { id, store } => {
