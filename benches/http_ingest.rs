@@ -54,10 +54,16 @@ fn options() -> anyhow::Result<Options> {
             "--concurrency" => o.concurrency = value.parse()?,
             "--postgres" => o.server_url = value.clone(),
             "--driftline" => o.driftline = PathBuf::from(value),
-            other => bail!("unknown flag {other}; use --events N --batch N --concurrency N --postgres URL --driftline PATH"),
+            other => {
+                bail!("unknown flag {other}; use --events N --batch N --concurrency N --postgres URL --driftline PATH")
+            }
         }
     }
-    anyhow::ensure!(o.driftline.exists(), "no driftline binary at {}; build it with cargo build --release -p driftline", o.driftline.display());
+    anyhow::ensure!(
+        o.driftline.exists(),
+        "no driftline binary at {}; build it with cargo build --release -p driftline",
+        o.driftline.display()
+    );
     Ok(o)
 }
 
@@ -176,7 +182,8 @@ async fn http_run(o: &Options, bodies: &[String], store_args: &[String]) -> anyh
     let accepted: Vec<u64> = futures::stream::iter(bodies.iter().cloned().map(|body| {
         let (client, url) = (client.clone(), url.clone());
         async move {
-            let r = client.post(url).bearer_auth(KEY).header("content-type", "application/json").body(body).send().await?;
+            let r =
+                client.post(url).bearer_auth(KEY).header("content-type", "application/json").body(body).send().await?;
             anyhow::ensure!(r.status().is_success(), "server answered {}", r.status());
             let report: serde_json::Value = r.json().await?;
             Ok(report["accepted"].as_u64().unwrap_or(0))
@@ -264,7 +271,13 @@ async fn main() -> anyhow::Result<()> {
     let bodies: Vec<String> =
         rows.chunks(o.batch).map(|c| format!("[{}]", c.iter().map(wire).collect::<Vec<_>>().join(","))).collect();
     let mb = bodies.iter().map(String::len).sum::<usize>() as f64 / 1e6;
-    println!("{} prediction events ({mb:.1} MB of JSON) in {} requests of {}, {} in flight", o.events, bodies.len(), o.batch, o.concurrency);
+    println!(
+        "{} prediction events ({mb:.1} MB of JSON) in {} requests of {}, {} in flight",
+        o.events,
+        bodies.len(),
+        o.batch,
+        o.concurrency
+    );
 
     let dir = tempfile::tempdir()?;
     let sqlite = http_run(&o, &bodies, &["--data-dir".into(), dir.path().display().to_string()]).await?;

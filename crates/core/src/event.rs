@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn wire_format_snapshots() {
-        for (name, text) in [("prediction", PREDICTION), ("delayed_metrics", DELAYED), ("aggregate_metrics", AGGREGATE)] {
+        for (name, text) in [("prediction", PREDICTION), ("delayed_metrics", DELAYED), ("aggregate_metrics", AGGREGATE)]
+        {
             let event = parse_event(text.as_bytes(), &Limits::default()).unwrap();
             assert_eq!(event.kind(), name);
             insta::assert_snapshot!(format!("wire_{name}"), event.to_wire_json());

@@ -7,10 +7,7 @@ pub const DAY_MS: i64 = 86_400_000;
 
 /// The current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// The UTC day (days since 1970-01-01) that holds `ms`.

@@ -47,15 +47,8 @@ const PREDICTION_FIELDS: &[&str] = &[
     "metrics",
 ];
 const DELAYED_FIELDS: &[&str] = &["v", "type", "uuid", "timestamp_ms", "metrics"];
-const AGGREGATE_FIELDS: &[&str] = &[
-    "v",
-    "type",
-    "model_deployment_crn",
-    "start_timestamp_ms",
-    "end_timestamp_ms",
-    "metrics",
-    "source",
-];
+const AGGREGATE_FIELDS: &[&str] =
+    &["v", "type", "model_deployment_crn", "start_timestamp_ms", "end_timestamp_ms", "metrics", "source"];
 
 /// Parses and validates one encoded event.
 pub fn parse_event(raw: &[u8], limits: &Limits) -> Result<Event, Rejection> {
@@ -100,9 +93,7 @@ pub fn parse_event_value(value: Value, limits: &Limits) -> Result<Event, Rejecti
             ))
         }
         Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(Rejection::new("type", format!("must be a string, found {}", json_kind(other))))
-        }
+        Some(other) => return Err(Rejection::new("type", format!("must be a string, found {}", json_kind(other)))),
     };
     let allowed = match kind.as_str() {
         "prediction" => PREDICTION_FIELDS,
@@ -212,15 +203,14 @@ impl Fields<'_> {
                 Some(ms) => ms,
                 None => return Err(Rejection::new(name, format!("{n} is not an integer; {hint}"))),
             },
-            other => return Err(Rejection::new(name, format!("must be a number, found {}; {hint}", json_kind(&other)))),
+            other => {
+                return Err(Rejection::new(name, format!("must be a number, found {}; {hint}", json_kind(&other))))
+            }
         };
         let (min, max) = (self.limits.min_timestamp_ms, self.limits.max_timestamp_ms);
         if ms < min {
-            let seconds_hint = if (min / 1000..max / 1000).contains(&ms) {
-                " It looks like seconds: multiply by 1000."
-            } else {
-                ""
-            };
+            let seconds_hint =
+                if (min / 1000..max / 1000).contains(&ms) { " It looks like seconds: multiply by 1000." } else { "" };
             return Err(Rejection::new(
                 name,
                 format!(
@@ -257,10 +247,7 @@ impl Fields<'_> {
         let metrics = match self.required("metrics", "send a JSON object, e.g. {\"prediction\": 0.8}")? {
             Value::Object(m) => m,
             other => {
-                return Err(Rejection::new(
-                    "metrics",
-                    format!("must be a JSON object, found {}", json_kind(&other)),
-                ))
+                return Err(Rejection::new("metrics", format!("must be a JSON object, found {}", json_kind(&other))))
             }
         };
         let mut keys = 0usize;
@@ -397,7 +384,16 @@ mod tests {
 
     #[test]
     fn required_fields_are_named() {
-        for field in ["uuid", "model_crn", "model_build_crn", "model_deployment_crn", "start_timestamp_ms", "metrics", "v", "type"] {
+        for field in [
+            "uuid",
+            "model_crn",
+            "model_build_crn",
+            "model_deployment_crn",
+            "start_timestamp_ms",
+            "metrics",
+            "v",
+            "type",
+        ] {
             let mut event = prediction();
             event.as_object_mut().unwrap().remove(field);
             let r = reject(event);

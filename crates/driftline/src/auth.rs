@@ -39,7 +39,9 @@ pub(crate) async fn authorize(
     needed: Scope,
 ) -> Result<Principal, Problem> {
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        Problem::unauthorized("no API key; send `Authorization: Bearer <key>` (create one with `driftline keys create`)")
+        Problem::unauthorized(
+            "no API key; send `Authorization: Bearer <key>` (create one with `driftline keys create`)",
+        )
     })?;
     let token = value
         .to_str()

@@ -74,16 +74,19 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
         if file.exists() {
-            std::fs::remove_file(&file).with_context(|| format!("removing the previous demo file {}", file.display()))?;
+            std::fs::remove_file(&file)
+                .with_context(|| format!("removing the previous demo file {}", file.display()))?;
         }
     }
     let url = format!("sqlite://{}", path.display());
-    let store = driftline_store::open(&StoreConfig { database_url: Some(url.clone()), data_dir: args.data_dir.clone() })
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
+    let store =
+        driftline_store::open(&StoreConfig { database_url: Some(url.clone()), data_dir: args.data_dir.clone() })
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
 
     let admin_key = format!("demo-{}", uuid::Uuid::new_v4().simple());
-    let state = AppState { store: store.clone(), limits: Limits::default(), admin_key_hash: Some(hash_key(&admin_key)) };
+    let state =
+        AppState { store: store.clone(), limits: Limits::default(), admin_key_hash: Some(hash_key(&admin_key)) };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -105,7 +108,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let mut bodies: Vec<(String, &'static str)> = events
         .chunks(args.batch)
-        .map(|chunk| (format!("[{}]", chunk.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(",")), "application/json"))
+        .map(|chunk| {
+            (format!("[{}]", chunk.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(",")), "application/json")
+        })
         .collect();
     // A client retrying its first request, and an NDJSON request with one line cut short.
     let retry = bodies.first().cloned();
@@ -130,7 +135,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .await
                 .context("sending a batch")?;
             let status = response.status();
-            anyhow::ensure!(status.is_success(), "the server answered {status}: {}", response.text().await.unwrap_or_default());
+            anyhow::ensure!(
+                status.is_success(),
+                "the server answered {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
             response.json::<IntakeReport>().await.context("reading the intake answer")
         }
     }))
@@ -159,7 +168,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         predictions + 2,
         malformed + 1
     );
-    println!("  throughput    {:.0} events/s through POST /api/v1/events ({elapsed:.2} s)", sent_events as f64 / elapsed);
+    println!(
+        "  throughput    {:.0} events/s through POST /api/v1/events ({elapsed:.2} s)",
+        sent_events as f64 / elapsed
+    );
     println!("  accepted      {} events stored", total.accepted);
     println!("  duplicates    {} (one request sent twice; idempotent on the prediction UUID)", total.duplicates);
     println!("  dead letters  {} (each kept with its raw bytes and reason), for example:", counts.dead_letters);
@@ -181,7 +193,11 @@ async fn sample_answer(client: &reqwest::Client, base: &str, key: &str, start_ms
         client
             .get(format!("{base}/api/v1/read_metrics"))
             .bearer_auth(key)
-            .query(&[("model_deployment_crn", DEPLOYMENT.to_owned()), ("start_timestamp_ms", start_ms.to_string()), ("end_timestamp_ms", end.to_string())])
+            .query(&[
+                ("model_deployment_crn", DEPLOYMENT.to_owned()),
+                ("start_timestamp_ms", start_ms.to_string()),
+                ("end_timestamp_ms", end.to_string()),
+            ])
             .send()
     };
     // Widen the window until it holds two predictions.
@@ -252,7 +268,9 @@ fn generate(args: &DemoArgs, start_ms: i64, end_ms: i64) -> Vec<Outgoing> {
         let contract = pick(&mut rng, &[("month-to-month", 0.55), ("one-year", 0.25), ("two-year", 0.2)]);
         let paperless = rng.random::<f64>() < 0.6;
         let region = pick(&mut rng, &[("north", 1.0), ("south", 1.0), ("east", 1.0), ("west", 1.0)]);
-        let logit = -1.0 - 0.04 * tenure + 0.02 * (charges - 65.0) + 0.35 * calls
+        let logit = -1.0 - 0.04 * tenure
+            + 0.02 * (charges - 65.0)
+            + 0.35 * calls
             + if contract == "month-to-month" { 0.8 } else { 0.0 }
             - if contract == "two-year" { 0.3 } else { 0.0 };
         let score = (sigmoid(logit) * 10_000.0).round() / 10_000.0;
@@ -299,7 +317,11 @@ fn generate(args: &DemoArgs, start_ms: i64, end_ms: i64) -> Vec<Outgoing> {
     ];
     let spacing = (end_ms - start_ms) / (bad.len() as i64 * 3 + 1);
     for i in 0..bad.len() * 3 {
-        out.push(Outgoing { at_ms: start_ms + spacing * (i as i64 + 1), json: bad[i % bad.len()].to_string(), kind: Kind::Malformed });
+        out.push(Outgoing {
+            at_ms: start_ms + spacing * (i as i64 + 1),
+            json: bad[i % bad.len()].to_string(),
+            kind: Kind::Malformed,
+        });
     }
     out.sort_by_key(|e| e.at_ms);
     out
@@ -320,4 +342,3 @@ fn generate_tail(args: &DemoArgs, end_ms: i64) -> String {
     let cut = &first[..first.len() / 2];
     format!("{first}\n{cut}\n{second}\n")
 }
-

@@ -161,7 +161,9 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = args.store.open().await?;
     let admin_key_hash = match &args.admin_key {
-        Some(key) if key.len() < 16 => anyhow::bail!("--admin-key must be at least 16 characters; use a long random value"),
+        Some(key) if key.len() < 16 => {
+            anyhow::bail!("--admin-key must be at least 16 characters; use a long random value")
+        }
         Some(key) => Some(hash_key(key)),
         None => {
             if store.list_keys().await?.iter().all(|k| k.revoked_at_ms.is_some()) {

@@ -50,7 +50,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/stats", get(stats))
         .fallback(|| async { Problem::not_found("no such endpoint; see the README for the API") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "this endpoint does not take that method")
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed",
+                "this endpoint does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -71,11 +75,7 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| Problem::unavailable(format!("the store does not answer: {e}")))?;
+    state.store.ping().await.map_err(|e| Problem::unavailable(format!("the store does not answer: {e}")))?;
     Ok(Json(json!({"status": "ready"})))
 }
 
@@ -210,11 +210,8 @@ async fn post_aggregate_metrics(
 ) -> Result<Response, Problem> {
     let principal = state.authorize(&headers, Scope::Write).await?;
     let bytes = body(bytes, &state.limits)?;
-    let mut obj = json_object(
-        &bytes,
-        "this endpoint",
-        "model_deployment_crn, start_timestamp_ms, end_timestamp_ms and metrics",
-    )?;
+    let mut obj =
+        json_object(&bytes, "this endpoint", "model_deployment_crn, start_timestamp_ms, end_timestamp_ms and metrics")?;
     obj.insert("v".into(), json!(1));
     obj.insert("type".into(), json!("aggregate_metrics"));
     post_one(&state, &principal, &bytes, Value::Object(obj), &[]).await
@@ -232,9 +229,7 @@ async fn read_metrics(
         match &read.selection {
             driftline_store::Selection::Deployment(crn) => principal.check_deployment(crn)?,
             _ => {
-                return Err(Problem::forbidden(
-                    "this key is limited to one deployment; select by model_deployment_crn",
-                ))
+                return Err(Problem::forbidden("this key is limited to one deployment; select by model_deployment_crn"))
             }
         }
     }
@@ -257,11 +252,10 @@ async fn get_aggregate_metrics(
 ) -> Result<Response, Problem> {
     let principal = state.authorize(&headers, Scope::Read).await?;
     let Query(AggregateParams { window: params }) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let deployment = params
-        .model_deployment_crn
-        .clone()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| Problem::bad_request("parameter `model_deployment_crn`: is required; name the deployment"))?;
+    let deployment =
+        params.model_deployment_crn.clone().filter(|c| !c.is_empty()).ok_or_else(|| {
+            Problem::bad_request("parameter `model_deployment_crn`: is required; name the deployment")
+        })?;
     principal.check_deployment(&deployment)?;
     let window = params.window()?;
     let rows = state.store.aggregate_metrics(&deployment, window).await?;

@@ -58,7 +58,15 @@ impl Server {
     }
 
     async fn post(&self, path: &str, key: &str, content_type: &str, body: String) -> (StatusCode, String, Value) {
-        let r = self.client.post(self.url(path)).bearer_auth(key).header("content-type", content_type).body(body).send().await.unwrap();
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         answer(r).await
     }
 
@@ -109,7 +117,12 @@ fn uuid(n: u32) -> String {
 }
 
 fn cli(args: &[&str], store_args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_driftline")).args(args).args(store_args).env("DRIFTLINE_LOG", "warn,sqlx=error").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(args)
+        .args(store_args)
+        .env("DRIFTLINE_LOG", "warn,sqlx=error")
+        .output()
+        .unwrap()
 }
 
 /// The whole API flow, run against one store.
@@ -132,7 +145,10 @@ async fn api_flow(store_args: Vec<String>) {
     ]);
     let (status, _, report) = server.post("/api/v1/events", ADMIN, "application/json", batch.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{report}");
-    assert_eq!((report["accepted"].clone(), report["duplicates"].clone(), report["rejected"].clone()), (json!(3), json!(0), json!(2)));
+    assert_eq!(
+        (report["accepted"].clone(), report["duplicates"].clone(), report["rejected"].clone()),
+        (json!(3), json!(0), json!(2))
+    );
     assert_eq!(report["errors"][0]["index"], json!(1));
     assert!(report["errors"][0]["reason"].as_str().unwrap().contains("field `uuid`: is required"), "{report}");
     assert_eq!(report["errors"][1]["index"], json!(3));
@@ -140,47 +156,90 @@ async fn api_flow(store_args: Vec<String>) {
 
     // The same batch again: duplicates, and the invalid ones dead-lettered again.
     let (_, _, report) = server.post("/api/v1/events", ADMIN, "application/json", batch.to_string()).await;
-    assert_eq!((report["accepted"].clone(), report["duplicates"].clone(), report["rejected"].clone()), (json!(0), json!(3), json!(2)));
+    assert_eq!(
+        (report["accepted"].clone(), report["duplicates"].clone(), report["rejected"].clone()),
+        (json!(0), json!(3), json!(2))
+    );
 
     // NDJSON: a broken line is one rejected event.
-    let ndjson = format!("{}\n{{\"v\":1,\n{}\n", prediction(&uuid(4), T0 + 3_000, 0.7, DEP), prediction(&uuid(5), T0 + 4_000, 0.1, DEP));
+    let ndjson = format!(
+        "{}\n{{\"v\":1,\n{}\n",
+        prediction(&uuid(4), T0 + 3_000, 0.7, DEP),
+        prediction(&uuid(5), T0 + 4_000, 0.1, DEP)
+    );
     let (_, _, report) = server.post("/api/v1/events", ADMIN, "application/x-ndjson", ndjson).await;
-    assert_eq!((report["accepted"].clone(), report["rejected"].clone(), report["errors"][0]["index"].clone()), (json!(2), json!(1), json!(1)));
+    assert_eq!(
+        (report["accepted"].clone(), report["rejected"].clone(), report["errors"][0]["index"].clone()),
+        (json!(2), json!(1), json!(1))
+    );
 
     // Malformed JSON as a whole: 400 with line and column, as problem+json.
-    let (status, content_type, problem) = server.post("/api/v1/events", ADMIN, "application/json", "[{\"v\":1,\n  oops]".into()).await;
+    let (status, content_type, problem) =
+        server.post("/api/v1/events", ADMIN, "application/json", "[{\"v\":1,\n  oops]".into()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(content_type, "application/problem+json");
     assert!(problem["detail"].as_str().unwrap().contains("line 2, column 3"), "{problem}");
 
     // The one-call forms: a label (for a prediction known, and one not yet known), an aggregate.
     let (status, _, report) = server
-        .post("/api/v1/delayed_metrics", ADMIN, "application/json", json!({"prediction_uuid": uuid(1), "metrics": {"label": 1}, "timestamp_ms": T0 + 9_000}).to_string())
+        .post(
+            "/api/v1/delayed_metrics",
+            ADMIN,
+            "application/json",
+            json!({"prediction_uuid": uuid(1), "metrics": {"label": 1}, "timestamp_ms": T0 + 9_000}).to_string(),
+        )
         .await;
     assert_eq!((status, report["accepted"].clone()), (StatusCode::OK, json!(1)));
     let (status, _, _) = server
-        .post("/api/v1/delayed_metrics", ADMIN, "application/json", json!({"prediction_uuid": uuid(6), "metrics": {"label": 0}}).to_string())
+        .post(
+            "/api/v1/delayed_metrics",
+            ADMIN,
+            "application/json",
+            json!({"prediction_uuid": uuid(6), "metrics": {"label": 0}}).to_string(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, problem) = server
-        .post("/api/v1/delayed_metrics", ADMIN, "application/json", json!({"prediction_uuid": "nope", "metrics": {"label": 0}}).to_string())
+        .post(
+            "/api/v1/delayed_metrics",
+            ADMIN,
+            "application/json",
+            json!({"prediction_uuid": "nope", "metrics": {"label": 0}}).to_string(),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(problem["detail"].as_str().unwrap().starts_with("field `prediction_uuid`: \"nope\" is not a UUID"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("field `prediction_uuid`: \"nope\" is not a UUID"),
+        "{problem}"
+    );
     let aggregate = json!({"model_deployment_crn": DEP, "start_timestamp_ms": T0, "end_timestamp_ms": T0 + 86_400_000, "metrics": {"roc_auc": 0.91}});
-    let (status, _, report) = server.post("/api/v1/aggregate_metrics", ADMIN, "application/json", aggregate.to_string()).await;
+    let (status, _, report) =
+        server.post("/api/v1/aggregate_metrics", ADMIN, "application/json", aggregate.to_string()).await;
     assert_eq!((status, report["accepted"].clone()), (StatusCode::OK, json!(1)));
     // The prediction whose label came first.
-    server.post("/api/v1/events", ADMIN, "application/json", json!([prediction(&uuid(6), T0 + 5_000, 0.3, DEP)]).to_string()).await;
+    server
+        .post(
+            "/api/v1/events",
+            ADMIN,
+            "application/json",
+            json!([prediction(&uuid(6), T0 + 5_000, 0.3, DEP)]).to_string(),
+        )
+        .await;
 
     // read_metrics: the compatible shape, labels merged, window on the start time.
-    let path = format!("/api/v1/read_metrics?model_deployment_crn={DEP}&start_timestamp_ms={T0}&end_timestamp_ms={}", T0 + 60_000);
+    let path = format!(
+        "/api/v1/read_metrics?model_deployment_crn={DEP}&start_timestamp_ms={T0}&end_timestamp_ms={}",
+        T0 + 60_000
+    );
     let (status, content_type, answer) = server.get(&path, Some(ADMIN)).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/json"));
     insta::assert_json_snapshot!("read_metrics_window", answer);
-    let (_, _, answer) = server.get(&format!("/api/v1/read_metrics?model_deployment_crn={DEP}&start_timestamp_ms={}", T0 + 1_000), Some(ADMIN)).await;
+    let (_, _, answer) = server
+        .get(&format!("/api/v1/read_metrics?model_deployment_crn={DEP}&start_timestamp_ms={}", T0 + 1_000), Some(ADMIN))
+        .await;
     assert_eq!(answer["metrics"].as_array().unwrap().len(), 4, "end defaults to now");
-    let (_, content_type, lines) = server.get(&format!("/api/v1/read_metrics?model_crn=crn:test:model/churn&format=ndjson"), Some(ADMIN)).await;
+    let (_, content_type, lines) =
+        server.get("/api/v1/read_metrics?model_crn=crn:test:model/churn&format=ndjson", Some(ADMIN)).await;
     assert_eq!(content_type, "application/x-ndjson");
     assert_eq!(lines.as_str().unwrap().lines().count(), 6);
     let (status, _, problem) = server.get("/api/v1/read_metrics?start_timestamp_ms=1", Some(ADMIN)).await;
@@ -188,7 +247,8 @@ async fn api_flow(store_args: Vec<String>) {
     assert!(problem["detail"].as_str().unwrap().contains("model_deployment_crn"));
 
     // Aggregates read back.
-    let (_, _, answer) = server.get(&format!("/api/v1/aggregate_metrics?model_deployment_crn={DEP}"), Some(ADMIN)).await;
+    let (_, _, answer) =
+        server.get(&format!("/api/v1/aggregate_metrics?model_deployment_crn={DEP}"), Some(ADMIN)).await;
     assert_eq!(answer["metrics"][0]["metrics"]["roc_auc"], json!(0.91));
     assert_eq!(answer["metrics"][0]["source"], json!("user"));
 
@@ -214,7 +274,10 @@ async fn auth_flow(store_args: Vec<String>) {
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let writer = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     assert!(writer.starts_with("dl_"));
-    let reader = String::from_utf8(cli(&["keys", "create", "--name", "nb", "--scope", "read"], &store_args).stdout).unwrap().trim().to_owned();
+    let reader = String::from_utf8(cli(&["keys", "create", "--name", "nb", "--scope", "read"], &store_args).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
 
     let server = Server::start(&store_args, &[]);
     assert!(server.banner.is_empty(), "no admin key is generated when keys exist: {:?}", server.banner);
@@ -229,10 +292,14 @@ async fn auth_flow(store_args: Vec<String>) {
     assert_eq!(server.post("/api/v1/events", &writer, "application/json", events.clone()).await.0, StatusCode::OK);
     // Wrong scope both ways.
     assert_eq!(server.get(&read_path, Some(&writer)).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(server.post("/api/v1/events", &reader, "application/json", events.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.post("/api/v1/events", &reader, "application/json", events.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(server.get(&read_path, Some(&reader)).await.0, StatusCode::OK);
     // Another deployment: refused as a whole, nothing stored.
-    let mixed = json!([prediction(&uuid(2), T0, 0.9, DEP), prediction(&uuid(3), T0, 0.9, "crn:test:deployment/other")]).to_string();
+    let mixed = json!([prediction(&uuid(2), T0, 0.9, DEP), prediction(&uuid(3), T0, 0.9, "crn:test:deployment/other")])
+        .to_string();
     let (status, _, problem) = server.post("/api/v1/events", &writer, "application/json", mixed).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(problem["detail"].as_str().unwrap().contains("crn:test:deployment/other"));
@@ -293,15 +360,24 @@ async fn first_start_creates_an_admin_key_once() {
 #[tokio::test]
 async fn oversized_requests_and_events_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&sqlite_args(&dir), &["--admin-key", ADMIN, "--max-request-bytes", "2000", "--max-event-bytes", "600"]);
+    let server = Server::start(
+        &sqlite_args(&dir),
+        &["--admin-key", ADMIN, "--max-request-bytes", "2000", "--max-event-bytes", "600"],
+    );
     let big: Vec<Value> = (0..20).map(|i| prediction(&uuid(i), T0, 0.5, DEP)).collect();
-    let (status, content_type, problem) = server.post("/api/v1/events", ADMIN, "application/json", json!(big).to_string()).await;
+    let (status, content_type, problem) =
+        server.post("/api/v1/events", ADMIN, "application/json", json!(big).to_string()).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "application/problem+json"));
     assert!(problem["detail"].as_str().unwrap().contains("2000 bytes"));
     let mut fat = prediction(&uuid(100), T0, 0.5, DEP);
     fat["metrics"]["blob"] = json!("x".repeat(700));
     let (status, _, report) = server
-        .post("/api/v1/events", ADMIN, "application/json", json!([fat, prediction(&uuid(101), T0, 0.5, DEP)]).to_string())
+        .post(
+            "/api/v1/events",
+            ADMIN,
+            "application/json",
+            json!([fat, prediction(&uuid(101), T0, 0.5, DEP)]).to_string(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((report["accepted"].clone(), report["rejected"].clone()), (json!(1), json!(1)));

@@ -91,7 +91,10 @@ mod tests {
         let body = format!(r#"[{GOOD}, {{"v":1}}, 42, {GOOD}]"#);
         let d = decode_body(body.as_bytes(), BodyFormat::JsonArray, &Limits::default()).unwrap();
         assert_eq!(d.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 3]);
-        assert_eq!(d.rejected.iter().map(|(i, r, _)| (*i, r.field.as_str())).collect::<Vec<_>>(), vec![(1, "type"), (2, "event")]);
+        assert_eq!(
+            d.rejected.iter().map(|(i, r, _)| (*i, r.field.as_str())).collect::<Vec<_>>(),
+            vec![(1, "type"), (2, "event")]
+        );
         assert_eq!(d.rejected[0].2, br#"{"v":1}"#.to_vec(), "raw bytes kept exactly");
         assert_eq!(d.total(), 4);
     }
@@ -99,7 +102,8 @@ mod tests {
     #[test]
     fn malformed_array_reports_line_and_column() {
         let body = format!("[{GOOD},\n  {{\"v\":1,]");
-        let Err(Error::MalformedBody { line, column, .. }) = decode_body(body.as_bytes(), BodyFormat::JsonArray, &Limits::default())
+        let Err(Error::MalformedBody { line, column, .. }) =
+            decode_body(body.as_bytes(), BodyFormat::JsonArray, &Limits::default())
         else {
             panic!("must fail as a whole")
         };

@@ -141,7 +141,10 @@ mod tests {
         }
     }
 
-    async fn collect(records: Vec<Result<ReadRecord, driftline_store::Error>>, encoding: Encoding) -> Result<String, Error> {
+    async fn collect(
+        records: Vec<Result<ReadRecord, driftline_store::Error>>,
+        encoding: Encoding,
+    ) -> Result<String, Error> {
         let stream: RecordStream = Box::pin(futures::stream::iter(records));
         let chunks: Vec<Bytes> = encode(stream, encoding).try_collect().await?;
         Ok(chunks.iter().map(|c| std::str::from_utf8(c).unwrap()).collect())

@@ -42,7 +42,10 @@ impl WindowParams {
             None | Some("json") => Encoding::Json,
             Some("ndjson") => Encoding::Ndjson,
             Some(other) => {
-                return Err(Error::Param { param: "format", rule: format!("`{other}` is not a format; use json or ndjson") })
+                return Err(Error::Param {
+                    param: "format",
+                    rule: format!("`{other}` is not a format; use json or ndjson"),
+                })
             }
         };
         let chosen: Vec<(&'static str, String)> = [
@@ -116,10 +119,14 @@ mod tests {
         assert_eq!(r.window.start_ms, 0);
         assert!(r.window.end_ms > 1_700_000_000_000);
         assert_eq!(r.encoding, Encoding::Json);
-        let r = params(&[("model_crn", "m"), ("start_timestamp_ms", "5"), ("end_timestamp_ms", "9"), ("format", "ndjson")])
-            .into_read()
-            .unwrap();
-        assert_eq!((r.selection, r.window, r.encoding), (Selection::Model("m".into()), Window { start_ms: 5, end_ms: 9 }, Encoding::Ndjson));
+        let r =
+            params(&[("model_crn", "m"), ("start_timestamp_ms", "5"), ("end_timestamp_ms", "9"), ("format", "ndjson")])
+                .into_read()
+                .unwrap();
+        assert_eq!(
+            (r.selection, r.window, r.encoding),
+            (Selection::Model("m".into()), Window { start_ms: 5, end_ms: 9 }, Encoding::Ndjson)
+        );
     }
 
     #[test]
@@ -131,7 +138,10 @@ mod tests {
         assert_eq!(err(params(&[])).0, "model_deployment_crn");
         assert_eq!(err(params(&[("model_crn", "m"), ("model_build_crn", "b")])).0, "model_crn");
         assert_eq!(err(params(&[("model_crn", "m"), ("start_timestamp_ms", "yesterday")])).0, "start_timestamp_ms");
-        assert_eq!(err(params(&[("model_crn", "m"), ("start_timestamp_ms", "9"), ("end_timestamp_ms", "5")])).0, "end_timestamp_ms");
+        assert_eq!(
+            err(params(&[("model_crn", "m"), ("start_timestamp_ms", "9"), ("end_timestamp_ms", "5")])).0,
+            "end_timestamp_ms"
+        );
         assert!(err(params(&[("model_crn", "m"), ("format", "csv")])).1.contains("json or ndjson"));
     }
 }

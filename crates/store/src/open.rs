@@ -44,10 +44,8 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, Error> {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = PathBuf::from(path.split('?').next().unwrap_or(path));
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| Error::Open {
-                    location: parent.display().to_string(),
-                    source: sqlx::Error::Io(e),
-                })?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::Open { location: parent.display().to_string(), source: sqlx::Error::Io(e) })?;
             }
             Ok(Arc::new(SqliteStore::open(&path).await?))
         }

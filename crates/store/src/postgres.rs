@@ -293,11 +293,12 @@ impl Store for PostgresStore {
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
-        let rows = sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::db("read dead letters"))?;
+        let rows =
+            sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::db("read dead letters"))?;
         Ok(rows
             .into_iter()
             .map(|r| DeadLetter { received_at_ms: r.get(0), source: r.get(1), reason: r.get(2), raw: r.get(3) })

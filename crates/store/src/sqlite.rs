@@ -223,11 +223,12 @@ impl Store for SqliteStore {
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
-        let rows = sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT ?1")
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(Error::db("read dead letters"))?;
+        let rows =
+            sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT ?1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(Error::db("read dead letters"))?;
         Ok(rows
             .into_iter()
             .map(|r| DeadLetter { received_at_ms: r.get(0), source: r.get(1), reason: r.get(2), raw: r.get(3) })
@@ -253,7 +254,8 @@ impl Store for SqliteStore {
     async fn deployments_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, String)>, Error> {
         let mut found = Vec::new();
         for chunk in uuids.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT uuid, model_deployment_crn FROM predictions WHERE uuid IN (");
+            let mut q =
+                QueryBuilder::<Sqlite>::new("SELECT uuid, model_deployment_crn FROM predictions WHERE uuid IN (");
             let mut list = q.separated(", ");
             for u in chunk {
                 list.push_bind(u.to_string());
@@ -261,7 +263,8 @@ impl Store for SqliteStore {
             q.push(")");
             for row in q.build().fetch_all(&self.reader).await.map_err(Error::db("look up predictions"))? {
                 let uuid: String = row.get(0);
-                let uuid = Uuid::parse_str(&uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?;
+                let uuid =
+                    Uuid::parse_str(&uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?;
                 found.push((uuid, row.get(1)));
             }
         }

@@ -33,7 +33,10 @@ impl TestDatabase {
                 crate::open::redact(&admin_url)
             ),
             Err(e) => {
-                eprintln!("skipping: Postgres at {} is unreachable ({e}); set DRIFTLINE_TEST_DATABASE_URL", crate::open::redact(&admin_url));
+                eprintln!(
+                    "skipping: Postgres at {} is unreachable ({e}); set DRIFTLINE_TEST_DATABASE_URL",
+                    crate::open::redact(&admin_url)
+                );
                 return None;
             }
         };

@@ -49,7 +49,8 @@ async fn writes_and_reads_back_with_delayed_metrics_merged(store: Arc<dyn Store>
     let b = prediction("dep-a", T0, 0.2);
     let other = prediction("dep-b", T0, 0.5);
     // A label that arrives before its prediction.
-    let early = DelayedMetrics { uuid: a.uuid, timestamp_ms: T0 + 5, metrics: metrics(json!({"label": 0, "note": "early"})) };
+    let early =
+        DelayedMetrics { uuid: a.uuid, timestamp_ms: T0 + 5, metrics: metrics(json!({"label": 0, "note": "early"})) };
     store.write(WriteBatch { delayed_metrics: vec![early], ..WriteBatch::new(T0) }).await.unwrap();
     let outcome = store.write(batch_of(vec![a.clone(), b.clone(), other.clone()])).await.unwrap();
     assert_eq!((outcome.predictions, outcome.duplicates.len()), (3, 0));
