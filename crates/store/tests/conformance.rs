@@ -239,3 +239,16 @@ async fn postgres_creates_day_partitions_on_demand() {
     again.write(batch_of(vec![prediction("d", T0 + 1, 0.1)])).await.unwrap();
     assert_eq!(store.partitions().await.unwrap().len(), 2);
 }
+
+/// The fallback used when no server is configured or running: a cluster of our own from the
+/// installed binaries, which serves a store and is gone afterwards.
+#[tokio::test]
+async fn a_throwaway_cluster_serves_the_store() {
+    let Some(db) = TestDatabase::throwaway().await else { return };
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    assert_eq!(store.write(batch_of(vec![prediction("d", T0, 0.1)])).await.unwrap().predictions, 1);
+    store.close().await;
+    let port: u16 = db.url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    drop(db);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the cluster stopped with the test");
+}
