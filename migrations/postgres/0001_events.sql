@@ -30,9 +30,13 @@ CREATE TABLE delayed_metrics (
     uuid           uuid   NOT NULL,
     timestamp_ms   bigint NOT NULL,
     metrics        jsonb  NOT NULL,
+    digest         bytea  NOT NULL,
     received_at_ms bigint NOT NULL
 );
 CREATE INDEX delayed_metrics_uuid ON delayed_metrics (uuid, timestamp_ms, id);
+-- The same metrics for the same prediction at the same time are one fact: a retried write adds
+-- nothing. `digest` is a hash of the metrics' canonical JSON.
+CREATE UNIQUE INDEX delayed_metrics_once ON delayed_metrics (uuid, timestamp_ms, digest);
 
 CREATE TABLE aggregate_metrics (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -41,9 +45,12 @@ CREATE TABLE aggregate_metrics (
     end_timestamp_ms     bigint NOT NULL,
     metrics              jsonb  NOT NULL,
     source               text   NOT NULL,
+    digest               bytea  NOT NULL,
     received_at_ms       bigint NOT NULL
 );
 CREATE INDEX aggregate_metrics_deployment_time ON aggregate_metrics (model_deployment_crn, start_timestamp_ms, id);
+CREATE UNIQUE INDEX aggregate_metrics_once
+    ON aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, source, digest);
 
 CREATE TABLE dead_letters (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -19,9 +19,13 @@ CREATE TABLE delayed_metrics (
     uuid           TEXT    NOT NULL,
     timestamp_ms   INTEGER NOT NULL,
     metrics        TEXT    NOT NULL,
+    digest         BLOB    NOT NULL,
     received_at_ms INTEGER NOT NULL
 );
 CREATE INDEX delayed_metrics_uuid ON delayed_metrics (uuid, timestamp_ms, id);
+-- The same metrics for the same prediction at the same time are one fact: a retried write adds
+-- nothing. `digest` is a hash of the metrics' canonical JSON.
+CREATE UNIQUE INDEX delayed_metrics_once ON delayed_metrics (uuid, timestamp_ms, digest);
 
 CREATE TABLE aggregate_metrics (
     id                   INTEGER PRIMARY KEY,
@@ -30,9 +34,12 @@ CREATE TABLE aggregate_metrics (
     end_timestamp_ms     INTEGER NOT NULL,
     metrics              TEXT    NOT NULL,
     source               TEXT    NOT NULL,
+    digest               BLOB    NOT NULL,
     received_at_ms       INTEGER NOT NULL
 );
 CREATE INDEX aggregate_metrics_deployment_time ON aggregate_metrics (model_deployment_crn, start_timestamp_ms, id);
+CREATE UNIQUE INDEX aggregate_metrics_once
+    ON aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, source, digest);
 
 CREATE TABLE dead_letters (
     id             INTEGER PRIMARY KEY,

@@ -11,7 +11,8 @@ use crate::Decoded;
 pub struct IntakeReport {
     /// Events newly stored.
     pub accepted: u64,
-    /// Predictions whose UUID was already stored: not stored again.
+    /// Events already stored, not stored again: predictions with a stored UUID, and delayed or
+    /// aggregate metrics identical to stored ones (a retried request).
     pub duplicates: u64,
     /// Events refused (each kept as a dead letter).
     pub rejected: u64,
@@ -48,7 +49,7 @@ pub async fn intake(
     let outcome = store.write(batch).await?;
     Ok(IntakeReport {
         accepted: outcome.accepted(),
-        duplicates: outcome.duplicates.len() as u64,
+        duplicates: outcome.duplicate_events(),
         rejected: errors.len() as u64,
         errors,
     })

@@ -80,6 +80,13 @@ impl WriteBatch {
     }
 }
 
+/// Identity of a metrics payload: the first 16 bytes of the SHA-256 of its canonical JSON
+/// (keys sorted at every level, as `serde_json` writes them).
+pub(crate) fn digest(metrics_json: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(metrics_json.as_bytes())[..16].to_vec()
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -90,8 +97,14 @@ pub struct WriteOutcome {
     pub duplicates: Vec<Uuid>,
     /// Delayed metrics stored.
     pub delayed_metrics: u64,
+    /// Delayed metrics not stored because the same metrics for the same prediction and time
+    /// were already stored.
+    pub delayed_duplicates: u64,
     /// Aggregate metrics stored.
     pub aggregate_metrics: u64,
+    /// Aggregate metrics not stored because the same metrics for the same deployment, range and
+    /// source were already stored.
+    pub aggregate_duplicates: u64,
     /// Dead letters stored.
     pub dead_letters: u64,
 }
@@ -100,6 +113,12 @@ impl WriteOutcome {
     /// Events stored (duplicates and dead letters not counted).
     pub fn accepted(&self) -> u64 {
         self.predictions + self.delayed_metrics + self.aggregate_metrics
+    }
+
+    /// Events not stored because they were already stored: predictions, delayed and aggregate
+    /// metrics.
+    pub fn duplicate_events(&self) -> u64 {
+        self.duplicates.len() as u64 + self.delayed_duplicates + self.aggregate_duplicates
     }
 
     /// Marks every prediction whose flag is false as a duplicate.

@@ -15,7 +15,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+use crate::batch::{digest, DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
 use crate::keys::{ApiKey, Scope};
 use crate::open::redact;
 use crate::read::{spawn_reader, text_safe, RawAggregate, RawRecord, Selection, StoredAggregate, Window};
@@ -164,37 +164,47 @@ impl Store for PostgresStore {
 
         if !batch.delayed_metrics.is_empty() {
             let d = &batch.delayed_metrics;
-            sqlx::query(
-                "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, received_at_ms) \
-                 SELECT u, t, x::jsonb, $4 FROM UNNEST($1::uuid[], $2::int8[], $3::text[]) AS r(u, t, x)",
+            let metrics: Vec<String> =
+                d.iter().map(|d| serde_json::Value::Object(d.metrics.clone()).to_string()).collect();
+            let done = sqlx::query(
+                "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, digest, received_at_ms) \
+                 SELECT u, t, x::jsonb, h, $5 FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::bytea[]) AS r(u, t, x, h) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(d.iter().map(|d| d.uuid).collect::<Vec<_>>())
             .bind(d.iter().map(|d| d.timestamp_ms).collect::<Vec<_>>())
-            .bind(d.iter().map(|d| serde_json::Value::Object(d.metrics.clone()).to_string()).collect::<Vec<_>>())
+            .bind(&metrics)
+            .bind(metrics.iter().map(|m| digest(m)).collect::<Vec<_>>())
             .bind(at)
             .execute(&mut *tx)
             .await
             .map_err(Error::db("insert delayed metrics"))?;
-            outcome.delayed_metrics = d.len() as u64;
+            outcome.delayed_metrics = done.rows_affected();
+            outcome.delayed_duplicates = d.len() as u64 - done.rows_affected();
         }
 
         if !batch.aggregate_metrics.is_empty() {
             let a = &batch.aggregate_metrics;
-            sqlx::query(
+            let metrics: Vec<String> =
+                a.iter().map(|a| serde_json::Value::Object(a.metrics.clone()).to_string()).collect();
+            let done = sqlx::query(
                 "INSERT INTO aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, \
-                 source, received_at_ms) SELECT d, s, e, x::jsonb, src, $6 \
-                 FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[]) AS r(d, s, e, x, src)",
+                 source, digest, received_at_ms) SELECT d, s, e, x::jsonb, src, h, $7 \
+                 FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::bytea[]) AS r(d, s, e, x, src, h) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(a.iter().map(|a| a.model_deployment_crn.as_str()).collect::<Vec<_>>())
             .bind(a.iter().map(|a| a.start_timestamp_ms).collect::<Vec<_>>())
             .bind(a.iter().map(|a| a.end_timestamp_ms).collect::<Vec<_>>())
-            .bind(a.iter().map(|a| serde_json::Value::Object(a.metrics.clone()).to_string()).collect::<Vec<_>>())
+            .bind(&metrics)
             .bind(a.iter().map(|a| a.source.as_str()).collect::<Vec<_>>())
+            .bind(metrics.iter().map(|m| digest(m)).collect::<Vec<_>>())
             .bind(at)
             .execute(&mut *tx)
             .await
             .map_err(Error::db("insert aggregate metrics"))?;
-            outcome.aggregate_metrics = a.len() as u64;
+            outcome.aggregate_metrics = done.rows_affected();
+            outcome.aggregate_duplicates = a.len() as u64 - done.rows_affected();
         }
 
         if !batch.dead_letters.is_empty() {

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+use crate::batch::{digest, DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
 use crate::keys::{ApiKey, Scope};
 use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, StoredAggregate, Window};
 use crate::{Backend, Counts, Error, RecordStream, Store};
@@ -104,34 +104,42 @@ impl Store for SqliteStore {
 
         for chunk in batch.delayed_metrics.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, received_at_ms) ",
+                "INSERT INTO delayed_metrics (uuid, timestamp_ms, digest, metrics, received_at_ms) ",
             );
             q.push_values(chunk, |mut row, d| {
+                let metrics = serde_json::Value::Object(d.metrics.clone()).to_string();
                 row.push_bind(d.uuid.to_string())
                     .push_bind(d.timestamp_ms)
-                    .push_bind(serde_json::Value::Object(d.metrics.clone()).to_string())
+                    .push_bind(digest(&metrics))
+                    .push_bind(metrics)
                     .push_bind(at);
             });
-            q.build().execute(&mut *tx).await.map_err(Error::db("insert delayed metrics"))?;
+            q.push(" ON CONFLICT DO NOTHING");
+            let done = q.build().execute(&mut *tx).await.map_err(Error::db("insert delayed metrics"))?;
+            outcome.delayed_metrics += done.rows_affected();
         }
-        outcome.delayed_metrics = batch.delayed_metrics.len() as u64;
+        outcome.delayed_duplicates = batch.delayed_metrics.len() as u64 - outcome.delayed_metrics;
 
         for chunk in batch.aggregate_metrics.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, \
-                 metrics, source, received_at_ms) ",
+                 digest, metrics, source, received_at_ms) ",
             );
             q.push_values(chunk, |mut row, a| {
+                let metrics = serde_json::Value::Object(a.metrics.clone()).to_string();
                 row.push_bind(a.model_deployment_crn.as_str())
                     .push_bind(a.start_timestamp_ms)
                     .push_bind(a.end_timestamp_ms)
-                    .push_bind(serde_json::Value::Object(a.metrics.clone()).to_string())
+                    .push_bind(digest(&metrics))
+                    .push_bind(metrics)
                     .push_bind(a.source.as_str())
                     .push_bind(at);
             });
-            q.build().execute(&mut *tx).await.map_err(Error::db("insert aggregate metrics"))?;
+            q.push(" ON CONFLICT DO NOTHING");
+            let done = q.build().execute(&mut *tx).await.map_err(Error::db("insert aggregate metrics"))?;
+            outcome.aggregate_metrics += done.rows_affected();
         }
-        outcome.aggregate_metrics = batch.aggregate_metrics.len() as u64;
+        outcome.aggregate_duplicates = batch.aggregate_metrics.len() as u64 - outcome.aggregate_metrics;
 
         for chunk in batch.dead_letters.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO dead_letters (received_at_ms, source, reason, raw) ");

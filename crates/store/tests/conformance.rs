@@ -108,6 +108,44 @@ async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     assert_eq!(original.metrics, first[0].metrics, "the first write is kept");
 }
 
+async fn retried_metrics_are_stored_once(store: Arc<dyn Store>) {
+    let p = prediction("dep", T0, 0.4);
+    let label =
+        DelayedMetrics { uuid: p.uuid, timestamp_ms: T0 + 5, metrics: metrics(json!({"label": 1, "by": "crm"})) };
+    // The same keys in another order are the same metrics.
+    let reordered = DelayedMetrics { metrics: metrics(json!({"by": "crm", "label": 1})), ..label.clone() };
+    let correction = DelayedMetrics { uuid: p.uuid, timestamp_ms: T0 + 9, metrics: metrics(json!({"label": 0})) };
+    let agg = AggregateMetrics {
+        model_deployment_crn: "dep".into(),
+        start_timestamp_ms: T0,
+        end_timestamp_ms: T0 + DAY,
+        metrics: metrics(json!({"roc_auc": 0.9})),
+        source: "user".into(),
+    };
+    let batch = || WriteBatch {
+        predictions: vec![p.clone()],
+        delayed_metrics: vec![label.clone(), reordered.clone()],
+        aggregate_metrics: vec![agg.clone()],
+        ..WriteBatch::new(T0)
+    };
+    let first = store.write(batch()).await.unwrap();
+    assert_eq!((first.predictions, first.delayed_metrics, first.aggregate_metrics), (1, 1, 1));
+    assert_eq!((first.delayed_duplicates, first.duplicate_events()), (1, 1));
+    let retry = store.write(batch()).await.unwrap();
+    assert_eq!(retry.accepted(), 0);
+    assert_eq!((retry.duplicates.len(), retry.delayed_duplicates, retry.aggregate_duplicates), (1, 2, 1));
+    // A different time or a different source is a new fact.
+    let other_source = AggregateMetrics { source: "drift:daily".into(), ..agg.clone() };
+    let more =
+        WriteBatch { delayed_metrics: vec![correction], aggregate_metrics: vec![other_source], ..WriteBatch::new(T0) };
+    let more = store.write(more).await.unwrap();
+    assert_eq!((more.delayed_metrics, more.aggregate_metrics, more.duplicate_events()), (1, 1, 0));
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.predictions, counts.delayed_metrics, counts.aggregate_metrics), (1, 2, 2));
+    let read = read_all(&*store, Selection::Deployment("dep".into()), everything()).await;
+    assert_eq!(read[0].metrics["label"], json!(0));
+}
+
 async fn source_positions_commit_with_the_batch(store: Arc<dyn Store>) {
     assert!(store.source_positions("g", "t").await.unwrap().is_empty());
     let pos = |partition, next_offset| SourcePosition { group: "g".into(), topic: "t".into(), partition, next_offset };
@@ -219,6 +257,7 @@ macro_rules! conformance {
 conformance!(
     writes_and_reads_back_with_delayed_metrics_merged,
     predictions_are_idempotent_on_uuid,
+    retried_metrics_are_stored_once,
     source_positions_commit_with_the_batch,
     dead_letters_keep_raw_bytes,
     aggregates_are_read_by_deployment_and_window,
