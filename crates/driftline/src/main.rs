@@ -56,8 +56,8 @@ impl StoreArgs {
     }
 
     async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let config = self.config();
-        driftline_store::open(&config).await.with_context(|| format!("opening the store at {}", config.location()))
+        // The store's errors name the file or URL already.
+        Ok(driftline_store::open(&self.config()).await?)
     }
 }
 
@@ -110,13 +110,13 @@ enum KeysCommand {
     /// Create a key and print it once; only its hash is stored.
     Create {
         /// A name for people ("replica-eu", "notebook").
-        #[arg(long)]
+        #[arg(long, env = "DRIFTLINE_KEY_NAME")]
         name: String,
         /// read, write or admin.
-        #[arg(long, value_parser = parse_scope)]
+        #[arg(long, env = "DRIFTLINE_KEY_SCOPE", value_parser = parse_scope)]
         scope: Scope,
         /// Limit the key to one deployment.
-        #[arg(long)]
+        #[arg(long, env = "DRIFTLINE_KEY_DEPLOYMENT")]
         deployment: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
@@ -129,6 +129,7 @@ enum KeysCommand {
     /// Revoke a key by its id.
     Revoke {
         /// The key's id, as `keys list` shows it.
+        #[arg(env = "DRIFTLINE_KEY_ID")]
         id: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -139,8 +140,18 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse()
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes on one line; no backtrace, whatever RUST_BACKTRACE says.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DRIFTLINE_LOG")

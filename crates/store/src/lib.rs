@@ -100,28 +100,31 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database could not be opened; the message says where and why.
-    #[error("cannot open the store at {location}: {source}; check the path or URL and that the database is reachable")]
+    #[error("cannot open the store at {location} ({cause}); check the path or URL and that the database is reachable")]
     Open {
         /// The file or URL (password removed).
         location: String,
         /// What the driver said.
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// Migrations failed.
-    #[error("cannot apply the {backend} migrations: {source}")]
+    #[error(
+        "cannot apply the {backend} migrations ({cause}); if this database was written by another driftline version, \
+         use a fresh data directory or database"
+    )]
     Migrate {
         /// `sqlite` or `postgres`.
         backend: &'static str,
         /// What the migrator said.
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
     /// A database statement failed.
-    #[error("store {operation} failed: {source}")]
+    #[error("store {operation} failed: {cause}")]
     Database {
         /// What the store was doing.
         operation: &'static str,
         /// What the driver said.
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// Stored data did not decode; it was written by something other than driftline.
     #[error("stored {what} is not valid: {detail}")]
@@ -138,6 +141,6 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-        move |source| Error::Database { operation, source }
+        move |cause| Error::Database { operation, cause }
     }
 }

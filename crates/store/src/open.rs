@@ -33,7 +33,7 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, Error> {
         None => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::Open {
                 location: config.data_dir.display().to_string(),
-                source: sqlx::Error::Io(e),
+                cause: sqlx::Error::Io(e),
             })?;
             Ok(Arc::new(SqliteStore::open(&config.data_dir.join(SQLITE_FILE)).await?))
         }
@@ -45,7 +45,7 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, Error> {
             let path = PathBuf::from(path.split('?').next().unwrap_or(path));
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::Open { location: parent.display().to_string(), source: sqlx::Error::Io(e) })?;
+                    .map_err(|e| Error::Open { location: parent.display().to_string(), cause: sqlx::Error::Io(e) })?;
             }
             Ok(Arc::new(SqliteStore::open(&path).await?))
         }

@@ -37,14 +37,14 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, Error> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(15))
             .connect(url)
             .await
-            .map_err(|source| Error::Open { location: redact(url), source })?;
+            .map_err(|cause| Error::Open { location: redact(url), cause })?;
         sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
             .await
-            .map_err(|source| Error::Migrate { backend: "postgres", source })?;
+            .map_err(|cause| Error::Migrate { backend: "postgres", cause })?;
         Ok(PostgresStore { pool, partitions: Mutex::new(HashSet::new()) })
     }
 

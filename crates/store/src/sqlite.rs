@@ -30,7 +30,7 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, Error> {
         let location = path.display().to_string();
         let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(|source| Error::Open { location: location.clone(), source })?
+            .map_err(|cause| Error::Open { location: location.clone(), cause })?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -41,16 +41,16 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await
-            .map_err(|source| Error::Open { location: location.clone(), source })?;
+            .map_err(|cause| Error::Open { location: location.clone(), cause })?;
         sqlx::migrate!("../../migrations/sqlite")
             .run(&writer)
             .await
-            .map_err(|source| Error::Migrate { backend: "sqlite", source })?;
+            .map_err(|cause| Error::Migrate { backend: "sqlite", cause })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await
-            .map_err(|source| Error::Open { location, source })?;
+            .map_err(|cause| Error::Open { location, cause })?;
         Ok(SqliteStore { writer, reader })
     }
 }
