@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -89,6 +90,25 @@ fn body(bytes: Result<Bytes, BytesRejection>, limits: &Limits) -> Result<Bytes, 
     })
 }
 
+/// A write call: its key checked for the `write` scope before the body is read, then the body
+/// within the request limit.
+struct WriteRequest {
+    principal: Principal,
+    headers: HeaderMap,
+    bytes: Bytes,
+}
+
+impl FromRequest<AppState> for WriteRequest {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Problem> {
+        let principal = state.authorize(request.headers(), Scope::Write).await?;
+        let headers = request.headers().clone();
+        let bytes = body(Bytes::from_request(request, state).await, &state.limits)?;
+        Ok(WriteRequest { principal, headers, bytes })
+    }
+}
+
 /// A request id for dead-letter sources and the `x-request-id` answer header.
 fn request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -126,11 +146,8 @@ async fn check_scope(state: &AppState, principal: &Principal, decoded: &Decoded)
 
 async fn post_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    WriteRequest { principal, headers, bytes }: WriteRequest,
 ) -> Result<Response, Problem> {
-    let principal = state.authorize(&headers, Scope::Write).await?;
-    let bytes = body(bytes, &state.limits)?;
     let format = BodyFormat::from_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     let decoded = decode_body(&bytes, format, &state.limits)?;
     check_scope(&state, &principal, &decoded).await?;
@@ -182,11 +199,8 @@ fn json_object(bytes: &Bytes, endpoint: &str, fields: &str) -> Result<serde_json
 
 async fn post_delayed_metrics(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    WriteRequest { principal, bytes, .. }: WriteRequest,
 ) -> Result<Response, Problem> {
-    let principal = state.authorize(&headers, Scope::Write).await?;
-    let bytes = body(bytes, &state.limits)?;
     let mut obj = json_object(&bytes, "this endpoint", "prediction_uuid and metrics (timestamp_ms optional)")?;
     if let Some(unknown) = obj.keys().find(|k| !["prediction_uuid", "metrics", "timestamp_ms"].contains(&k.as_str())) {
         return Err(Problem::bad_request(format!(
@@ -205,11 +219,8 @@ async fn post_delayed_metrics(
 
 async fn post_aggregate_metrics(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    WriteRequest { principal, bytes, .. }: WriteRequest,
 ) -> Result<Response, Problem> {
-    let principal = state.authorize(&headers, Scope::Write).await?;
-    let bytes = body(bytes, &state.limits)?;
     let mut obj =
         json_object(&bytes, "this endpoint", "model_deployment_crn, start_timestamp_ms, end_timestamp_ms and metrics")?;
     obj.insert("v".into(), json!(1));
