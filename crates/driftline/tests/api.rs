@@ -369,7 +369,7 @@ async fn oversized_requests_and_events_are_refused() {
         server.post("/api/v1/events", ADMIN, "application/json", json!(big).to_string()).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "application/problem+json"));
     assert!(problem["detail"].as_str().unwrap().contains("2000 bytes"));
-    // The key is checked before the body is read: no key, no buffering, 401.
+    // Without a key, an oversized body is refused as unauthorized (401 comes before 413).
     let anonymous = server.client.post(server.url("/api/v1/events")).body(json!(big).to_string()).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let mut fat = prediction(&uuid(100), T0, 0.5, DEP);
