@@ -173,7 +173,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sent_events as f64 / elapsed
     );
     println!("  accepted      {} events stored", total.accepted);
-    println!("  duplicates    {} (one request sent twice; idempotent on the prediction UUID)", total.duplicates);
+    println!("  duplicates    {} (one request sent twice: nothing in it was stored again)", total.duplicates);
     println!("  dead letters  {} (each kept with its raw bytes and reason), for example:", counts.dead_letters);
     for letter in &letters {
         println!("                - {}", letter.reason);
