@@ -57,7 +57,8 @@ CREATE TABLE dead_letters (
     received_at_ms bigint NOT NULL,
     source         text   NOT NULL,
     reason         text   NOT NULL,
-    raw            bytea  NOT NULL
+    raw            bytea  NOT NULL,
+    source_key     bytea
 );
 
 CREATE TABLE ingest_offsets (

@@ -46,7 +46,8 @@ CREATE TABLE dead_letters (
     received_at_ms INTEGER NOT NULL,
     source         TEXT    NOT NULL,
     reason         TEXT    NOT NULL,
-    raw            BLOB    NOT NULL
+    raw            BLOB    NOT NULL,
+    source_key     BLOB
 );
 
 CREATE TABLE ingest_offsets (

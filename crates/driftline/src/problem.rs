@@ -75,6 +75,7 @@ impl From<driftline_ingest::Error> for Problem {
         match e {
             driftline_ingest::Error::MalformedBody { .. } => Problem::bad_request(e.to_string()),
             driftline_ingest::Error::Store(e) => e.into(),
+            driftline_ingest::Error::Kafka(_) => Problem::unavailable(e.to_string()),
         }
     }
 }

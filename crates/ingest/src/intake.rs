@@ -56,5 +56,5 @@ pub async fn intake(
 }
 
 fn dead_letter(source: &str, index: usize, rejection: &Rejection, raw: Vec<u8>, received_at_ms: i64) -> DeadLetter {
-    DeadLetter { received_at_ms, source: format!("{source}#{index}"), reason: rejection.to_string(), raw }
+    DeadLetter { received_at_ms, source: format!("{source}#{index}"), reason: rejection.to_string(), raw, key: None }
 }

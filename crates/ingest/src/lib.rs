@@ -1,12 +1,17 @@
-//! driftline-ingest owns the way events come in: decoding request bodies (a JSON array or
-//! NDJSON) into v1 events and rejections, and writing them to the store in one transaction
-//! with every rejection kept as a dead letter, so nothing valid around a bad event is lost.
+//! driftline-ingest owns the way events come in: decoding HTTP request bodies (a JSON array or
+//! NDJSON) and Kafka messages into v1 events and rejections, and writing them to the store in
+//! one transaction with every rejection kept as a dead letter, so nothing valid around a bad
+//! event is lost. The Kafka consumer stores its offsets in the same transaction: exactly once.
 
+pub mod consumer;
 pub mod decode;
 pub mod intake;
+pub mod metrics;
 
+pub use consumer::{Ingest, KafkaConfig, OffsetReset};
 pub use decode::{decode_body, BodyFormat, Decoded};
 pub use intake::{intake, IntakeError, IntakeReport};
+pub use metrics::IngestMetrics;
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +26,9 @@ pub enum Error {
         /// What the parser said.
         message: String,
     },
+    /// The Kafka client could not be set up; the message says what to check.
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// The store failed; nothing of the request was written.
     #[error(transparent)]
     Store(#[from] driftline_store::Error),

@@ -5,6 +5,11 @@ use uuid::Uuid;
 
 /// The next position to read from a source (for Kafka: the offset after the last one covered),
 /// stored in the same transaction as the events it covers.
+///
+/// A write moves a position only from where the writer found it: `previous` must equal the
+/// stored next offset (`None`: nothing stored yet), or the whole write fails with
+/// [`crate::Error::PositionMoved`]. So a consumer that lost its partition to another one while it
+/// was stalled cannot write the same messages a second time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePosition {
     /// Consumer group.
@@ -15,6 +20,8 @@ pub struct SourcePosition {
     pub partition: i32,
     /// The next offset to read.
     pub next_offset: i64,
+    /// The next offset the writer found stored when it started reading (`None`: none stored).
+    pub previous: Option<i64>,
 }
 
 /// An event that was refused, kept with its raw bytes, where it came from and why.
@@ -28,6 +35,8 @@ pub struct DeadLetter {
     pub reason: String,
     /// The bytes exactly as received.
     pub raw: Vec<u8>,
+    /// The Kafka message key, when there was one.
+    pub key: Option<Vec<u8>>,
 }
 
 /// One transaction's worth of writes.

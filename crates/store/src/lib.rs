@@ -134,6 +134,24 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// A source position had moved since the writer read it: another writer stored that part of
+    /// the source. Nothing of the batch was written; read the positions again and resume there.
+    #[error(
+        "position of {group}/{topic}/{partition} moved: expected {expected:?}, stored {stored:?}; \
+         another consumer wrote this partition, resume from the stored position"
+    )]
+    PositionMoved {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// What the writer expected to find.
+        expected: Option<i64>,
+        /// What was stored.
+        stored: Option<i64>,
+    },
     /// The database URL names no backend driftline knows.
     #[error("unsupported database URL `{0}`; use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),

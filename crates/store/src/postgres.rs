@@ -119,6 +119,54 @@ impl Store for PostgresStore {
         let at = batch.received_at_ms;
         self.ensure_partitions(batch.predictions.iter().map(|p| p.start_timestamp_ms)).await?;
         let mut tx = self.pool.begin().await.map_err(Error::db("begin write"))?;
+        // Positions first: the row locks taken here order concurrent writers of one partition,
+        // and a position that moved fails the batch before anything else is written.
+        for pos in &batch.positions {
+            let moved = match pos.previous {
+                Some(previous) => sqlx::query(
+                    "UPDATE ingest_offsets SET next_offset = $1, updated_at_ms = $2 \
+                     WHERE consumer_group = $3 AND topic = $4 AND partition = $5 AND next_offset = $6",
+                )
+                .bind(pos.next_offset)
+                .bind(at)
+                .bind(&pos.group)
+                .bind(&pos.topic)
+                .bind(pos.partition)
+                .bind(previous),
+                None => sqlx::query(
+                    "INSERT INTO ingest_offsets (next_offset, updated_at_ms, consumer_group, topic, partition) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(pos.next_offset)
+                .bind(at)
+                .bind(&pos.group)
+                .bind(&pos.topic)
+                .bind(pos.partition),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("store source positions"))?
+            .rows_affected()
+                == 0;
+            if moved {
+                let stored: Option<i64> = sqlx::query_scalar(
+                    "SELECT next_offset FROM ingest_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+                )
+                .bind(&pos.group)
+                .bind(&pos.topic)
+                .bind(pos.partition)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::db("read source positions"))?;
+                return Err(Error::PositionMoved {
+                    group: pos.group.clone(),
+                    topic: pos.topic.clone(),
+                    partition: pos.partition,
+                    expected: pos.previous,
+                    stored,
+                });
+            }
+        }
 
         if !batch.predictions.is_empty() {
             let uuids: Vec<Uuid> = batch.predictions.iter().map(|p| p.uuid).collect();
@@ -210,36 +258,20 @@ impl Store for PostgresStore {
         if !batch.dead_letters.is_empty() {
             let l = &batch.dead_letters;
             sqlx::query(
-                "INSERT INTO dead_letters (received_at_ms, source, reason, raw) \
-                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[])",
+                "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key) \
+                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])",
             )
             .bind(l.iter().map(|d| d.received_at_ms).collect::<Vec<_>>())
             .bind(l.iter().map(|d| text_safe(&d.source).into_owned()).collect::<Vec<_>>())
             .bind(l.iter().map(|d| text_safe(&d.reason).into_owned()).collect::<Vec<_>>())
             .bind(l.iter().map(|d| d.raw.as_slice()).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| d.key.as_deref()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(Error::db("insert dead letters"))?;
             outcome.dead_letters = l.len() as u64;
         }
 
-        if !batch.positions.is_empty() {
-            let p = &batch.positions;
-            sqlx::query(
-                "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset, updated_at_ms) \
-                 SELECT g, t, p, o, $5 FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[]) AS r(g, t, p, o) \
-                 ON CONFLICT (consumer_group, topic, partition) \
-                 DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at_ms = EXCLUDED.updated_at_ms",
-            )
-            .bind(p.iter().map(|p| p.group.as_str()).collect::<Vec<_>>())
-            .bind(p.iter().map(|p| p.topic.as_str()).collect::<Vec<_>>())
-            .bind(p.iter().map(|p| p.partition).collect::<Vec<_>>())
-            .bind(p.iter().map(|p| p.next_offset).collect::<Vec<_>>())
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("store source positions"))?;
-        }
         tx.commit().await.map_err(Error::db("commit write"))?;
         Ok(outcome)
     }
@@ -260,6 +292,7 @@ impl Store for PostgresStore {
                 topic: topic.to_owned(),
                 partition: r.get(0),
                 next_offset: r.get(1),
+                previous: Some(r.get(1)),
             })
             .collect())
     }
@@ -303,15 +336,22 @@ impl Store for PostgresStore {
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
-        let rows =
-            sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT $1")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(Error::db("read dead letters"))?;
+        let rows = sqlx::query(
+            "SELECT received_at_ms, source, reason, raw, source_key FROM dead_letters ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("read dead letters"))?;
         Ok(rows
             .into_iter()
-            .map(|r| DeadLetter { received_at_ms: r.get(0), source: r.get(1), reason: r.get(2), raw: r.get(3) })
+            .map(|r| DeadLetter {
+                received_at_ms: r.get(0),
+                source: r.get(1),
+                reason: r.get(2),
+                raw: r.get(3),
+                key: r.get(4),
+            })
             .collect())
     }
 

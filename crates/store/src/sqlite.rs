@@ -73,6 +73,54 @@ impl Store for SqliteStore {
         }
         let at = batch.received_at_ms;
         let mut tx = self.writer.begin().await.map_err(Error::db("begin write"))?;
+        // Positions first: the first write takes SQLite's write lock, so what is read here is
+        // the latest committed state.
+        for pos in &batch.positions {
+            let moved = match pos.previous {
+                Some(previous) => sqlx::query(
+                    "UPDATE ingest_offsets SET next_offset = ?1, updated_at_ms = ?2 \
+                     WHERE consumer_group = ?3 AND topic = ?4 AND partition = ?5 AND next_offset = ?6",
+                )
+                .bind(pos.next_offset)
+                .bind(at)
+                .bind(&pos.group)
+                .bind(&pos.topic)
+                .bind(pos.partition)
+                .bind(previous),
+                None => sqlx::query(
+                    "INSERT INTO ingest_offsets (next_offset, updated_at_ms, consumer_group, topic, partition) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                )
+                .bind(pos.next_offset)
+                .bind(at)
+                .bind(&pos.group)
+                .bind(&pos.topic)
+                .bind(pos.partition),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("store source positions"))?
+            .rows_affected()
+                == 0;
+            if moved {
+                let stored: Option<i64> = sqlx::query_scalar(
+                    "SELECT next_offset FROM ingest_offsets WHERE consumer_group = ?1 AND topic = ?2 AND partition = ?3",
+                )
+                .bind(&pos.group)
+                .bind(&pos.topic)
+                .bind(pos.partition)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::db("read source positions"))?;
+                return Err(Error::PositionMoved {
+                    group: pos.group.clone(),
+                    topic: pos.topic.clone(),
+                    partition: pos.partition,
+                    expected: pos.previous,
+                    stored,
+                });
+            }
+        }
 
         let mut inserted = HashSet::with_capacity(batch.predictions.len());
         for chunk in batch.predictions.chunks(ROWS_PER_INSERT) {
@@ -142,32 +190,20 @@ impl Store for SqliteStore {
         outcome.aggregate_duplicates = batch.aggregate_metrics.len() as u64 - outcome.aggregate_metrics;
 
         for chunk in batch.dead_letters.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO dead_letters (received_at_ms, source, reason, raw) ");
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key) ",
+            );
             q.push_values(chunk, |mut row, d| {
                 row.push_bind(d.received_at_ms)
                     .push_bind(d.source.as_str())
                     .push_bind(d.reason.as_str())
-                    .push_bind(d.raw.as_slice());
+                    .push_bind(d.raw.as_slice())
+                    .push_bind(d.key.as_deref());
             });
             q.build().execute(&mut *tx).await.map_err(Error::db("insert dead letters"))?;
         }
         outcome.dead_letters = batch.dead_letters.len() as u64;
 
-        for pos in &batch.positions {
-            sqlx::query(
-                "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset, updated_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (consumer_group, topic, partition) \
-                 DO UPDATE SET next_offset = excluded.next_offset, updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(&pos.group)
-            .bind(&pos.topic)
-            .bind(pos.partition)
-            .bind(pos.next_offset)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("store source positions"))?;
-        }
         tx.commit().await.map_err(Error::db("commit write"))?;
         Ok(outcome)
     }
@@ -188,6 +224,7 @@ impl Store for SqliteStore {
                 topic: topic.to_owned(),
                 partition: r.get(0),
                 next_offset: r.get(1),
+                previous: Some(r.get(1)),
             })
             .collect())
     }
@@ -231,15 +268,22 @@ impl Store for SqliteStore {
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
-        let rows =
-            sqlx::query("SELECT received_at_ms, source, reason, raw FROM dead_letters ORDER BY id DESC LIMIT ?1")
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await
-                .map_err(Error::db("read dead letters"))?;
+        let rows = sqlx::query(
+            "SELECT received_at_ms, source, reason, raw, source_key FROM dead_letters ORDER BY id DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::db("read dead letters"))?;
         Ok(rows
             .into_iter()
-            .map(|r| DeadLetter { received_at_ms: r.get(0), source: r.get(1), reason: r.get(2), raw: r.get(3) })
+            .map(|r| DeadLetter {
+                received_at_ms: r.get(0),
+                source: r.get(1),
+                reason: r.get(2),
+                raw: r.get(3),
+                key: r.get(4),
+            })
             .collect())
     }
 

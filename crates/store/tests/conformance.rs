@@ -148,14 +148,53 @@ async fn retried_metrics_are_stored_once(store: Arc<dyn Store>) {
 
 async fn source_positions_commit_with_the_batch(store: Arc<dyn Store>) {
     assert!(store.source_positions("g", "t").await.unwrap().is_empty());
-    let pos = |partition, next_offset| SourcePosition { group: "g".into(), topic: "t".into(), partition, next_offset };
+    let pos = |partition, previous, next_offset| SourcePosition {
+        group: "g".into(),
+        topic: "t".into(),
+        partition,
+        next_offset,
+        previous,
+    };
     let mut batch = batch_of(vec![prediction("dep", T0, 0.4)]);
-    batch.positions = vec![pos(0, 10), pos(3, 7)];
+    batch.positions = vec![pos(0, None, 10), pos(3, None, 7)];
     store.write(batch).await.unwrap();
-    let batch = WriteBatch { positions: vec![pos(0, 25)], ..WriteBatch::new(T0) };
+    let batch = WriteBatch { positions: vec![pos(0, Some(10), 25)], ..WriteBatch::new(T0) };
     store.write(batch).await.unwrap();
-    assert_eq!(store.source_positions("g", "t").await.unwrap(), vec![pos(0, 25), pos(3, 7)]);
+    assert_eq!(store.source_positions("g", "t").await.unwrap(), vec![pos(0, Some(25), 25), pos(3, Some(7), 7)]);
     assert!(store.source_positions("other", "t").await.unwrap().is_empty());
+}
+
+async fn a_moved_position_fails_the_whole_batch(store: Arc<dyn Store>) {
+    let pos = |partition, previous, next_offset| SourcePosition {
+        group: "g".into(),
+        topic: "t".into(),
+        partition,
+        next_offset,
+        previous,
+    };
+    store.write(WriteBatch { positions: vec![pos(1, None, 100)], ..WriteBatch::new(T0) }).await.unwrap();
+    // A stalled consumer that still believes partition 1 is at 40, and one that believes it has
+    // no position yet: both are refused, and nothing of their batches is stored.
+    for stale in [Some(40), None] {
+        let mut batch = batch_of(vec![prediction("dep", T0, 0.4)]);
+        batch.dead_letters = vec![DeadLetter {
+            received_at_ms: T0,
+            source: "kafka:t/1@41".into(),
+            reason: "bad".into(),
+            raw: b"x".to_vec(),
+            key: None,
+        }];
+        batch.positions = vec![pos(0, None, 5), pos(1, stale, 140)];
+        match store.write(batch).await {
+            Err(driftline_store::Error::PositionMoved { partition, expected, stored, .. }) => {
+                assert_eq!((partition, expected, stored), (1, stale, Some(100)));
+            }
+            other => panic!("expected PositionMoved, got {other:?}"),
+        }
+    }
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.predictions, counts.dead_letters), (0, 0));
+    assert_eq!(store.source_positions("g", "t").await.unwrap(), vec![pos(1, Some(100), 100)]);
 }
 
 async fn dead_letters_keep_raw_bytes(store: Arc<dyn Store>) {
@@ -165,6 +204,7 @@ async fn dead_letters_keep_raw_bytes(store: Arc<dyn Store>) {
         source: "http:req-1#4".into(),
         reason: "field `event`: is not valid JSON".into(),
         raw: raw.clone(),
+        key: Some(b"order-17".to_vec()),
     };
     let mut batch = batch_of(vec![prediction("dep", T0, 0.4)]);
     batch.dead_letters = vec![letter.clone()];
@@ -259,6 +299,7 @@ conformance!(
     predictions_are_idempotent_on_uuid,
     retried_metrics_are_stored_once,
     source_positions_commit_with_the_batch,
+    a_moved_position_fails_the_whole_batch,
     dead_letters_keep_raw_bytes,
     aggregates_are_read_by_deployment_and_window,
     any_day_old_or_new_is_accepted,

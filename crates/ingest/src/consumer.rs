@@ -1,0 +1,474 @@
+//! The Kafka consumer: exactly once from a topic into the store.
+//!
+//! One thread polls a consumer group (`enable.auto.commit=false`). Messages are buffered until
+//! the batch is full or has lingered long enough; then they are decoded (in parallel) and written
+//! in one store transaction together with the next offset of every partition the batch covers.
+//! The position update is conditional on the offset this consumer found stored (see
+//! [`driftline_store::SourcePosition`]), so a stalled consumer whose partitions were handed to
+//! another one cannot store a message twice. On assignment the consumer seeks to the stored
+//! offsets (falling back to `auto.offset.reset`); on revocation the pending batch is written, or
+//! dropped when the store is unreachable, before the partitions go. Kafka offset commits are
+//! advisory only (lag dashboards).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use driftline_core::time::now_ms;
+use driftline_core::{parse_event, Limits};
+use driftline_store::{DeadLetter, SourcePosition, Store, WriteBatch};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+
+use crate::metrics::IngestMetrics;
+
+/// Where to start a partition that has no stored position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// From the oldest message still in the topic.
+    Earliest,
+    /// From new messages only.
+    Latest,
+}
+
+/// How to consume.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The topic of v1 events.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Most messages in one store transaction.
+    pub batch_size: usize,
+    /// Longest time a message waits in a batch before it is written.
+    pub linger: Duration,
+    /// Where partitions with no stored position start.
+    pub offset_reset: OffsetReset,
+    /// Event limits.
+    pub limits: Limits,
+    /// Extra librdkafka settings, applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// The defaults for `brokers`: topic `driftline.events`, group `driftline-ingest`, batches of
+    /// 5,000 messages or 200 ms, earliest.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            topic: "driftline.events".into(),
+            group: "driftline-ingest".into(),
+            batch_size: 5_000,
+            linger: Duration::from_millis(200),
+            offset_reset: OffsetReset::Earliest,
+            limits: Limits::default(),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+/// One message as consumed, owned.
+struct Raw {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+}
+
+/// What the consumer thread and its rebalance callback share.
+#[derive(Default)]
+struct State {
+    /// Messages waiting to be written.
+    pending: Vec<Raw>,
+    /// When the oldest pending message arrived.
+    oldest: Option<Instant>,
+    /// Per assigned partition: the next offset stored in the store, as this consumer knows it.
+    stored: HashMap<i32, Option<i64>>,
+    /// Per partition: the offset after the last pending message.
+    next: HashMap<i32, i64>,
+}
+
+struct Shared {
+    config: KafkaConfig,
+    store: Arc<dyn Store>,
+    runtime: Handle,
+    metrics: Arc<IngestMetrics>,
+    stop: Arc<AtomicBool>,
+    state: Mutex<State>,
+}
+
+/// The consumer's librdkafka context: rebalances and statistics come through here.
+struct IngestContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.shared.config.topic) {
+            for (partition, p) in &topic.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.shared.metrics.set_lag(&self.shared.config.topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error; retrying");
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let shared = &self.shared;
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let stored = shared.stored_positions();
+                let mut state = shared.state.lock().expect("consumer state lock");
+                for elem in tpl.elements() {
+                    state.stored.insert(elem.partition(), stored.get(&elem.partition()).copied());
+                }
+                let topic = shared.config.topic.clone();
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                for partition in &partitions {
+                    let offset = match state.stored.get(partition).copied().flatten() {
+                        Some(next) => Offset::Offset(next),
+                        None if shared.config.offset_reset == OffsetReset::Earliest => Offset::Beginning,
+                        None => Offset::End,
+                    };
+                    if let Err(e) = tpl.set_partition_offset(&topic, *partition, offset) {
+                        tracing::error!(partition, error = %e, "cannot set the start offset");
+                    }
+                }
+                tracing::info!(?partitions, "partitions assigned; reading from the stored offsets");
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(error = %e, "cannot take the assigned partitions");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let mut state = shared.state.lock().expect("consumer state lock");
+                // Finish the batch while the partitions are still ours, or drop it: another
+                // consumer will read those messages from the stored offsets.
+                shared.flush(&mut state, consumer, Flush::BeforeRevoke);
+                state.pending.clear();
+                state.next.clear();
+                state.oldest = None;
+                state.stored.clear();
+                shared.metrics.clear_lag();
+                tracing::info!("partitions revoked");
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "cannot release the revoked partitions");
+                }
+            }
+            other => tracing::warn!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// A full or lingering batch: retry until it is written.
+    Normal,
+    /// Partitions are being revoked or the consumer stops: a few tries, then drop the batch.
+    BeforeRevoke,
+}
+
+/// Longest pause between two tries of a failed store write.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Tries of a write before a revocation or shutdown drops the batch.
+const TRIES_BEFORE_DROP: u32 = 3;
+
+impl Shared {
+    /// The stored position of every partition of the topic, retried until the store answers.
+    fn stored_positions(&self) -> HashMap<i32, i64> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let read = self.runtime.block_on(self.store.source_positions(&self.config.group, &self.config.topic));
+            match read {
+                Ok(positions) => return positions.into_iter().map(|p| (p.partition, p.next_offset)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the stored offsets");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Writes the pending messages in one transaction with their positions.
+    fn flush(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>, mode: Flush) {
+        if state.pending.is_empty() {
+            return;
+        }
+        let batch = self.build_batch(state);
+        let mut backoff = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let started = Instant::now();
+            match self.runtime.block_on(self.store.write(batch.clone())) {
+                Ok(outcome) => {
+                    self.metrics.observe_write(started.elapsed());
+                    self.metrics.kafka.record(outcome.accepted(), outcome.duplicate_events(), outcome.dead_letters);
+                    let mut commit = TopicPartitionList::new();
+                    for pos in &batch.positions {
+                        state.stored.insert(pos.partition, Some(pos.next_offset));
+                        let _ = commit.add_partition_offset(&pos.topic, pos.partition, Offset::Offset(pos.next_offset));
+                    }
+                    // Advisory: the store holds the offsets that count.
+                    let _ = consumer.commit(&commit, CommitMode::Async);
+                    break;
+                }
+                Err(driftline_store::Error::PositionMoved { partition, stored, .. }) => {
+                    tracing::warn!(
+                        partition,
+                        ?stored,
+                        "another consumer stored this partition; dropping the batch and resuming from the store"
+                    );
+                    self.reseek(state, consumer);
+                    break;
+                }
+                Err(e) => {
+                    self.metrics.kafka.write_errors.fetch_add(1, Ordering::Relaxed);
+                    if mode == Flush::BeforeRevoke && tries >= TRIES_BEFORE_DROP {
+                        tracing::warn!(error = %e, "cannot write the batch before giving up the partitions; dropping it, it will be read again from the stored offsets");
+                        break;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff, "store write failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        state.pending.clear();
+        state.next.clear();
+        state.oldest = None;
+    }
+
+    /// Seeks every assigned partition back to its stored position.
+    fn reseek(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>) {
+        let stored = self.stored_positions();
+        for (partition, known) in state.stored.iter_mut() {
+            *known = stored.get(partition).copied();
+            let offset = match known {
+                Some(next) => Offset::Offset(*next),
+                None if self.config.offset_reset == OffsetReset::Earliest => Offset::Beginning,
+                None => Offset::End,
+            };
+            if let Err(e) = consumer.seek(&self.config.topic, *partition, offset, Duration::from_secs(10)) {
+                tracing::warn!(partition, error = %e, "cannot seek to the stored offset");
+            }
+        }
+    }
+
+    /// Decodes the pending messages (in parallel when there are many) into one write.
+    fn build_batch(&self, state: &State) -> WriteBatch {
+        let at = now_ms();
+        let limits = &self.config.limits;
+        let topic = &self.config.topic;
+        let decode = |chunk: &[Raw]| -> Vec<Result<driftline_core::Event, DeadLetter>> {
+            chunk
+                .iter()
+                .map(|m| {
+                    let payload = m.payload.as_deref().unwrap_or_default();
+                    let result = if m.payload.is_none() {
+                        Err(driftline_core::Rejection::new("event", "the message has no payload; send one JSON event"))
+                    } else {
+                        parse_event(payload, limits)
+                    };
+                    result.map_err(|rejection| DeadLetter {
+                        received_at_ms: at,
+                        source: format!("kafka:{topic}/{}@{}", m.partition, m.offset),
+                        reason: rejection.to_string(),
+                        raw: payload.to_vec(),
+                        key: m.key.clone(),
+                    })
+                })
+                .collect()
+        };
+        let decoded: Vec<_> = if state.pending.len() >= 1_000 {
+            let half = state.pending.len() / 2;
+            let (a, b) = state.pending.split_at(half);
+            std::thread::scope(|s| {
+                let first = s.spawn(|| decode(a));
+                let second = decode(b);
+                let mut all = first.join().expect("decoder thread");
+                all.extend(second);
+                all
+            })
+        } else {
+            decode(&state.pending)
+        };
+        let mut batch = WriteBatch::new(at);
+        for item in decoded {
+            match item {
+                Ok(event) => batch.push(event),
+                Err(letter) => batch.dead_letters.push(letter),
+            }
+        }
+        let mut positions: Vec<SourcePosition> = state
+            .next
+            .iter()
+            .map(|(&partition, &next_offset)| SourcePosition {
+                group: self.config.group.clone(),
+                topic: topic.clone(),
+                partition,
+                next_offset,
+                previous: state.stored.get(&partition).copied().flatten(),
+            })
+            .collect();
+        positions.sort_by_key(|p| p.partition);
+        batch.positions = positions;
+        batch
+    }
+}
+
+/// A running consumer; [`Ingest::stop`] finishes the pending batch and leaves the group.
+pub struct Ingest {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), crate::Error>>>,
+}
+
+impl Ingest {
+    /// Starts consuming on a thread of its own. `runtime` runs the store's futures.
+    pub fn start(
+        config: KafkaConfig,
+        store: Arc<dyn Store>,
+        runtime: Handle,
+        metrics: Arc<IngestMetrics>,
+    ) -> Result<Ingest, crate::Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            runtime,
+            metrics,
+            stop: stop.clone(),
+            state: Mutex::new(State::default()),
+        });
+        let consumer = consumer(&shared)?;
+        let thread = std::thread::Builder::new()
+            .name("driftline-kafka".into())
+            .spawn(move || run(&shared, &consumer))
+            .map_err(|e| crate::Error::Kafka(format!("cannot start the consumer thread: {e}")))?;
+        Ok(Ingest { stop, thread: Some(thread) })
+    }
+
+    /// Whether the consumer thread has ended (after a stop or a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops consuming: the pending batch is written (or dropped if the store is unreachable),
+    /// the consumer leaves its group, and the thread ends.
+    pub fn stop(mut self) -> Result<(), crate::Error> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(crate::Error::Kafka("the consumer thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn consumer(shared: &Arc<Shared>) -> Result<BaseConsumer<IngestContext>, crate::Error> {
+    let c = &shared.config;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &c.brokers)
+        .set("group.id", &c.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", if c.offset_reset == OffsetReset::Earliest { "earliest" } else { "latest" })
+        .set("enable.partition.eof", "false")
+        // Bounded prefetch: memory stays flat however large the backlog.
+        .set("queued.max.messages.kbytes", "32768")
+        .set("fetch.max.bytes", "16777216")
+        .set("max.poll.interval.ms", "600000")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("statistics.interval.ms", "5000");
+    for (key, value) in &c.overrides {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer<IngestContext> = config
+        .create_with_context(IngestContext { shared: shared.clone() })
+        .map_err(|e| crate::Error::Kafka(format!("cannot create the consumer for {}: {e}", c.brokers)))?;
+    consumer
+        .subscribe(&[&c.topic])
+        .map_err(|e| crate::Error::Kafka(format!("cannot subscribe to {}: {e}", c.topic)))?;
+    Ok(consumer)
+}
+
+fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(), crate::Error> {
+    let config = &shared.config;
+    let mut last_error: Option<Instant> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let wait = {
+            let state = shared.state.lock().expect("consumer state lock");
+            state.oldest.map_or(Duration::from_millis(100), |t| config.linger.saturating_sub(t.elapsed()))
+        };
+        // The rebalance callback runs inside poll; no lock is held across it.
+        match consumer.poll(wait) {
+            Some(Ok(message)) => {
+                shared.metrics.kafka.consumed.fetch_add(1, Ordering::Relaxed);
+                let mut state = shared.state.lock().expect("consumer state lock");
+                let (partition, offset) = (message.partition(), message.offset());
+                let below_stored = matches!(state.stored.get(&partition), Some(Some(next)) if offset < *next);
+                let assigned = state.stored.contains_key(&partition);
+                if assigned && !below_stored {
+                    state.pending.push(Raw {
+                        partition,
+                        offset,
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec),
+                    });
+                    state.next.insert(partition, offset + 1);
+                    state.oldest.get_or_insert_with(Instant::now);
+                }
+                if state.pending.len() >= config.batch_size {
+                    shared.flush(&mut state, consumer, Flush::Normal);
+                }
+            }
+            Some(Err(e)) => {
+                // librdkafka reconnects by itself; say so at most every 10 s.
+                if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, "kafka consumer error; retrying");
+                    last_error = Some(Instant::now());
+                }
+            }
+            None => {}
+        }
+        let mut state = shared.state.lock().expect("consumer state lock");
+        if state.oldest.is_some_and(|t| t.elapsed() >= config.linger) {
+            shared.flush(&mut state, consumer, Flush::Normal);
+        }
+    }
+    {
+        let mut state = shared.state.lock().expect("consumer state lock");
+        shared.flush(&mut state, consumer, Flush::BeforeRevoke);
+    }
+    consumer.unsubscribe();
+    // Serve the revocation callback so the group learns we are gone.
+    let _ = consumer.poll(Duration::from_millis(100));
+    tracing::info!("kafka consumer stopped");
+    Ok(())
+}
