@@ -1,0 +1,182 @@
+//! The Kafka consumer against librdkafka's in-process mock cluster: batching, dead letters,
+//! resuming from the offsets stored in the store, and two consumers sharing a group.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftline_ingest::{Ingest, IngestMetrics, KafkaConfig};
+use driftline_store::sqlite::SqliteStore;
+use driftline_store::{Counts, Store};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+const TOPIC: &str = "driftline.events";
+const PARTITIONS: i32 = 3;
+const T0: i64 = 1_700_000_000_000;
+
+fn event(i: u32) -> String {
+    format!(
+        r#"{{"v":1,"type":"prediction","uuid":"00000000-0000-4000-8000-{i:012}","model_crn":"m","model_build_crn":"b","model_deployment_crn":"d","start_timestamp_ms":{},"end_timestamp_ms":{},"metrics":{{"prediction":0.5}}}}"#,
+        T0 + i64::from(i),
+        T0 + i64::from(i) + 3
+    )
+}
+
+/// Produces events `from..to`; every 100th is malformed. Returns how many were malformed.
+fn produce(bootstrap: &str, from: u32, to: u32) -> u64 {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let mut malformed = 0;
+    for i in from..to {
+        let payload = if i % 100 == 99 {
+            malformed += 1;
+            format!("{{\"not an event\": {i}")
+        } else {
+            event(i)
+        };
+        let key = format!("k{i}");
+        let record = BaseRecord::to(TOPIC).partition((i % PARTITIONS as u32) as i32).key(&key).payload(&payload);
+        producer.send(record).unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    malformed
+}
+
+fn config(bootstrap: &str) -> KafkaConfig {
+    let mut c = KafkaConfig::new(bootstrap);
+    c.batch_size = 400;
+    c.linger = Duration::from_millis(50);
+    c.group = "test-group".into();
+    c
+}
+
+/// Waits (at most 60 s) until the store holds `events` predictions plus dead letters.
+async fn wait_for(store: &dyn Store, events: u64) -> Counts {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = store.counts().await.unwrap();
+        if counts.predictions + counts.dead_letters >= events || Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn start(bootstrap: &str, store: &Arc<dyn Store>, metrics: &Arc<IngestMetrics>) -> Ingest {
+    Ingest::start(config(bootstrap), store.clone(), tokio::runtime::Handle::current(), metrics.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumes_everything_once_and_resumes_from_stored_offsets() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
+    let metrics = Arc::new(IngestMetrics::default());
+
+    let malformed = produce(&bootstrap, 0, 3_000);
+    let ingest = start(&bootstrap, &store, &metrics);
+    let counts = wait_for(&*store, 3_000).await;
+    ingest.stop().unwrap();
+    assert_eq!((counts.predictions, counts.dead_letters), (3_000 - malformed, malformed));
+
+    // Every partition's next offset is stored: 1,000 messages each.
+    let positions = store.source_positions("test-group", TOPIC).await.unwrap();
+    assert_eq!(
+        positions.iter().map(|p| (p.partition, p.next_offset)).collect::<Vec<_>>(),
+        vec![(0, 1_000), (1, 1_000), (2, 1_000)]
+    );
+
+    // Dead letters say where they came from and keep the key and the bytes.
+    let letters = store.dead_letters(100).await.unwrap();
+    let letter = letters.iter().find(|l| l.key.as_deref() == Some(b"k99".as_slice())).expect("message 99");
+    assert_eq!(letter.source, "kafka:driftline.events/0@33");
+    assert_eq!(letter.raw, b"{\"not an event\": 99".to_vec());
+    assert!(letter.reason.contains("not valid JSON"), "{}", letter.reason);
+
+    // Batches were bounded by the batch size; the metrics saw every message.
+    let text = metrics.render();
+    assert!(text.contains("driftline_events_consumed_total{source=\"kafka\"} 3000"), "{text}");
+    let batches: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("driftline_batches_total{source=\"kafka\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(batches >= 3_000 / 400, "{batches} batches");
+
+    // More messages, and a new consumer in the same group: it starts at the stored offsets, so
+    // nothing is read twice (dead letters have no dedup: a re-read would show here).
+    let more_malformed = produce(&bootstrap, 3_000, 4_500);
+    let ingest = start(&bootstrap, &store, &metrics);
+    let counts = wait_for(&*store, 4_500).await;
+    // Give a wrongly re-reading consumer time to show itself.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts_later = store.counts().await.unwrap();
+    ingest.stop().unwrap();
+    assert_eq!(counts, counts_later);
+    assert_eq!(
+        (counts.predictions, counts.dead_letters),
+        (4_500 - malformed - more_malformed, malformed + more_malformed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
+    let metrics = Arc::new(IngestMetrics::default());
+    let malformed = produce(&bootstrap, 0, 6_000);
+
+    // Stop and restart the consumer several times while it drains the backlog.
+    for _ in 0..4 {
+        let ingest = start(&bootstrap, &store, &metrics);
+        let before = store.counts().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while store.counts().await.unwrap() == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ingest.stop().unwrap();
+    }
+    let ingest = start(&bootstrap, &store, &metrics);
+    let counts = wait_for(&*store, 6_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ingest.stop().unwrap();
+    assert_eq!(store.counts().await.unwrap(), counts);
+    assert_eq!((counts.predictions, counts.dead_letters), (6_000 - malformed, malformed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_in_one_group_share_the_work_exactly_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 6, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
+    let (m1, m2) = (Arc::new(IngestMetrics::default()), Arc::new(IngestMetrics::default()));
+    let one = start(&bootstrap, &store, &m1);
+    let two = start(&bootstrap, &store, &m2);
+    // Let both join before the data arrives, so both get partitions.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    for i in 0..6_000u32 {
+        let payload = event(i);
+        producer.send(BaseRecord::<(), _>::to(TOPIC).partition((i % 6) as i32).payload(&payload)).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let counts = wait_for(&*store, 6_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    one.stop().unwrap();
+    two.stop().unwrap();
+    assert_eq!(store.counts().await.unwrap(), counts);
+    assert_eq!(counts.predictions, 6_000);
+    let stored = |m: &IngestMetrics| m.kafka.stored.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(stored(&m1) > 0 && stored(&m2) > 0, "both did work: {} and {}", stored(&m1), stored(&m2));
+    assert_eq!(stored(&m1) + stored(&m2), 6_000);
+}
