@@ -85,8 +85,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", path.display()))?;
 
     let admin_key = format!("demo-{}", uuid::Uuid::new_v4().simple());
-    let state =
-        AppState { store: store.clone(), limits: Limits::default(), admin_key_hash: Some(hash_key(&admin_key)) };
+    let state = AppState {
+        store: store.clone(),
+        limits: Limits::default(),
+        admin_key_hash: Some(hash_key(&admin_key)),
+        metrics: Default::default(),
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use driftline_core::time::now_ms;
 use driftline_core::Limits;
+use driftline_ingest::{Ingest, IngestMetrics};
 use driftline_store::keys::hash_key;
 use driftline_store::{NewKey, Scope, Store, StoreConfig};
 use tokio::net::TcpListener;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP API on the embedded SQLite store, or on Postgres with --database-url.
     Serve(ServeArgs),
+    /// Consume v1 events from Kafka into the store, exactly once.
+    Ingest(IngestArgs),
     /// Generate a realistic prediction stream with drift and late labels, send it through the
     /// HTTP API into a fresh embedded store, and summarise what happened.
     Demo(demo::DemoArgs),
@@ -90,6 +93,69 @@ impl LimitArgs {
     }
 }
 
+/// Kafka intake.
+#[derive(Debug, Clone, Args)]
+struct KafkaArgs {
+    /// The topic of v1 events.
+    #[arg(long, env = "DRIFTLINE_KAFKA_TOPIC", default_value = "driftline.events")]
+    topic: String,
+    /// The consumer group; consumers of one group share the topic's partitions.
+    #[arg(long, env = "DRIFTLINE_KAFKA_GROUP", default_value = "driftline-ingest")]
+    group: String,
+    /// Most messages in one store transaction.
+    #[arg(long, env = "DRIFTLINE_BATCH_SIZE", default_value_t = 5_000)]
+    batch_size: usize,
+    /// Longest time a message waits in a batch, in milliseconds.
+    #[arg(long, env = "DRIFTLINE_LINGER_MS", default_value_t = 200)]
+    linger_ms: u64,
+    /// Where partitions without a stored offset start: earliest or latest.
+    #[arg(long, env = "DRIFTLINE_AUTO_OFFSET_RESET", default_value = "earliest", value_parser = ["earliest", "latest"])]
+    auto_offset_reset: String,
+    /// Extra librdkafka setting as KEY=VALUE (repeatable, or comma-separated in the env var).
+    #[arg(long = "kafka-option", env = "DRIFTLINE_KAFKA_OPTIONS", value_delimiter = ',')]
+    kafka_options: Vec<String>,
+}
+
+impl KafkaArgs {
+    fn config(&self, brokers: &str, limits: driftline_core::Limits) -> anyhow::Result<driftline_ingest::KafkaConfig> {
+        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        let mut c = driftline_ingest::KafkaConfig::new(brokers);
+        c.topic = self.topic.clone();
+        c.group = self.group.clone();
+        c.batch_size = self.batch_size;
+        c.linger = std::time::Duration::from_millis(self.linger_ms);
+        c.offset_reset = if self.auto_offset_reset == "latest" {
+            driftline_ingest::OffsetReset::Latest
+        } else {
+            driftline_ingest::OffsetReset::Earliest
+        };
+        c.limits = limits;
+        for option in &self.kafka_options {
+            let (key, value) = option
+                .split_once('=')
+                .with_context(|| format!("--kafka-option `{option}` is not KEY=VALUE, e.g. fetch.min.bytes=1"))?;
+            c.overrides.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// Kafka bootstrap servers, host:port[,host:port…].
+    #[arg(long, env = "DRIFTLINE_KAFKA_BROKERS")]
+    kafka_brokers: String,
+    /// Serve GET /metrics (Prometheus) and /healthz on this address.
+    #[arg(long, env = "DRIFTLINE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -99,6 +165,11 @@ struct ServeArgs {
     /// and prints it once.
     #[arg(long, env = "DRIFTLINE_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Also consume v1 events from these Kafka bootstrap servers, like `driftline ingest`.
+    #[arg(long, env = "DRIFTLINE_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
@@ -163,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Ingest(args) => ingest(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Keys { command } => keys(command).await,
         }
@@ -185,14 +257,74 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let state = server::AppState { store: store.clone(), limits: args.limits.limits(), admin_key_hash };
+    let metrics = Arc::new(IngestMetrics::default());
+    let limits = args.limits.limits();
+    let state = server::AppState { store: store.clone(), limits, admin_key_hash, metrics: metrics.clone() };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let consumer = match &args.kafka_brokers {
+        Some(brokers) => {
+            let config = args.kafka.config(brokers, limits)?;
+            let runtime = tokio::runtime::Handle::current();
+            Some(Ingest::start(config, store.clone(), runtime, metrics.clone())?)
+        }
+        None => None,
+    };
     println!("driftline listening on http://{addr} (store: {})", args.store.config().location());
-    tracing::info!(%addr, store = %args.store.config().location(), "serving");
+    tracing::info!(%addr, store = %args.store.config().location(), kafka = args.kafka_brokers.is_some(), "serving");
     server::serve(state, listener, shutdown_signal()).await?;
+    if let Some(consumer) = consumer {
+        tokio::task::spawn_blocking(move || consumer.stop()).await??;
+    }
     store.close().await;
     tracing::info!("stopped; every acknowledged event is committed");
+    Ok(())
+}
+
+async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let store = args.store.open().await?;
+    let metrics = Arc::new(IngestMetrics::default());
+    let config = args.kafka.config(&args.kafka_brokers, args.limits.limits())?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+            println!("driftline metrics on http://{}/metrics", listener.local_addr()?);
+            let router = server::metrics_router(metrics.clone());
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = metrics_stopped.await;
+                    })
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let consumer = Ingest::start(config.clone(), store.clone(), tokio::runtime::Handle::current(), metrics)?;
+    println!(
+        "driftline ingest consuming {} from {} (group {}) into {}",
+        config.topic,
+        config.brokers,
+        config.group,
+        args.store.config().location()
+    );
+    let stopped_by_itself = tokio::select! {
+        _ = shutdown_signal() => false,
+        _ = async {
+            while !consumer.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        } => true,
+    };
+    let result = tokio::task::spawn_blocking(move || consumer.stop()).await?;
+    let _ = stop_metrics.send(());
+    if let Some(server) = metrics_server {
+        server.await??;
+    }
+    store.close().await;
+    result?;
+    anyhow::ensure!(!stopped_by_itself, "the consumer stopped unexpectedly");
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use driftline_core::time::now_ms;
 use driftline_core::{parse_event_value, Event, Limits};
-use driftline_ingest::{decode_body, intake, BodyFormat, Decoded, IntakeReport};
+use driftline_ingest::{decode_body, intake, BodyFormat, Decoded, IngestMetrics, IntakeReport};
 use driftline_query::{encode, WindowParams};
 use driftline_store::{Scope, Store};
 use serde::Deserialize;
@@ -30,6 +30,8 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     /// SHA-256 of the bootstrap admin key, if one was given.
     pub(crate) admin_key_hash: Option<String>,
+    /// Intake counters, served at `/metrics`.
+    pub(crate) metrics: Arc<IngestMetrics>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/events", post(post_events))
         .route("/api/v1/delayed_metrics", post(post_delayed_metrics))
         .route("/api/v1/aggregate_metrics", post(post_aggregate_metrics).get(get_aggregate_metrics))
@@ -69,6 +72,25 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// The routes of `driftline ingest --metrics-listen`: `/metrics` and `/healthz`.
+pub(crate) fn metrics_router(metrics: Arc<IngestMetrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(move || std::future::ready(prometheus_text(&metrics))))
+}
+
+fn prometheus_text(metrics: &IngestMetrics) -> Response {
+    let mut response = metrics.render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    prometheus_text(&state.metrics)
 }
 
 async fn healthz() -> Json<Value> {
@@ -152,9 +174,27 @@ async fn post_events(
     let decoded = decode_body(&bytes, format, &state.limits)?;
     check_scope(&state, &principal, &decoded).await?;
     let id = request_id();
-    let report = intake(&*state.store, decoded, &format!("http:{id}"), now_ms()).await?;
+    let report = record_intake(&state, decoded, &id).await?;
     tracing::debug!(request = %id, accepted = report.accepted, rejected = report.rejected, "events");
     Ok(with_request_id(report, &id))
+}
+
+/// Writes a decoded request and counts it in the HTTP intake metrics.
+async fn record_intake(state: &AppState, decoded: Decoded, id: &str) -> Result<IntakeReport, Problem> {
+    let counters = &state.metrics.http;
+    counters.consumed.fetch_add(decoded.total() as u64, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    match intake(&*state.store, decoded, &format!("http:{id}"), now_ms()).await {
+        Ok(report) => {
+            state.metrics.observe_write(started.elapsed());
+            counters.record(report.accepted, report.duplicates, report.rejected);
+            Ok(report)
+        }
+        Err(e) => {
+            counters.write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(e.into())
+        }
+    }
 }
 
 /// Stores one event built by a one-call endpoint from its JSON body, as `POST /api/v1/events`
@@ -178,7 +218,7 @@ async fn post_one(
         }
     }
     check_scope(state, principal, &decoded).await?;
-    let report = intake(&*state.store, decoded, &format!("http:{id}"), now_ms()).await?;
+    let report = record_intake(state, decoded, &id).await?;
     if let Some(error) = report.errors.first() {
         return Err(Problem::bad_request(format!("{} (kept as a dead letter, request {id})", error.reason)));
     }

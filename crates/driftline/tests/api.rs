@@ -256,6 +256,15 @@ async fn api_flow(store_args: Vec<String>) {
     let (_, _, stats) = server.get("/api/v1/stats", Some(ADMIN)).await;
     assert_eq!(stats, json!({"predictions": 6, "delayed_metrics": 2, "aggregate_metrics": 1, "dead_letters": 6}));
 
+    // Prometheus metrics count the HTTP intake (no key needed, no event data in them).
+    let (status, content_type, text) = server.get("/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = text.as_str().unwrap().to_owned();
+    assert!(text.contains("driftline_events_dead_lettered_total{source=\"http\"} 6"), "{text}");
+    assert!(text.contains("driftline_events_duplicate_total{source=\"http\"} 3"), "{text}");
+    assert!(text.contains("# TYPE driftline_batch_write_seconds histogram"));
+
     // Unknown endpoints and methods answer as problems too.
     let (status, content_type, _) = server.get("/api/v1/nothing", Some(ADMIN)).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::NOT_FOUND, "application/problem+json"));

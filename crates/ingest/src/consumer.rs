@@ -239,7 +239,8 @@ impl Shared {
                 }
                 Err(e) => {
                     self.metrics.kafka.write_errors.fetch_add(1, Ordering::Relaxed);
-                    if mode == Flush::BeforeRevoke && tries >= TRIES_BEFORE_DROP {
+                    let stopping = self.stop.load(Ordering::SeqCst);
+                    if (mode == Flush::BeforeRevoke || stopping) && tries >= TRIES_BEFORE_DROP {
                         tracing::warn!(error = %e, "cannot write the batch before giving up the partitions; dropping it, it will be read again from the stored offsets");
                         break;
                     }
