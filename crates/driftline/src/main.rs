@@ -111,6 +111,10 @@ struct KafkaArgs {
     /// Where partitions without a stored offset start: earliest or latest.
     #[arg(long, env = "DRIFTLINE_AUTO_OFFSET_RESET", default_value = "earliest", value_parser = ["earliest", "latest"])]
     auto_offset_reset: String,
+    /// Read these partitions (`all`, or a list such as `0,1,2`) without a consumer group, instead
+    /// of letting the group assign them. Exactly once either way.
+    #[arg(long, env = "DRIFTLINE_KAFKA_PARTITIONS")]
+    partitions: Option<String>,
     /// Extra librdkafka setting as KEY=VALUE (repeatable, or comma-separated in the env var).
     #[arg(long = "kafka-option", env = "DRIFTLINE_KAFKA_OPTIONS", value_delimiter = ',')]
     kafka_options: Vec<String>,
@@ -130,6 +134,18 @@ impl KafkaArgs {
             driftline_ingest::OffsetReset::Earliest
         };
         c.limits = limits;
+        c.partitions = match self.partitions.as_deref().map(str::trim) {
+            None | Some("") => driftline_ingest::Partitions::Group,
+            Some("all") => driftline_ingest::Partitions::All,
+            Some(list) => driftline_ingest::Partitions::Only(
+                list.split(',')
+                    .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
+                    .collect::<Option<Vec<_>>>()
+                    .with_context(|| {
+                    format!("--partitions `{list}` is not `all` or a list of partition numbers like 0,1,2")
+                })?,
+            ),
+        };
         for option in &self.kafka_options {
             let (key, value) = option
                 .split_once('=')

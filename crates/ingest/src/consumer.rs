@@ -38,6 +38,17 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// Which partitions a consumer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitions {
+    /// The consumer group hands out partitions (and moves them when consumers come and go).
+    Group,
+    /// Every partition of the topic, assigned by this consumer itself, no group membership.
+    All,
+    /// These partitions, assigned by this consumer itself, no group membership.
+    Only(Vec<i32>),
+}
+
 /// How to consume.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -57,6 +68,10 @@ pub struct KafkaConfig {
     pub limits: Limits,
     /// Extra librdkafka settings, applied last.
     pub overrides: Vec<(String, String)>,
+    /// Group-managed or self-assigned partitions. Self-assigned consumers do not depend on the
+    /// broker's group coordination; exactly-once holds either way, because the store refuses a
+    /// position that moved under a writer.
+    pub partitions: Partitions,
 }
 
 impl KafkaConfig {
@@ -72,6 +87,7 @@ impl KafkaConfig {
             offset_reset: OffsetReset::Earliest,
             limits: Limits::default(),
             overrides: Vec::new(),
+            partitions: Partitions::Group,
         }
     }
 }
@@ -95,7 +111,30 @@ struct State {
     stored: HashMap<i32, Option<i64>>,
     /// Per partition: the offset after the last pending message.
     next: HashMap<i32, i64>,
+    /// Per partition just (re)positioned at a stored offset: the offset the first message must
+    /// have. A later first offset means the broker skipped messages (see [`Shared::check_gap`]).
+    first_expected: HashMap<i32, i64>,
+    /// Partitions already re-read once because of a gap.
+    gap_retried: std::collections::HashSet<i32>,
 }
+
+impl State {
+    /// Notes that `partition` was positioned at its stored next offset, if there is one.
+    fn expect_first(&mut self, partition: i32, stored: Option<i64>) {
+        match stored {
+            Some(next) => {
+                self.first_expected.insert(partition, next);
+            }
+            None => {
+                self.first_expected.remove(&partition);
+            }
+        }
+    }
+}
+
+/// How far before the stored offset a partition is re-read when the broker skipped messages
+/// after a seek. Messages below the stored offset are dropped again on arrival.
+const GAP_LOOKBACK: i64 = 10_000;
 
 struct Shared {
     config: KafkaConfig,
@@ -140,11 +179,9 @@ impl ConsumerContext for IngestContext {
                 let topic = shared.config.topic.clone();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 for partition in &partitions {
-                    let offset = match state.stored.get(partition).copied().flatten() {
-                        Some(next) => Offset::Offset(next),
-                        None if shared.config.offset_reset == OffsetReset::Earliest => Offset::Beginning,
-                        None => Offset::End,
-                    };
+                    let stored = state.stored.get(partition).copied().flatten();
+                    state.expect_first(*partition, stored);
+                    let offset = shared.start_offset(stored);
                     if let Err(e) = tpl.set_partition_offset(&topic, *partition, offset) {
                         tracing::error!(partition, error = %e, "cannot set the start offset");
                     }
@@ -163,6 +200,7 @@ impl ConsumerContext for IngestContext {
                 state.next.clear();
                 state.oldest = None;
                 state.stored.clear();
+                state.first_expected.clear();
                 shared.metrics.clear_lag();
                 tracing::info!("partitions revoked");
                 if let Err(e) = consumer.unassign() {
@@ -188,6 +226,61 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const TRIES_BEFORE_DROP: u32 = 3;
 
 impl Shared {
+    /// Checks the first message after a partition was positioned at `expected`. A Kafka broker
+    /// answers a fetch from the middle of a record batch with that whole batch; a broker that
+    /// answers with the next batch instead would make the rest of the batch vanish. Returns
+    /// true when the message must be dropped because the partition is being re-read from
+    /// earlier (once per partition; a gap that persists is reported and accepted, as compacted
+    /// topics have gaps).
+    fn check_gap(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<IngestContext>,
+        partition: i32,
+        offset: i64,
+    ) -> bool {
+        let Some(&expected) = state.first_expected.get(&partition) else { return false };
+        if offset < expected {
+            return false; // below the stored offset: dropped by the caller, keep waiting
+        }
+        state.first_expected.remove(&partition);
+        if offset == expected {
+            return false;
+        }
+        if state.gap_retried.insert(partition) {
+            let from = (expected - GAP_LOOKBACK).max(0);
+            tracing::warn!(
+                partition,
+                expected,
+                got = offset,
+                "the broker skipped offsets after a seek; re-reading the partition from {from}"
+            );
+            match consumer.seek(&self.config.topic, partition, Offset::Offset(from), Duration::from_secs(10)) {
+                Ok(()) => {
+                    state.first_expected.insert(partition, expected);
+                    return true;
+                }
+                Err(e) => tracing::warn!(partition, error = %e, "cannot seek back"),
+            }
+        }
+        tracing::warn!(
+            partition,
+            expected,
+            got = offset,
+            "offsets {expected}..{offset} are not in the topic; continuing"
+        );
+        false
+    }
+
+    /// Where a partition starts: its stored next offset, or `auto.offset.reset` without one.
+    fn start_offset(&self, stored: Option<i64>) -> Offset {
+        match stored {
+            Some(next) => Offset::Offset(next),
+            None if self.config.offset_reset == OffsetReset::Earliest => Offset::Beginning,
+            None => Offset::End,
+        }
+    }
+
     /// The stored position of every partition of the topic, retried until the store answers.
     fn stored_positions(&self) -> HashMap<i32, i64> {
         let mut backoff = Duration::from_millis(100);
@@ -258,16 +351,19 @@ impl Shared {
     /// Seeks every assigned partition back to its stored position.
     fn reseek(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>) {
         let stored = self.stored_positions();
+        let mut expectations = Vec::new();
         for (partition, known) in state.stored.iter_mut() {
             *known = stored.get(partition).copied();
-            let offset = match known {
-                Some(next) => Offset::Offset(*next),
-                None if self.config.offset_reset == OffsetReset::Earliest => Offset::Beginning,
-                None => Offset::End,
-            };
+            let offset = self.start_offset(*known);
+            if let Some(next) = *known {
+                expectations.push((*partition, next));
+            }
             if let Err(e) = consumer.seek(&self.config.topic, *partition, offset, Duration::from_secs(10)) {
                 tracing::warn!(partition, error = %e, "cannot seek to the stored offset");
             }
+        }
+        for (partition, next) in expectations {
+            state.expect_first(partition, Some(next));
         }
     }
 
@@ -356,10 +452,15 @@ impl Ingest {
             stop: stop.clone(),
             state: Mutex::new(State::default()),
         });
-        let consumer = consumer(&shared)?;
+        // Everything that blocks on the store (reading positions to assign partitions) happens
+        // on the consumer's own thread, never on the caller's runtime. Set-up errors end the
+        // thread and come back from `stop`.
         let thread = std::thread::Builder::new()
             .name("driftline-kafka".into())
-            .spawn(move || run(&shared, &consumer))
+            .spawn(move || {
+                let consumer = consumer(&shared)?;
+                run(&shared, &consumer)
+            })
             .map_err(|e| crate::Error::Kafka(format!("cannot start the consumer thread: {e}")))?;
         Ok(Ingest { stop, thread: Some(thread) })
     }
@@ -413,10 +514,56 @@ fn consumer(shared: &Arc<Shared>) -> Result<BaseConsumer<IngestContext>, crate::
     let consumer: BaseConsumer<IngestContext> = config
         .create_with_context(IngestContext { shared: shared.clone() })
         .map_err(|e| crate::Error::Kafka(format!("cannot create the consumer for {}: {e}", c.brokers)))?;
-    consumer
-        .subscribe(&[&c.topic])
-        .map_err(|e| crate::Error::Kafka(format!("cannot subscribe to {}: {e}", c.topic)))?;
+    match &c.partitions {
+        Partitions::Group => consumer
+            .subscribe(&[&c.topic])
+            .map_err(|e| crate::Error::Kafka(format!("cannot subscribe to {}: {e}", c.topic)))?,
+        Partitions::All | Partitions::Only(_) => assign(shared, &consumer)?,
+    }
     Ok(consumer)
+}
+
+/// Assigns the configured partitions at their stored offsets, without a consumer group.
+fn assign(shared: &Shared, consumer: &BaseConsumer<IngestContext>) -> Result<(), crate::Error> {
+    let c = &shared.config;
+    let partitions: Vec<i32> = match &c.partitions {
+        Partitions::Only(list) => list.clone(),
+        _ => {
+            // The topic's partitions, from the broker's metadata (retried while it starts).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let found = consumer
+                    .fetch_metadata(Some(&c.topic), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|m| m.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>()))
+                    .filter(|p| !p.is_empty());
+                match found {
+                    Some(p) => break p,
+                    None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+                    None => {
+                        return Err(crate::Error::Kafka(format!(
+                            "topic {} has no partitions at {}; create it first",
+                            c.topic, c.brokers
+                        )))
+                    }
+                }
+            }
+        }
+    };
+    let stored = shared.stored_positions();
+    let mut tpl = TopicPartitionList::new();
+    let mut state = shared.state.lock().expect("consumer state lock");
+    for &partition in &partitions {
+        let known = stored.get(&partition).copied();
+        state.stored.insert(partition, known);
+        state.expect_first(partition, known);
+        let offset = shared.start_offset(known);
+        tpl.add_partition_offset(&c.topic, partition, offset)
+            .map_err(|e| crate::Error::Kafka(format!("partition {partition}: {e}")))?;
+    }
+    consumer.assign(&tpl).map_err(|e| crate::Error::Kafka(format!("cannot assign {partitions:?}: {e}")))?;
+    tracing::info!(?partitions, "partitions assigned by this consumer; reading from the stored offsets");
+    Ok(())
 }
 
 fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(), crate::Error> {
@@ -433,6 +580,9 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
                 shared.metrics.kafka.consumed.fetch_add(1, Ordering::Relaxed);
                 let mut state = shared.state.lock().expect("consumer state lock");
                 let (partition, offset) = (message.partition(), message.offset());
+                if shared.check_gap(&mut state, consumer, partition, offset) {
+                    continue;
+                }
                 let below_stored = matches!(state.stored.get(&partition), Some(Some(next)) if offset < *next);
                 let assigned = state.stored.contains_key(&partition);
                 if assigned && !below_stored {
@@ -467,9 +617,11 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
         let mut state = shared.state.lock().expect("consumer state lock");
         shared.flush(&mut state, consumer, Flush::BeforeRevoke);
     }
-    consumer.unsubscribe();
-    // Serve the revocation callback so the group learns we are gone.
-    let _ = consumer.poll(Duration::from_millis(100));
+    if config.partitions == Partitions::Group {
+        consumer.unsubscribe();
+        // Serve the revocation callback so the group learns we are gone.
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
     tracing::info!("kafka consumer stopped");
     Ok(())
 }

@@ -8,7 +8,7 @@ pub mod decode;
 pub mod intake;
 pub mod metrics;
 
-pub use consumer::{Ingest, KafkaConfig, OffsetReset};
+pub use consumer::{Ingest, KafkaConfig, OffsetReset, Partitions};
 pub use decode::{decode_body, BodyFormat, Decoded};
 pub use intake::{intake, IntakeError, IntakeReport};
 pub use metrics::IngestMetrics;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use driftline_ingest::{Ingest, IngestMetrics, KafkaConfig};
+use driftline_ingest::{Ingest, IngestMetrics, KafkaConfig, Partitions};
 use driftline_store::sqlite::SqliteStore;
 use driftline_store::{Counts, Store};
 use rdkafka::mocking::MockCluster;
@@ -64,7 +64,11 @@ async fn wait_for(store: &dyn Store, events: u64) -> Counts {
 }
 
 fn start(bootstrap: &str, store: &Arc<dyn Store>, metrics: &Arc<IngestMetrics>) -> Ingest {
-    Ingest::start(config(bootstrap), store.clone(), tokio::runtime::Handle::current(), metrics.clone()).unwrap()
+    start_with(config(bootstrap), store, metrics)
+}
+
+fn start_with(config: KafkaConfig, store: &Arc<dyn Store>, metrics: &Arc<IngestMetrics>) -> Ingest {
+    Ingest::start(config, store.clone(), tokio::runtime::Handle::current(), metrics.clone()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,8 +127,9 @@ async fn consumes_everything_once_and_resumes_from_stored_offsets() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
+/// Stops and restarts a consumer four times while it drains 6,000 messages, then checks that
+/// the store holds each exactly once.
+async fn stop_and_restart_mid_stream(partitions: Partitions) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
@@ -132,10 +137,10 @@ async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
     let metrics = Arc::new(IngestMetrics::default());
     let malformed = produce(&bootstrap, 0, 6_000);
+    let config = KafkaConfig { partitions, ..config(&bootstrap) };
 
-    // Stop and restart the consumer several times while it drains the backlog.
     for _ in 0..4 {
-        let ingest = start(&bootstrap, &store, &metrics);
+        let ingest = start_with(config.clone(), &store, &metrics);
         let before = store.counts().await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while store.counts().await.unwrap() == before && Instant::now() < deadline {
@@ -143,12 +148,22 @@ async fn a_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
         }
         ingest.stop().unwrap();
     }
-    let ingest = start(&bootstrap, &store, &metrics);
+    let ingest = start_with(config, &store, &metrics);
     let counts = wait_for(&*store, 6_000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     ingest.stop().unwrap();
     assert_eq!(store.counts().await.unwrap(), counts);
     assert_eq!((counts.predictions, counts.dead_letters), (6_000 - malformed, malformed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
+    stop_and_restart_mid_stream(Partitions::Group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_assigned_consumer_stopped_mid_stream_loses_and_repeats_nothing() {
+    stop_and_restart_mid_stream(Partitions::All).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

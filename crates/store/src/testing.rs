@@ -70,6 +70,16 @@ impl TestDatabase {
         }
     }
 
+    /// Stops the database's throwaway cluster for `down` and starts it again on the same port,
+    /// as a Postgres restart in production would. Panics for a database on a shared server.
+    pub fn restart_server(&self, down: std::time::Duration) {
+        let cluster =
+            self.cluster.as_ref().expect("restart_server needs a throwaway cluster (TestDatabase::throwaway)");
+        cluster.stop().expect("stop the cluster");
+        std::thread::sleep(down);
+        cluster.start_server().expect("start the cluster again");
+    }
+
     async fn create_in(mut admin: PgConnection, admin_url: String, cluster: Option<Cluster>) -> TestDatabase {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
@@ -130,21 +140,28 @@ impl Cluster {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("free port: {e}"))?
             .port();
-        let mut cluster = Cluster { dir, bin, port, user };
+        let cluster = Cluster { dir, bin, port, user };
         let data = cluster.data();
         cluster.run_pg("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])?;
-        let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
-            cluster.dir.path().display()
-        );
-        let log = cluster.dir.path().join("postgres.log").display().to_string();
-        if let Err(e) = cluster.run_pg("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start"])
-        {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            cluster.user = None; // nothing to stop
-            return Err(format!("{e}\n{tail}"));
+        if let Err(e) = cluster.start_server() {
+            let log = std::fs::read_to_string(cluster.dir.path().join("postgres.log")).unwrap_or_default();
+            return Err(format!("{e}\n{log}"));
         }
         Ok(cluster)
+    }
+
+    fn start_server(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run_pg("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "-t", "60", "start"])
+    }
+
+    fn stop(&self) -> Result<(), String> {
+        self.run_pg("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"])
     }
 
     fn data(&self) -> String {
