@@ -14,18 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use driftline_store::postgres::PostgresStore;
-use driftline_store::testing::with_database;
+use driftline_benches::{copy_rows, fresh_database, generate, status_kib, wire, DEPLOYMENT};
 use futures::{StreamExt, TryStreamExt};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde_json::json;
-use sqlx::{Connection, PgConnection};
 
 const KEY: &str = "bench-admin-key-0123456789";
-const DEPLOYMENT: &str = "crn:bench:deployment/churn";
-const T0: i64 = 1_700_000_000_000;
-const DAYS: i64 = 7;
 
 struct Options {
     events: usize,
@@ -67,47 +59,6 @@ fn options() -> anyhow::Result<Options> {
     Ok(o)
 }
 
-/// One generated prediction, kept as the fields a COPY needs and as wire JSON.
-struct Row {
-    uuid: uuid::Uuid,
-    start: i64,
-    metrics: String,
-}
-
-fn generate(n: usize) -> Vec<Row> {
-    let mut rng = StdRng::seed_from_u64(7);
-    let span = DAYS * 86_400_000;
-    (0..n)
-        .map(|i| {
-            let plan = ["basic", "standard", "premium"][rng.random_range(0..3)];
-            let contract = ["month-to-month", "one-year", "two-year"][rng.random_range(0..3)];
-            let region = ["north", "south", "east", "west"][rng.random_range(0..4)];
-            let metrics = json!({
-                "input": {"tenure_months": rng.random_range(0..72), "monthly_charges": (rng.random::<f64>() * 10_000.0).round() / 100.0,
-                          "support_calls": rng.random_range(0..6), "plan": plan,
-                          "contract": contract,
-                          "paperless_billing": rng.random::<bool>(), "region": region},
-                "prediction": (rng.random::<f64>() * 10_000.0).round() / 10_000.0,
-            });
-            Row {
-                uuid: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
-                start: T0 + (i as i64 * span) / n as i64,
-                metrics: metrics.to_string(),
-            }
-        })
-        .collect()
-}
-
-fn wire(row: &Row) -> String {
-    format!(
-        r#"{{"v":1,"type":"prediction","uuid":"{}","model_crn":"crn:bench:model/churn","model_build_crn":"crn:bench:build/1","model_deployment_crn":"{DEPLOYMENT}","start_timestamp_ms":{},"end_timestamp_ms":{},"metrics":{}}}"#,
-        row.uuid,
-        row.start,
-        row.start + 15,
-        row.metrics
-    )
-}
-
 struct Server {
     child: Child,
     base: String,
@@ -132,12 +83,7 @@ impl Server {
     }
 
     fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        status_kib(self.child.id(), field)
     }
 
     /// Resets the peak RSS counter (VmHWM) to the current RSS.
@@ -219,51 +165,6 @@ async fn http_run(o: &Options, bodies: &[String], store_args: &[String]) -> anyh
     Ok(Figures { seconds, peak_rss_kib, read_seconds, read_rows, rss_before_read_kib, read_peak_rss_kib })
 }
 
-async fn fresh_database(server_url: &str, name: &str) -> anyhow::Result<String> {
-    let mut admin = PgConnection::connect(server_url).await.context("connecting to Postgres")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
-    Ok(with_database(server_url, name))
-}
-
-fn csv_field(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// A plain `COPY … FROM STDIN (FORMAT csv)` of the same rows into the same table layout.
-async fn copy_run(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
-    let store = PostgresStore::connect(url).await?;
-    store.ensure_partitions(rows.iter().map(|r| r.start)).await?;
-    let mut conn = store.pool().acquire().await?;
-    let started = Instant::now();
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, start_timestamp_ms, \
-             end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
-        )
-        .await?;
-    let mut buf = String::with_capacity(1 << 20);
-    for row in rows {
-        buf.push_str(&format!(
-            "{},crn:bench:model/churn,crn:bench:build/1,{DEPLOYMENT},{},{},{},{}\n",
-            row.uuid,
-            row.start,
-            row.start + 15,
-            csv_field(&row.metrics),
-            T0
-        ));
-        if buf.len() > 1 << 20 {
-            copy.send(buf.as_bytes()).await?;
-            buf.clear();
-        }
-    }
-    copy.send(buf.as_bytes()).await?;
-    let copied = copy.finish().await?;
-    let seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(copied == rows.len() as u64, "copied {copied} rows");
-    Ok(seconds)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
@@ -284,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     let pg_url = fresh_database(&o.server_url, "driftline_bench_http").await?;
     let postgres = http_run(&o, &bodies, &["--database-url".into(), pg_url]).await?;
     let copy_url = fresh_database(&o.server_url, "driftline_bench_copy").await?;
-    let copy = copy_run(&copy_url, &rows).await?;
+    let copy = copy_rows(&copy_url, &rows).await?;
 
     let rate = |s: f64| o.events as f64 / s;
     println!();

@@ -105,6 +105,9 @@ struct KafkaArgs {
     /// Most messages in one store transaction.
     #[arg(long, env = "DRIFTLINE_BATCH_SIZE", default_value_t = 5_000)]
     batch_size: usize,
+    /// Store transactions in flight at once; partitions are spread over this many writers.
+    #[arg(long, env = "DRIFTLINE_WRITERS", default_value_t = 4)]
+    writers: usize,
     /// Longest time a message waits in a batch, in milliseconds.
     #[arg(long, env = "DRIFTLINE_LINGER_MS", default_value_t = 200)]
     linger_ms: u64,
@@ -127,6 +130,8 @@ impl KafkaArgs {
         c.topic = self.topic.clone();
         c.group = self.group.clone();
         c.batch_size = self.batch_size;
+        anyhow::ensure!(self.writers > 0, "--writers must be at least 1");
+        c.writers = self.writers;
         c.linger = std::time::Duration::from_millis(self.linger_ms);
         c.offset_reset = if self.auto_offset_reset == "latest" {
             driftline_ingest::OffsetReset::Latest

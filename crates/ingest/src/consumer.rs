@@ -1,8 +1,10 @@
 //! The Kafka consumer: exactly once from a topic into the store.
 //!
-//! One thread polls a consumer group (`enable.auto.commit=false`). Messages are buffered until
-//! the batch is full or has lingered long enough; then they are decoded (in parallel) and written
-//! in one store transaction together with the next offset of every partition the batch covers.
+//! One thread polls a consumer group (`enable.auto.commit=false`). Messages are buffered per write
+//! lane (partition `p` belongs to lane `p % writers`) until the lane's batch is full or has
+//! lingered long enough; then the lane's writer thread decodes it and writes it in one store
+//! transaction together with the next offset of every partition the batch covers. Lanes write in
+//! parallel; one lane writes its batches in order, so each partition's offsets only move forward.
 //! The position update is conditional on the offset this consumer found stored (see
 //! [`driftline_store::SourcePosition`]), so a stalled consumer whose partitions were handed to
 //! another one cannot store a message twice. On assignment the consumer seeks to the stored
@@ -10,8 +12,9 @@
 //! dropped when the store is unreachable, before the partitions go. Kafka offset commits are
 //! advisory only (lag dashboards).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,6 +75,8 @@ pub struct KafkaConfig {
     /// broker's group coordination; exactly-once holds either way, because the store refuses a
     /// position that moved under a writer.
     pub partitions: Partitions,
+    /// Store transactions in flight at once (write lanes).
+    pub writers: usize,
 }
 
 impl KafkaConfig {
@@ -88,6 +93,7 @@ impl KafkaConfig {
             limits: Limits::default(),
             overrides: Vec::new(),
             partitions: Partitions::Group,
+            writers: 4,
         }
     }
 }
@@ -100,22 +106,39 @@ struct Raw {
     payload: Option<Vec<u8>>,
 }
 
-/// What the consumer thread and its rebalance callback share.
+/// Messages of one lane waiting to be written.
 #[derive(Default)]
-struct State {
-    /// Messages waiting to be written.
-    pending: Vec<Raw>,
-    /// When the oldest pending message arrived.
-    oldest: Option<Instant>,
-    /// Per assigned partition: the next offset stored in the store, as this consumer knows it.
-    stored: HashMap<i32, Option<i64>>,
+struct Pending {
+    raws: Vec<Raw>,
     /// Per partition: the offset after the last pending message.
     next: HashMap<i32, i64>,
+    /// When the oldest pending message arrived.
+    oldest: Option<Instant>,
+}
+
+/// What a lane's writer thread is given.
+enum LaneMsg {
+    /// Decode and write these messages with these positions.
+    Write(Vec<Raw>, Vec<SourcePosition>),
+    /// Answer once everything sent before has been written (or dropped).
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// What the polling thread and its rebalance callback share.
+#[derive(Default)]
+struct State {
+    /// One pending batch per lane.
+    lanes: Vec<Pending>,
+    /// The lanes' writer threads.
+    writers: Vec<SyncSender<LaneMsg>>,
+    /// Per assigned partition: the next offset the store will hold once every batch handed to
+    /// the writers is written (the `previous` of the partition's next batch).
+    stored: HashMap<i32, Option<i64>>,
     /// Per partition just (re)positioned at a stored offset: the offset the first message must
     /// have. A later first offset means the broker skipped messages (see [`Shared::check_gap`]).
     first_expected: HashMap<i32, i64>,
     /// Partitions already re-read once because of a gap.
-    gap_retried: std::collections::HashSet<i32>,
+    gap_retried: HashSet<i32>,
 }
 
 impl State {
@@ -130,6 +153,10 @@ impl State {
             }
         }
     }
+
+    fn pending_messages(&self) -> usize {
+        self.lanes.iter().map(|l| l.raws.len()).sum()
+    }
 }
 
 /// How far before the stored offset a partition is re-read when the broker skipped messages
@@ -142,6 +169,12 @@ struct Shared {
     runtime: Handle,
     metrics: Arc<IngestMetrics>,
     stop: Arc<AtomicBool>,
+    /// Set while partitions are being revoked: writers give up on a failing batch sooner.
+    releasing: AtomicBool,
+    /// Set by a writer whose batch met a moved position: the poller re-reads the stored offsets.
+    reseek: AtomicBool,
+    /// Positions written since the last advisory Kafka commit.
+    committed: Mutex<HashMap<i32, i64>>,
     state: Mutex<State>,
 }
 
@@ -173,16 +206,13 @@ impl ConsumerContext for IngestContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let stored = shared.stored_positions();
                 let mut state = shared.state.lock().expect("consumer state lock");
-                for elem in tpl.elements() {
-                    state.stored.insert(elem.partition(), stored.get(&elem.partition()).copied());
-                }
                 let topic = shared.config.topic.clone();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                for partition in &partitions {
-                    let stored = state.stored.get(partition).copied().flatten();
-                    state.expect_first(*partition, stored);
-                    let offset = shared.start_offset(stored);
-                    if let Err(e) = tpl.set_partition_offset(&topic, *partition, offset) {
+                for &partition in &partitions {
+                    let known = stored.get(&partition).copied();
+                    state.stored.insert(partition, known);
+                    state.expect_first(partition, known);
+                    if let Err(e) = tpl.set_partition_offset(&topic, partition, shared.start_offset(known)) {
                         tracing::error!(partition, error = %e, "cannot set the start offset");
                     }
                 }
@@ -193,12 +223,11 @@ impl ConsumerContext for IngestContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let mut state = shared.state.lock().expect("consumer state lock");
-                // Finish the batch while the partitions are still ours, or drop it: another
-                // consumer will read those messages from the stored offsets.
-                shared.flush(&mut state, consumer, Flush::BeforeRevoke);
-                state.pending.clear();
-                state.next.clear();
-                state.oldest = None;
+                // Write what is pending while the partitions are still ours, or drop it after a
+                // few tries: another consumer will read it again from the stored offsets.
+                shared.releasing.store(true, Ordering::SeqCst);
+                shared.drain(&mut state);
+                shared.releasing.store(false, Ordering::SeqCst);
                 state.stored.clear();
                 state.first_expected.clear();
                 shared.metrics.clear_lag();
@@ -210,14 +239,6 @@ impl ConsumerContext for IngestContext {
             other => tracing::warn!(error = ?other, "rebalance error"),
         }
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Flush {
-    /// A full or lingering batch: retry until it is written.
-    Normal,
-    /// Partitions are being revoked or the consumer stops: a few tries, then drop the batch.
-    BeforeRevoke,
 }
 
 /// Longest pause between two tries of a failed store write.
@@ -297,12 +318,104 @@ impl Shared {
         }
     }
 
-    /// Writes the pending messages in one transaction with their positions.
-    fn flush(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>, mode: Flush) {
-        if state.pending.is_empty() {
+    /// Hands lane `lane`'s pending messages to its writer, with the positions they move. Blocks
+    /// while the writer already has a batch queued: backpressure, not buffering.
+    fn hand_off(&self, state: &mut State, lane: usize) {
+        let pending = std::mem::take(&mut state.lanes[lane]);
+        if pending.raws.is_empty() {
             return;
         }
-        let batch = self.build_batch(state);
+        let mut positions: Vec<SourcePosition> = pending
+            .next
+            .iter()
+            .map(|(&partition, &next_offset)| SourcePosition {
+                group: self.config.group.clone(),
+                topic: self.config.topic.clone(),
+                partition,
+                next_offset,
+                previous: state.stored.get(&partition).copied().flatten(),
+            })
+            .collect();
+        positions.sort_by_key(|p| p.partition);
+        for pos in &positions {
+            state.stored.insert(pos.partition, Some(pos.next_offset));
+        }
+        if state.writers[lane].send(LaneMsg::Write(pending.raws, positions)).is_err() {
+            tracing::error!(lane, "a writer thread is gone; its batch is dropped and will be read again");
+            self.reseek.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Hands off every pending batch and waits until every writer is done with what it has.
+    fn drain(&self, state: &mut State) {
+        for lane in 0..state.lanes.len() {
+            self.hand_off(state, lane);
+        }
+        let (ack, acks) = std::sync::mpsc::channel();
+        let mut waiting = 0;
+        for writer in &state.writers {
+            if writer.send(LaneMsg::Barrier(ack.clone())).is_ok() {
+                waiting += 1;
+            }
+        }
+        for _ in 0..waiting {
+            let _ = acks.recv();
+        }
+    }
+
+    /// After a batch met a moved position: waits for the writers, then seeks every assigned
+    /// partition back to its stored position.
+    fn reseek(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>) {
+        self.drain(state);
+        // What the writers had queued has failed or been written; the store says which.
+        for lane in state.lanes.iter_mut() {
+            *lane = Pending::default();
+        }
+        self.reseek.store(false, Ordering::SeqCst);
+        let stored = self.stored_positions();
+        let partitions: Vec<i32> = state.stored.keys().copied().collect();
+        for partition in partitions {
+            let known = stored.get(&partition).copied();
+            state.stored.insert(partition, known);
+            state.expect_first(partition, known);
+            if let Err(e) =
+                consumer.seek(&self.config.topic, partition, self.start_offset(known), Duration::from_secs(10))
+            {
+                tracing::warn!(partition, error = %e, "cannot seek to the stored offset");
+            }
+        }
+    }
+
+    /// Decodes messages into one write.
+    fn build_batch(&self, raws: &[Raw], positions: Vec<SourcePosition>) -> WriteBatch {
+        let at = now_ms();
+        let topic = &self.config.topic;
+        let mut batch = WriteBatch::new(at);
+        for m in raws {
+            let decoded = match m.payload.as_deref() {
+                None => Err(driftline_core::Rejection::new("event", "the message has no payload; send one JSON event")),
+                Some(payload) => parse_event(payload, &self.config.limits),
+            };
+            match decoded {
+                Ok(event) => batch.push(event),
+                Err(rejection) => batch.dead_letters.push(DeadLetter {
+                    received_at_ms: at,
+                    source: format!("kafka:{topic}/{}@{}", m.partition, m.offset),
+                    reason: rejection.to_string(),
+                    raw: m.payload.clone().unwrap_or_default(),
+                    key: m.key.clone(),
+                }),
+            }
+        }
+        batch.positions = positions;
+        batch
+    }
+
+    /// Writes one batch, retrying with capped backoff. Gives up after a few tries while the
+    /// consumer stops or releases its partitions; the messages are then read again later.
+    fn write(&self, raws: Vec<Raw>, positions: Vec<SourcePosition>) {
+        let batch = self.build_batch(&raws, positions);
+        drop(raws);
         let mut backoff = Duration::from_millis(100);
         let mut tries = 0;
         loop {
@@ -312,30 +425,28 @@ impl Shared {
                 Ok(outcome) => {
                     self.metrics.observe_write(started.elapsed());
                     self.metrics.kafka.record(outcome.accepted(), outcome.duplicate_events(), outcome.dead_letters);
-                    let mut commit = TopicPartitionList::new();
+                    let mut committed = self.committed.lock().expect("commit lock");
                     for pos in &batch.positions {
-                        state.stored.insert(pos.partition, Some(pos.next_offset));
-                        let _ = commit.add_partition_offset(&pos.topic, pos.partition, Offset::Offset(pos.next_offset));
+                        committed.insert(pos.partition, pos.next_offset);
                     }
-                    // Advisory: the store holds the offsets that count.
-                    let _ = consumer.commit(&commit, CommitMode::Async);
-                    break;
+                    return;
                 }
                 Err(driftline_store::Error::PositionMoved { partition, stored, .. }) => {
                     tracing::warn!(
                         partition,
                         ?stored,
-                        "another consumer stored this partition; dropping the batch and resuming from the store"
+                        "the stored position moved; dropping the batch and resuming from the store"
                     );
-                    self.reseek(state, consumer);
-                    break;
+                    self.reseek.store(true, Ordering::SeqCst);
+                    return;
                 }
                 Err(e) => {
                     self.metrics.kafka.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let stopping = self.stop.load(Ordering::SeqCst);
-                    if (mode == Flush::BeforeRevoke || stopping) && tries >= TRIES_BEFORE_DROP {
+                    let giving_up = self.stop.load(Ordering::SeqCst) || self.releasing.load(Ordering::SeqCst);
+                    if giving_up && tries >= TRIES_BEFORE_DROP {
                         tracing::warn!(error = %e, "cannot write the batch before giving up the partitions; dropping it, it will be read again from the stored offsets");
-                        break;
+                        self.reseek.store(true, Ordering::SeqCst);
+                        return;
                     }
                     tracing::warn!(error = %e, retry_in = ?backoff, "store write failed; retrying");
                     std::thread::sleep(backoff);
@@ -343,100 +454,29 @@ impl Shared {
                 }
             }
         }
-        state.pending.clear();
-        state.next.clear();
-        state.oldest = None;
-    }
-
-    /// Seeks every assigned partition back to its stored position.
-    fn reseek(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>) {
-        let stored = self.stored_positions();
-        let mut expectations = Vec::new();
-        for (partition, known) in state.stored.iter_mut() {
-            *known = stored.get(partition).copied();
-            let offset = self.start_offset(*known);
-            if let Some(next) = *known {
-                expectations.push((*partition, next));
-            }
-            if let Err(e) = consumer.seek(&self.config.topic, *partition, offset, Duration::from_secs(10)) {
-                tracing::warn!(partition, error = %e, "cannot seek to the stored offset");
-            }
-        }
-        for (partition, next) in expectations {
-            state.expect_first(partition, Some(next));
-        }
-    }
-
-    /// Decodes the pending messages (in parallel when there are many) into one write.
-    fn build_batch(&self, state: &State) -> WriteBatch {
-        let at = now_ms();
-        let limits = &self.config.limits;
-        let topic = &self.config.topic;
-        let decode = |chunk: &[Raw]| -> Vec<Result<driftline_core::Event, DeadLetter>> {
-            chunk
-                .iter()
-                .map(|m| {
-                    let payload = m.payload.as_deref().unwrap_or_default();
-                    let result = if m.payload.is_none() {
-                        Err(driftline_core::Rejection::new("event", "the message has no payload; send one JSON event"))
-                    } else {
-                        parse_event(payload, limits)
-                    };
-                    result.map_err(|rejection| DeadLetter {
-                        received_at_ms: at,
-                        source: format!("kafka:{topic}/{}@{}", m.partition, m.offset),
-                        reason: rejection.to_string(),
-                        raw: payload.to_vec(),
-                        key: m.key.clone(),
-                    })
-                })
-                .collect()
-        };
-        let decoded: Vec<_> = if state.pending.len() >= 1_000 {
-            let half = state.pending.len() / 2;
-            let (a, b) = state.pending.split_at(half);
-            std::thread::scope(|s| {
-                let first = s.spawn(|| decode(a));
-                let second = decode(b);
-                let mut all = first.join().expect("decoder thread");
-                all.extend(second);
-                all
-            })
-        } else {
-            decode(&state.pending)
-        };
-        let mut batch = WriteBatch::new(at);
-        for item in decoded {
-            match item {
-                Ok(event) => batch.push(event),
-                Err(letter) => batch.dead_letters.push(letter),
-            }
-        }
-        let mut positions: Vec<SourcePosition> = state
-            .next
-            .iter()
-            .map(|(&partition, &next_offset)| SourcePosition {
-                group: self.config.group.clone(),
-                topic: topic.clone(),
-                partition,
-                next_offset,
-                previous: state.stored.get(&partition).copied().flatten(),
-            })
-            .collect();
-        positions.sort_by_key(|p| p.partition);
-        batch.positions = positions;
-        batch
     }
 }
 
-/// A running consumer; [`Ingest::stop`] finishes the pending batch and leaves the group.
+/// A lane's writer thread: writes batches in the order they come.
+fn writer(shared: &Shared, batches: Receiver<LaneMsg>) {
+    for msg in batches {
+        match msg {
+            LaneMsg::Write(raws, positions) => shared.write(raws, positions),
+            LaneMsg::Barrier(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// A running consumer; [`Ingest::stop`] finishes the pending batches and leaves the group.
 pub struct Ingest {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<(), crate::Error>>>,
 }
 
 impl Ingest {
-    /// Starts consuming on a thread of its own. `runtime` runs the store's futures.
+    /// Starts consuming on threads of its own. `runtime` runs the store's futures.
     pub fn start(
         config: KafkaConfig,
         store: Arc<dyn Store>,
@@ -444,22 +484,47 @@ impl Ingest {
         metrics: Arc<IngestMetrics>,
     ) -> Result<Ingest, crate::Error> {
         let stop = Arc::new(AtomicBool::new(false));
+        let lanes = config.writers.max(1);
         let shared = Arc::new(Shared {
             config,
             store,
             runtime,
             metrics,
             stop: stop.clone(),
+            releasing: AtomicBool::new(false),
+            reseek: AtomicBool::new(false),
+            committed: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
         });
         // Everything that blocks on the store (reading positions to assign partitions) happens
-        // on the consumer's own thread, never on the caller's runtime. Set-up errors end the
+        // on the consumer's own threads, never on the caller's runtime. Set-up errors end the
         // thread and come back from `stop`.
         let thread = std::thread::Builder::new()
             .name("driftline-kafka".into())
             .spawn(move || {
-                let consumer = consumer(&shared)?;
-                run(&shared, &consumer)
+                let mut writers = Vec::with_capacity(lanes);
+                {
+                    let mut state = shared.state.lock().expect("consumer state lock");
+                    for lane in 0..lanes {
+                        // One batch queued per lane at most: the poller waits beyond that.
+                        let (tx, rx) = sync_channel(1);
+                        let shared = shared.clone();
+                        let handle = std::thread::Builder::new()
+                            .name(format!("driftline-write-{lane}"))
+                            .spawn(move || writer(&shared, rx))
+                            .map_err(|e| crate::Error::Kafka(format!("cannot start a writer thread: {e}")))?;
+                        state.writers.push(tx);
+                        state.lanes.push(Pending::default());
+                        writers.push(handle);
+                    }
+                }
+                let result = consumer(&shared).and_then(|consumer| run(&shared, &consumer));
+                // Closing the lanes ends the writers once they have written what they hold.
+                shared.state.lock().expect("consumer state lock").writers.clear();
+                for handle in writers {
+                    let _ = handle.join();
+                }
+                result
             })
             .map_err(|e| crate::Error::Kafka(format!("cannot start the consumer thread: {e}")))?;
         Ok(Ingest { stop, thread: Some(thread) })
@@ -470,8 +535,8 @@ impl Ingest {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// Stops consuming: the pending batch is written (or dropped if the store is unreachable),
-    /// the consumer leaves its group, and the thread ends.
+    /// Stops consuming: the pending batches are written (or dropped if the store is
+    /// unreachable), the consumer leaves its group, and the threads end.
     pub fn stop(mut self) -> Result<(), crate::Error> {
         self.stop.store(true, Ordering::SeqCst);
         match self.thread.take().map(|t| t.join()) {
@@ -568,11 +633,19 @@ fn assign(shared: &Shared, consumer: &BaseConsumer<IngestContext>) -> Result<(),
 
 fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(), crate::Error> {
     let config = &shared.config;
+    let lanes = config.writers.max(1);
     let mut last_error: Option<Instant> = None;
+    let mut last_commit = Instant::now();
     while !shared.stop.load(Ordering::SeqCst) {
         let wait = {
             let state = shared.state.lock().expect("consumer state lock");
-            state.oldest.map_or(Duration::from_millis(100), |t| config.linger.saturating_sub(t.elapsed()))
+            state
+                .lanes
+                .iter()
+                .filter_map(|l| l.oldest)
+                .map(|t| config.linger.saturating_sub(t.elapsed()))
+                .min()
+                .unwrap_or(Duration::from_millis(100))
         };
         // The rebalance callback runs inside poll; no lock is held across it.
         match consumer.poll(wait) {
@@ -586,17 +659,19 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
                 let below_stored = matches!(state.stored.get(&partition), Some(Some(next)) if offset < *next);
                 let assigned = state.stored.contains_key(&partition);
                 if assigned && !below_stored {
-                    state.pending.push(Raw {
+                    let lane = partition.unsigned_abs() as usize % lanes;
+                    let pending = &mut state.lanes[lane];
+                    pending.raws.push(Raw {
                         partition,
                         offset,
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec),
                     });
-                    state.next.insert(partition, offset + 1);
-                    state.oldest.get_or_insert_with(Instant::now);
-                }
-                if state.pending.len() >= config.batch_size {
-                    shared.flush(&mut state, consumer, Flush::Normal);
+                    pending.next.insert(partition, offset + 1);
+                    pending.oldest.get_or_insert_with(Instant::now);
+                    if pending.raws.len() >= config.batch_size {
+                        shared.hand_off(&mut state, lane);
+                    }
                 }
             }
             Some(Err(e)) => {
@@ -609,14 +684,26 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
             None => {}
         }
         let mut state = shared.state.lock().expect("consumer state lock");
-        if state.oldest.is_some_and(|t| t.elapsed() >= config.linger) {
-            shared.flush(&mut state, consumer, Flush::Normal);
+        for lane in 0..lanes {
+            if state.lanes[lane].oldest.is_some_and(|t| t.elapsed() >= config.linger) {
+                shared.hand_off(&mut state, lane);
+            }
+        }
+        if shared.reseek.load(Ordering::SeqCst) {
+            shared.reseek(&mut state, consumer);
+        }
+        drop(state);
+        if last_commit.elapsed() >= Duration::from_secs(1) {
+            advisory_commit(shared, consumer);
+            last_commit = Instant::now();
         }
     }
     {
         let mut state = shared.state.lock().expect("consumer state lock");
-        shared.flush(&mut state, consumer, Flush::BeforeRevoke);
+        shared.drain(&mut state);
+        debug_assert_eq!(state.pending_messages(), 0);
     }
+    advisory_commit(shared, consumer);
     if config.partitions == Partitions::Group {
         consumer.unsubscribe();
         // Serve the revocation callback so the group learns we are gone.
@@ -624,4 +711,18 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
     }
     tracing::info!("kafka consumer stopped");
     Ok(())
+}
+
+/// Commits the written positions to Kafka, for lag dashboards only: the offsets that count are
+/// in the store.
+fn advisory_commit(shared: &Shared, consumer: &BaseConsumer<IngestContext>) {
+    let written = std::mem::take(&mut *shared.committed.lock().expect("commit lock"));
+    if written.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (partition, next) in written {
+        let _ = tpl.add_partition_offset(&shared.config.topic, partition, Offset::Offset(next));
+    }
+    let _ = consumer.commit(&tpl, CommitMode::Async);
 }

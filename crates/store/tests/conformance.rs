@@ -146,6 +146,17 @@ async fn retried_metrics_are_stored_once(store: Arc<dyn Store>) {
     assert_eq!(read[0].metrics["label"], json!(0));
 }
 
+async fn awkward_text_round_trips(store: Arc<dyn Store>) {
+    let mut p = prediction("dep,\"quoted\"\nline", T0, 0.5);
+    p.model_crn = "crn:model/\"a\",b\\c".into();
+    p.metrics =
+        metrics(json!({"note": "comma, \"quote\", back\\slash,\nnewline, tab\t, ünïcødé ✓", "x": [1, "2", null]}));
+    store.write(batch_of(vec![p.clone()])).await.unwrap();
+    let read = read_all(&*store, Selection::Deployment(p.model_deployment_crn.clone()), everything()).await;
+    assert_eq!(read.len(), 1);
+    assert_eq!((read[0].model_crn.as_str(), &read[0].metrics), (p.model_crn.as_str(), &p.metrics));
+}
+
 async fn source_positions_commit_with_the_batch(store: Arc<dyn Store>) {
     assert!(store.source_positions("g", "t").await.unwrap().is_empty());
     let pos = |partition, previous, next_offset| SourcePosition {
@@ -298,6 +309,7 @@ conformance!(
     writes_and_reads_back_with_delayed_metrics_merged,
     predictions_are_idempotent_on_uuid,
     retried_metrics_are_stored_once,
+    awkward_text_round_trips,
     source_positions_commit_with_the_batch,
     a_moved_position_fails_the_whole_batch,
     dead_letters_keep_raw_bytes,

@@ -1,0 +1,212 @@
+//! Kafka → Postgres benchmark: N prediction events already in a topic, drained by the real
+//! `driftline ingest` process into a fresh Postgres database, beside a plain `COPY` of the same
+//! rows into the same Postgres in the same run. Prints events/s, the ratio and the ingest
+//! process's peak RSS.
+//!
+//! ```text
+//! cargo build --release -p driftline -p driftline-benches
+//! target/release/kafka_ingest --events 1000000 [--tansu PATH | --brokers HOST:PORT] [--partitions 6]
+//! ```
+//! Without `--brokers` it starts a tansu broker (memory storage) on a free loopback port.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use driftline_benches::{copy_rows, fresh_database, generate, status_kib, wire};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sqlx::{Connection, PgConnection};
+
+const TOPIC: &str = "bench.events";
+
+struct Options {
+    events: usize,
+    partitions: u32,
+    batch_size: usize,
+    brokers: Option<String>,
+    tansu: PathBuf,
+    server_url: String,
+    driftline: PathBuf,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let mut o = Options {
+        events: 1_000_000,
+        partitions: 6,
+        batch_size: 5_000,
+        brokers: None,
+        tansu: std::env::var_os("DRIFTLINE_TANSU_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".cache/driftline/tansu/bin/tansu")),
+        server_url: std::env::var("DRIFTLINE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| driftline_store::testing::DEFAULT_TEST_SERVER.to_owned()),
+        driftline: std::env::current_exe()?.with_file_name("driftline"),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--events" => o.events = value.parse()?,
+            "--partitions" => o.partitions = value.parse()?,
+            "--batch-size" => o.batch_size = value.parse()?,
+            "--brokers" => o.brokers = Some(value.clone()),
+            "--tansu" => o.tansu = PathBuf::from(value),
+            "--postgres" => o.server_url = value.clone(),
+            "--driftline" => o.driftline = PathBuf::from(value),
+            other => bail!("unknown flag {other}; see the top of benches/kafka_ingest.rs"),
+        }
+    }
+    Ok(o)
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_tansu(bin: &PathBuf, partitions: u32) -> anyhow::Result<(Killed, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .args([
+            "broker",
+            "--storage-engine",
+            "memory://tansu/",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let broker = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "tansu did not listen within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new(bin)
+        .args(["topic", "create", "--broker", &url, "--partitions", &partitions.to_string(), TOPIC])
+        .status()?;
+    anyhow::ensure!(status.success(), "creating the topic failed");
+    Ok((broker, format!("127.0.0.1:{port}")))
+}
+
+fn produce(brokers: &str, payloads: &[String]) -> anyhow::Result<f64> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .create()?;
+    let started = Instant::now();
+    for (i, payload) in payloads.iter().enumerate() {
+        let key = i.to_string();
+        let mut record = BaseRecord::to(TOPIC).key(&key).payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => bail!("producing: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(300))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+async fn stored(url: &str) -> i64 {
+    match PgConnection::connect(url).await {
+        Ok(mut c) => sqlx::query_scalar("SELECT count(*) FROM predictions").fetch_one(&mut c).await.unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let rows = generate(o.events);
+    let payloads: Vec<String> = rows.iter().map(wire).collect();
+    let (_broker, brokers) = match &o.brokers {
+        Some(b) => (None, b.clone()),
+        None => {
+            let (broker, brokers) = start_tansu(&o.tansu, o.partitions)?;
+            (Some(broker), brokers)
+        }
+    };
+    let produce_seconds = produce(&brokers, &payloads)?;
+    println!(
+        "{} events ({:.1} MB) produced to {TOPIC} ({} partitions) in {produce_seconds:.2} s",
+        o.events,
+        payloads.iter().map(String::len).sum::<usize>() as f64 / 1e6,
+        o.partitions
+    );
+
+    let url = fresh_database(&o.server_url, "driftline_bench_kafka").await?;
+    let started = Instant::now();
+    let mut child = Command::new(&o.driftline)
+        .args(["ingest", "--kafka-brokers", &brokers, "--topic", TOPIC, "--group", "bench"])
+        .args(["--database-url", &url, "--batch-size", &o.batch_size.to_string()])
+        .env("DRIFTLINE_LOG", "warn,sqlx=error")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let ingest = Killed(child);
+    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    let mut first_row: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(1_800);
+    let mut peak_kib = 0;
+    loop {
+        let n = stored(&url).await;
+        peak_kib = peak_kib.max(status_kib(pid, "VmHWM:"));
+        if n > 0 && first_row.is_none() {
+            first_row = Some(Instant::now());
+        }
+        if n >= o.events as i64 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "ingest stored only {n} of {} events in 30 minutes", o.events);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total = started.elapsed().as_secs_f64();
+    let draining = first_row.map_or(total, |t| t.elapsed().as_secs_f64());
+    drop(ingest);
+
+    let copy_url = fresh_database(&o.server_url, "driftline_bench_kafka_copy").await?;
+    let copy = copy_rows(&copy_url, &rows).await?;
+    let rate = |s: f64| o.events as f64 / s;
+    println!();
+    println!("| run | seconds | events/s | vs COPY | ingest peak RSS |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| Kafka → Postgres, from process start | {total:.2} | {:.0} | {:.2}× | {:.0} MiB |",
+        rate(total),
+        copy / total,
+        peak_kib as f64 / 1024.0
+    );
+    println!(
+        "| Kafka → Postgres, from the first stored batch | {draining:.2} | {:.0} | {:.2}× | |",
+        rate(draining),
+        copy / draining
+    );
+    println!("| COPY → Postgres (reference) | {copy:.2} | {:.0} | 1.00× | — |", rate(copy));
+    Ok(())
+}
