@@ -12,7 +12,7 @@
 //! dropped when the store is unreachable, before the partitions go. Kafka offset commits are
 //! advisory only (lag dashboards).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -124,6 +124,17 @@ enum LaneMsg {
     Barrier(std::sync::mpsc::Sender<()>),
 }
 
+/// Where a partition's consumption stands on the polling thread.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    /// The only offset accepted next (`None`: nothing stored yet, accept what comes first).
+    next: Option<i64>,
+    /// A seek back was issued: messages above `next` are left over from before it.
+    rereading: bool,
+    /// The partition was already re-read once since it was last positioned.
+    retried: bool,
+}
+
 /// What the polling thread and its rebalance callback share.
 #[derive(Default)]
 struct State {
@@ -134,24 +145,15 @@ struct State {
     /// Per assigned partition: the next offset the store will hold once every batch handed to
     /// the writers is written (the `previous` of the partition's next batch).
     stored: HashMap<i32, Option<i64>>,
-    /// Per partition just (re)positioned at a stored offset: the offset the first message must
-    /// have. A later first offset means the broker skipped messages (see [`Shared::check_gap`]).
-    first_expected: HashMap<i32, i64>,
-    /// Partitions already re-read once because of a gap.
-    gap_retried: HashSet<i32>,
+    /// Per assigned partition: which offset is accepted next.
+    cursors: HashMap<i32, Cursor>,
 }
 
 impl State {
-    /// Notes that `partition` was positioned at its stored next offset, if there is one.
-    fn expect_first(&mut self, partition: i32, stored: Option<i64>) {
-        match stored {
-            Some(next) => {
-                self.first_expected.insert(partition, next);
-            }
-            None => {
-                self.first_expected.remove(&partition);
-            }
-        }
+    /// Notes that `partition` was positioned at its stored next offset (or at the reset point).
+    fn position(&mut self, partition: i32, stored: Option<i64>) {
+        self.stored.insert(partition, stored);
+        self.cursors.insert(partition, Cursor { next: stored, ..Cursor::default() });
     }
 
     fn pending_messages(&self) -> usize {
@@ -210,8 +212,7 @@ impl ConsumerContext for IngestContext {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 for &partition in &partitions {
                     let known = stored.get(&partition).copied();
-                    state.stored.insert(partition, known);
-                    state.expect_first(partition, known);
+                    state.position(partition, known);
                     if let Err(e) = tpl.set_partition_offset(&topic, partition, shared.start_offset(known)) {
                         tracing::error!(partition, error = %e, "cannot set the start offset");
                     }
@@ -229,7 +230,7 @@ impl ConsumerContext for IngestContext {
                 shared.drain(&mut state);
                 shared.releasing.store(false, Ordering::SeqCst);
                 state.stored.clear();
-                state.first_expected.clear();
+                state.cursors.clear();
                 shared.metrics.clear_lag();
                 tracing::info!("partitions revoked");
                 if let Err(e) = consumer.unassign() {
@@ -247,50 +248,56 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const TRIES_BEFORE_DROP: u32 = 3;
 
 impl Shared {
-    /// Checks the first message after a partition was positioned at `expected`. A Kafka broker
-    /// answers a fetch from the middle of a record batch with that whole batch; a broker that
-    /// answers with the next batch instead would make the rest of the batch vanish. Returns
-    /// true when the message must be dropped because the partition is being re-read from
-    /// earlier (once per partition; a gap that persists is reported and accepted, as compacted
-    /// topics have gaps).
-    fn check_gap(
-        &self,
-        state: &mut State,
-        consumer: &BaseConsumer<IngestContext>,
-        partition: i32,
-        offset: i64,
-    ) -> bool {
-        let Some(&expected) = state.first_expected.get(&partition) else { return false };
-        if offset < expected {
-            return false; // below the stored offset: dropped by the caller, keep waiting
-        }
-        state.first_expected.remove(&partition);
-        if offset == expected {
+    /// Decides whether a message is the next one of its partition, so that each offset is
+    /// accepted exactly once, in order. Lower offsets were accepted already. A higher offset is
+    /// a gap: a Kafka broker answers a fetch from the middle of a record batch with that whole
+    /// batch, but a broker that answers with the next batch (tansu 0.6 does) would make the rest
+    /// of the batch vanish. So the partition is re-read from earlier, once per positioning,
+    /// and messages left over from before that seek are ignored. A gap that is still there
+    /// afterwards is real (compacted topics have them): it is logged and accepted.
+    fn admit(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>, partition: i32, offset: i64) -> bool {
+        let Some(cursor) = state.cursors.get_mut(&partition) else { return false };
+        let Some(next) = cursor.next else {
+            cursor.next = Some(offset + 1);
+            return true;
+        };
+        if offset < next {
+            cursor.rereading = false; // the re-read has reached us
             return false;
         }
-        if state.gap_retried.insert(partition) {
-            let from = (expected - GAP_LOOKBACK).max(0);
+        if offset == next {
+            cursor.next = Some(offset + 1);
+            cursor.rereading = false;
+            return true;
+        }
+        if cursor.rereading {
+            return false; // fetched before the seek back
+        }
+        if !cursor.retried {
+            cursor.retried = true;
+            let from = (next - GAP_LOOKBACK).max(0);
             tracing::warn!(
                 partition,
-                expected,
+                expected = next,
                 got = offset,
-                "the broker skipped offsets after a seek; re-reading the partition from {from}"
+                "the broker skipped offsets; re-reading the partition from {from}"
             );
             match consumer.seek(&self.config.topic, partition, Offset::Offset(from), Duration::from_secs(10)) {
                 Ok(()) => {
-                    state.first_expected.insert(partition, expected);
-                    return true;
+                    cursor.rereading = true;
+                    return false;
                 }
                 Err(e) => tracing::warn!(partition, error = %e, "cannot seek back"),
             }
         }
         tracing::warn!(
             partition,
-            expected,
+            expected = next,
             got = offset,
-            "offsets {expected}..{offset} are not in the topic; continuing"
+            "offsets {next}..{offset} are not in the topic; continuing"
         );
-        false
+        cursor.next = Some(offset + 1);
+        true
     }
 
     /// Where a partition starts: its stored next offset, or `auto.offset.reset` without one.
@@ -376,8 +383,7 @@ impl Shared {
         let partitions: Vec<i32> = state.stored.keys().copied().collect();
         for partition in partitions {
             let known = stored.get(&partition).copied();
-            state.stored.insert(partition, known);
-            state.expect_first(partition, known);
+            state.position(partition, known);
             if let Err(e) =
                 consumer.seek(&self.config.topic, partition, self.start_offset(known), Duration::from_secs(10))
             {
@@ -620,8 +626,7 @@ fn assign(shared: &Shared, consumer: &BaseConsumer<IngestContext>) -> Result<(),
     let mut state = shared.state.lock().expect("consumer state lock");
     for &partition in &partitions {
         let known = stored.get(&partition).copied();
-        state.stored.insert(partition, known);
-        state.expect_first(partition, known);
+        state.position(partition, known);
         let offset = shared.start_offset(known);
         tpl.add_partition_offset(&c.topic, partition, offset)
             .map_err(|e| crate::Error::Kafka(format!("partition {partition}: {e}")))?;
@@ -653,12 +658,7 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
                 shared.metrics.kafka.consumed.fetch_add(1, Ordering::Relaxed);
                 let mut state = shared.state.lock().expect("consumer state lock");
                 let (partition, offset) = (message.partition(), message.offset());
-                if shared.check_gap(&mut state, consumer, partition, offset) {
-                    continue;
-                }
-                let below_stored = matches!(state.stored.get(&partition), Some(Some(next)) if offset < *next);
-                let assigned = state.stored.contains_key(&partition);
-                if assigned && !below_stored {
+                if shared.admit(&mut state, consumer, partition, offset) {
                     let lane = partition.unsigned_abs() as usize % lanes;
                     let pending = &mut state.lanes[lane];
                     pending.raws.push(Raw {
@@ -674,13 +674,12 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
                     }
                 }
             }
-            Some(Err(e)) => {
-                // librdkafka reconnects by itself; say so at most every 10 s.
-                if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    tracing::warn!(error = %e, "kafka consumer error; retrying");
-                    last_error = Some(Instant::now());
-                }
+            // librdkafka reconnects by itself; say so at most every 10 s.
+            Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
+                tracing::warn!(error = %e, "kafka consumer error; retrying");
+                last_error = Some(Instant::now());
             }
+            Some(Err(_)) => {}
             None => {}
         }
         let mut state = shared.state.lock().expect("consumer state lock");

@@ -36,6 +36,9 @@ impl SourceCounters {
     }
 }
 
+/// A counter's name, help text and where it lives in [`SourceCounters`].
+type CounterSpec = (&'static str, &'static str, fn(&SourceCounters) -> &AtomicU64);
+
 /// Every intake metric of one process.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
@@ -75,7 +78,7 @@ impl IngestMetrics {
     /// The metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, fn(&SourceCounters) -> &AtomicU64); 6] = [
+        let counters: [CounterSpec; 6] = [
             ("driftline_events_consumed_total", "Events received, valid or not.", |c| &c.consumed),
             ("driftline_events_stored_total", "Events newly stored.", |c| &c.stored),
             ("driftline_events_duplicate_total", "Events already stored, not stored again.", |c| &c.duplicates),
