@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod keys;
 pub mod open;
+pub mod positions;
 pub mod postgres;
 pub mod read;
 pub mod sqlite;

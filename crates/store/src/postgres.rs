@@ -121,52 +121,7 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(Error::db("begin write"))?;
         // Positions first: the row locks taken here order concurrent writers of one partition,
         // and a position that moved fails the batch before anything else is written.
-        for pos in &batch.positions {
-            let moved = match pos.previous {
-                Some(previous) => sqlx::query(
-                    "UPDATE ingest_offsets SET next_offset = $1, updated_at_ms = $2 \
-                     WHERE consumer_group = $3 AND topic = $4 AND partition = $5 AND next_offset = $6",
-                )
-                .bind(pos.next_offset)
-                .bind(at)
-                .bind(&pos.group)
-                .bind(&pos.topic)
-                .bind(pos.partition)
-                .bind(previous),
-                None => sqlx::query(
-                    "INSERT INTO ingest_offsets (next_offset, updated_at_ms, consumer_group, topic, partition) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                )
-                .bind(pos.next_offset)
-                .bind(at)
-                .bind(&pos.group)
-                .bind(&pos.topic)
-                .bind(pos.partition),
-            }
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("store source positions"))?
-            .rows_affected()
-                == 0;
-            if moved {
-                let stored: Option<i64> = sqlx::query_scalar(
-                    "SELECT next_offset FROM ingest_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
-                )
-                .bind(&pos.group)
-                .bind(&pos.topic)
-                .bind(pos.partition)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(Error::db("read source positions"))?;
-                return Err(Error::PositionMoved {
-                    group: pos.group.clone(),
-                    topic: pos.topic.clone(),
-                    partition: pos.partition,
-                    expected: pos.previous,
-                    stored,
-                });
-            }
-        }
+        crate::positions::advance::<sqlx::Postgres>(&mut tx, &batch.positions, at).await?;
 
         if !batch.predictions.is_empty() {
             let uuids: Vec<Uuid> = batch.predictions.iter().map(|p| p.uuid).collect();
