@@ -131,8 +131,8 @@ struct Cursor {
     next: Option<i64>,
     /// A seek back was issued: messages above `next` are left over from before it.
     rereading: bool,
-    /// The partition was already re-read once since it was last positioned.
-    retried: bool,
+    /// Re-reads of the partition since it was last positioned.
+    rereads: u32,
 }
 
 /// What the polling thread and its rebalance callback share.
@@ -161,9 +161,12 @@ impl State {
     }
 }
 
-/// How far before the stored offset a partition is re-read when the broker skipped messages
-/// after a seek. Messages below the stored offset are dropped again on arrival.
+/// How far before the expected offset a partition is first re-read when the broker skipped
+/// messages after a seek; each further re-read goes ten times further back, in case a record
+/// batch is longer than that. Messages below the expected offset are dropped on arrival.
 const GAP_LOOKBACK: i64 = 10_000;
+/// Re-reads of a partition before a gap is taken as real.
+const GAP_REREADS: u32 = 3;
 
 struct Shared {
     config: KafkaConfig,
@@ -252,9 +255,10 @@ impl Shared {
     /// accepted exactly once, in order. Lower offsets were accepted already. A higher offset is
     /// a gap: a Kafka broker answers a fetch from the middle of a record batch with that whole
     /// batch, but a broker that answers with the next batch (tansu 0.6 does) would make the rest
-    /// of the batch vanish. So the partition is re-read from earlier, once per positioning,
-    /// and messages left over from before that seek are ignored. A gap that is still there
-    /// afterwards is real (compacted topics have them): it is logged and accepted.
+    /// of the batch vanish. So the partition is re-read from earlier (up to [`GAP_REREADS`]
+    /// times per positioning, each further back), and messages left over from before that seek
+    /// are ignored. A gap that is still there afterwards is real (compacted topics have them):
+    /// it is logged and accepted.
     fn admit(&self, state: &mut State, consumer: &BaseConsumer<IngestContext>, partition: i32, offset: i64) -> bool {
         let Some(cursor) = state.cursors.get_mut(&partition) else { return false };
         let Some(next) = cursor.next else {
@@ -273,9 +277,9 @@ impl Shared {
         if cursor.rereading {
             return false; // fetched before the seek back
         }
-        if !cursor.retried {
-            cursor.retried = true;
-            let from = (next - GAP_LOOKBACK).max(0);
+        if cursor.rereads < GAP_REREADS {
+            let from = (next - GAP_LOOKBACK * 10_i64.pow(cursor.rereads)).max(0);
+            cursor.rereads += 1;
             tracing::warn!(
                 partition,
                 expected = next,
