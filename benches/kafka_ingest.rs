@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use driftline_benches::{copy_rows, fresh_database, generate, status_kib, wire};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use sqlx::{Connection, PgConnection};
 
 const TOPIC: &str = "bench.events";
@@ -114,19 +113,7 @@ fn produce(brokers: &str, payloads: &[String]) -> anyhow::Result<f64> {
         .create()?;
     let started = Instant::now();
     for (i, payload) in payloads.iter().enumerate() {
-        let key = i.to_string();
-        let mut record = BaseRecord::to(TOPIC).key(&key).payload(payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => bail!("producing: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        driftline_benches::send(&producer, TOPIC, &i.to_string(), payload).context("producing")?;
     }
     producer.flush(Duration::from_secs(300))?;
     Ok(started.elapsed().as_secs_f64())

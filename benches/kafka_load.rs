@@ -14,8 +14,7 @@ use anyhow::{bail, Context};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 
 struct Options {
     brokers: String,
@@ -106,20 +105,8 @@ fn main() -> anyhow::Result<()> {
     for i in 0..o.events {
         let (payload, bad) = message(&mut rng, &o, i, base_ms);
         malformed += u64::from(bad);
-        let key = i.to_string();
-        let mut record = BaseRecord::to(&o.topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // Backpressure: serve delivery reports until there is room.
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => bail!("producing message {i}: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        driftline_benches::send(&producer, &o.topic, &i.to_string(), &payload)
+            .with_context(|| format!("producing message {i}"))?;
     }
     producer.flush(Duration::from_secs(120)).context("flushing the producer")?;
     let seconds = started.elapsed().as_secs_f64();

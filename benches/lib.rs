@@ -118,3 +118,28 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// Sends one message, waiting out a full producer queue by serving delivery reports:
+/// backpressure instead of failing. Any other error is returned.
+pub fn send(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    key: &str,
+    payload: &str,
+) -> Result<(), rdkafka::error::KafkaError> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::BaseRecord;
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(std::time::Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+    producer.poll(std::time::Duration::ZERO);
+    Ok(())
+}
