@@ -1,0 +1,403 @@
+//! Comparing a current sample of columns against a reference: one test per column, chosen by
+//! rule or by the caller, a verdict per column and one for the whole dataset.
+//!
+//! Rules of `auto` (the ones users know from data-drift tools):
+//!
+//! | column | reference rows ≤ 1,000 | reference rows > 1,000 |
+//! |---|---|---|
+//! | numeric with more than 5 distinct values | KS, drift when p < 0.05 | Wasserstein distance ÷ reference std, drift when ≥ 0.1 |
+//! | categorical, boolean, or numeric with ≤ 5 distinct values | chi-square, drift when p < 0.05 | Jensen–Shannon distance, drift when ≥ 0.1 |
+//!
+//! PSI drifts when ≥ 0.1. The dataset drifts when at least half of its columns drift.
+
+use crate::frame::ColumnData;
+use crate::stats::{self, Sample};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A test, or `auto` to choose one per column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Auto,
+    Psi,
+    Ks,
+    Chi2,
+    Js,
+    Wasserstein,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] = [Method::Auto, Method::Psi, Method::Ks, Method::Chi2, Method::Js, Method::Wasserstein];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::Psi => "psi",
+            Method::Ks => "ks",
+            Method::Chi2 => "chi2",
+            Method::Js => "js",
+            Method::Wasserstein => "wasserstein",
+        }
+    }
+
+    /// The default drift threshold and whether a value above (distance) or below (p-value)
+    /// it means drift.
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            Method::Ks | Method::Chi2 => 0.05,
+            Method::Psi | Method::Js | Method::Wasserstein | Method::Auto => 0.1,
+        }
+    }
+
+    fn drift_when_below(self) -> bool {
+        matches!(self, Method::Ks | Method::Chi2)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            format!("unknown method `{s}`; use one of {}", Method::ALL.map(Method::name).join(", "))
+        })
+    }
+}
+
+/// Settings of a comparison.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Options {
+    pub method: Method,
+    /// Overrides the method's default threshold.
+    pub threshold: Option<f64>,
+    /// Reference-quantile bins for PSI, Jensen–Shannon on numbers and the histograms.
+    pub bins: usize,
+    /// Share of drifted columns at which the dataset counts as drifted.
+    pub drift_share: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { method: Method::Auto, threshold: None, bins: stats::DEFAULT_BINS, drift_share: 0.5 }
+    }
+}
+
+/// How a column was treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Numeric,
+    Categorical,
+}
+
+/// Counts of one side of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideCounts {
+    /// Values used.
+    pub values: usize,
+    /// Values left out: missing, NaN or infinite.
+    pub excluded: usize,
+}
+
+/// Shares per bin or category, for the report's histograms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Bin labels (`[a, b)`) or category names.
+    pub labels: Vec<String>,
+    pub reference: Vec<f64>,
+    pub current: Vec<f64>,
+}
+
+/// The verdict on one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDrift {
+    pub column: String,
+    pub kind: Kind,
+    /// The test used (never `auto`).
+    pub method: Method,
+    /// The test's statistic: KS D, chi-square, PSI, JS distance or normalised Wasserstein
+    /// distance. `null` when it could not be computed (see `reason`).
+    pub statistic: Option<f64>,
+    /// For KS and chi-square.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    pub threshold: f64,
+    pub drifted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub reference: SideCounts,
+    pub current: SideCounts,
+    pub histogram: Histogram,
+}
+
+/// The verdict on a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub method: Method,
+    pub columns: Vec<ColumnDrift>,
+    pub drifted_columns: usize,
+    pub share_drifted: f64,
+    pub drift_share: f64,
+    pub dataset_drift: bool,
+}
+
+/// Compares each `(name, reference, current)` column.
+pub fn compare(columns: &[(String, ColumnData, ColumnData)], options: &Options) -> Result<Comparison, crate::Error> {
+    let mut out = Vec::with_capacity(columns.len());
+    for (name, reference, current) in columns {
+        out.push(compare_column(name, reference, current, options)?);
+    }
+    let drifted = out.iter().filter(|c| c.drifted).count();
+    let share = if out.is_empty() { 0.0 } else { drifted as f64 / out.len() as f64 };
+    Ok(Comparison {
+        method: options.method,
+        drifted_columns: drifted,
+        share_drifted: share,
+        drift_share: options.drift_share,
+        dataset_drift: !out.is_empty() && share >= options.drift_share,
+        columns: out,
+    })
+}
+
+/// Above this many distinct reference values a numeric column is treated as continuous.
+const MAX_DISCRETE_DISTINCT: usize = 5;
+/// Up to this many reference rows, `auto` uses the tests with p-values.
+const SMALL_REFERENCE: usize = 1_000;
+
+/// Compares one column.
+pub fn compare_column(
+    name: &str,
+    reference: &ColumnData,
+    current: &ColumnData,
+    options: &Options,
+) -> Result<ColumnDrift, crate::Error> {
+    let numeric = match (reference, current) {
+        (ColumnData::Numeric(r), ColumnData::Numeric(c)) => {
+            Some((Sample::new(r.iter().copied()), Sample::new(c.iter().copied())))
+        }
+        _ => None,
+    };
+    let method = match (options.method, &numeric) {
+        (Method::Auto, Some((r, _))) if r.distinct() > MAX_DISCRETE_DISTINCT => {
+            if r.len() <= SMALL_REFERENCE {
+                Method::Ks
+            } else {
+                Method::Wasserstein
+            }
+        }
+        (Method::Auto, _) => {
+            let rows = reference.len();
+            if rows <= SMALL_REFERENCE {
+                Method::Chi2
+            } else {
+                Method::Js
+            }
+        }
+        (m, _) => m,
+    };
+    let continuous = numeric.is_some() && (options.method != Method::Auto || matches!(method, Method::Ks | Method::Wasserstein));
+    let threshold = options.threshold.unwrap_or(method.default_threshold());
+    let column = |what: &str| crate::Error::Column { column: name.to_string(), message: what.to_string() };
+
+    let mut statistic = None;
+    let mut p_value = None;
+    let mut reason = None;
+    let (kind, ref_counts, cur_counts, histogram);
+    if continuous {
+        let (r, c) = numeric.as_ref().expect("numeric columns");
+        kind = Kind::Numeric;
+        ref_counts = SideCounts { values: r.len(), excluded: r.excluded };
+        cur_counts = SideCounts { values: c.len(), excluded: c.excluded };
+        let edges = stats::quantile_edges(r, options.bins);
+        let (rb, cb) = (stats::bin_counts(r, &edges), stats::bin_counts(c, &edges));
+        histogram = numeric_histogram(&edges, &rb, &cb);
+        if r.is_empty() || c.is_empty() {
+            reason = Some(empty_reason(r.is_empty(), c.is_empty()));
+        } else {
+            match method {
+                Method::Ks => {
+                    let ks = stats::ks_two_sample(r, c).expect("both samples hold values");
+                    statistic = Some(ks.statistic);
+                    p_value = Some(ks.p_value);
+                }
+                Method::Wasserstein => {
+                    let distance = stats::wasserstein(r, c).expect("both samples hold values");
+                    let (_, std) = r.mean_std();
+                    if std > 0.0 {
+                        statistic = Some(distance / std);
+                    } else {
+                        reason = Some(format!(
+                            "the reference is constant, so the distance ({distance}) cannot be scaled by its spread"
+                        ));
+                        statistic = None;
+                    }
+                }
+                Method::Psi => statistic = Some(stats::psi(&rb, &cb).0),
+                Method::Js => statistic = Some(stats::jensen_shannon(&rb, &cb)),
+                Method::Chi2 => {
+                    let chi = stats::chi_square(&rb, &cb).expect("both samples hold values");
+                    statistic = Some(chi.statistic);
+                    p_value = Some(chi.p_value);
+                }
+                Method::Auto => unreachable!("auto resolved above"),
+            }
+        }
+    } else {
+        if method == Method::Ks || method == Method::Wasserstein {
+            return Err(column(&format!(
+                "{method} needs numbers on both sides, and this column holds categories; use --method chi2, js or psi for it"
+            )));
+        }
+        kind = Kind::Categorical;
+        let (r, c) = (reference.as_categories(), current.as_categories());
+        let r_excluded = r.iter().filter(|v| v.is_none()).count();
+        let c_excluded = c.iter().filter(|v| v.is_none()).count();
+        let (names, rc, cc) = stats::category_counts(r.iter().flatten().map(String::as_str), c.iter().flatten().map(String::as_str));
+        ref_counts = SideCounts { values: r.len() - r_excluded, excluded: r_excluded };
+        cur_counts = SideCounts { values: c.len() - c_excluded, excluded: c_excluded };
+        histogram = Histogram { labels: names, reference: shares(&rc), current: shares(&cc) };
+        if ref_counts.values == 0 || cur_counts.values == 0 {
+            reason = Some(empty_reason(ref_counts.values == 0, cur_counts.values == 0));
+        } else {
+            match method {
+                Method::Chi2 => {
+                    let chi = stats::chi_square(&rc, &cc).expect("both sides hold values");
+                    statistic = Some(chi.statistic);
+                    p_value = Some(chi.p_value);
+                }
+                Method::Js => statistic = Some(stats::jensen_shannon(&rc, &cc)),
+                Method::Psi => statistic = Some(stats::psi(&rc, &cc).0),
+                _ => unreachable!("numeric-only methods refused above"),
+            }
+        }
+    }
+    let drifted = if method.drift_when_below() {
+        p_value.is_some_and(|p| p < threshold)
+    } else {
+        statistic.is_some_and(|s| s >= threshold)
+    };
+    Ok(ColumnDrift {
+        column: name.to_string(),
+        kind,
+        method,
+        statistic,
+        p_value,
+        threshold,
+        drifted,
+        reason,
+        reference: ref_counts,
+        current: cur_counts,
+        histogram,
+    })
+}
+
+fn empty_reason(reference: bool, current: bool) -> String {
+    match (reference, current) {
+        (true, true) => "both samples are empty (after leaving out missing, NaN and infinite values)".into(),
+        (true, false) => "the reference sample is empty (after leaving out missing, NaN and infinite values)".into(),
+        _ => "the current sample is empty (after leaving out missing, NaN and infinite values)".into(),
+    }
+}
+
+fn shares(counts: &[u64]) -> Vec<f64> {
+    let total: u64 = counts.iter().sum();
+    counts.iter().map(|c| if total == 0 { 0.0 } else { *c as f64 / total as f64 }).collect()
+}
+
+fn numeric_histogram(edges: &[f64], reference: &[u64], current: &[u64]) -> Histogram {
+    let mut labels = Vec::with_capacity(edges.len() + 1);
+    for k in 0..=edges.len() {
+        let lo = if k == 0 { "-∞".to_string() } else { short(edges[k - 1]) };
+        let hi = if k == edges.len() { "∞".to_string() } else { short(edges[k]) };
+        labels.push(format!("[{lo}, {hi})"));
+    }
+    Histogram { labels, reference: shares(reference), current: shares(current) }
+}
+
+/// A number in at most 4 significant digits, for labels.
+fn short(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    if !(-3..6).contains(&magnitude) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - magnitude).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers(values: impl IntoIterator<Item = f64>) -> ColumnData {
+        ColumnData::Numeric(values.into_iter().map(Some).collect())
+    }
+
+    #[test]
+    fn auto_picks_by_type_cardinality_and_size() {
+        let options = Options::default();
+        let small = numbers((0..500).map(|i| i as f64));
+        let large = numbers((0..5000).map(|i| i as f64));
+        let discrete = numbers((0..5000).map(|i| (i % 3) as f64));
+        let words = ColumnData::Categorical((0..50).map(|i| Some(format!("c{}", i % 4))).collect());
+        let method = |c: &ColumnData| compare_column("x", c, c, &options).unwrap().method;
+        assert_eq!(method(&small), Method::Ks);
+        assert_eq!(method(&large), Method::Wasserstein);
+        assert_eq!(method(&discrete), Method::Js);
+        assert_eq!(method(&words), Method::Chi2);
+    }
+
+    #[test]
+    fn shifted_column_drifts_and_identical_does_not() {
+        let reference = numbers((0..2000).map(|i| (i as f64 * 0.37).sin()));
+        let shifted = numbers((0..2000).map(|i| (i as f64 * 0.37).sin() + 0.5));
+        let comparison = compare(
+            &[("same".into(), reference.clone(), reference.clone()), ("moved".into(), reference, shifted)],
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(!comparison.columns[0].drifted);
+        assert!(comparison.columns[1].drifted);
+        assert_eq!(comparison.drifted_columns, 1);
+        assert!(comparison.dataset_drift, "half the columns drifted");
+    }
+
+    #[test]
+    fn categories_refuse_numeric_only_tests() {
+        let words = ColumnData::Categorical(vec![Some("a".into())]);
+        let options = Options { method: Method::Ks, ..Options::default() };
+        let err = compare_column("plan", &words, &words, &options).unwrap_err().to_string();
+        assert!(err.contains("plan") && err.contains("chi2"), "{err}");
+    }
+
+    #[test]
+    fn empty_side_gives_a_reason_not_a_verdict() {
+        let r = numbers([1.0, 2.0, 3.0]);
+        let c = ColumnData::Numeric(vec![None, Some(f64::NAN)]);
+        let d = compare_column("x", &r, &c, &Options { method: Method::Ks, ..Options::default() }).unwrap();
+        assert_eq!(d.statistic, None);
+        assert!(!d.drifted);
+        assert_eq!(d.current.excluded, 2);
+        assert!(d.reason.unwrap().contains("current sample is empty"));
+    }
+
+    #[test]
+    fn method_names_parse() {
+        assert_eq!("js".parse::<Method>(), Ok(Method::Js));
+        assert!("kl".parse::<Method>().unwrap_err().contains("psi, ks"));
+    }
+}

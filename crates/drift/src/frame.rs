@@ -1,0 +1,153 @@
+//! Tables from files: CSV and Parquet through polars, turned into the typed columns the
+//! statistics work on.
+
+use crate::Error;
+use polars::prelude::*;
+use std::path::Path;
+
+/// One column's values: numbers, or categories (strings and booleans).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnData {
+    /// `None` for a missing value.
+    Numeric(Vec<Option<f64>>),
+    /// `None` for a missing value.
+    Categorical(Vec<Option<String>>),
+}
+
+impl ColumnData {
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::Numeric(v) => v.len(),
+            ColumnData::Categorical(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as category names: numbers print as they would in JSON.
+    pub fn as_categories(&self) -> Vec<Option<String>> {
+        match self {
+            ColumnData::Categorical(v) => v.clone(),
+            ColumnData::Numeric(v) => v.iter().map(|x| x.filter(|x| x.is_finite()).map(format_number)).collect(),
+        }
+    }
+}
+
+/// A number as a category name: integers without a fraction.
+pub(crate) fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+/// A table read from a file.
+#[derive(Debug)]
+pub struct Table {
+    path: String,
+    frame: DataFrame,
+}
+
+impl Table {
+    /// Reads a CSV (with a header row) or Parquet file, chosen by its extension (`.csv`,
+    /// `.tsv`, `.parquet`, `.pq`).
+    pub fn read(path: &Path) -> Result<Self, Error> {
+        let shown = path.display().to_string();
+        let fail = |message: String| Error::Read { path: shown.clone(), message };
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let frame = match extension.as_str() {
+            "csv" | "tsv" => {
+                let separator = if extension == "tsv" { b'\t' } else { b',' };
+                CsvReadOptions::default()
+                    .with_has_header(true)
+                    .with_infer_schema_length(Some(10_000))
+                    .map_parse_options(|o| o.with_separator(separator))
+                    .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                    .and_then(|r| r.finish())
+                    .map_err(|e| fail(e.to_string()))?
+            }
+            "parquet" | "pq" => {
+                let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+                ParquetReader::new(file).finish().map_err(|e| fail(e.to_string()))?
+            }
+            _ => {
+                return Err(fail(
+                    "unknown file type; give a .csv, .tsv or .parquet file (the extension decides the reader)".into(),
+                ))
+            }
+        };
+        Ok(Table { path: shown, frame })
+    }
+
+    /// The path the table was read from.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn rows(&self) -> usize {
+        self.frame.height()
+    }
+
+    /// Column names in file order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.frame.get_column_names().iter().map(|n| n.to_string()).collect()
+    }
+
+    /// The named column, typed: numeric types become numbers, everything else categories.
+    pub fn column(&self, name: &str) -> Result<ColumnData, Error> {
+        let column = self.frame.column(name).map_err(|_| Error::MissingColumn {
+            column: name.to_string(),
+            path: self.path.clone(),
+            available: self.column_names().join(", "),
+        })?;
+        let series = column.as_materialized_series();
+        let failed = |e: PolarsError| Error::Column { column: name.to_string(), message: e.to_string() };
+        let dtype = series.dtype();
+        if dtype.is_primitive_numeric() {
+            let floats = series.cast(&DataType::Float64).map_err(failed)?;
+            let values = floats.f64().map_err(failed)?.iter().collect();
+            Ok(ColumnData::Numeric(values))
+        } else if dtype == &DataType::Boolean {
+            let values = series.bool().map_err(failed)?.iter().map(|b| b.map(|b| b.to_string())).collect();
+            Ok(ColumnData::Categorical(values))
+        } else {
+            let strings = series.cast(&DataType::String).map_err(failed)?;
+            let values = strings.str().map_err(failed)?.iter().map(|s| s.map(str::to_string)).collect();
+            Ok(ColumnData::Categorical(values))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_csv_columns_by_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "x,plan,flag\n1.5,basic,true\n,pro,false\n3,basic,\n").unwrap();
+        let table = Table::read(&path).unwrap();
+        assert_eq!(table.rows(), 3);
+        assert_eq!(table.column("x").unwrap(), ColumnData::Numeric(vec![Some(1.5), None, Some(3.0)]));
+        assert_eq!(
+            table.column("plan").unwrap(),
+            ColumnData::Categorical(vec![Some("basic".into()), Some("pro".into()), Some("basic".into())])
+        );
+        assert_eq!(
+            table.column("flag").unwrap(),
+            ColumnData::Categorical(vec![Some("true".into()), Some("false".into()), None])
+        );
+        let err = table.column("nope").unwrap_err().to_string();
+        assert!(err.contains("`nope`") && err.contains("x, plan, flag"), "{err}");
+    }
+
+    #[test]
+    fn unknown_extensions_are_refused_with_the_fix() {
+        let err = Table::read(Path::new("data.xlsx")).unwrap_err().to_string();
+        assert!(err.contains(".csv") && err.contains(".parquet"), "{err}");
+    }
+}

@@ -1,0 +1,328 @@
+//! Drift jobs: what a job compares, and its settings as stored.
+
+use crate::compare::Method;
+use crate::files::Task;
+use crate::schedule::{Schedule, ScheduleSpec};
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// A drift job's settings, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Unique name: letters, digits, `.`, `_` and `-`, at most 64 characters.
+    pub name: String,
+    /// The model deployment's CRN.
+    pub deployment: String,
+    /// Length of the current window, ending at the scheduled time (`30m`, `24h`, `7d`, `1w`).
+    pub window: Span,
+    /// What the current window is compared with.
+    pub reference: Reference,
+    /// Dotted paths into the prediction's `metrics`, e.g. `input.tenure`.
+    pub features: Vec<String>,
+    /// Dotted path of the model's score in the prediction's metrics.
+    #[serde(default = "default_score")]
+    pub score: String,
+    /// Dotted path of the ground truth in the delayed metrics.
+    #[serde(default = "default_label")]
+    pub label: String,
+    #[serde(default = "default_task")]
+    pub task: Task,
+    /// The drift test; `auto` chooses per column.
+    #[serde(default = "default_method")]
+    pub method: Method,
+    /// Drift threshold; the method's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Share of drifted features from which the run's status is `drift`.
+    #[serde(default = "default_drift_share")]
+    pub drift_share: f64,
+    /// Reference-quantile bins for PSI, JS on numbers and the histograms.
+    #[serde(default = "default_bins")]
+    pub bins: usize,
+    /// A performance metric that turns the status to `warning` when it crosses a bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Alert>,
+    pub schedule: ScheduleSpec,
+}
+
+fn default_score() -> String {
+    "prediction".into()
+}
+fn default_label() -> String {
+    "label".into()
+}
+fn default_task() -> Task {
+    Task::Binary
+}
+fn default_method() -> Method {
+    Method::Auto
+}
+fn default_drift_share() -> f64 {
+    0.5
+}
+fn default_bins() -> usize {
+    crate::stats::DEFAULT_BINS
+}
+
+/// The reference a job compares its current window with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reference {
+    /// A fixed window of the same deployment, `[start_ms, end_ms)`.
+    Baseline { start_ms: i64, end_ms: i64 },
+    /// The same window, `offset` earlier (e.g. `7d`: the same day last week).
+    Previous { offset: Span },
+    /// A dataset file (CSV or Parquet) with one column per feature path.
+    File { path: PathBuf },
+}
+
+impl Reference {
+    /// Parses the command-line form: `baseline:START..END` (ms or RFC 3339), `previous:7d`, or
+    /// `file:PATH`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let invalid = |message: String| Error::Invalid { field: "reference".into(), message };
+        let (kind, rest) = text.split_once(':').ok_or_else(|| {
+            invalid(format!("`{text}` is not a reference; use baseline:START..END, previous:7d or file:PATH"))
+        })?;
+        match kind {
+            "baseline" => {
+                let (a, b) = rest.split_once("..").ok_or_else(|| {
+                    invalid(format!("`{rest}` is not START..END, e.g. 2026-11-01T00:00:00Z..2026-11-08T00:00:00Z"))
+                })?;
+                Ok(Reference::Baseline { start_ms: parse_time(a, "reference")?, end_ms: parse_time(b, "reference")? })
+            }
+            "previous" => Ok(Reference::Previous { offset: rest.parse().map_err(invalid)? }),
+            "file" => Ok(Reference::File { path: PathBuf::from(rest) }),
+            other => Err(invalid(format!("`{other}` is not a kind of reference; use baseline, previous or file"))),
+        }
+    }
+}
+
+/// Parses a time as milliseconds since the epoch or RFC 3339.
+pub fn parse_time(text: &str, field: &str) -> Result<i64, Error> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|_| Error::Invalid {
+        field: field.into(),
+        message: format!("`{text}` is not a time; use milliseconds since the epoch or RFC 3339 like 2026-11-01T00:00:00Z"),
+    })
+}
+
+/// A performance bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// A metric of the job's task, e.g. `roc_auc`, `accuracy`, `rmse`.
+    pub metric: String,
+    /// Warn when the metric falls below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// Warn when the metric rises above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+}
+
+/// A length of time, written `30m`, `24h`, `7d` or `2w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Span {
+    pub ms: i64,
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let n: i64 = number.parse().map_err(|_| format!("`{s}` is not a length of time; write e.g. 30m, 24h, 7d or 2w"))?;
+        let unit_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            _ => return Err(format!("`{s}` has no known unit; write e.g. 30m, 24h, 7d or 2w")),
+        };
+        if n <= 0 {
+            return Err(format!("`{s}` must be longer than zero"));
+        }
+        Ok(Span { ms: n * unit_ms })
+    }
+}
+
+impl TryFrom<String> for Span {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Span> for String {
+    fn from(s: Span) -> String {
+        s.to_string()
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, ms) in [("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
+            if self.ms % ms == 0 {
+                return write!(f, "{}{unit}", self.ms / ms);
+            }
+        }
+        write!(f, "{}s", self.ms / 1_000)
+    }
+}
+
+impl JobSpec {
+    /// Checks every setting; the error names the field and what to do.
+    pub fn validate(&self) -> Result<Schedule, Error> {
+        let invalid = |field: &str, message: String| Error::Invalid { field: field.into(), message };
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid(
+                "name",
+                format!("`{}` is not a job name; use 1 to 64 letters, digits, `.`, `_` or `-`", self.name),
+            ));
+        }
+        if self.deployment.trim().is_empty() {
+            return Err(invalid("deployment", "is empty; give the model deployment's CRN".into()));
+        }
+        if self.features.is_empty() {
+            return Err(invalid("features", "is empty; name at least one dotted path such as input.tenure".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.features {
+            if f.is_empty() || f.split('.').any(str::is_empty) {
+                return Err(invalid("features", format!("`{f}` is not a dotted path such as input.tenure")));
+            }
+            if !seen.insert(f) {
+                return Err(invalid("features", format!("`{f}` is named twice")));
+            }
+        }
+        for (field, path) in [("score", &self.score), ("label", &self.label)] {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                return Err(invalid(field, format!("`{path}` is not a dotted path such as prediction")));
+            }
+        }
+        match &self.reference {
+            Reference::Baseline { start_ms, end_ms } if start_ms >= end_ms => {
+                return Err(invalid("reference", format!("the baseline window starts ({start_ms}) at or after its end ({end_ms})")));
+            }
+            Reference::File { path } if !path.is_file() => {
+                return Err(invalid("reference", format!("the file {} does not exist", path.display())));
+            }
+            _ => {}
+        }
+        if !(0.0..=1.0).contains(&self.drift_share) {
+            return Err(invalid("drift_share", format!("{} is not between 0 and 1", self.drift_share)));
+        }
+        if self.bins < 2 {
+            return Err(invalid("bins", format!("{} is fewer than 2", self.bins)));
+        }
+        if let Some(t) = self.threshold {
+            if !t.is_finite() || t < 0.0 {
+                return Err(invalid("threshold", format!("{t} is not a non-negative number")));
+            }
+        }
+        if let Some(alert) = &self.alert {
+            let known = task_metrics(self.task);
+            if !known.contains(&alert.metric.as_str()) {
+                return Err(invalid(
+                    "alert.metric",
+                    format!("`{}` is not a {} metric; use one of {}", alert.metric, self.task.name(), known.join(", ")),
+                ));
+            }
+            if alert.below.is_none() && alert.above.is_none() {
+                return Err(invalid("alert", "needs `below` or `above`".into()));
+            }
+        }
+        Schedule::parse(&self.schedule)
+    }
+}
+
+/// The metric names of a task, as written in summaries and alerts.
+pub fn task_metrics(task: Task) -> &'static [&'static str] {
+    match task {
+        Task::Binary => &["roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "log_loss", "brier"],
+        Task::Multiclass => &["accuracy", "macro_f1"],
+        Task::Regression => &["mse", "rmse", "mae", "r2", "mape"],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn spec() -> JobSpec {
+        JobSpec {
+            name: "churn-daily".into(),
+            deployment: "crn:demo:deployment/churn-prod".into(),
+            window: "24h".parse().unwrap(),
+            reference: Reference::Previous { offset: "7d".parse().unwrap() },
+            features: vec!["input.tenure".into(), "input.plan".into()],
+            score: default_score(),
+            label: default_label(),
+            task: Task::Binary,
+            method: Method::Auto,
+            threshold: None,
+            drift_share: 0.5,
+            bins: 10,
+            alert: Some(Alert { metric: "roc_auc".into(), below: Some(0.7), above: None }),
+            schedule: ScheduleSpec { expression: "daily@06:00".into(), timezone: "UTC".into() },
+        }
+    }
+
+    #[test]
+    fn spans_parse_and_print() {
+        assert_eq!("24h".parse::<Span>().unwrap().ms, 86_400_000);
+        assert_eq!("2w".parse::<Span>().unwrap().to_string(), "2w");
+        assert_eq!(Span { ms: 90 * 60_000 }.to_string(), "90m");
+        assert!("24".parse::<Span>().unwrap_err().contains("unit"));
+        assert!("0d".parse::<Span>().is_err());
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        let s = spec();
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""window":"1d""#), "{json}");
+        assert_eq!(serde_json::from_str::<JobSpec>(&json).unwrap(), s);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_settings_name_their_field() {
+        let mut s = spec();
+        s.name = "churn daily".into();
+        assert!(s.validate().unwrap_err().to_string().starts_with("name:"));
+        let mut s = spec();
+        s.features.push("input.tenure".into());
+        assert!(s.validate().unwrap_err().to_string().contains("named twice"));
+        let mut s = spec();
+        s.alert = Some(Alert { metric: "rmse".into(), below: Some(1.0), above: None });
+        assert!(s.validate().unwrap_err().to_string().starts_with("alert.metric:"));
+        let mut s = spec();
+        s.reference = Reference::Baseline { start_ms: 10, end_ms: 5 };
+        assert!(s.validate().unwrap_err().to_string().starts_with("reference:"));
+        assert!(serde_json::from_str::<JobSpec>(r#"{"name":"x","colour":"red"}"#).is_err());
+    }
+
+    #[test]
+    fn references_parse_from_the_command_line() {
+        assert_eq!(
+            Reference::parse("baseline:2026-11-01T00:00:00Z..1794096000000").unwrap(),
+            Reference::Baseline { start_ms: 1_793_491_200_000, end_ms: 1_794_096_000_000 }
+        );
+        assert_eq!(Reference::parse("previous:7d").unwrap(), Reference::Previous { offset: Span { ms: 7 * 86_400_000 } });
+        assert!(Reference::parse("yesterday").unwrap_err().to_string().contains("previous:7d"));
+    }
+}

@@ -1,0 +1,337 @@
+//! Model performance against ground truth: the numbers scikit-learn gives for the same data.
+//!
+//! Inputs are plain slices; rows whose score or label is missing, NaN or infinite are left out
+//! by the caller and counted there ([`crate::frame`], the drift jobs).
+
+use crate::value::Stat;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Binary classification metrics at one decision threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Binary {
+    /// Rows used.
+    pub rows: usize,
+    /// Rows whose label is 1.
+    pub positives: usize,
+    /// A score at or above it predicts class 1.
+    pub threshold: f64,
+    pub roc_auc: Stat,
+    pub average_precision: Stat,
+    pub accuracy: Stat,
+    pub precision: Stat,
+    pub recall: Stat,
+    pub f1: Stat,
+    pub log_loss: Stat,
+    pub brier: Stat,
+    pub confusion: Confusion,
+}
+
+/// Counts of the confusion matrix at the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Confusion {
+    pub true_negatives: u64,
+    pub false_positives: u64,
+    pub false_negatives: u64,
+    pub true_positives: u64,
+}
+
+/// Multiclass metrics from predicted and true class names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Multiclass {
+    pub rows: usize,
+    /// Classes seen in the labels or the predictions.
+    pub classes: usize,
+    pub accuracy: Stat,
+    pub macro_f1: Stat,
+    /// F1 per class (`2·tp / (2·tp + fp + fn)`).
+    pub f1_per_class: BTreeMap<String, f64>,
+}
+
+/// Regression errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    pub rows: usize,
+    pub mse: Stat,
+    pub rmse: Stat,
+    pub mae: Stat,
+    pub r2: Stat,
+    pub mape: Stat,
+}
+
+/// A point of the ROC curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RocPoint {
+    pub false_positive_rate: f64,
+    pub true_positive_rate: f64,
+    pub threshold: f64,
+}
+
+const EMPTY: &str = "no rows with both a score and a label";
+const ONE_CLASS: &str = "the labels hold one class only; it needs both 0 and 1";
+
+/// Binary metrics of `scores` (probabilities of class 1) against `labels` (`true` = 1).
+pub fn binary(scores: &[f64], labels: &[bool], threshold: f64) -> Binary {
+    assert_eq!(scores.len(), labels.len(), "one label per score");
+    let n = scores.len();
+    let positives = labels.iter().filter(|l| **l).count();
+    let negatives = n - positives;
+    let both = positives > 0 && negatives > 0;
+
+    let mut confusion = Confusion::default();
+    for (s, l) in scores.iter().zip(labels) {
+        match (*s >= threshold, *l) {
+            (false, false) => confusion.true_negatives += 1,
+            (true, false) => confusion.false_positives += 1,
+            (false, true) => confusion.false_negatives += 1,
+            (true, true) => confusion.true_positives += 1,
+        }
+    }
+    let Confusion { true_negatives: tn, false_positives: fp, false_negatives: fn_, true_positives: tp } = confusion;
+    let (tn, fp, fn_, tp) = (tn as f64, fp as f64, fn_ as f64, tp as f64);
+
+    let ranked = if both || positives > 0 { Some(ranked_counts(scores, labels)) } else { None };
+    let roc_auc = match (&ranked, both) {
+        (Some(groups), true) => Stat::of(area_under_roc(groups, positives, negatives)),
+        _ if n == 0 => Stat::undefined(EMPTY),
+        _ => Stat::undefined(ONE_CLASS),
+    };
+    let average_precision = match &ranked {
+        Some(groups) => Stat::of(average_precision_of(groups, positives)),
+        None if n == 0 => Stat::undefined(EMPTY),
+        None => Stat::undefined("no positive labels; average precision needs at least one"),
+    };
+
+    let eps = f64::EPSILON;
+    let log_loss = if n == 0 {
+        Stat::undefined(EMPTY)
+    } else if !both {
+        Stat::undefined(ONE_CLASS)
+    } else {
+        let sum: f64 = scores
+            .iter()
+            .zip(labels)
+            .map(|(s, l)| {
+                let p = s.clamp(eps, 1.0 - eps);
+                if *l {
+                    -p.ln()
+                } else {
+                    -(1.0 - p).ln()
+                }
+            })
+            .sum();
+        Stat::of(sum / n as f64)
+    };
+    let brier = Stat::when(
+        n > 0,
+        || scores.iter().zip(labels).map(|(s, l)| (s - f64::from(u8::from(*l))).powi(2)).sum::<f64>() / n as f64,
+        EMPTY,
+    );
+
+    Binary {
+        rows: n,
+        positives,
+        threshold,
+        roc_auc,
+        average_precision,
+        accuracy: Stat::when(n > 0, || (tp + tn) / n as f64, EMPTY),
+        precision: Stat::when(tp + fp > 0.0, || tp / (tp + fp), "no score reached the threshold, so nothing was predicted positive"),
+        recall: Stat::when(tp + fn_ > 0.0, || tp / (tp + fn_), "no positive labels; recall needs at least one"),
+        f1: Stat::when(tp + fp + fn_ > 0.0, || 2.0 * tp / (2.0 * tp + fp + fn_), "no positive labels and no positive predictions"),
+        log_loss,
+        brier,
+        confusion,
+    }
+}
+
+/// The ROC curve at every distinct score, from `(0, 0)` to `(1, 1)`.
+pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<RocPoint> {
+    let positives = labels.iter().filter(|l| **l).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return Vec::new();
+    }
+    let groups = ranked_counts(scores, labels);
+    let mut points = vec![RocPoint { false_positive_rate: 0.0, true_positive_rate: 0.0, threshold: f64::INFINITY }];
+    let (mut tp, mut fp) = (0u64, 0u64);
+    for g in &groups {
+        tp += g.positives;
+        fp += g.negatives;
+        points.push(RocPoint {
+            false_positive_rate: fp as f64 / negatives,
+            true_positive_rate: tp as f64 / positives,
+            threshold: g.score,
+        });
+    }
+    points
+}
+
+/// Rows sharing one score, from the highest score down.
+#[derive(Debug, Clone, Copy)]
+struct ScoreGroup {
+    score: f64,
+    positives: u64,
+    negatives: u64,
+}
+
+fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
+    // Scores become order-preserving integers: the sort compares integers, with no NaN case.
+    let mut keyed: Vec<(u64, bool)> = scores.iter().zip(labels).map(|(s, l)| (order_key(*s), *l)).collect();
+    keyed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let mut groups: Vec<ScoreGroup> = Vec::new();
+    let mut last_key = None;
+    for (key, label) in keyed {
+        if last_key != Some(key) {
+            groups.push(ScoreGroup { score: from_order_key(key), positives: 0, negatives: 0 });
+            last_key = Some(key);
+        }
+        let g = groups.last_mut().expect("pushed above");
+        if label {
+            g.positives += 1;
+        } else {
+            g.negatives += 1;
+        }
+    }
+    groups
+}
+
+/// Trapezoids between the ROC points of successive distinct scores: ties between a positive
+/// and a negative count one half, as in scikit-learn.
+fn area_under_roc(groups: &[ScoreGroup], positives: usize, negatives: usize) -> f64 {
+    let mut area = 0.0f64;
+    let mut tp = 0u64;
+    for g in groups {
+        // Each negative in the group adds a column of height tp + positives_in_group / 2.
+        area += g.negatives as f64 * (tp as f64 + g.positives as f64 / 2.0);
+        tp += g.positives;
+    }
+    area / (positives as f64 * negatives as f64)
+}
+
+/// `Σ (R_k − R_{k−1}) · P_k` over the distinct thresholds, from the highest down.
+fn average_precision_of(groups: &[ScoreGroup], positives: usize) -> f64 {
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let mut ap = 0.0f64;
+    for g in groups {
+        tp += g.positives;
+        fp += g.negatives;
+        if g.positives > 0 {
+            let precision = tp as f64 / (tp + fp) as f64;
+            ap += g.positives as f64 / positives as f64 * precision;
+        }
+    }
+    ap
+}
+
+/// Maps a finite float to an unsigned integer with the same order.
+pub(crate) fn order_key(x: f64) -> u64 {
+    let bits = (x + 0.0).to_bits(); // -0.0 and 0.0 become one key
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+pub(crate) fn from_order_key(key: u64) -> f64 {
+    if key >> 63 == 1 {
+        f64::from_bits(key & !(1 << 63))
+    } else {
+        f64::from_bits(!key)
+    }
+}
+
+/// Accuracy and macro F1 of predicted against true class names.
+pub fn multiclass(predicted: &[&str], labels: &[&str]) -> Multiclass {
+    assert_eq!(predicted.len(), labels.len(), "one label per prediction");
+    let n = labels.len();
+    // (true positives, false positives, false negatives) per class
+    let mut counts: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    let mut correct = 0u64;
+    for (p, l) in predicted.iter().zip(labels) {
+        if p == l {
+            correct += 1;
+            counts.entry(p).or_default().0 += 1;
+        } else {
+            counts.entry(p).or_default().1 += 1;
+            counts.entry(l).or_default().2 += 1;
+        }
+    }
+    let f1_per_class: BTreeMap<String, f64> = counts
+        .iter()
+        .map(|(class, (tp, fp, fn_))| {
+            let (tp, fp, fn_) = (*tp as f64, *fp as f64, *fn_ as f64);
+            (class.to_string(), 2.0 * tp / (2.0 * tp + fp + fn_))
+        })
+        .collect();
+    let classes = f1_per_class.len();
+    Multiclass {
+        rows: n,
+        classes,
+        accuracy: Stat::when(n > 0, || correct as f64 / n as f64, EMPTY),
+        macro_f1: Stat::when(classes > 0, || f1_per_class.values().sum::<f64>() / classes as f64, EMPTY),
+        f1_per_class,
+    }
+}
+
+/// Regression errors of `predicted` against `targets`.
+pub fn regression(predicted: &[f64], targets: &[f64]) -> Regression {
+    assert_eq!(predicted.len(), targets.len(), "one target per prediction");
+    let n = targets.len();
+    if n == 0 {
+        let none = || Stat::undefined(EMPTY);
+        return Regression { rows: 0, mse: none(), rmse: none(), mae: none(), r2: none(), mape: none() };
+    }
+    let nf = n as f64;
+    let mut squared = 0.0;
+    let mut absolute = 0.0;
+    let mut percentage = 0.0;
+    for (p, y) in predicted.iter().zip(targets) {
+        let e = y - p;
+        squared += e * e;
+        absolute += e.abs();
+        percentage += e.abs() / y.abs().max(f64::EPSILON);
+    }
+    let mean = targets.iter().sum::<f64>() / nf;
+    let total: f64 = targets.iter().map(|y| (y - mean).powi(2)).sum();
+    let r2 = if n < 2 {
+        Stat::undefined("R² needs at least two rows")
+    } else if total == 0.0 {
+        Stat::undefined("the target is constant, so R² is undefined")
+    } else {
+        Stat::of(1.0 - squared / total)
+    };
+    Regression {
+        rows: n,
+        mse: Stat::of(squared / nf),
+        rmse: Stat::of((squared / nf).sqrt()),
+        mae: Stat::of(absolute / nf),
+        r2,
+        mape: Stat::of(percentage / nf),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_key_keeps_order_and_round_trips() {
+        let xs = [-1e300, -2.5, -0.0, 0.0, 1e-300, 0.5, 3.0, f64::MAX];
+        for w in xs.windows(2) {
+            assert!(order_key(w[0]) <= order_key(w[1]), "{w:?}");
+        }
+        for x in xs {
+            assert_eq!(from_order_key(order_key(x)), x + 0.0);
+        }
+    }
+
+    #[test]
+    fn roc_curve_runs_from_origin_to_one_one() {
+        let curve = roc_curve(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]);
+        assert_eq!(curve.first().map(|p| (p.false_positive_rate, p.true_positive_rate)), Some((0.0, 0.0)));
+        assert_eq!(curve.last().map(|p| (p.false_positive_rate, p.true_positive_rate)), Some((1.0, 1.0)));
+        assert_eq!(curve.len(), 5);
+        assert!(roc_curve(&[0.3], &[true]).is_empty());
+    }
+}

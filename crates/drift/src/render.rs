@@ -1,0 +1,407 @@
+//! Rendering results for people: a terminal table and a self-contained HTML page (inline SVG
+//! and CSS, no scripts, nothing fetched over the network).
+
+use crate::compare::{Comparison, Histogram};
+use crate::performance::{Binary, Multiclass, Regression, RocPoint};
+use crate::Stat;
+use std::fmt::Write as _;
+
+/// The comparison as an aligned text table.
+pub fn comparison_table(c: &Comparison) -> String {
+    let mut rows = vec![[
+        "column".to_string(),
+        "kind".into(),
+        "method".into(),
+        "statistic".into(),
+        "p-value".into(),
+        "threshold".into(),
+        "drift".into(),
+        "excluded (ref/cur)".into(),
+    ]];
+    for col in &c.columns {
+        rows.push([
+            col.column.clone(),
+            format!("{:?}", col.kind).to_lowercase(),
+            col.method.to_string(),
+            col.statistic.map(number).unwrap_or_else(|| "—".into()),
+            col.p_value.map(number).unwrap_or_else(|| "—".into()),
+            number(col.threshold),
+            if col.reason.is_some() { "n/a".into() } else if col.drifted { "DRIFT".into() } else { "ok".into() },
+            format!("{}/{}", col.reference.excluded, col.current.excluded),
+        ]);
+    }
+    let mut out = text_table(&rows);
+    for col in c.columns.iter().filter(|c| c.reason.is_some()) {
+        let _ = writeln!(out, "{}: {}", col.column, col.reason.as_deref().unwrap_or_default());
+    }
+    let _ = writeln!(
+        out,
+        "\n{} of {} columns drifted ({:.0}%); dataset drift: {} (at {:.0}% of columns)",
+        c.drifted_columns,
+        c.columns.len(),
+        c.share_drifted * 100.0,
+        if c.dataset_drift { "YES" } else { "no" },
+        c.drift_share * 100.0
+    );
+    out
+}
+
+/// Binary metrics as a two-column table.
+pub fn binary_table(b: &Binary) -> String {
+    let mut rows = vec![["metric".to_string(), "value".into()]];
+    rows.push(["rows".into(), b.rows.to_string()]);
+    rows.push(["positives".into(), b.positives.to_string()]);
+    rows.push(["threshold".into(), number(b.threshold)]);
+    for (name, stat) in [
+        ("roc_auc", &b.roc_auc),
+        ("average_precision", &b.average_precision),
+        ("accuracy", &b.accuracy),
+        ("precision", &b.precision),
+        ("recall", &b.recall),
+        ("f1", &b.f1),
+        ("log_loss", &b.log_loss),
+        ("brier", &b.brier),
+    ] {
+        rows.push([name.into(), stat_text(stat)]);
+    }
+    let c = &b.confusion;
+    rows.push(["confusion (tn fp / fn tp)".into(), format!("{} {} / {} {}", c.true_negatives, c.false_positives, c.false_negatives, c.true_positives)]);
+    text_table(&rows)
+}
+
+pub fn multiclass_table(m: &Multiclass) -> String {
+    let mut rows = vec![["metric".to_string(), "value".into()]];
+    rows.push(["rows".into(), m.rows.to_string()]);
+    rows.push(["classes".into(), m.classes.to_string()]);
+    rows.push(["accuracy".into(), stat_text(&m.accuracy)]);
+    rows.push(["macro_f1".into(), stat_text(&m.macro_f1)]);
+    for (class, f1) in &m.f1_per_class {
+        rows.push([format!("f1[{class}]"), number(*f1)]);
+    }
+    text_table(&rows)
+}
+
+pub fn regression_table(r: &Regression) -> String {
+    let mut rows = vec![["metric".to_string(), "value".into()]];
+    rows.push(["rows".into(), r.rows.to_string()]);
+    for (name, stat) in [("mse", &r.mse), ("rmse", &r.rmse), ("mae", &r.mae), ("r2", &r.r2), ("mape", &r.mape)] {
+        rows.push([name.into(), stat_text(stat)]);
+    }
+    text_table(&rows)
+}
+
+fn stat_text(s: &Stat) -> String {
+    match (s.value, &s.reason) {
+        (Some(v), _) => number(v),
+        (None, Some(r)) => format!("— ({r})"),
+        (None, None) => "—".into(),
+    }
+}
+
+/// Six significant digits, scientific notation for very small or large magnitudes.
+pub(crate) fn number(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    if x.abs() < 1e-4 || x.abs() >= 1e7 {
+        return format!("{x:.3e}");
+    }
+    let digits = (5 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Rows as an aligned text table; the first row is the header.
+pub fn text_table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
+            let _ = writeln!(out, "{}", rule.join("  "));
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2430;padding:0 1rem}\
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}.sub{color:#5b6575}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:1rem}\
+.card{border:1px solid #d9dee6;border-radius:8px;padding:.8rem 1rem;background:#fff}\
+.card h3{margin:.1rem 0 .3rem;font-size:1rem}.drift{color:#b42318;font-weight:600}.ok{color:#067647;font-weight:600}.na{color:#6b7280}\
+table{border-collapse:collapse}td,th{padding:.25rem .7rem;border-bottom:1px solid #eceff3;text-align:left}\
+.legend span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 .8rem;vertical-align:middle}\
+.banner{padding:.6rem 1rem;border-radius:6px;margin:1rem 0}.banner.drift{background:#fef3f2}.banner.ok{background:#ecfdf3}";
+
+/// Colours of the reference and current series.
+const REFERENCE: &str = "#4e79a7";
+const CURRENT: &str = "#f28e2b";
+
+/// Starts a self-contained page.
+pub fn page_start(title: &str, subtitle: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><style>{STYLE}</style></head><body>\
+<h1>{t}</h1><p class=\"sub\">{s}</p>\n",
+        t = escape(title),
+        s = escape(subtitle)
+    )
+}
+
+pub fn page_end() -> &'static str {
+    "</body></html>\n"
+}
+
+/// A legend for reference and current.
+pub fn legend() -> String {
+    format!(
+        "<p class=\"legend\"><span style=\"background:{REFERENCE}\"></span>reference<span style=\"background:{CURRENT}\"></span>current</p>"
+    )
+}
+
+/// Per-column cards with overlaid histograms of the comparison.
+pub fn comparison_section(c: &Comparison) -> String {
+    let mut out = String::new();
+    let (class, verdict) = if c.dataset_drift { ("drift", "Dataset drift detected") } else { ("ok", "No dataset drift") };
+    let _ = write!(
+        out,
+        "<div class=\"banner {class}\"><b>{verdict}</b>: {} of {} columns drifted ({:.0}%, threshold {:.0}%).</div>{}<div class=\"grid\">",
+        c.drifted_columns,
+        c.columns.len(),
+        c.share_drifted * 100.0,
+        c.drift_share * 100.0,
+        legend()
+    );
+    for col in &c.columns {
+        let (class, verdict) = match (&col.reason, col.drifted) {
+            (Some(_), _) => ("na", "not computed"),
+            (None, true) => ("drift", "drift"),
+            (None, false) => ("ok", "no drift"),
+        };
+        let mut detail = format!("{} {}", col.method, col.statistic.map(number).unwrap_or_else(|| "—".into()));
+        if let Some(p) = col.p_value {
+            let _ = write!(detail, ", p = {}", number(p));
+        }
+        let _ = write!(
+            out,
+            "<div class=\"card\"><h3>{}</h3><div><span class=\"{class}\">{verdict}</span> · {} · threshold {}</div>{}<div class=\"sub\">{} / {} values, {} / {} excluded{}</div></div>",
+            escape(&col.column),
+            escape(&detail),
+            number(col.threshold),
+            histogram_svg(&col.histogram),
+            col.reference.values,
+            col.current.values,
+            col.reference.excluded,
+            col.current.excluded,
+            col.reason.as_deref().map(|r| format!(" · {}", escape(r))).unwrap_or_default()
+        );
+    }
+    out.push_str("</div>\n");
+    out
+}
+
+/// A whole page for a file comparison.
+pub fn comparison_page(c: &Comparison, title: &str, subtitle: &str) -> String {
+    let mut out = page_start(title, subtitle);
+    out.push_str(&comparison_section(c));
+    out.push_str(page_end());
+    out
+}
+
+/// Reference and current shares as overlaid bars. At most 30 bars; further categories are
+/// summed into "other".
+pub fn histogram_svg(h: &Histogram) -> String {
+    let (labels, reference, current) = fold_tail(h, 30);
+    let (w, ht, pad_left, pad_bottom) = (320.0, 170.0, 34.0, 38.0);
+    let max = reference.iter().chain(&current).cloned().fold(0.0f64, f64::max).max(1e-9);
+    let n = labels.len().max(1) as f64;
+    let slot = (w - pad_left - 4.0) / n;
+    let plot_h = ht - pad_bottom - 6.0;
+    let mut svg = format!("<svg viewBox=\"0 0 {w} {ht}\" width=\"100%\" role=\"img\"><title>histogram</title>");
+    let _ = write!(svg, "<line x1=\"{pad_left}\" y1=\"{y}\" x2=\"{w}\" y2=\"{y}\" stroke=\"#9aa3af\"/>", y = ht - pad_bottom);
+    let _ = write!(svg, "<text x=\"2\" y=\"12\" font-size=\"9\" fill=\"#5b6575\">{:.0}%</text>", max * 100.0);
+    for (i, (r, c)) in reference.iter().zip(&current).enumerate() {
+        let x = pad_left + i as f64 * slot;
+        for (value, colour, offset) in [(r, REFERENCE, 0.0), (c, CURRENT, slot * 0.25)] {
+            let bh = value / max * plot_h;
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\"0.7\"><title>{}: {:.2}%</title></rect>",
+                x + offset + slot * 0.05,
+                ht - pad_bottom - bh,
+                slot * 0.65,
+                bh,
+                escape(&labels[i]),
+                value * 100.0
+            );
+        }
+        if labels.len() <= 12 {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"8\" fill=\"#5b6575\" transform=\"rotate(35 {:.1} {:.1})\">{}</text>",
+                x + 2.0,
+                ht - pad_bottom + 10.0,
+                x + 2.0,
+                ht - pad_bottom + 10.0,
+                escape(&truncate(&labels[i], 14))
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn fold_tail(h: &Histogram, max: usize) -> (Vec<String>, Vec<f64>, Vec<f64>) {
+    if h.labels.len() <= max {
+        return (h.labels.clone(), h.reference.clone(), h.current.clone());
+    }
+    // Keep the categories with the largest combined share.
+    let mut order: Vec<usize> = (0..h.labels.len()).collect();
+    order.sort_by(|a, b| (h.reference[*b] + h.current[*b]).total_cmp(&(h.reference[*a] + h.current[*a])));
+    let (keep, rest) = order.split_at(max - 1);
+    let mut labels: Vec<String> = keep.iter().map(|i| h.labels[*i].clone()).collect();
+    let mut r: Vec<f64> = keep.iter().map(|i| h.reference[*i]).collect();
+    let mut c: Vec<f64> = keep.iter().map(|i| h.current[*i]).collect();
+    labels.push(format!("other ({})", rest.len()));
+    r.push(rest.iter().map(|i| h.reference[*i]).sum());
+    c.push(rest.iter().map(|i| h.current[*i]).sum());
+    (labels, r, c)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+/// The ROC curve with the diagonal.
+pub fn roc_svg(points: &[RocPoint], auc: Option<f64>) -> String {
+    let (size, pad) = (260.0, 30.0);
+    let span = size - 2.0 * pad;
+    let mut svg = format!("<svg viewBox=\"0 0 {size} {size}\" width=\"300\" role=\"img\"><title>ROC curve</title>");
+    let _ = write!(svg, "<rect x=\"{pad}\" y=\"{pad}\" width=\"{span}\" height=\"{span}\" fill=\"none\" stroke=\"#9aa3af\"/>");
+    let _ = write!(
+        svg,
+        "<line x1=\"{pad}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{pad}\" stroke=\"#c5cad3\" stroke-dasharray=\"4 3\"/>",
+        y0 = pad + span,
+        x1 = pad + span
+    );
+    // Thin the curve to at most 500 points for the page's size.
+    let step = (points.len() / 500).max(1);
+    let path: Vec<String> = points
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % step == 0 || *i == points.len() - 1)
+        .map(|(_, p)| format!("{:.2},{:.2}", pad + p.false_positive_rate * span, pad + (1.0 - p.true_positive_rate) * span))
+        .collect();
+    if !path.is_empty() {
+        let _ = write!(svg, "<polyline points=\"{}\" fill=\"none\" stroke=\"{REFERENCE}\" stroke-width=\"2\"/>", path.join(" "));
+    }
+    let _ = write!(svg, "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\">false positive rate</text>", size - 8.0);
+    let _ = write!(svg, "<text x=\"10\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\" transform=\"rotate(-90 10 {})\">true positive rate</text>", size - pad, size - pad);
+    if let Some(a) = auc {
+        let _ = write!(svg, "<text x=\"{}\" y=\"{}\" font-size=\"12\">AUC {:.3}</text>", pad + span * 0.55, pad + span * 0.9, a);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A line chart of one metric over time: `(label, value)` in order.
+pub fn line_svg(title: &str, points: &[(String, Option<f64>)]) -> String {
+    let (w, h, pad) = (520.0, 180.0, 36.0);
+    let values: Vec<f64> = points.iter().filter_map(|p| p.1).collect();
+    let mut svg = format!("<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\"><title>{}</title>", escape(title));
+    let _ = write!(svg, "<text x=\"{pad}\" y=\"14\" font-size=\"12\">{}</text>", escape(title));
+    if values.is_empty() {
+        svg.push_str("<text x=\"40\" y=\"90\" font-size=\"12\" fill=\"#6b7280\">no values yet</text></svg>");
+        return svg;
+    }
+    let (mut lo, mut hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+    if hi - lo < 1e-12 {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let n = points.len();
+    let x = |i: usize| if n == 1 { w / 2.0 } else { pad + i as f64 * (w - 2.0 * pad) / (n - 1) as f64 };
+    let y = |v: f64| h - pad - (v - lo) / (hi - lo) * (h - 2.0 * pad);
+    let _ = write!(svg, "<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#9aa3af\"/>", h - pad, w - pad);
+    let _ = write!(svg, "<text x=\"2\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", y(hi) + 3.0, number(hi));
+    let _ = write!(svg, "<text x=\"2\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", y(lo) + 3.0, number(lo));
+    let coords: Vec<String> =
+        points.iter().enumerate().filter_map(|(i, p)| p.1.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect();
+    let _ = write!(svg, "<polyline points=\"{}\" fill=\"none\" stroke=\"{CURRENT}\" stroke-width=\"2\"/>", coords.join(" "));
+    for (i, p) in points.iter().enumerate() {
+        if let Some(v) = p.1 {
+            let _ = write!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{CURRENT}\"><title>{}: {}</title></circle>",
+                x(i),
+                y(v),
+                escape(&p.0),
+                number(v)
+            );
+        }
+    }
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let _ = write!(svg, "<text x=\"{pad}\" y=\"{}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", h - 12.0, escape(&first.0));
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" font-size=\"9\" fill=\"#5b6575\" text-anchor=\"end\">{}</text>",
+            w - pad,
+            h - 12.0,
+            escape(&last.0)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short_and_readable() {
+        assert_eq!(number(0.123456789), "0.123457");
+        assert_eq!(number(12.5), "12.5");
+        assert_eq!(number(3e-9), "3.000e-9");
+        assert_eq!(number(0.0), "0");
+    }
+
+    #[test]
+    fn escaping_keeps_markup_out() {
+        assert_eq!(escape("<b>&\""), "&lt;b&gt;&amp;&quot;");
+    }
+
+    #[test]
+    fn long_category_lists_fold_into_other() {
+        let n = 40;
+        let h = Histogram {
+            labels: (0..n).map(|i| format!("c{i}")).collect(),
+            reference: vec![1.0 / n as f64; n],
+            current: vec![1.0 / n as f64; n],
+        };
+        let (labels, r, _) = fold_tail(&h, 30);
+        assert_eq!(labels.len(), 30);
+        assert_eq!(labels[29], "other (11)");
+        assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+}

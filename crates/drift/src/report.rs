@@ -1,0 +1,126 @@
+//! The HTML report of a drift job's run: per-feature histograms with the verdicts, the ROC
+//! curve and the performance metrics, and the job's recent runs as line charts. One
+//! self-contained file: no scripts, no network.
+
+use crate::files::{Metrics, Task};
+use crate::job::JobSpec;
+use crate::render::{self, escape, number};
+use crate::runner::{time, RunReport};
+use driftline_store::{RunStatus, StoredRun};
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// The report page of one run, with `history` (newest first) for the charts.
+pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> String {
+    let title = format!("driftline · {} · run {}", spec.name, report.run_id);
+    let subtitle = format!(
+        "deployment {} · window {} .. {} · compared with {} ({} rows)",
+        report.deployment,
+        time(report.window_start_ms),
+        time(report.window_end_ms),
+        report.reference.description,
+        report.reference.rows
+    );
+    let mut out = render::page_start(&title, &subtitle);
+    let (class, text) = match report.status {
+        RunStatus::Drift => ("drift", "Drift"),
+        RunStatus::Warning => ("drift", "Warning"),
+        RunStatus::NoData => ("ok", "No data in the window"),
+        RunStatus::Failed => ("drift", "Failed"),
+        RunStatus::Ok | RunStatus::Running => ("ok", "OK"),
+    };
+    let _ = write!(
+        out,
+        "<div class=\"banner {class}\"><b>Status: {text}</b> · {} predictions, {} with ground truth, {} still unlabelled{}{}</div>",
+        report.rows,
+        report.labelled,
+        report.unlabelled,
+        if report.invalid > 0 { format!(", {} with a label or score that does not fit the task", report.invalid) } else { String::new() },
+        report.alert.as_deref().map(|a| format!(" · alert: {}", escape(a))).unwrap_or_default()
+    );
+
+    out.push_str("<h2>Feature drift</h2>");
+    out.push_str(&render::comparison_section(&report.drift));
+
+    out.push_str("<h2>Performance</h2>");
+    match &report.performance {
+        Some(metrics) => {
+            out.push_str("<div class=\"grid\"><div class=\"card\"><table>");
+            for (name, value) in performance_rows(metrics) {
+                let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));
+            }
+            out.push_str("</table></div>");
+            if spec.task == Task::Binary {
+                let auc = match metrics {
+                    Metrics::Binary(b) => b.roc_auc.value,
+                    _ => None,
+                };
+                let _ = write!(out, "<div class=\"card\"><h3>ROC curve</h3>{}</div>", render::roc_svg(&report.roc_curve, auc));
+            }
+            out.push_str("</div>");
+        }
+        None => out.push_str("<p class=\"sub\">No performance: no predictions with ground truth in the window.</p>"),
+    }
+
+    out.push_str("<h2>Recent runs</h2><div class=\"grid\">");
+    let mut runs: Vec<&StoredRun> = history.iter().collect();
+    runs.reverse();
+    let summaries: Vec<(String, Option<Value>)> = runs
+        .iter()
+        .map(|r| (time(r.scheduled_ms), r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok())))
+        .collect();
+    let series = |pick: &dyn Fn(&Value) -> Option<f64>| -> Vec<(String, Option<f64>)> {
+        summaries.iter().map(|(label, s)| (label.clone(), s.as_ref().and_then(pick))).collect()
+    };
+    let _ = write!(
+        out,
+        "<div class=\"card\">{}</div>",
+        render::line_svg("share of features drifted", &series(&|s| s.get("share_drifted")?.as_f64()))
+    );
+    let metric = spec.alert.as_ref().map(|a| a.metric.clone()).unwrap_or_else(|| {
+        match spec.task {
+            Task::Binary => "roc_auc",
+            Task::Multiclass => "accuracy",
+            Task::Regression => "rmse",
+        }
+        .to_string()
+    });
+    let _ = write!(
+        out,
+        "<div class=\"card\">{}</div>",
+        render::line_svg(&metric, &series(&|s| s.get("performance")?.get(metric.as_str())?.as_f64()))
+    );
+    out.push_str("</div><table><tr><th>run</th><th>window end</th><th>status</th></tr>");
+    for r in history.iter().take(10) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.id,
+            escape(&time(r.scheduled_ms)),
+            r.status.as_str()
+        );
+    }
+    out.push_str("</table>");
+    out.push_str(render::page_end());
+    out
+}
+
+fn performance_rows(metrics: &Metrics) -> Vec<(String, String)> {
+    let value = serde_json::to_value(metrics).expect("metrics serialize");
+    let mut rows = Vec::new();
+    if let Value::Object(map) = value {
+        for (name, v) in map {
+            let text = match &v {
+                Value::Object(o) if o.contains_key("value") => match o.get("value").and_then(Value::as_f64) {
+                    Some(x) => number(x),
+                    None => format!("— ({})", o.get("reason").and_then(Value::as_str).unwrap_or("undefined")),
+                },
+                Value::Object(o) => o.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+                Value::Number(n) => n.to_string(),
+                other => other.to_string(),
+            };
+            rows.push((name, text));
+        }
+    }
+    rows
+}
