@@ -2,6 +2,8 @@
 
 mod auth;
 mod demo;
+mod drift;
+mod drift_api;
 mod problem;
 mod server;
 
@@ -35,6 +37,11 @@ enum Command {
     /// Generate a realistic prediction stream with drift and late labels, send it through the
     /// HTTP API into a fresh embedded store, and summarise what happened.
     Demo(demo::DemoArgs),
+    /// Drift and performance: compare files, score predictions, run drift jobs.
+    Drift {
+        #[command(subcommand)]
+        command: drift::DriftCommand,
+    },
     /// Create, list and revoke API keys.
     Keys {
         #[command(subcommand)]
@@ -189,6 +196,15 @@ struct ServeArgs {
     /// Also consume v1 events from these Kafka bootstrap servers, like `driftline ingest`.
     #[arg(long, env = "DRIFTLINE_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
+    /// Do not run drift jobs on their schedules in this process.
+    #[arg(long, env = "DRIFTLINE_NO_DRIFT_SCHEDULER")]
+    no_drift_scheduler: bool,
+    /// How often the drift scheduler looks for due jobs, in seconds.
+    #[arg(long, env = "DRIFTLINE_DRIFT_TICK_SECS", default_value_t = 15)]
+    drift_tick_secs: u64,
+    /// Most missed runs of one job caught up after the server was down (0: only the latest).
+    #[arg(long, env = "DRIFTLINE_DRIFT_CATCH_UP", default_value_t = 24)]
+    drift_catch_up: usize,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
@@ -258,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Ingest(args) => ingest(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Keys { command } => keys(command).await,
+            Command::Drift { command } => drift::run(command).await,
         }
     })
 }
@@ -291,9 +308,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = (!args.no_drift_scheduler).then(|| {
+        anyhow::ensure!(args.drift_tick_secs > 0, "--drift-tick-secs must be at least 1");
+        let config = driftline_drift::scheduler::SchedulerConfig {
+            tick: std::time::Duration::from_secs(args.drift_tick_secs),
+            catch_up: args.drift_catch_up,
+        };
+        Ok(tokio::spawn(driftline_drift::scheduler::run(store.clone(), config, async {
+            let _ = scheduler_stopped.await;
+        })))
+    });
+    let scheduler = scheduler.transpose()?;
     println!("driftline listening on http://{addr} (store: {})", args.store.config().location());
     tracing::info!(%addr, store = %args.store.config().location(), kafka = args.kafka_brokers.is_some(), "serving");
     server::serve(state, listener, shutdown_signal()).await?;
+    let _ = stop_scheduler.send(());
+    if let Some(scheduler) = scheduler {
+        scheduler.await?;
+    }
     if let Some(consumer) = consumer {
         tokio::task::spawn_blocking(move || consumer.stop()).await??;
     }

@@ -35,7 +35,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    async fn authorize(&self, headers: &HeaderMap, needed: Scope) -> Result<Principal, Problem> {
+    pub(crate) async fn authorize(&self, headers: &HeaderMap, needed: Scope) -> Result<Principal, Problem> {
         authorize(&*self.store, self.admin_key_hash.as_deref(), headers, needed).await
     }
 }
@@ -52,6 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/aggregate_metrics", post(post_aggregate_metrics).get(get_aggregate_metrics))
         .route("/api/v1/read_metrics", get(read_metrics))
         .route("/api/v1/stats", get(stats))
+        .merge(crate::drift_api::routes())
         .fallback(|| async { Problem::not_found("no such endpoint; see the README for the API") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

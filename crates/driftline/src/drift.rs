@@ -1,0 +1,497 @@
+//! `driftline drift …`: drift and performance of files, and drift jobs over the store.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use driftline_core::time::now_ms;
+use driftline_drift::compare::{Method, Options};
+use driftline_drift::files::{self, Metrics, Task};
+use driftline_drift::job::{parse_time, Alert, JobSpec, Reference};
+use driftline_drift::render;
+use driftline_drift::runner::{run_job, time, Finished};
+use driftline_drift::schedule::{Schedule, ScheduleSpec};
+use driftline_drift::scheduler::{self, spec_of};
+use driftline_store::{Store, StoredJob, StoredRun};
+
+use crate::StoreArgs;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DriftCommand {
+    /// Compare the distribution of each column of a current file with a reference file.
+    Compare(CompareArgs),
+    /// Score a file's predictions against its labels.
+    Performance(PerformanceArgs),
+    /// Create, list, show, delete and run drift jobs over the store.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Run a job for every scheduled time in a past period, oldest first.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Store a new drift job.
+    Create(CreateJobArgs),
+    /// List the drift jobs.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show a job's settings and its recent runs.
+    Show {
+        name: String,
+        /// How many recent runs to show.
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a job and its runs (the aggregate metrics it wrote stay).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Run a job now (or for the window ending at --at) and write its reports.
+    Run {
+        name: String,
+        /// End of the window: ms since the epoch or RFC 3339; now by default.
+        #[arg(long)]
+        at: Option<String>,
+        /// Directory for the report files (JSON and HTML).
+        #[arg(long, env = "DRIFTLINE_REPORTS_DIR", default_value = "./driftline-reports")]
+        output_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateJobArgs {
+    /// Unique name: letters, digits, `.`, `_` and `-`.
+    name: String,
+    /// The model deployment's CRN.
+    #[arg(long)]
+    deployment: String,
+    /// Length of the current window, ending at each scheduled time: 30m, 24h, 7d, 1w.
+    #[arg(long, default_value = "24h")]
+    window: String,
+    /// What to compare with: previous:7d (the same window earlier), baseline:START..END (ms or
+    /// RFC 3339), or file:PATH (CSV or Parquet with one column per feature path).
+    #[arg(long, default_value = "previous:7d")]
+    reference: String,
+    /// Dotted paths of the features in the prediction's metrics (comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    features: Vec<String>,
+    /// Dotted path of the score in the prediction's metrics.
+    #[arg(long, default_value = "prediction")]
+    score: String,
+    /// Dotted path of the ground truth in the delayed metrics.
+    #[arg(long, default_value = "label")]
+    label: String,
+    /// binary, multiclass or regression.
+    #[arg(long, default_value = "binary")]
+    task: Task,
+    /// auto, psi, ks, chi2, js or wasserstein.
+    #[arg(long, default_value = "auto")]
+    method: Method,
+    /// Drift threshold; the method's default when not given.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Share of drifted features from which the run's status is drift.
+    #[arg(long, default_value_t = 0.5)]
+    drift_share: f64,
+    /// Reference-quantile bins.
+    #[arg(long, default_value_t = 10)]
+    bins: usize,
+    /// Warn when a metric crosses a bound: `roc_auc<0.75`, `rmse>3`.
+    #[arg(long)]
+    alert: Option<String>,
+    /// daily@HH:MM, weekly:mon@HH:MM, monthly:first-mon@HH:MM, hourly, or a cron expression.
+    #[arg(long, default_value = "daily@00:00")]
+    schedule: String,
+    /// IANA time zone of the schedule.
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackfillArgs {
+    /// The job.
+    name: String,
+    /// First window end to compute: ms since the epoch or RFC 3339.
+    #[arg(long)]
+    from: String,
+    /// Last window end to compute.
+    #[arg(long)]
+    to: String,
+    /// Directory for the report files of the last run.
+    #[arg(long, env = "DRIFTLINE_REPORTS_DIR", default_value = "./driftline-reports")]
+    output_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// The reference file (CSV with a header row, or Parquet).
+    #[arg(long, env = "DRIFTLINE_DRIFT_REFERENCE")]
+    reference: PathBuf,
+    /// The current file, with the same column names.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CURRENT")]
+    current: PathBuf,
+    /// Columns to compare (comma-separated); all columns the files share by default.
+    #[arg(long, env = "DRIFTLINE_DRIFT_COLUMNS", value_delimiter = ',')]
+    columns: Vec<String>,
+    /// The test: auto (chosen per column by type, cardinality and size), psi, ks, chi2, js or
+    /// wasserstein.
+    #[arg(long, env = "DRIFTLINE_DRIFT_METHOD", default_value = "auto")]
+    method: Method,
+    /// Drift threshold; the method's default when not given (p < 0.05 for ks and chi2,
+    /// ≥ 0.1 for psi, js and the normalised Wasserstein distance).
+    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD")]
+    threshold: Option<f64>,
+    /// Reference-quantile bins for PSI, JS on numbers and the histograms.
+    #[arg(long, env = "DRIFTLINE_DRIFT_BINS", default_value_t = 10)]
+    bins: usize,
+    /// Share of drifted columns from which the dataset counts as drifted.
+    #[arg(long, env = "DRIFTLINE_DRIFT_SHARE", default_value_t = 0.5)]
+    drift_share: f64,
+    #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
+    format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PerformanceArgs {
+    /// The file of predictions and labels (CSV with a header row, or Parquet).
+    #[arg(long, env = "DRIFTLINE_DRIFT_INPUT")]
+    input: PathBuf,
+    /// The column of scores: probabilities of class 1 (binary), class names (multiclass) or
+    /// predicted values (regression).
+    #[arg(long, env = "DRIFTLINE_DRIFT_SCORE")]
+    score: String,
+    /// The column of ground truth.
+    #[arg(long, env = "DRIFTLINE_DRIFT_LABEL")]
+    label: String,
+    /// binary, multiclass or regression.
+    #[arg(long, env = "DRIFTLINE_DRIFT_TASK", default_value = "binary")]
+    task: Task,
+    /// A binary score at or above it predicts class 1.
+    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD", default_value_t = 0.5)]
+    threshold: f64,
+    /// table or json.
+    #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
+    format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
+    output: Option<PathBuf>,
+}
+
+pub(crate) async fn run(command: DriftCommand) -> anyhow::Result<()> {
+    match command {
+        DriftCommand::Compare(args) => tokio::task::spawn_blocking(move || compare(args)).await?,
+        DriftCommand::Performance(args) => tokio::task::spawn_blocking(move || performance(args)).await?,
+        DriftCommand::Job { command } => job(command).await,
+        DriftCommand::Backfill(args) => backfill(args).await,
+    }
+}
+
+impl CreateJobArgs {
+    fn spec(&self) -> anyhow::Result<JobSpec> {
+        let alert = match self.alert.as_deref() {
+            None => None,
+            Some(text) => {
+                let (metric, below, above) = if let Some((m, v)) = text.split_once('<') {
+                    (m, Some(v), None)
+                } else if let Some((m, v)) = text.split_once('>') {
+                    (m, None, Some(v))
+                } else {
+                    anyhow::bail!("--alert `{text}` is not METRIC<VALUE or METRIC>VALUE, e.g. roc_auc<0.75");
+                };
+                let number = |v: Option<&str>| -> anyhow::Result<Option<f64>> {
+                    v.map(|v| v.trim().parse::<f64>().with_context(|| format!("--alert `{text}`: `{v}` is not a number")))
+                        .transpose()
+                };
+                Some(Alert { metric: metric.trim().to_string(), below: number(below)?, above: number(above)? })
+            }
+        };
+        let spec = JobSpec {
+            name: self.name.clone(),
+            deployment: self.deployment.clone(),
+            window: self.window.parse().map_err(|e: String| anyhow::anyhow!("--window: {e}"))?,
+            reference: Reference::parse(&self.reference)?,
+            features: self.features.iter().map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect(),
+            score: self.score.clone(),
+            label: self.label.clone(),
+            task: self.task,
+            method: self.method,
+            threshold: self.threshold,
+            drift_share: self.drift_share,
+            bins: self.bins,
+            alert,
+            schedule: ScheduleSpec { expression: self.schedule.clone(), timezone: self.timezone.clone() },
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+async fn job(command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::Create(args) => {
+            let spec = args.spec()?;
+            let store = args.store.open().await?;
+            let now = now_ms();
+            let created = store
+                .create_job(&StoredJob {
+                    name: spec.name.clone(),
+                    spec: serde_json::to_string(&spec)?,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                })
+                .await?;
+            store.close().await;
+            anyhow::ensure!(created, "a drift job named `{}` exists; delete it first or choose another name", spec.name);
+            let next = Schedule::parse(&spec.schedule)?.next_after(now);
+            println!(
+                "created drift job `{}` on {} ({} window, {}); next run {}",
+                spec.name,
+                spec.deployment,
+                spec.window,
+                spec.schedule.expression,
+                next.map(time).unwrap_or_else(|| "never".into())
+            );
+            Ok(())
+        }
+        JobCommand::List { store } => {
+            let store = store.open().await?;
+            let jobs = store.jobs().await?;
+            let mut rows = vec![["name".to_string(), "deployment".into(), "window".into(), "schedule".into(), "last run".into()]];
+            for job in &jobs {
+                let spec = spec_of(job)?;
+                let last = store.runs(&job.name, 1).await?;
+                let last = last.first().map(|r| format!("{} {}", time(r.scheduled_ms), r.status.as_str())).unwrap_or_else(|| "—".into());
+                rows.push([
+                    job.name.clone(),
+                    spec.deployment,
+                    spec.window.to_string(),
+                    format!("{} ({})", spec.schedule.expression, spec.schedule.timezone),
+                    last,
+                ]);
+            }
+            store.close().await;
+            if jobs.is_empty() {
+                println!("no drift jobs; create one with `driftline drift job create`");
+            } else {
+                print!("{}", render::text_table(&rows));
+            }
+            Ok(())
+        }
+        JobCommand::Show { name, runs, store } => {
+            let store = store.open().await?;
+            let job = store.job(&name).await?.with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
+            let spec = spec_of(&job)?;
+            let history = store.runs(&name, runs).await?;
+            store.close().await;
+            println!("{}", serde_json::to_string_pretty(&spec)?);
+            let mut rows = vec![["run".to_string(), "window".into(), "status".into(), "summary".into()]];
+            for r in &history {
+                rows.push([
+                    r.id.to_string(),
+                    format!("{} .. {}", time(r.window_start_ms), time(r.window_end_ms)),
+                    r.status.as_str().into(),
+                    r.summary.clone().unwrap_or_default().chars().take(100).collect(),
+                ]);
+            }
+            println!();
+            print!("{}", render::text_table(&rows));
+            Ok(())
+        }
+        JobCommand::Delete { name, store } => {
+            let store = store.open().await?;
+            let deleted = store.delete_job(&name).await?;
+            store.close().await;
+            anyhow::ensure!(deleted, "no drift job `{name}`; `driftline drift job list` lists them");
+            println!("deleted drift job `{name}` and its runs");
+            Ok(())
+        }
+        JobCommand::Run { name, at, output_dir, store } => {
+            let store = store.open().await?;
+            let job = store.job(&name).await?.with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
+            let spec = spec_of(&job)?;
+            let at = match at.as_deref() {
+                Some(t) => parse_time(t, "--at")?,
+                None => now_ms(),
+            };
+            let finished = run_job(store.as_ref(), &spec, at).await?;
+            let written = write_reports(store.as_ref(), &finished.run, &output_dir).await?;
+            store.close().await;
+            print_run(&finished);
+            if let Some((json, html)) = written {
+                println!("  report  {}\n          {}", html.display(), json.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
+    let from = parse_time(&args.from, "--from")?;
+    let to = parse_time(&args.to, "--to")?;
+    let store = args.store.open().await?;
+    let job = store.job(&args.name).await?.with_context(|| format!("no drift job `{}`", args.name))?;
+    let spec = spec_of(&job)?;
+    let runs = scheduler::backfill(store.as_ref(), &spec, from, to, |done, total, finished| {
+        let width = 30;
+        let filled = done * width / total.max(1);
+        eprint!(
+            "\r[{}{}] {done}/{total} {} {}   ",
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            time(finished.run.scheduled_ms),
+            finished.run.status.as_str()
+        );
+    })
+    .await?;
+    eprintln!();
+    let mut last = None;
+    for finished in &runs {
+        print_run(finished);
+        last = Some(&finished.run);
+    }
+    if let Some(run) = last {
+        if let Some((json, html)) = write_reports(store.as_ref(), run, &args.output_dir).await? {
+            println!("  last report  {}\n               {}", html.display(), json.display());
+        }
+    } else {
+        println!("no scheduled time of `{}` falls in {} .. {}", spec.name, time(from), time(to));
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn print_run(finished: &Finished) {
+    let r = &finished.run;
+    let detail = match &finished.report {
+        Some(report) => format!(
+            "{} rows, {} labelled, {} of {} features drifted{}",
+            report.rows,
+            report.labelled,
+            report.drift.drifted_columns,
+            report.drift.columns.len(),
+            report
+                .aggregate
+                .get("performance")
+                .and_then(|p| p.as_object())
+                .and_then(|p| p.iter().find(|(_, v)| v.is_number()))
+                .map(|(k, v)| format!(", {k} {:.4}", v.as_f64().unwrap_or_default()))
+                .unwrap_or_default()
+        ),
+        None => r.summary.clone().unwrap_or_default(),
+    };
+    println!(
+        "run {:>4}  {} .. {}  {:<8} {detail}",
+        r.id,
+        time(r.window_start_ms),
+        time(r.window_end_ms),
+        r.status.as_str()
+    );
+}
+
+/// Writes a run's reports as `<job>-<run>.json` and `.html` into `dir`.
+async fn write_reports(store: &dyn Store, run: &StoredRun, dir: &std::path::Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    let Some((Some(json), Some(html))) = store.run_reports(&run.job, run.id).await? else { return Ok(None) };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the reports directory {}", dir.display()))?;
+    let base = dir.join(format!("{}-run{}", run.job, run.id));
+    let (json_path, html_path) = (base.with_extension("json"), base.with_extension("html"));
+    std::fs::write(&json_path, json).with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&html_path, html).with_context(|| format!("cannot write {}", html_path.display()))?;
+    Ok(Some((json_path, html_path)))
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.bins >= 2, "--bins must be at least 2 (got {})", args.bins);
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.drift_share),
+        "--drift-share must be between 0 and 1 (got {})",
+        args.drift_share
+    );
+    if let Some(t) = args.threshold {
+        anyhow::ensure!(t.is_finite() && t >= 0.0, "--threshold must be a non-negative number (got {t})");
+    }
+    let columns: Vec<String> = args.columns.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    let options = Options { method: args.method, threshold: args.threshold, bins: args.bins, drift_share: args.drift_share };
+    let result = files::compare_files(&args.reference, &args.current, &columns, &options)?;
+    let text = match args.format {
+        Format::Table => render::comparison_table(&result.comparison),
+        Format::Json => serde_json::to_string_pretty(&result)? + "\n",
+        Format::Html => render::comparison_page(
+            &result.comparison,
+            "driftline drift report",
+            &format!(
+                "reference {} ({} rows) · current {} ({} rows) · method {}",
+                result.reference.path, result.reference.rows, result.current.path, result.current.rows, result.comparison.method
+            ),
+        ),
+    };
+    emit(&text, args.output.as_ref())
+}
+
+fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.format != Format::Html, "--format html is for drift compare; use table or json here");
+    anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number (got {})", args.threshold);
+    let result = files::performance_of_file(&args.input, &args.score, &args.label, args.task, args.threshold)?;
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&result)? + "\n",
+        _ => {
+            let mut t = format!(
+                "{} · {} · score `{}` · label `{}` · {} rows, {} left out (missing or not finite)\n\n",
+                result.input.path,
+                result.task.name(),
+                result.score,
+                result.label,
+                result.input.rows,
+                result.rows_excluded
+            );
+            t.push_str(&match &result.metrics {
+                Metrics::Binary(b) => render::binary_table(b),
+                Metrics::Multiclass(m) => render::multiclass_table(m),
+                Metrics::Regression(r) => render::regression_table(r),
+            });
+            t
+        }
+    };
+    emit(&text, args.output.as_ref())
+}
+
+fn emit(text: &str, output: Option<&PathBuf>) -> anyhow::Result<()> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write --output {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The drift jobs API: `/api/v1/drift/jobs…`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use driftline_core::time::now_ms;
+use driftline_drift::job::{parse_time, JobSpec};
+use driftline_drift::runner::run_job;
+use driftline_drift::scheduler::spec_of;
+use driftline_store::{Scope, StoredJob};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::problem::Problem;
+use crate::server::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/drift/jobs", get(list_jobs).post(create_job))
+        .route("/api/v1/drift/jobs/{name}", get(show_job).delete(delete_job))
+        .route("/api/v1/drift/jobs/{name}/runs", get(list_runs).post(run_now))
+        .route("/api/v1/drift/jobs/{name}/runs/{id}", get(show_run))
+        .route("/api/v1/drift/jobs/{name}/runs/{id}/report", get(report))
+}
+
+impl From<driftline_drift::Error> for Problem {
+    fn from(e: driftline_drift::Error) -> Self {
+        match e {
+            driftline_drift::Error::Store(e) => e.into(),
+            driftline_drift::Error::Busy { .. } => Problem::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
+            other => Problem::bad_request(other.to_string()),
+        }
+    }
+}
+
+fn job_json(job: &StoredJob) -> Result<Value, Problem> {
+    let spec: Value = serde_json::from_str(&job.spec)
+        .map_err(|e| Problem::unavailable(format!("stored settings of `{}` do not parse: {e}", job.name)))?;
+    Ok(json!({ "name": job.name, "spec": spec, "created_at_ms": job.created_at_ms, "updated_at_ms": job.updated_at_ms }))
+}
+
+async fn find(state: &AppState, name: &str) -> Result<StoredJob, Problem> {
+    state.store.job(name).await?.ok_or_else(|| {
+        Problem::not_found(format!("no drift job `{name}`; GET /api/v1/drift/jobs lists them"))
+    })
+}
+
+/// A deployment-scoped key sees and runs only its deployment's jobs.
+fn check(principal: &crate::auth::Principal, job: &StoredJob) -> Result<JobSpec, Problem> {
+    let spec = spec_of(job)?;
+    principal.check_deployment(&spec.deployment)?;
+    Ok(spec)
+}
+
+async fn list_jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    let principal = state.authorize(&headers, Scope::Read).await?;
+    let mut jobs = Vec::new();
+    for job in state.store.jobs().await? {
+        if check(&principal, &job).is_ok() {
+            jobs.push(job_json(&job)?);
+        }
+    }
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+async fn create_job(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Admin).await?;
+    let spec: JobSpec = serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::bad_request(format!("the job is not valid: {e}; see the README's drift job fields"))
+    })?;
+    spec.validate()?;
+    let now = now_ms();
+    let job = StoredJob {
+        name: spec.name.clone(),
+        spec: serde_json::to_string(&spec).expect("specs serialize"),
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    if !state.store.create_job(&job).await? {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("a drift job named `{}` exists; delete it first or choose another name", job.name),
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(job_json(&job)?)).into_response())
+}
+
+async fn show_job(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+    let principal = state.authorize(&headers, Scope::Read).await?;
+    let job = find(&state, &name).await?;
+    check(&principal, &job)?;
+    let runs = state.store.runs(&name, 10).await?;
+    let mut out = job_json(&job)?;
+    out["runs"] = json!(runs);
+    Ok(Json(out))
+}
+
+async fn delete_job(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Admin).await?;
+    if !state.store.delete_job(&name).await? {
+        return Err(Problem::not_found(format!("no drift job `{name}`")));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsParams {
+    limit: Option<u32>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(params): Query<RunsParams>,
+) -> Result<Json<Value>, Problem> {
+    let principal = state.authorize(&headers, Scope::Read).await?;
+    check(&principal, &find(&state, &name).await?)?;
+    let runs = state.store.runs(&name, params.limit.unwrap_or(50).min(1000)).await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+#[derive(Debug, Deserialize)]
+struct RunNowParams {
+    /// End of the window: ms since the epoch or RFC 3339; now by default.
+    at: Option<String>,
+}
+
+async fn run_now(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(params): Query<RunNowParams>,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Admin).await?;
+    let spec = spec_of(&find(&state, &name).await?)?;
+    let at = match params.at.as_deref() {
+        Some(t) => parse_time(t, "parameter `at`")?,
+        None => now_ms(),
+    };
+    let finished = run_job(state.store.as_ref(), &spec, at).await?;
+    Ok((StatusCode::CREATED, Json(json!(finished.run))).into_response())
+}
+
+async fn show_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, Problem> {
+    let principal = state.authorize(&headers, Scope::Read).await?;
+    check(&principal, &find(&state, &name).await?)?;
+    let run = state.store.run(&name, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
+    Ok(Json(json!(run)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportParams {
+    /// `html` (default) or `json`.
+    format: Option<String>,
+}
+
+async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, id)): Path<(String, i64)>,
+    Query(params): Query<ReportParams>,
+) -> Result<Response, Problem> {
+    let principal = state.authorize(&headers, Scope::Read).await?;
+    check(&principal, &find(&state, &name).await?)?;
+    let (json_report, html) =
+        state.store.run_reports(&name, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
+    let missing = || Problem::not_found(format!("run {id} of `{name}` has no report (it failed or is still running)"));
+    let (body, content_type) = match params.format.as_deref().unwrap_or("html") {
+        "html" => (html.ok_or_else(missing)?, "text/html; charset=utf-8"),
+        "json" => (json_report.ok_or_else(missing)?, "application/json"),
+        other => return Err(Problem::bad_request(format!("parameter `format`: `{other}` is not html or json"))),
+    };
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
