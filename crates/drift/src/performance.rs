@@ -64,7 +64,8 @@ pub struct Regression {
 pub struct RocPoint {
     pub false_positive_rate: f64,
     pub true_positive_rate: f64,
-    pub threshold: f64,
+    /// Scores at or above it count as positive; none for the curve's origin.
+    pub threshold: Option<f64>,
 }
 
 const EMPTY: &str = "no rows with both a score and a label";
@@ -152,7 +153,7 @@ pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<RocPoint> {
         return Vec::new();
     }
     let groups = ranked_counts(scores, labels);
-    let mut points = vec![RocPoint { false_positive_rate: 0.0, true_positive_rate: 0.0, threshold: f64::INFINITY }];
+    let mut points = vec![RocPoint { false_positive_rate: 0.0, true_positive_rate: 0.0, threshold: None }];
     let (mut tp, mut fp) = (0u64, 0u64);
     for g in &groups {
         tp += g.positives;
@@ -160,7 +161,7 @@ pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<RocPoint> {
         points.push(RocPoint {
             false_positive_rate: fp as f64 / negatives,
             true_positive_rate: tp as f64 / positives,
-            threshold: g.score,
+            threshold: Some(g.score),
         });
     }
     points

@@ -82,23 +82,27 @@ pub async fn run_job(store: &dyn Store, spec: &JobSpec, scheduled_ms: i64) -> Re
         })
         .await?
         .ok_or_else(|| Error::Busy { job: spec.name.clone() })?;
-    let outcome = match execute(store, spec, id, window).await {
-        Ok((report, html)) => RunOutcome {
-            status: report.status,
-            finished_at_ms: now_ms(),
-            summary: summary(&report).to_string(),
-            report_json: Some(serde_json::to_string(&report).expect("reports serialize")),
-            report_html: Some(html),
-        },
+    let (outcome, report) = match execute(store, spec, id, window).await {
+        Ok((report, html)) => {
+            let outcome = RunOutcome {
+                status: report.status,
+                finished_at_ms: now_ms(),
+                summary: summary(&report).to_string(),
+                report_json: Some(serde_json::to_string(&report).expect("reports serialize")),
+                report_html: Some(html),
+            };
+            (outcome, Some(report))
+        }
         Err(e) => {
             tracing::warn!(job = %spec.name, run = id, error = %e, "drift run failed");
-            RunOutcome {
+            let outcome = RunOutcome {
                 status: RunStatus::Failed,
                 finished_at_ms: now_ms(),
                 summary: json!({ "error": e.to_string() }).to_string(),
                 report_json: None,
                 report_html: None,
-            }
+            };
+            (outcome, None)
         }
     };
     store.finish_run(id, &outcome).await?;
@@ -106,7 +110,6 @@ pub async fn run_job(store: &dyn Store, spec: &JobSpec, scheduled_ms: i64) -> Re
         field: "job".into(),
         message: format!("run {id} of `{}` vanished; was the job deleted while it ran?", spec.name),
     })?;
-    let report = outcome.report_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
     Ok(Finished { run, report })
 }
 
