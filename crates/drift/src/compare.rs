@@ -65,9 +65,10 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            format!("unknown method `{s}`; use one of {}", Method::ALL.map(Method::name).join(", "))
-        })
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown method `{s}`; use one of {}", Method::ALL.map(Method::name).join(", ")))
     }
 }
 
@@ -202,7 +203,8 @@ pub fn compare_column(
         }
         (m, _) => m,
     };
-    let continuous = numeric.is_some() && (options.method != Method::Auto || matches!(method, Method::Ks | Method::Wasserstein));
+    let continuous =
+        numeric.is_some() && (options.method != Method::Auto || matches!(method, Method::Ks | Method::Wasserstein));
     let threshold = options.threshold.unwrap_or(method.default_threshold());
     let column = |what: &str| crate::Error::Column { column: name.to_string(), message: what.to_string() };
 
@@ -259,7 +261,8 @@ pub fn compare_column(
         let (r, c) = (reference.as_categories(), current.as_categories());
         let r_excluded = r.iter().filter(|v| v.is_none()).count();
         let c_excluded = c.iter().filter(|v| v.is_none()).count();
-        let (names, rc, cc) = stats::category_counts(r.iter().flatten().map(String::as_str), c.iter().flatten().map(String::as_str));
+        let (names, rc, cc) =
+            stats::category_counts(r.iter().flatten().map(String::as_str), c.iter().flatten().map(String::as_str));
         ref_counts = SideCounts { values: r.len() - r_excluded, excluded: r_excluded };
         cur_counts = SideCounts { values: c.len() - c_excluded, excluded: c_excluded };
         histogram = Histogram { labels: names, reference: shares(&rc), current: shares(&cc) };

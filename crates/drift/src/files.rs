@@ -25,7 +25,12 @@ pub struct FileInfo {
 }
 
 /// Compares `columns` (all columns the two files share when empty) of two files.
-pub fn compare_files(reference: &Path, current: &Path, columns: &[String], options: &Options) -> Result<FileComparison, Error> {
+pub fn compare_files(
+    reference: &Path,
+    current: &Path,
+    columns: &[String],
+    options: &Options,
+) -> Result<FileComparison, Error> {
     let (r, c) = (Table::read(reference)?, Table::read(current)?);
     let names: Vec<String> = if columns.is_empty() {
         let shared: Vec<String> = r.column_names().into_iter().filter(|n| c.column_names().contains(n)).collect();
@@ -105,12 +110,22 @@ pub enum Metrics {
 }
 
 /// Scores the `score` column against the `label` column of a file.
-pub fn performance_of_file(path: &Path, score: &str, label: &str, task: Task, threshold: f64) -> Result<FilePerformance, Error> {
+pub fn performance_of_file(
+    path: &Path,
+    score: &str,
+    label: &str,
+    task: Task,
+    threshold: f64,
+) -> Result<FilePerformance, Error> {
     let table = Table::read(path)?;
     let (s, l) = (table.column(score)?, table.column(label)?);
     let (metrics, excluded) = match task {
         Task::Binary => {
-            let scores = numbers(score, &s, "binary scores are probabilities of class 1; use --task multiclass for class names")?;
+            let scores = numbers(
+                score,
+                &s,
+                "binary scores are probabilities of class 1; use --task multiclass for class names",
+            )?;
             let labels = binary_labels(label, &l)?;
             let (scores, labels, excluded) = pair_rows(&scores, &labels);
             (Metrics::Binary(performance::binary(&scores, &labels, threshold)), excluded)
@@ -152,19 +167,24 @@ fn numbers(name: &str, column: &ColumnData, hint: &str) -> Result<Vec<Option<f64
         ColumnData::Numeric(v) => Ok(v.iter().map(|x| x.filter(|x| x.is_finite())).collect()),
         ColumnData::Categorical(v) => {
             let example = v.iter().flatten().next().cloned().unwrap_or_default();
-            Err(Error::Column { column: name.into(), message: format!("holds text such as {example:?}, not numbers; {hint}") })
+            Err(Error::Column {
+                column: name.into(),
+                message: format!("holds text such as {example:?}, not numbers; {hint}"),
+            })
         }
     }
 }
 
 /// Labels 0/1, true/false (as numbers, booleans or text); missing ones are `None`.
 fn binary_labels(name: &str, column: &ColumnData) -> Result<Vec<Option<bool>>, Error> {
-    let refuse = |row: usize, value: String| Error::Column {
+    let refuse = |row: usize, value: String| {
+        Error::Column {
         column: name.into(),
         message: format!(
             "row {} holds {value}, which is not a binary label (0/1 or true/false); use --task multiclass for more classes",
             row + 1
         ),
+    }
     };
     match column {
         ColumnData::Numeric(v) => v

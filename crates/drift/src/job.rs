@@ -109,7 +109,9 @@ pub fn parse_time(text: &str, field: &str) -> Result<i64, Error> {
     }
     chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|_| Error::Invalid {
         field: field.into(),
-        message: format!("`{text}` is not a time; use milliseconds since the epoch or RFC 3339 like 2026-11-01T00:00:00Z"),
+        message: format!(
+            "`{text}` is not a time; use milliseconds since the epoch or RFC 3339 like 2026-11-01T00:00:00Z"
+        ),
     })
 }
 
@@ -140,7 +142,8 @@ impl std::str::FromStr for Span {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (number, unit) = s.split_at(split);
-        let n: i64 = number.parse().map_err(|_| format!("`{s}` is not a length of time; write e.g. 30m, 24h, 7d or 2w"))?;
+        let n: i64 =
+            number.parse().map_err(|_| format!("`{s}` is not a length of time; write e.g. 30m, 24h, 7d or 2w"))?;
         let unit_ms = match unit {
             "s" => 1_000,
             "m" => 60_000,
@@ -215,7 +218,10 @@ impl JobSpec {
         }
         match &self.reference {
             Reference::Baseline { start_ms, end_ms } if start_ms >= end_ms => {
-                return Err(invalid("reference", format!("the baseline window starts ({start_ms}) at or after its end ({end_ms})")));
+                return Err(invalid(
+                    "reference",
+                    format!("the baseline window starts ({start_ms}) at or after its end ({end_ms})"),
+                ));
             }
             Reference::File { path } if !path.is_file() => {
                 return Err(invalid("reference", format!("the file {} does not exist", path.display())));
@@ -322,7 +328,10 @@ mod tests {
             Reference::parse("baseline:2026-11-01T00:00:00Z..1794096000000").unwrap(),
             Reference::Baseline { start_ms: 1_793_491_200_000, end_ms: 1_794_096_000_000 }
         );
-        assert_eq!(Reference::parse("previous:7d").unwrap(), Reference::Previous { offset: Span { ms: 7 * 86_400_000 } });
+        assert_eq!(
+            Reference::parse("previous:7d").unwrap(),
+            Reference::Previous { offset: Span { ms: 7 * 86_400_000 } }
+        );
         assert!(Reference::parse("yesterday").unwrap_err().to_string().contains("previous:7d"));
     }
 }

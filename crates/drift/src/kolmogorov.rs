@@ -281,12 +281,7 @@ fn pelz_good_cdf(n: u64, x: f64) -> f64 {
         let m = (2 * k - 1) as f64;
         let (m2, m4, m6) = (m * m, m.powi(4), m.powi(6));
         let q_power = q.powf(8.0 * k as f64);
-        let coefficients = [
-            1.0,
-            k1a + k1b * m2,
-            k2a + k2b * m2 + k2c * m4,
-            k3a + k3b * m2 + k3c * m4 + k3d * m6,
-        ];
+        let coefficients = [1.0, k1a + k1b * m2, k2a + k2b * m2 + k2c * m4, k3a + k3b * m2 + k3c * m4 + k3d * m6];
         for (t, c) in terms.iter_mut().zip(coefficients) {
             *t = *t * q_power + c;
         }

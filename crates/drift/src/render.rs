@@ -26,7 +26,13 @@ pub fn comparison_table(c: &Comparison) -> String {
             col.statistic.map(number).unwrap_or_else(|| "—".into()),
             col.p_value.map(number).unwrap_or_else(|| "—".into()),
             number(col.threshold),
-            if col.reason.is_some() { "n/a".into() } else if col.drifted { "DRIFT".into() } else { "ok".into() },
+            if col.reason.is_some() {
+                "n/a".into()
+            } else if col.drifted {
+                "DRIFT".into()
+            } else {
+                "ok".into()
+            },
             format!("{}/{}", col.reference.excluded, col.current.excluded),
         ]);
     }
@@ -65,7 +71,10 @@ pub fn binary_table(b: &Binary) -> String {
         rows.push([name.into(), stat_text(stat)]);
     }
     let c = &b.confusion;
-    rows.push(["confusion (tn fp / fn tp)".into(), format!("{} {} / {} {}", c.true_negatives, c.false_positives, c.false_negatives, c.true_positives)]);
+    rows.push([
+        "confusion (tn fp / fn tp)".into(),
+        format!("{} {} / {} {}", c.true_negatives, c.false_positives, c.false_negatives, c.true_positives),
+    ]);
     text_table(&rows)
 }
 
@@ -178,7 +187,8 @@ pub fn legend() -> String {
 /// Per-column cards with overlaid histograms of the comparison.
 pub fn comparison_section(c: &Comparison) -> String {
     let mut out = String::new();
-    let (class, verdict) = if c.dataset_drift { ("drift", "Dataset drift detected") } else { ("ok", "No dataset drift") };
+    let (class, verdict) =
+        if c.dataset_drift { ("drift", "Dataset drift detected") } else { ("ok", "No dataset drift") };
     let _ = write!(
         out,
         "<div class=\"banner {class}\"><b>{verdict}</b>: {} of {} columns drifted ({:.0}%, threshold {:.0}%).</div>{}<div class=\"grid\">",
@@ -234,7 +244,11 @@ pub fn histogram_svg(h: &Histogram) -> String {
     let slot = (w - pad_left - 4.0) / n;
     let plot_h = ht - pad_bottom - 6.0;
     let mut svg = format!("<svg viewBox=\"0 0 {w} {ht}\" width=\"100%\" role=\"img\"><title>histogram</title>");
-    let _ = write!(svg, "<line x1=\"{pad_left}\" y1=\"{y}\" x2=\"{w}\" y2=\"{y}\" stroke=\"#9aa3af\"/>", y = ht - pad_bottom);
+    let _ = write!(
+        svg,
+        "<line x1=\"{pad_left}\" y1=\"{y}\" x2=\"{w}\" y2=\"{y}\" stroke=\"#9aa3af\"/>",
+        y = ht - pad_bottom
+    );
     let _ = write!(svg, "<text x=\"2\" y=\"12\" font-size=\"9\" fill=\"#5b6575\">{:.0}%</text>", max * 100.0);
     for (i, (r, c)) in reference.iter().zip(&current).enumerate() {
         let x = pad_left + i as f64 * slot;
@@ -297,7 +311,10 @@ pub fn roc_svg(points: &[RocPoint], auc: Option<f64>) -> String {
     let (size, pad) = (260.0, 30.0);
     let span = size - 2.0 * pad;
     let mut svg = format!("<svg viewBox=\"0 0 {size} {size}\" width=\"300\" role=\"img\"><title>ROC curve</title>");
-    let _ = write!(svg, "<rect x=\"{pad}\" y=\"{pad}\" width=\"{span}\" height=\"{span}\" fill=\"none\" stroke=\"#9aa3af\"/>");
+    let _ = write!(
+        svg,
+        "<rect x=\"{pad}\" y=\"{pad}\" width=\"{span}\" height=\"{span}\" fill=\"none\" stroke=\"#9aa3af\"/>"
+    );
     let _ = write!(
         svg,
         "<line x1=\"{pad}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{pad}\" stroke=\"#c5cad3\" stroke-dasharray=\"4 3\"/>",
@@ -310,15 +327,31 @@ pub fn roc_svg(points: &[RocPoint], auc: Option<f64>) -> String {
         .iter()
         .enumerate()
         .filter(|(i, _)| i % step == 0 || *i == points.len() - 1)
-        .map(|(_, p)| format!("{:.2},{:.2}", pad + p.false_positive_rate * span, pad + (1.0 - p.true_positive_rate) * span))
+        .map(|(_, p)| {
+            format!("{:.2},{:.2}", pad + p.false_positive_rate * span, pad + (1.0 - p.true_positive_rate) * span)
+        })
         .collect();
     if !path.is_empty() {
-        let _ = write!(svg, "<polyline points=\"{}\" fill=\"none\" stroke=\"{REFERENCE}\" stroke-width=\"2\"/>", path.join(" "));
+        let _ = write!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{REFERENCE}\" stroke-width=\"2\"/>",
+            path.join(" ")
+        );
     }
-    let _ = write!(svg, "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\">false positive rate</text>", size - 8.0);
+    let _ = write!(
+        svg,
+        "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\">false positive rate</text>",
+        size - 8.0
+    );
     let _ = write!(svg, "<text x=\"10\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\" transform=\"rotate(-90 10 {})\">true positive rate</text>", size - pad, size - pad);
     if let Some(a) = auc {
-        let _ = write!(svg, "<text x=\"{}\" y=\"{}\" font-size=\"12\">AUC {:.3}</text>", pad + span * 0.55, pad + span * 0.9, a);
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\">AUC {:.3}</text>",
+            pad + span * 0.55,
+            pad + span * 0.9,
+            a
+        );
     }
     svg.push_str("</svg>");
     svg
@@ -343,11 +376,17 @@ pub fn line_svg(title: &str, points: &[(String, Option<f64>)]) -> String {
     let x = |i: usize| if n == 1 { w / 2.0 } else { pad + i as f64 * (w - 2.0 * pad) / (n - 1) as f64 };
     let y = |v: f64| h - pad - (v - lo) / (hi - lo) * (h - 2.0 * pad);
     let _ = write!(svg, "<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#9aa3af\"/>", h - pad, w - pad);
-    let _ = write!(svg, "<text x=\"2\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", y(hi) + 3.0, number(hi));
-    let _ = write!(svg, "<text x=\"2\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", y(lo) + 3.0, number(lo));
+    let _ =
+        write!(svg, "<text x=\"2\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", y(hi) + 3.0, number(hi));
+    let _ =
+        write!(svg, "<text x=\"2\" y=\"{:.1}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", y(lo) + 3.0, number(lo));
     let coords: Vec<String> =
         points.iter().enumerate().filter_map(|(i, p)| p.1.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect();
-    let _ = write!(svg, "<polyline points=\"{}\" fill=\"none\" stroke=\"{CURRENT}\" stroke-width=\"2\"/>", coords.join(" "));
+    let _ = write!(
+        svg,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"{CURRENT}\" stroke-width=\"2\"/>",
+        coords.join(" ")
+    );
     for (i, p) in points.iter().enumerate() {
         if let Some(v) = p.1 {
             let _ = write!(
@@ -361,7 +400,12 @@ pub fn line_svg(title: &str, points: &[(String, Option<f64>)]) -> String {
         }
     }
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        let _ = write!(svg, "<text x=\"{pad}\" y=\"{}\" font-size=\"9\" fill=\"#5b6575\">{}</text>", h - 12.0, escape(&first.0));
+        let _ = write!(
+            svg,
+            "<text x=\"{pad}\" y=\"{}\" font-size=\"9\" fill=\"#5b6575\">{}</text>",
+            h - 12.0,
+            escape(&first.0)
+        );
         let _ = write!(
             svg,
             "<text x=\"{}\" y=\"{}\" font-size=\"9\" fill=\"#5b6575\" text-anchor=\"end\">{}</text>",

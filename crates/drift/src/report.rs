@@ -55,7 +55,11 @@ pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> St
                     Metrics::Binary(b) => b.roc_auc.value,
                     _ => None,
                 };
-                let _ = write!(out, "<div class=\"card\"><h3>ROC curve</h3>{}</div>", render::roc_svg(&report.roc_curve, auc));
+                let _ = write!(
+                    out,
+                    "<div class=\"card\"><h3>ROC curve</h3>{}</div>",
+                    render::roc_svg(&report.roc_curve, auc)
+                );
             }
             out.push_str("</div>");
         }

@@ -172,7 +172,8 @@ async fn execute(store: &dyn Store, spec: &JobSpec, id: i64, window: Window) -> 
         }
     };
 
-    let options = Options { method: spec.method, threshold: spec.threshold, bins: spec.bins, drift_share: spec.drift_share };
+    let options =
+        Options { method: spec.method, threshold: spec.threshold, bins: spec.bins, drift_share: spec.drift_share };
     let spec_owned = spec.clone();
     let rows = current.rows;
     // The statistics are CPU work: keep them off the async threads.
@@ -271,7 +272,9 @@ fn spec_path(reference: &Reference) -> String {
 
 /// A time as RFC 3339 in UTC.
 pub fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| ms.to_string())
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 fn thin(points: Vec<RocPoint>, max: usize) -> Vec<RocPoint> {
@@ -340,7 +343,13 @@ struct Collected {
     labels: Vec<Cell>,
 }
 
-async fn collect(store: &dyn Store, selection: &Selection, window: Window, spec: &JobSpec, outcomes: bool) -> Result<Collected, Error> {
+async fn collect(
+    store: &dyn Store,
+    selection: &Selection,
+    window: Window,
+    spec: &JobSpec,
+    outcomes: bool,
+) -> Result<Collected, Error> {
     let mut stream = store.read_window(selection.clone(), window);
     let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); spec.features.len()];
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
@@ -450,7 +459,8 @@ mod tests {
 
     #[test]
     fn dotted_paths_walk_nested_objects() {
-        let m: Map<String, Value> = serde_json::from_str(r#"{"input":{"tenure":12,"plan":"basic"},"prediction":0.8}"#).unwrap();
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"input":{"tenure":12,"plan":"basic"},"prediction":0.8}"#).unwrap();
         assert_eq!(lookup(&m, "input.tenure"), Some(&json!(12)));
         assert_eq!(lookup(&m, "prediction"), Some(&json!(0.8)));
         assert_eq!(lookup(&m, "input.missing"), None);

@@ -63,9 +63,12 @@ impl Schedule {
 
     /// The first scheduled time strictly after `after_ms`.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let at = Utc.timestamp_millis_opt(after_ms).single()?.with_timezone(&self.tz);
+        // Schedules have whole seconds; the search keeps the start's fraction of a second, so
+        // start from the whole second at or before `after_ms`.
+        let second = after_ms.div_euclid(1000) * 1000;
+        let at = Utc.timestamp_millis_opt(second).single()?.with_timezone(&self.tz);
         let next: DateTime<Tz> = self.cron.find_next_occurrence(&at, false).ok()?;
-        Some(next.timestamp_millis())
+        Some(next.timestamp_millis().div_euclid(1000) * 1000)
     }
 
     /// Scheduled times in `(after_ms, until_ms]`, oldest first, at most `limit` of the newest.
@@ -94,16 +97,20 @@ fn expand(expression: &str) -> Result<String, Error> {
         return Ok("0 * * * *".into());
     }
     let Some((kind, at)) = lower.split_once('@') else { return Ok(expression.to_string()) };
-    let (hour, minute) = parse_time(at).ok_or_else(|| invalid(format!("`{at}` in `{expression}` is not a time of day; write HH or HH:MM, e.g. 06:00")))?;
+    let (hour, minute) = parse_time(at).ok_or_else(|| {
+        invalid(format!("`{at}` in `{expression}` is not a time of day; write HH or HH:MM, e.g. 06:00"))
+    })?;
     if kind == "daily" {
         return Ok(format!("{minute} {hour} * * *"));
     }
     if let Some(day) = kind.strip_prefix("weekly:") {
-        let day = weekday(day).ok_or_else(|| invalid(format!("`{day}` is not a weekday; use mon, tue, wed, thu, fri, sat or sun")))?;
+        let day = weekday(day)
+            .ok_or_else(|| invalid(format!("`{day}` is not a weekday; use mon, tue, wed, thu, fri, sat or sun")))?;
         return Ok(format!("{minute} {hour} * * {day}"));
     }
     if let Some(day) = kind.strip_prefix("monthly:first-") {
-        let day = weekday(day).ok_or_else(|| invalid(format!("`{day}` is not a weekday; use mon, tue, wed, thu, fri, sat or sun")))?;
+        let day = weekday(day)
+            .ok_or_else(|| invalid(format!("`{day}` is not a weekday; use mon, tue, wed, thu, fri, sat or sun")))?;
         return Ok(format!("{minute} {hour} * * {day}#1"));
     }
     Err(invalid(format!(
@@ -158,6 +165,15 @@ mod tests {
         let s = schedule("monthly:first-mon@07:30", "UTC");
         assert_eq!(s.next_after(at("2026-11-22T00:00:00Z")), Some(at("2026-12-07T07:30:00Z")));
         assert_eq!(s.next_after(at("2026-12-07T07:30:00Z")), Some(at("2027-01-04T07:30:00Z")));
+    }
+
+    #[test]
+    fn times_between_fractions_of_a_second_land_on_whole_seconds() {
+        let s = schedule("daily@00:00", "UTC");
+        let from = at("2026-11-03T00:00:00Z");
+        let to = at("2026-11-05T00:00:00Z");
+        assert_eq!(s.between(from - 1, to, usize::MAX), vec![from, from + 86_400_000, to]);
+        assert_eq!(s.next_after(from + 1), Some(from + 86_400_000));
     }
 
     #[test]

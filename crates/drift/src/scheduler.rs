@@ -40,7 +40,13 @@ pub fn spec_of(job: &StoredJob) -> Result<JobSpec, Error> {
 
 /// The scheduled times due for a job now: after its newest run (or its creation), at most
 /// `catch_up` of them (at least one).
-pub async fn due_runs(store: &dyn Store, job: &StoredJob, schedule: &Schedule, now: i64, catch_up: usize) -> Result<Vec<i64>, Error> {
+pub async fn due_runs(
+    store: &dyn Store,
+    job: &StoredJob,
+    schedule: &Schedule,
+    now: i64,
+    catch_up: usize,
+) -> Result<Vec<i64>, Error> {
     let last = store.runs(&job.name, 1).await?.first().map(|r| r.scheduled_ms).unwrap_or(job.created_at_ms);
     Ok(schedule.between(last, now, catch_up.max(1)))
 }
@@ -68,7 +74,11 @@ pub async fn run(store: Arc<dyn Store>, config: SchedulerConfig, shutdown: impl 
     }
 }
 
-async fn tick(store: &Arc<dyn Store>, config: &SchedulerConfig, running: &Arc<Mutex<HashSet<String>>>) -> Result<(), Error> {
+async fn tick(
+    store: &Arc<dyn Store>,
+    config: &SchedulerConfig,
+    running: &Arc<Mutex<HashSet<String>>>,
+) -> Result<(), Error> {
     let now = now_ms();
     for job in store.jobs().await? {
         if running.lock().expect("not poisoned").contains(&job.name) {
@@ -97,7 +107,9 @@ async fn tick(store: &Arc<dyn Store>, config: &SchedulerConfig, running: &Arc<Mu
         tokio::spawn(async move {
             for scheduled in due {
                 match run_job(store.as_ref(), &spec, scheduled).await {
-                    Ok(done) => tracing::info!(job = %spec.name, run = done.run.id, status = done.run.status.as_str(), "drift run finished"),
+                    Ok(done) => {
+                        tracing::info!(job = %spec.name, run = done.run.id, status = done.run.status.as_str(), "drift run finished")
+                    }
                     Err(Error::Busy { .. }) => break,
                     Err(e) => {
                         tracing::warn!(job = %spec.name, error = %e, "drift run could not start");

@@ -155,7 +155,8 @@ async fn runs_windows_and_writes_results(store: Arc<dyn Store>) {
     let json_report = json_report.unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&json_report).unwrap();
     assert_eq!(parsed["status"], json!("drift"));
-    let typed: driftline_drift::runner::RunReport = serde_json::from_str(&json_report).expect("the JSON report reads back");
+    let typed: driftline_drift::runner::RunReport =
+        serde_json::from_str(&json_report).expect("the JSON report reads back");
     assert_eq!(typed.roc_curve.first().map(|p| p.threshold), Some(None));
     let html = html.unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg") && html.contains("ROC curve"));

@@ -69,7 +69,12 @@ fn performance_matches_scikit_learn() {
                     checked += 1;
                 }
                 let c: Vec<u64> = e["confusion"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
-                let want = Confusion { true_negatives: c[0], false_positives: c[1], false_negatives: c[2], true_positives: c[3] };
+                let want = Confusion {
+                    true_negatives: c[0],
+                    false_positives: c[1],
+                    false_negatives: c[2],
+                    true_positives: c[3],
+                };
                 assert_eq!(got.confusion, want, "{name}: confusion matrix");
             }
             "multiclass" => {

@@ -225,8 +225,10 @@ impl CreateJobArgs {
                     anyhow::bail!("--alert `{text}` is not METRIC<VALUE or METRIC>VALUE, e.g. roc_auc<0.75");
                 };
                 let number = |v: Option<&str>| -> anyhow::Result<Option<f64>> {
-                    v.map(|v| v.trim().parse::<f64>().with_context(|| format!("--alert `{text}`: `{v}` is not a number")))
-                        .transpose()
+                    v.map(|v| {
+                        v.trim().parse::<f64>().with_context(|| format!("--alert `{text}`: `{v}` is not a number"))
+                    })
+                    .transpose()
                 };
                 Some(Alert { metric: metric.trim().to_string(), below: number(below)?, above: number(above)? })
             }
@@ -267,7 +269,11 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             store.close().await;
-            anyhow::ensure!(created, "a drift job named `{}` exists; delete it first or choose another name", spec.name);
+            anyhow::ensure!(
+                created,
+                "a drift job named `{}` exists; delete it first or choose another name",
+                spec.name
+            );
             let next = Schedule::parse(&spec.schedule)?.next_after(now);
             println!(
                 "created drift job `{}` on {} ({} window, {}); next run {}",
@@ -282,11 +288,15 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         JobCommand::List { store } => {
             let store = store.open().await?;
             let jobs = store.jobs().await?;
-            let mut rows = vec![["name".to_string(), "deployment".into(), "window".into(), "schedule".into(), "last run".into()]];
+            let mut rows =
+                vec![["name".to_string(), "deployment".into(), "window".into(), "schedule".into(), "last run".into()]];
             for job in &jobs {
                 let spec = spec_of(job)?;
                 let last = store.runs(&job.name, 1).await?;
-                let last = last.first().map(|r| format!("{} {}", time(r.scheduled_ms), r.status.as_str())).unwrap_or_else(|| "—".into());
+                let last = last
+                    .first()
+                    .map(|r| format!("{} {}", time(r.scheduled_ms), r.status.as_str()))
+                    .unwrap_or_else(|| "—".into());
                 rows.push([
                     job.name.clone(),
                     spec.deployment,
@@ -305,7 +315,10 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Show { name, runs, store } => {
             let store = store.open().await?;
-            let job = store.job(&name).await?.with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
+            let job = store
+                .job(&name)
+                .await?
+                .with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
             let spec = spec_of(&job)?;
             let history = store.runs(&name, runs).await?;
             store.close().await;
@@ -333,7 +346,10 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Run { name, at, output_dir, store } => {
             let store = store.open().await?;
-            let job = store.job(&name).await?.with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
+            let job = store
+                .job(&name)
+                .await?
+                .with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
             let spec = spec_of(&job)?;
             let at = match at.as_deref() {
                 Some(t) => parse_time(t, "--at")?,
@@ -415,7 +431,11 @@ fn print_run(finished: &Finished) {
 }
 
 /// Writes a run's reports as `<job>-<run>.json` and `.html` into `dir`.
-async fn write_reports(store: &dyn Store, run: &StoredRun, dir: &std::path::Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+async fn write_reports(
+    store: &dyn Store,
+    run: &StoredRun,
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
     let Some((Some(json), Some(html))) = store.run_reports(&run.job, run.id).await? else { return Ok(None) };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the reports directory {}", dir.display()))?;
     let base = dir.join(format!("{}-run{}", run.job, run.id));
@@ -436,7 +456,8 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         anyhow::ensure!(t.is_finite() && t >= 0.0, "--threshold must be a non-negative number (got {t})");
     }
     let columns: Vec<String> = args.columns.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
-    let options = Options { method: args.method, threshold: args.threshold, bins: args.bins, drift_share: args.drift_share };
+    let options =
+        Options { method: args.method, threshold: args.threshold, bins: args.bins, drift_share: args.drift_share };
     let result = files::compare_files(&args.reference, &args.current, &columns, &options)?;
     let text = match args.format {
         Format::Table => render::comparison_table(&result.comparison),
@@ -446,7 +467,11 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
             "driftline drift report",
             &format!(
                 "reference {} ({} rows) · current {} ({} rows) · method {}",
-                result.reference.path, result.reference.rows, result.current.path, result.current.rows, result.comparison.method
+                result.reference.path,
+                result.reference.rows,
+                result.current.path,
+                result.current.rows,
+                result.comparison.method
             ),
         ),
     };

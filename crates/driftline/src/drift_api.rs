@@ -39,13 +39,17 @@ impl From<driftline_drift::Error> for Problem {
 fn job_json(job: &StoredJob) -> Result<Value, Problem> {
     let spec: Value = serde_json::from_str(&job.spec)
         .map_err(|e| Problem::unavailable(format!("stored settings of `{}` do not parse: {e}", job.name)))?;
-    Ok(json!({ "name": job.name, "spec": spec, "created_at_ms": job.created_at_ms, "updated_at_ms": job.updated_at_ms }))
+    Ok(
+        json!({ "name": job.name, "spec": spec, "created_at_ms": job.created_at_ms, "updated_at_ms": job.updated_at_ms }),
+    )
 }
 
 async fn find(state: &AppState, name: &str) -> Result<StoredJob, Problem> {
-    state.store.job(name).await?.ok_or_else(|| {
-        Problem::not_found(format!("no drift job `{name}`; GET /api/v1/drift/jobs lists them"))
-    })
+    state
+        .store
+        .job(name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no drift job `{name}`; GET /api/v1/drift/jobs lists them")))
 }
 
 /// A deployment-scoped key sees and runs only its deployment's jobs.
@@ -68,9 +72,8 @@ async fn list_jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<
 
 async fn create_job(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Response, Problem> {
     state.authorize(&headers, Scope::Admin).await?;
-    let spec: JobSpec = serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::bad_request(format!("the job is not valid: {e}; see the README's drift job fields"))
-    })?;
+    let spec: JobSpec = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the job is not valid: {e}; see the README's drift job fields")))?;
     spec.validate()?;
     let now = now_ms();
     let job = StoredJob {
@@ -89,7 +92,11 @@ async fn create_job(State(state): State<AppState>, headers: HeaderMap, bytes: By
     Ok((StatusCode::CREATED, Json(job_json(&job)?)).into_response())
 }
 
-async fn show_job(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+async fn show_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
     let principal = state.authorize(&headers, Scope::Read).await?;
     let job = find(&state, &name).await?;
     check(&principal, &job)?;
@@ -99,7 +106,11 @@ async fn show_job(State(state): State<AppState>, headers: HeaderMap, Path(name):
     Ok(Json(out))
 }
 
-async fn delete_job(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Response, Problem> {
+async fn delete_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
     state.authorize(&headers, Scope::Admin).await?;
     if !state.store.delete_job(&name).await? {
         return Err(Problem::not_found(format!("no drift job `{name}`")));
@@ -153,7 +164,8 @@ async fn show_run(
 ) -> Result<Json<Value>, Problem> {
     let principal = state.authorize(&headers, Scope::Read).await?;
     check(&principal, &find(&state, &name).await?)?;
-    let run = state.store.run(&name, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
+    let run =
+        state.store.run(&name, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
     Ok(Json(json!(run)))
 }
 
@@ -171,8 +183,11 @@ async fn report(
 ) -> Result<Response, Problem> {
     let principal = state.authorize(&headers, Scope::Read).await?;
     check(&principal, &find(&state, &name).await?)?;
-    let (json_report, html) =
-        state.store.run_reports(&name, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
+    let (json_report, html) = state
+        .store
+        .run_reports(&name, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
     let missing = || Problem::not_found(format!("run {id} of `{name}` has no report (it failed or is still running)"));
     let (body, content_type) = match params.format.as_deref().unwrap_or("html") {
         "html" => (html.ok_or_else(missing)?, "text/html; charset=utf-8"),

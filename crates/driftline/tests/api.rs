@@ -1,9 +1,11 @@
 //! End-to-end tests of the HTTP API: each starts the real `driftline` binary on a free loopback
 //! port, against SQLite or a fresh Postgres database.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
+
+use std::process::Command;
+
+use common::Server;
 
 use driftline_store::testing::TestDatabase;
 use reqwest::StatusCode;
@@ -12,99 +14,6 @@ use serde_json::{json, Value};
 const ADMIN: &str = "test-admin-key-0123456789";
 const DEP: &str = "crn:test:deployment/churn";
 const T0: i64 = 1_700_000_000_000;
-
-struct Server {
-    child: Child,
-    base: String,
-    /// Lines the server printed on stdout before it was ready.
-    banner: Vec<String>,
-    client: reqwest::Client,
-}
-
-impl Server {
-    fn start(store_args: &[String], extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(store_args)
-            .args(extra)
-            .env("DRIFTLINE_LOG", "warn,sqlx=error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start driftline serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut banner = Vec::new();
-        let base = loop {
-            let line = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its address within 30 s");
-            if let Some(rest) = line.strip_prefix("driftline listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-            banner.push(line);
-        };
-        Server { child, base, banner, client: reqwest::Client::new() }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post(&self, path: &str, key: &str, content_type: &str, body: String) -> (StatusCode, String, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(key)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        answer(r).await
-    }
-
-    async fn get(&self, path: &str, key: Option<&str>) -> (StatusCode, String, Value) {
-        let mut req = self.client.get(self.url(path));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        answer(req.send().await.unwrap()).await
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SIGTERM, then wait (bounded) for a clean exit.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("driftline did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn answer(r: reqwest::Response) -> (StatusCode, String, Value) {
-    let status = r.status();
-    let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    let text = r.text().await.unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, content_type, value)
-}
 
 fn prediction(uuid: &str, start: i64, score: f64, deployment: &str) -> Value {
     json!({"v":1,"type":"prediction","uuid":uuid,"model_crn":"crn:test:model/churn","model_build_crn":"crn:test:build/1",

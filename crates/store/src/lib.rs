@@ -5,6 +5,7 @@
 //! range-partitioned by day). Migrations are applied when a store is opened.
 
 pub mod batch;
+pub mod jobs;
 pub mod keys;
 pub mod open;
 pub mod positions;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use futures::Stream;
 
 pub use batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+pub use jobs::{NewRun, RunOutcome, RunStatus, StoredJob, StoredRun};
 pub use keys::{ApiKey, NewKey, Scope};
 pub use open::{open, StoreConfig};
 pub use read::{ReadRecord, Selection, StoredAggregate, Window};
@@ -92,6 +94,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes the active key whose id is `id`; false when there is none.
     async fn revoke_key(&self, id: &str) -> Result<bool, Error>;
+
+    /// Stores a new drift job; `false` when a job of that name exists.
+    async fn create_job(&self, job: &StoredJob) -> Result<bool, Error>;
+
+    /// The drift job of that name.
+    async fn job(&self, name: &str) -> Result<Option<StoredJob>, Error>;
+
+    /// All drift jobs, by name.
+    async fn jobs(&self) -> Result<Vec<StoredJob>, Error>;
+
+    /// Deletes a drift job and its runs; `false` when there was none.
+    async fn delete_job(&self, name: &str) -> Result<bool, Error>;
+
+    /// Records a run as running; `None` when the job has a run in progress already.
+    async fn begin_run(&self, run: &NewRun<'_>) -> Result<Option<i64>, Error>;
+
+    /// Records how a run ended, with its reports.
+    async fn finish_run(&self, id: i64, outcome: &RunOutcome) -> Result<(), Error>;
+
+    /// The newest `limit` runs of a job, newest first.
+    async fn runs(&self, job: &str, limit: u32) -> Result<Vec<StoredRun>, Error>;
+
+    /// One run of a job.
+    async fn run(&self, job: &str, id: i64) -> Result<Option<StoredRun>, Error>;
+
+    /// A run's JSON and HTML reports; `None` when there is no such run.
+    async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error>;
+
+    /// Marks runs still running that started before `before_ms` as failed (their process
+    /// died); returns how many.
+    async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error>;
 
     /// Finishes pending work and closes the connections.
     async fn close(&self);

@@ -380,6 +380,46 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
+        crate::jobs::postgres::create_job(&self.pool, job).await
+    }
+
+    async fn job(&self, name: &str) -> Result<Option<crate::StoredJob>, Error> {
+        crate::jobs::postgres::job(&self.pool, name).await
+    }
+
+    async fn jobs(&self) -> Result<Vec<crate::StoredJob>, Error> {
+        crate::jobs::postgres::jobs(&self.pool).await
+    }
+
+    async fn delete_job(&self, name: &str) -> Result<bool, Error> {
+        crate::jobs::postgres::delete_job(&self.pool, name).await
+    }
+
+    async fn begin_run(&self, run: &crate::NewRun<'_>) -> Result<Option<i64>, Error> {
+        crate::jobs::postgres::begin_run(&self.pool, run).await
+    }
+
+    async fn finish_run(&self, id: i64, outcome: &crate::RunOutcome) -> Result<(), Error> {
+        crate::jobs::postgres::finish_run(&self.pool, id, outcome).await
+    }
+
+    async fn runs(&self, job: &str, limit: u32) -> Result<Vec<crate::StoredRun>, Error> {
+        crate::jobs::postgres::runs(&self.pool, job, i64::from(limit)).await
+    }
+
+    async fn run(&self, job: &str, id: i64) -> Result<Option<crate::StoredRun>, Error> {
+        crate::jobs::postgres::run(&self.pool, job, id).await
+    }
+
+    async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error> {
+        crate::jobs::postgres::run_reports(&self.pool, job, id).await
+    }
+
+    async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
+        crate::jobs::postgres::abandon_runs(&self.pool, before_ms, driftline_core::time::now_ms()).await
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -327,6 +327,46 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
+        crate::jobs::sqlite::create_job(&self.writer, job).await
+    }
+
+    async fn job(&self, name: &str) -> Result<Option<crate::StoredJob>, Error> {
+        crate::jobs::sqlite::job(&self.reader, name).await
+    }
+
+    async fn jobs(&self) -> Result<Vec<crate::StoredJob>, Error> {
+        crate::jobs::sqlite::jobs(&self.reader).await
+    }
+
+    async fn delete_job(&self, name: &str) -> Result<bool, Error> {
+        crate::jobs::sqlite::delete_job(&self.writer, name).await
+    }
+
+    async fn begin_run(&self, run: &crate::NewRun<'_>) -> Result<Option<i64>, Error> {
+        crate::jobs::sqlite::begin_run(&self.writer, run).await
+    }
+
+    async fn finish_run(&self, id: i64, outcome: &crate::RunOutcome) -> Result<(), Error> {
+        crate::jobs::sqlite::finish_run(&self.writer, id, outcome).await
+    }
+
+    async fn runs(&self, job: &str, limit: u32) -> Result<Vec<crate::StoredRun>, Error> {
+        crate::jobs::sqlite::runs(&self.reader, job, i64::from(limit)).await
+    }
+
+    async fn run(&self, job: &str, id: i64) -> Result<Option<crate::StoredRun>, Error> {
+        crate::jobs::sqlite::run(&self.reader, job, id).await
+    }
+
+    async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error> {
+        crate::jobs::sqlite::run_reports(&self.reader, job, id).await
+    }
+
+    async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
+        crate::jobs::sqlite::abandon_runs(&self.writer, before_ms, driftline_core::time::now_ms()).await
+    }
+
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;

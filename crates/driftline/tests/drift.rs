@@ -1,0 +1,393 @@
+//! `driftline drift …` and the drift jobs API, through the real binary.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::Server;
+use driftline_core::{DelayedMetrics, Metrics, Prediction};
+use driftline_store::{StoreConfig, WriteBatch};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "test-admin-key-0123456789";
+const DEPLOYMENT: &str = "crn:test:deployment/churn";
+const DAY: i64 = 86_400_000;
+/// Midnight UTC, 2026-11-01.
+const D0: i64 = 1_793_491_200_000;
+
+fn driftline(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .current_dir(dir)
+        .args(args)
+        .env("DRIFTLINE_LOG", "warn")
+        .output()
+        .expect("run driftline")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "driftline failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn failure(o: &Output) -> String {
+    assert!(!o.status.success(), "expected a failure, got: {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// A reference and a current CSV: `tenure` shifts, `charges` does not, `plan` changes its mix
+/// and gains a category, and `calls` has missing and non-numeric-free gaps.
+fn write_tables(dir: &Path) {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut reference = String::from("tenure,charges,plan,calls\n");
+    let mut current = reference.clone();
+    for i in 0..600 {
+        let plan = ["basic", "standard", "premium"][i % 3];
+        let calls = if i % 50 == 0 { String::new() } else { format!("{}", rng.random_range(0..4)) };
+        reference.push_str(&format!(
+            "{:.2},{:.2},{plan},{calls}\n",
+            rng.random_range(0.0..40.0f64),
+            rng.random_range(20.0..100.0f64)
+        ));
+        let plan = ["basic", "premium", "premium", "enterprise"][i % 4];
+        current.push_str(&format!(
+            "{:.2},{:.2},{plan},{calls}\n",
+            rng.random_range(10.0..50.0f64),
+            rng.random_range(20.0..100.0f64)
+        ));
+    }
+    std::fs::write(dir.join("reference.csv"), reference).unwrap();
+    std::fs::write(dir.join("current.csv"), current).unwrap();
+    let mut predictions = String::from("score,label,target,predicted\n");
+    for i in 0..200 {
+        let label = i % 3 == 0;
+        let score = if label { rng.random_range(0.3..1.0f64) } else { rng.random_range(0.0..0.7f64) };
+        let target = rng.random_range(0.0..10.0f64);
+        predictions.push_str(&format!(
+            "{score:.4},{},{target:.3},{:.3}\n",
+            u8::from(label),
+            target + rng.random_range(-1.0..1.0f64)
+        ));
+    }
+    predictions.push_str(",1,,\n");
+    std::fs::write(dir.join("predictions.csv"), predictions).unwrap();
+}
+
+#[test]
+fn compare_files_as_json_table_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tables(dir.path());
+    let json_out = stdout(&driftline(
+        dir.path(),
+        &["drift", "compare", "--reference", "reference.csv", "--current", "current.csv", "--format", "json"],
+    ));
+    let report: Value = serde_json::from_str(&json_out).unwrap();
+    insta::assert_json_snapshot!("compare_auto", report);
+    let drifted: Vec<&str> = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["drifted"] == json!(true))
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(drifted, ["tenure", "plan"]);
+
+    let table = stdout(&driftline(
+        dir.path(),
+        &[
+            "drift",
+            "compare",
+            "--reference",
+            "reference.csv",
+            "--current",
+            "current.csv",
+            "--method",
+            "psi",
+            "--columns",
+            "tenure,charges",
+        ],
+    ));
+    assert!(table.contains("tenure") && table.contains("DRIFT") && table.contains("1 of 2 columns drifted"), "{table}");
+
+    let done = driftline(
+        dir.path(),
+        &[
+            "drift",
+            "compare",
+            "--reference",
+            "reference.csv",
+            "--current",
+            "current.csv",
+            "--format",
+            "html",
+            "--output",
+            "report.html",
+        ],
+    );
+    stdout(&done);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 4, "one histogram per column");
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+}
+
+#[test]
+fn performance_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tables(dir.path());
+    let out = stdout(&driftline(
+        dir.path(),
+        &[
+            "drift",
+            "performance",
+            "--input",
+            "predictions.csv",
+            "--score",
+            "score",
+            "--label",
+            "label",
+            "--format",
+            "json",
+        ],
+    ));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    insta::assert_json_snapshot!("performance_binary", report);
+    assert_eq!(report["rows_excluded"], json!(1), "the row without a score is left out and counted");
+
+    let table = stdout(&driftline(
+        dir.path(),
+        &[
+            "drift",
+            "performance",
+            "--input",
+            "predictions.csv",
+            "--score",
+            "predicted",
+            "--label",
+            "target",
+            "--task",
+            "regression",
+        ],
+    ));
+    assert!(table.contains("rmse") && table.contains("r2"), "{table}");
+
+    let err = failure(&driftline(
+        dir.path(),
+        &["drift", "performance", "--input", "predictions.csv", "--score", "score", "--label", "target"],
+    ));
+    assert!(err.contains("column `target`") && err.contains("not a binary label") && err.contains("--task"), "{err}");
+}
+
+#[test]
+fn bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tables(dir.path());
+    let compare = |extra: &[&str]| {
+        let mut args = vec!["drift", "compare", "--reference", "reference.csv", "--current", "current.csv"];
+        args.extend_from_slice(extra);
+        failure(&driftline(dir.path(), &args))
+    };
+    let err = compare(&["--columns", "tenure,colour"]);
+    assert!(err.contains("`colour`") && err.contains("tenure, charges, plan, calls"), "{err}");
+    let err = compare(&["--method", "kl"]);
+    assert!(err.contains("kl") && err.contains("psi, ks, chi2, js, wasserstein"), "{err}");
+    let err = compare(&["--method", "ks", "--columns", "plan"]);
+    assert!(err.contains("column `plan`") && err.contains("chi2"), "{err}");
+    let err = compare(&["--bins", "1"]);
+    assert!(err.contains("--bins"), "{err}");
+    let err = failure(&driftline(
+        dir.path(),
+        &["drift", "compare", "--reference", "missing.csv", "--current", "current.csv"],
+    ));
+    assert!(err.contains("missing.csv"), "{err}");
+}
+
+fn metrics(v: Value) -> Metrics {
+    v.as_object().unwrap().clone()
+}
+
+/// Five days of predictions (the last two drifted) with labels, into the SQLite file.
+async fn load(url: &str, dir: &Path) {
+    let store =
+        driftline_store::open(&StoreConfig { database_url: Some(url.into()), data_dir: dir.into() }).await.unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut batch = WriteBatch::new(D0);
+    for day in 0..5 {
+        for i in 0..300 {
+            let at = D0 + day * DAY + i * (DAY / 300);
+            let uuid = uuid::Uuid::new_v4();
+            let shift = if day >= 3 { 30.0 } else { 0.0 };
+            let truth = rng.random::<f64>() < 0.3;
+            batch.predictions.push(Prediction {
+                uuid,
+                model_crn: "crn:test:model/churn".into(),
+                model_build_crn: "crn:test:build/1".into(),
+                model_deployment_crn: DEPLOYMENT.into(),
+                start_timestamp_ms: at,
+                end_timestamp_ms: at + 3,
+                metrics: metrics(json!({"input": {"tenure": ((i * 37) % 300) as f64 * 40.0 / 300.0 + shift}, "prediction": if truth { 0.7 } else { 0.3 }})),
+            });
+            batch.delayed_metrics.push(DelayedMetrics {
+                uuid,
+                timestamp_ms: at + 1000,
+                metrics: metrics(json!({"label": u8::from(truth)})),
+            });
+        }
+    }
+    store.write(batch).await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn job_commands_and_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+    load(&url, dir.path()).await;
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--database-url", &url]);
+        driftline(dir.path(), &all)
+    };
+    let created = stdout(&run(&[
+        "drift",
+        "job",
+        "create",
+        "churn",
+        "--deployment",
+        DEPLOYMENT,
+        "--window",
+        "1d",
+        "--reference",
+        "baseline:2026-11-01T00:00:00Z..2026-11-02T00:00:00Z",
+        "--features",
+        "input.tenure",
+        "--alert",
+        "roc_auc<0.5",
+        "--schedule",
+        "daily@00:00",
+        "--timezone",
+        "UTC",
+    ]));
+    assert!(created.contains("created drift job `churn`"), "{created}");
+    let err =
+        failure(&run(&["drift", "job", "create", "churn", "--deployment", DEPLOYMENT, "--features", "input.tenure"]));
+    assert!(err.contains("exists"), "{err}");
+    let err = failure(&run(&[
+        "drift",
+        "job",
+        "create",
+        "x",
+        "--deployment",
+        DEPLOYMENT,
+        "--features",
+        "a",
+        "--schedule",
+        "daily@7pm",
+    ]));
+    assert!(err.contains("schedule.expression"), "{err}");
+    assert!(stdout(&run(&["drift", "job", "list"])).contains("churn"));
+
+    let one =
+        stdout(&run(&["drift", "job", "run", "churn", "--at", "2026-11-03T00:00:00Z", "--output-dir", "reports"]));
+    let report = std::fs::read_to_string(dir.path().join("reports/churn-run1.json")).unwrap_or_default();
+    assert!(one.contains(" ok ") && one.contains("report"), "{one}\n{report}");
+
+    let filled = run(&[
+        "drift",
+        "backfill",
+        "churn",
+        "--from",
+        "2026-11-03T00:00:00Z",
+        "--to",
+        "2026-11-05T00:00:00Z",
+        "--output-dir",
+        "reports",
+    ]);
+    let text = stdout(&filled);
+    let progress = String::from_utf8(filled.stderr.clone()).unwrap();
+    assert!(progress.contains("3/3"), "progress bar: {progress}");
+    let statuses: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("run ")).map(|l| l.split_whitespace().nth(9).unwrap()).collect();
+    assert_eq!(statuses, ["ok", "ok", "drift"], "{text}");
+    let html = std::fs::read_dir(dir.path().join("reports"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "html")
+        .count();
+    assert_eq!(html, 2, "one report per `run`, the last one of the backfill");
+
+    let shown = stdout(&run(&["drift", "job", "show", "churn"]));
+    assert!(shown.contains("\"deployment\"") && shown.contains("drift"), "{shown}");
+    assert!(stdout(&run(&["drift", "job", "delete", "churn"])).contains("deleted"));
+    assert!(failure(&run(&["drift", "job", "show", "churn"])).contains("no drift job"));
+}
+
+#[tokio::test]
+async fn jobs_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+    load(&url, dir.path()).await;
+    let server =
+        Server::start(&["--database-url".into(), url.clone()], &["--admin-key", ADMIN, "--no-drift-scheduler"]);
+    let job = json!({
+        "name": "churn-api", "deployment": DEPLOYMENT, "window": "1d",
+        "reference": {"kind": "previous", "offset": "1d"},
+        "features": ["input.tenure"], "schedule": {"expression": "daily@00:00", "timezone": "UTC"}
+    });
+    let (status, _, created) = server.post("/api/v1/drift/jobs", ADMIN, "application/json", job.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["spec"]["task"], json!("binary"), "defaults are filled in");
+    let (status, _, _) = server.post("/api/v1/drift/jobs", ADMIN, "application/json", job.to_string()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let mut bad = job.clone();
+    bad["name"] = json!("bad name");
+    let (status, kind, problem) = server.post("/api/v1/drift/jobs", ADMIN, "application/json", bad.to_string()).await;
+    assert_eq!((status, kind.as_str()), (StatusCode::BAD_REQUEST, "application/problem+json"));
+    assert!(problem["detail"].as_str().unwrap().starts_with("name:"), "{problem}");
+
+    let (status, _, _) = server.get("/api/v1/drift/jobs", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, _, jobs) = server.get("/api/v1/drift/jobs", Some(ADMIN)).await;
+    assert_eq!(jobs["jobs"][0]["name"], json!("churn-api"));
+
+    // The window ending on Nov 5 (day 4) against the day before: the shift starts on day 4.
+    let (status, _, run) = server
+        .post("/api/v1/drift/jobs/churn-api/runs?at=2026-11-05T00:00:00Z", ADMIN, "application/json", String::new())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let (status, _, run2) = server
+        .post("/api/v1/drift/jobs/churn-api/runs?at=2026-11-04T00:00:00Z", ADMIN, "application/json", String::new())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run2}");
+    assert_eq!((run["status"].as_str(), run2["status"].as_str()), (Some("drift"), Some("ok")));
+    let id = run["id"].as_i64().unwrap();
+    let (status, kind, html) = server.get(&format!("/api/v1/drift/jobs/churn-api/runs/{id}/report"), Some(ADMIN)).await;
+    assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/html; charset=utf-8"));
+    assert!(html.as_str().unwrap().contains("input.tenure"));
+    let (_, kind, report) =
+        server.get(&format!("/api/v1/drift/jobs/churn-api/runs/{id}/report?format=json"), Some(ADMIN)).await;
+    assert_eq!(kind, "application/json");
+    assert_eq!(report["status"], json!("drift"));
+    let (_, _, runs) = server.get("/api/v1/drift/jobs/churn-api/runs", Some(ADMIN)).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
+
+    // The results are aggregate metrics like any other.
+    let (_, _, aggregates) = server
+        .get(&format!("/api/v1/aggregate_metrics?model_deployment_crn={DEPLOYMENT}&start_timestamp_ms={D0}&end_timestamp_ms={}", D0 + 10 * DAY), Some(ADMIN))
+        .await;
+    let sources: Vec<&str> =
+        aggregates["metrics"].as_array().unwrap().iter().map(|a| a["source"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["drift:churn-api", "drift:churn-api"]);
+
+    let r = server.client.delete(server.url("/api/v1/drift/jobs/churn-api")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, _, _) = server.get("/api/v1/drift/jobs/churn-api", Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(server.stop().success());
+}
