@@ -258,7 +258,12 @@ async fn execute(store: &dyn Store, spec: &JobSpec, id: i64, window: Window) -> 
         alert,
         aggregate,
     };
-    let history = store.runs(&spec.name, 30).await?;
+    // The history holds this run as still running: show it as it ends.
+    let mut history = store.runs(&spec.name, 30).await?;
+    for r in history.iter_mut().filter(|r| r.id == id) {
+        r.status = report.status;
+        r.summary = Some(summary(&report).to_string());
+    }
     let html = report::run_page(spec, &report, &history);
     Ok((report, html))
 }

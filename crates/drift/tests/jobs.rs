@@ -161,6 +161,7 @@ async fn runs_windows_and_writes_results(store: Arc<dyn Store>) {
     let html = html.unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg") && html.contains("ROC curve"));
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"), "self-contained");
+    assert!(!html.contains("running"), "the report shows its own run as finished");
 
     // A window with no predictions: status no_data, and still an aggregate saying so.
     let empty = run_job(store.as_ref(), &s, D0 + 30 * DAY).await.unwrap();

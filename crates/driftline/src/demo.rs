@@ -13,9 +13,13 @@ use anyhow::Context;
 use clap::Args;
 use driftline_core::time::{date_string, now_ms, DAY_MS};
 use driftline_core::Limits;
+use driftline_drift::compare::Method;
+use driftline_drift::files::Task;
+use driftline_drift::job::{Alert, JobSpec, Reference, Span};
+use driftline_drift::schedule::ScheduleSpec;
 use driftline_ingest::IntakeReport;
 use driftline_store::keys::hash_key;
-use driftline_store::StoreConfig;
+use driftline_store::{RunStatus, Store, StoreConfig, StoredJob};
 use futures::{StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -164,6 +168,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sample = sample_answer(&client, &base, &admin_key, start_ms).await?;
     let _ = stop.send(());
     server.await??;
+    let drift = drift_job(store.as_ref(), &args, start_ms, end_ms).await?;
     store.close().await;
 
     println!();
@@ -187,9 +192,88 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  GET /api/v1/read_metrics?model_deployment_crn={DEPLOYMENT}&start_timestamp_ms={start_ms}&end_timestamp_ms=… (first two predictions):");
     println!("{}", indent(&serde_json::to_string_pretty(&sample)?, 4));
     println!();
+    println!("  drift job `{JOB}` (daily, 1-day windows against the first day, features {}):", FEATURES.join(", "));
+    for line in &drift.lines {
+        println!("    {line}");
+    }
+    println!("  report of the last run: {}", drift.report.display());
+    println!();
     println!("  The demo data is in {}. Serve it with:", path.display());
     println!("    driftline serve --database-url {url}");
     Ok(())
+}
+
+const JOB: &str = "churn-daily";
+const FEATURES: [&str; 5] =
+    ["input.tenure_months", "input.monthly_charges", "input.support_calls", "input.plan", "input.contract"];
+
+struct DriftSummary {
+    lines: Vec<String>,
+    report: PathBuf,
+}
+
+/// Creates a daily drift job on the demo stream (reference: the first day) and runs it for
+/// every day after the first; the days from day 5 on must come out drifted.
+async fn drift_job(store: &dyn Store, args: &DemoArgs, start_ms: i64, end_ms: i64) -> anyhow::Result<DriftSummary> {
+    let minute_of_day = (end_ms.rem_euclid(DAY_MS)) / 60_000;
+    let spec = JobSpec {
+        name: JOB.into(),
+        deployment: DEPLOYMENT.into(),
+        window: Span { ms: DAY_MS },
+        reference: Reference::Baseline { start_ms, end_ms: start_ms + DAY_MS },
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        score: "prediction".into(),
+        label: "label".into(),
+        task: Task::Binary,
+        method: Method::Auto,
+        threshold: None,
+        drift_share: 0.5,
+        bins: 10,
+        alert: Some(Alert { metric: "roc_auc".into(), below: Some(0.7), above: None }),
+        schedule: ScheduleSpec {
+            expression: format!("daily@{:02}:{:02}", minute_of_day / 60, minute_of_day % 60),
+            timezone: "UTC".into(),
+        },
+    };
+    let now = now_ms();
+    store
+        .create_job(&StoredJob {
+            name: spec.name.clone(),
+            spec: serde_json::to_string(&spec)?,
+            created_at_ms: now,
+            updated_at_ms: now,
+        })
+        .await?;
+    let runs = driftline_drift::scheduler::backfill(store, &spec, start_ms + 2 * DAY_MS, end_ms, |_, _, _| {}).await?;
+    let mut lines = Vec::new();
+    for (day, finished) in (2..).zip(&runs) {
+        let Some(report) = &finished.report else {
+            anyhow::bail!("the drift run for day {day} failed: {}", finished.run.summary.clone().unwrap_or_default());
+        };
+        let auc = report.aggregate["performance"]["roc_auc"].as_f64().map(|a| format!("{a:.3}")).unwrap_or("—".into());
+        let drifted: Vec<&str> =
+            report.drift.columns.iter().filter(|c| c.drifted).map(|c| c.column.trim_start_matches("input.")).collect();
+        lines.push(format!(
+            "day {day}: {:<7} {}/{} features drifted{}, ROC AUC {auc} on {} labelled of {}",
+            finished.run.status.as_str(),
+            drifted.len(),
+            report.drift.columns.len(),
+            if drifted.is_empty() { String::new() } else { format!(" ({})", drifted.join(", ")) },
+            report.labelled,
+            report.rows
+        ));
+        let flagged = finished.run.status == RunStatus::Drift;
+        anyhow::ensure!(
+            flagged == (day >= 5),
+            "day {day} came out {} but the stream drifts from day 5",
+            finished.run.status.as_str()
+        );
+    }
+    let last = runs.last().context("the demo covers at least 5 days")?;
+    let (_, report) = crate::drift::write_reports(store, &last.run, &args.data_dir.join("reports"))
+        .await?
+        .context("the last drift run wrote no report")?;
+    Ok(DriftSummary { lines, report })
 }
 
 async fn sample_answer(client: &reqwest::Client, base: &str, key: &str, start_ms: i64) -> anyhow::Result<Value> {

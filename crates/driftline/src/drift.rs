@@ -431,7 +431,7 @@ fn print_run(finished: &Finished) {
 }
 
 /// Writes a run's reports as `<job>-<run>.json` and `.html` into `dir`.
-async fn write_reports(
+pub(crate) async fn write_reports(
     store: &dyn Store,
     run: &StoredRun,
     dir: &std::path::Path,

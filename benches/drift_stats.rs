@@ -1,0 +1,51 @@
+//! Times driftline's ROC AUC and two-sample KS on the files `benches/drift/reference.py data`
+//! writes (raw little-endian f64), best of three, inputs in memory: the same measurement the
+//! reference script makes with scikit-learn and SciPy. Prints one JSON line per statistic.
+//!
+//! `drift_stats DIR`
+
+use std::path::Path;
+use std::time::Instant;
+
+use driftline_drift::performance;
+use driftline_drift::stats::{ks_two_sample, Sample};
+
+fn read_f64(path: &Path) -> anyhow::Result<Vec<f64>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}; run benches/drift/run.sh", path.display()))?;
+    Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
+fn best_of<T>(mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut best = f64::INFINITY;
+    let mut value = None;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let v = f();
+        best = best.min(t.elapsed().as_secs_f64());
+        value = Some(v);
+    }
+    (best, value.expect("ran"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let dir = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: drift_stats DIR"))?;
+    let dir = Path::new(&dir);
+
+    let labels: Vec<bool> = read_f64(&dir.join("labels.f64"))?.into_iter().map(|l| l == 1.0).collect();
+    let scores = read_f64(&dir.join("scores.f64"))?;
+    let (seconds, auc) = best_of(|| performance::binary(&scores, &labels, 0.5).roc_auc.value);
+    println!(r#"{{"what":"roc_auc","seconds":{seconds},"value":{}}}"#, auc.unwrap_or(f64::NAN));
+    drop((labels, scores));
+
+    let a = read_f64(&dir.join("ks_a.f64"))?;
+    let b = read_f64(&dir.join("ks_b.f64"))?;
+    // The whole test, sorting included, as ks_2samp does it.
+    let (seconds, ks) = best_of(|| {
+        let (sa, sb) = (Sample::from_finite(a.clone()), Sample::from_finite(b.clone()));
+        ks_two_sample(&sa, &sb)
+    });
+    let ks = ks.expect("samples hold values");
+    println!(r#"{{"what":"ks","seconds":{seconds},"statistic":{},"pvalue":{}}}"#, ks.statistic, ks.p_value);
+    Ok(())
+}
