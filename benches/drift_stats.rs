@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     let b = read_f64(&dir.join("ks_b.f64"))?;
     // The whole test, sorting included, as ks_2samp does it.
     let (seconds, ks) = best_of(|| {
-        let (sa, sb) = (Sample::from_finite(a.clone()), Sample::from_finite(b.clone()));
+        let (sa, sb) = Sample::pair_from_finite(&a, &b);
         ks_two_sample(&sa, &sb)
     });
     let ks = ks.expect("samples hold values");

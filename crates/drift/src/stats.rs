@@ -47,6 +47,17 @@ impl Sample {
         Sample { sorted: values, excluded: 0 }
     }
 
+    /// Two samples from values already known to be finite, sorted at once on two threads.
+    pub fn pair_from_finite(a: &[f64], b: &[f64]) -> (Sample, Sample) {
+        debug_assert!(a.iter().chain(b).all(|v| v.is_finite()));
+        let (a, b) = std::thread::scope(|scope| {
+            let left = scope.spawn(move || sorted_copy(a));
+            let right = sorted_copy(b);
+            (left.join().expect("sorting does not panic"), right)
+        });
+        (Sample { sorted: a, excluded: 0 }, Sample { sorted: b, excluded: 0 })
+    }
+
     pub fn len(&self) -> usize {
         self.sorted.len()
     }
@@ -76,45 +87,47 @@ impl Sample {
     }
 }
 
-/// Sorts finite floats. Radix sort on the order-preserving bit patterns: linear time, which
-/// matters for tens of millions of values.
-fn sort_floats(values: &mut [f64]) {
-    if values.len() < 4096 {
-        values.sort_unstable_by(|a, b| a.total_cmp(b));
-        return;
-    }
-    let mut keys: Vec<u64> = values.iter().map(|v| crate::performance::order_key(*v)).collect();
-    radix_sort(&mut keys);
-    for (v, k) in values.iter_mut().zip(keys) {
-        *v = crate::performance::from_order_key(k);
-    }
+/// A sorted copy, made through the order-preserving keys (the key vector becomes the result,
+/// no second allocation).
+fn sorted_copy(values: &[f64]) -> Vec<f64> {
+    use crate::performance::{from_order_key, order_key};
+    let mut keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(from_order_key).collect()
 }
 
-/// Least-significant-digit radix sort, 16 bits per pass; passes where every key has the same
-/// digit are skipped.
-pub(crate) fn radix_sort(keys: &mut Vec<u64>) {
-    let mut scratch = vec![0u64; keys.len()];
-    for pass in 0..4 {
-        let shift = pass * 16;
-        let mut counts = vec![0usize; 1 << 16];
-        for k in keys.iter() {
-            counts[((k >> shift) & 0xffff) as usize] += 1;
+/// Sorts finite floats as order-preserving integers. Large inputs are sorted in two halves on
+/// two threads and merged, which matters for tens of millions of values.
+fn sort_floats(values: &mut Vec<f64>) {
+    use crate::performance::{from_order_key, order_key};
+    const PARALLEL_FROM: usize = 1 << 20;
+    let mut keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();
+    if keys.len() < PARALLEL_FROM {
+        keys.sort_unstable();
+    } else {
+        let half = keys.len() / 2;
+        let (left, right) = keys.split_at_mut(half);
+        std::thread::scope(|scope| {
+            scope.spawn(|| left.sort_unstable());
+            right.sort_unstable();
+        });
+        let (left, right) = keys.split_at(half);
+        let (mut i, mut j) = (0, 0);
+        for out in values.iter_mut() {
+            let take_left = j == right.len() || (i < left.len() && left[i] <= right[j]);
+            let key = if take_left {
+                i += 1;
+                left[i - 1]
+            } else {
+                j += 1;
+                right[j - 1]
+            };
+            *out = from_order_key(key);
         }
-        if counts.iter().any(|c| *c == keys.len()) {
-            continue;
-        }
-        let mut offset = 0;
-        for c in counts.iter_mut() {
-            let here = *c;
-            *c = offset;
-            offset += here;
-        }
-        for k in keys.iter() {
-            let digit = ((k >> shift) & 0xffff) as usize;
-            scratch[counts[digit]] = *k;
-            counts[digit] += 1;
-        }
-        std::mem::swap(keys, &mut scratch);
+        return;
+    }
+    for (v, k) in values.iter_mut().zip(keys) {
+        *v = from_order_key(k);
     }
 }
 
@@ -143,21 +156,20 @@ pub fn ks_two_sample(a: &Sample, b: &Sample) -> Option<Ks> {
     if n1 == 0 || n2 == 0 {
         return None;
     }
-    // Largest gap between the two empirical CDFs, evaluated after each distinct value.
-    let (mut i, mut j) = (0usize, 0usize);
-    let (mut max_up, mut max_down) = (0.0f64, 0.0f64);
-    while i < n1 && j < n2 {
-        let v = x[i].min(y[j]);
-        while i < n1 && x[i] <= v {
-            i += 1;
-        }
-        while j < n2 && y[j] <= v {
-            j += 1;
-        }
-        let diff = i as f64 / n1 as f64 - j as f64 / n2 as f64;
-        max_up = max_up.max(diff);
-        max_down = max_down.max(-diff);
-    }
+    // Largest gap between the two empirical CDFs, evaluated after each distinct value. Large
+    // samples are split at a value into two halves merged on two threads.
+    let (max_up, max_down) = if n1 + n2 < (1 << 20) {
+        gaps(x, y, (0, n1), (0, n2), (n1, n2))
+    } else {
+        let pivot = x[n1 / 2];
+        let (i0, j0) = (x.partition_point(|v| *v < pivot), y.partition_point(|v| *v < pivot));
+        let (low, high) = std::thread::scope(|scope| {
+            let low = scope.spawn(|| gaps(x, y, (0, i0), (0, j0), (n1, n2)));
+            let high = gaps(x, y, (i0, n1), (j0, n2), (n1, n2));
+            (low.join().expect("no panic"), high)
+        });
+        (low.0.max(high.0), low.1.max(high.1))
+    };
     let d = max_up.max(max_down).clamp(0.0, 1.0);
     if n1.max(n2) <= kolmogorov::EXACT_MAX_N {
         let (d, p) = kolmogorov::two_sample_exact(n1, n2, d);
@@ -166,6 +178,44 @@ pub fn ks_two_sample(a: &Sample, b: &Sample) -> Option<Ks> {
     let (m, n) = (n1.max(n2) as f64, n1.min(n2) as f64);
     let effective = kolmogorov::round_half_even(m * n / (m + n)) as u64;
     Some(Ks { statistic: d, p_value: kolmogorov::one_sample_sf(effective, d), method: KsMethod::Asymptotic })
+}
+
+/// The largest `F1 − F2` and `F2 − F1` over the values of `x[xs.0..xs.1]` and `y[ys.0..ys.1]`,
+/// counts taken over the whole samples of sizes `n`. Every value below the range is below every
+/// value in it, and every value above it above: the gap is evaluated only once the next value
+/// differs, which the range's end always does. The merge step compiles to selects, not branches.
+fn gaps(x: &[f64], y: &[f64], xs: (usize, usize), ys: (usize, usize), n: (usize, usize)) -> (f64, f64) {
+    let (mut i, mut j) = (xs.0, ys.0);
+    let (n1, n2) = (n.0 as f64, n.1 as f64);
+    let (mut up, mut down) = (0.0f64, 0.0f64);
+    // The gap after the previous element and that element's value; it counts once the value
+    // changes.
+    let (mut pending, mut last) = (0.0f64, f64::NEG_INFINITY);
+    let mut step = |v: f64, i: usize, j: usize, pending: &mut f64, last: &mut f64| {
+        let settled = v != *last;
+        up = if settled { up.max(*pending) } else { up };
+        down = if settled { down.max(-*pending) } else { down };
+        *pending = i as f64 / n1 - j as f64 / n2;
+        *last = v;
+    };
+    while i < xs.1 && j < ys.1 {
+        let (a, b) = (x[i], y[j]);
+        let take_x = a <= b;
+        let v = if take_x { a } else { b };
+        i += usize::from(take_x);
+        j += usize::from(!take_x);
+        step(v, i, j, &mut pending, &mut last);
+    }
+    while i < xs.1 {
+        i += 1;
+        step(x[i - 1], i, j, &mut pending, &mut last);
+    }
+    while j < ys.1 {
+        j += 1;
+        step(y[j - 1], i, j, &mut pending, &mut last);
+    }
+    step(f64::INFINITY, i, j, &mut pending, &mut last);
+    (up, down)
 }
 
 /// The first Wasserstein distance between the two empirical distributions
@@ -342,12 +392,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn radix_sort_sorts_negative_and_positive_floats() {
+    fn sorts_negative_and_positive_floats_small_and_large() {
         let values: Vec<f64> = (0..10_000).map(|i| ((i * 7919) % 10_007) as f64 - 5_000.5).collect();
         let mut expected = values.clone();
         expected.sort_by(|a, b| a.total_cmp(b));
         let s = Sample::from_finite(values);
         assert_eq!(s.sorted(), expected.as_slice());
+        // Above the size sorted on two threads.
+        let values: Vec<f64> =
+            (0..(1u64 << 20) + 3).map(|i| ((i * 2_654_435_761) % 1_000_003) as f64 * -0.5 + 7.0).collect();
+        let mut expected = values.clone();
+        expected.sort_by(|a, b| a.total_cmp(b));
+        let s = Sample::from_finite(values);
+        assert_eq!(s.sorted(), expected.as_slice());
+    }
+
+    #[test]
+    fn split_merge_finds_the_same_gap_with_ties() {
+        // Heavy ties around the split value, sizes above the two-thread threshold.
+        let x: Vec<f64> = (0..700_000u64).map(|i| ((i * 7_919) % 1_000) as f64).collect();
+        let y: Vec<f64> = (0..650_000u64).map(|i| ((i * 104_729) % 1_013) as f64 * 0.99).collect();
+        let (a, b) = Sample::pair_from_finite(&x, &y);
+        let whole = gaps(a.sorted(), b.sorted(), (0, a.len()), (0, b.len()), (a.len(), b.len()));
+        let ks = ks_two_sample(&a, &b).unwrap();
+        assert_eq!(ks.statistic, whole.0.max(whole.1));
+        assert!(ks.statistic > 0.0);
     }
 
     #[test]
