@@ -1,0 +1,117 @@
+//! A drift job over 1,000,000 labelled predictions with 10 features, from Postgres: loads the
+//! predictions (the last day drifted) and their labels into a fresh database, creates a job,
+//! then times `driftline drift job run` as its own process and reads its peak RSS.
+//!
+//! ```text
+//! cargo build --release -p driftline -p driftline-benches
+//! $CARGO_TARGET_DIR/release/drift_job [--predictions 1000000]
+//! ```
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::Context;
+use driftline_benches::fresh_database;
+use driftline_core::{DelayedMetrics, Metrics, Prediction};
+use driftline_store::postgres::PostgresStore;
+use driftline_store::{Store, WriteBatch};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const DEPLOYMENT: &str = "crn:bench:deployment/drift";
+/// Midnight UTC, 2026-11-01.
+const D0: i64 = 1_793_491_200_000;
+const DAY: i64 = 86_400_000;
+
+fn metrics(v: serde_json::Value) -> Metrics {
+    v.as_object().expect("object").clone()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut predictions = 1_000_000usize;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, n] = args.as_slice() {
+        anyhow::ensure!(flag == "--predictions", "usage: drift_job [--predictions N]");
+        predictions = n.parse().context("--predictions takes a number")?;
+    }
+    let server = std::env::var("DRIFTLINE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| driftline_store::testing::DEFAULT_TEST_SERVER.to_owned());
+    let url = fresh_database(&server, "driftline_bench_drift_job").await?;
+    let store = PostgresStore::connect(&url).await?;
+
+    // Two days: the reference day and the current day, half the predictions each; on the
+    // current day five of the ten features drift.
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(3);
+    let per_day = predictions / 2;
+    for day in 0..2 {
+        let mut batch = WriteBatch::new(D0);
+        for i in 0..per_day {
+            let at = D0 + day * DAY + (i as i64 * DAY) / per_day as i64;
+            let uuid = uuid::Uuid::new_v4();
+            let mut input = serde_json::Map::new();
+            for f in 0..10 {
+                let shift = if day == 1 && f < 5 { 0.3 } else { 0.0 };
+                let value: f64 = rng.random::<f64>() * 2.0 - 1.0 + rng.random::<f64>() + f as f64 + shift;
+                input.insert(format!("f{f}"), json!((value * 1e4).round() / 1e4));
+            }
+            let truth = rng.random::<f64>() < 0.3;
+            let score: f64 = if truth { rng.random_range(0.25..1.0) } else { rng.random_range(0.0..0.75) };
+            batch.predictions.push(Prediction {
+                uuid,
+                model_crn: "crn:bench:model/drift".into(),
+                model_build_crn: "crn:bench:build/1".into(),
+                model_deployment_crn: DEPLOYMENT.into(),
+                start_timestamp_ms: at,
+                end_timestamp_ms: at + 5,
+                metrics: metrics(json!({"input": input, "prediction": (score * 1e4).round() / 1e4})),
+            });
+            batch.delayed_metrics.push(DelayedMetrics {
+                uuid,
+                timestamp_ms: at + 3_600_000,
+                metrics: metrics(json!({"label": u8::from(truth)})),
+            });
+            if batch.predictions.len() == 10_000 {
+                store.write(std::mem::replace(&mut batch, WriteBatch::new(D0))).await?;
+            }
+        }
+        store.write(batch).await?;
+    }
+    store.close().await;
+    println!("loaded {predictions} predictions with labels in {:.1} s", started.elapsed().as_secs_f64());
+
+    let driftline = std::env::current_exe()?.with_file_name("driftline");
+    let features: Vec<String> = (0..10).map(|f| format!("input.f{f}")).collect();
+    let create = Command::new(&driftline)
+        .args(["drift", "job", "create", "bench", "--deployment", DEPLOYMENT, "--window", "1d"])
+        .args(["--reference", &format!("baseline:{D0}..{}", D0 + DAY), "--features", &features.join(",")])
+        .args(["--database-url", &url])
+        .output()?;
+    anyhow::ensure!(create.status.success(), "job create failed: {}", String::from_utf8_lossy(&create.stderr));
+    let reports = tempfile::tempdir()?;
+    let timing = reports.path().join("time.txt");
+    let run = Command::new("/usr/bin/time")
+        .args(["-f", "%e %M", "-o"])
+        .arg(&timing)
+        .arg(&driftline)
+        .args(["drift", "job", "run", "bench", "--at", &(D0 + 2 * DAY).to_string(), "--database-url", &url])
+        .arg("--output-dir")
+        .arg(reports.path())
+        .output()?;
+    anyhow::ensure!(run.status.success(), "job run failed: {}", String::from_utf8_lossy(&run.stderr));
+    print!("{}", String::from_utf8_lossy(&run.stdout));
+    let measured = std::fs::read_to_string(&timing)?;
+    let mut parts = measured.split_whitespace();
+    let seconds: f64 = parts.next().context("time output")?.parse()?;
+    let kib: f64 = parts.next().context("time output")?.parse()?;
+    println!(
+        "| drift job over {} labelled predictions (reference day {}, current day {}), 10 features, Postgres | {seconds:.2} s | {:.0} MiB peak RSS |",
+        predictions,
+        per_day,
+        per_day,
+        kib / 1024.0
+    );
+    Ok(())
+}
