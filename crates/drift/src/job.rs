@@ -184,6 +184,44 @@ impl fmt::Display for Span {
 }
 
 impl JobSpec {
+    /// A job with the defaults for everything not named: score `prediction`, label `label`,
+    /// binary task, `auto` method, drift share 0.5, 10 bins, no alert.
+    pub fn new(
+        name: &str,
+        deployment: &str,
+        window: Span,
+        reference: Reference,
+        features: Vec<String>,
+        schedule: ScheduleSpec,
+    ) -> Self {
+        JobSpec {
+            name: name.into(),
+            deployment: deployment.into(),
+            window,
+            reference,
+            features,
+            score: default_score(),
+            label: default_label(),
+            task: default_task(),
+            method: default_method(),
+            threshold: None,
+            drift_share: default_drift_share(),
+            bins: default_bins(),
+            alert: None,
+            schedule,
+        }
+    }
+
+    /// The job as the store keeps it, created at `now_ms`.
+    pub fn stored(&self, now_ms: i64) -> driftline_store::StoredJob {
+        driftline_store::StoredJob {
+            name: self.name.clone(),
+            spec: serde_json::to_string(self).expect("job settings serialize"),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+
     /// Checks every setting; the error names the field and what to do.
     pub fn validate(&self) -> Result<Schedule, Error> {
         let invalid = |field: &str, message: String| Error::Invalid { field: field.into(), message };
@@ -269,22 +307,16 @@ mod tests {
     use super::*;
 
     pub(crate) fn spec() -> JobSpec {
-        JobSpec {
-            name: "churn-daily".into(),
-            deployment: "crn:demo:deployment/churn-prod".into(),
-            window: "24h".parse().unwrap(),
-            reference: Reference::Previous { offset: "7d".parse().unwrap() },
-            features: vec!["input.tenure".into(), "input.plan".into()],
-            score: default_score(),
-            label: default_label(),
-            task: Task::Binary,
-            method: Method::Auto,
-            threshold: None,
-            drift_share: 0.5,
-            bins: 10,
-            alert: Some(Alert { metric: "roc_auc".into(), below: Some(0.7), above: None }),
-            schedule: ScheduleSpec { expression: "daily@06:00".into(), timezone: "UTC".into() },
-        }
+        let mut spec = JobSpec::new(
+            "churn-daily",
+            "crn:demo:deployment/churn-prod",
+            "24h".parse().unwrap(),
+            Reference::Previous { offset: "7d".parse().unwrap() },
+            vec!["input.tenure".into(), "input.plan".into()],
+            ScheduleSpec { expression: "daily@06:00".into(), timezone: "UTC".into() },
+        );
+        spec.alert = Some(Alert { metric: "roc_auc".into(), below: Some(0.7), above: None });
+        spec
     }
 
     #[test]

@@ -186,7 +186,7 @@ struct ScoreGroup {
 fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
     // Scores become order-preserving integers: the sort compares integers, with no NaN case.
     let mut keyed: Vec<(u64, bool)> = scores.iter().zip(labels).map(|(s, l)| (order_key(*s), *l)).collect();
-    keyed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    keyed.sort_unstable_by_key(|k| std::cmp::Reverse(k.0));
     let mut groups: Vec<ScoreGroup> = Vec::new();
     let mut last_key = None;
     for (key, label) in keyed {

@@ -98,7 +98,7 @@ fn sorted_copy(values: &[f64]) -> Vec<f64> {
 
 /// Sorts finite floats as order-preserving integers. Large inputs are sorted in two halves on
 /// two threads and merged, which matters for tens of millions of values.
-fn sort_floats(values: &mut Vec<f64>) {
+fn sort_floats(values: &mut [f64]) {
     use crate::performance::{from_order_key, order_key};
     const PARALLEL_FROM: usize = 1 << 20;
     let mut keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_core::{DelayedMetrics, Metrics, Prediction};
-use driftline_drift::compare::Method;
-use driftline_drift::files::{Metrics as TaskMetrics, Task};
+use driftline_drift::files::Metrics as TaskMetrics;
 use driftline_drift::job::{Alert, JobSpec, Reference, Span};
 use driftline_drift::runner::run_job;
 use driftline_drift::schedule::ScheduleSpec;
@@ -16,7 +15,7 @@ use driftline_drift::Error;
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
 use driftline_store::testing::TestDatabase;
-use driftline_store::{NewRun, RunStatus, Store, StoredJob, Window, WriteBatch};
+use driftline_store::{NewRun, RunStatus, Store, Window, WriteBatch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -80,32 +79,20 @@ async fn load(store: &dyn Store, days: i64, per_day: usize, drift_from: i64) -> 
 }
 
 fn spec(name: &str) -> JobSpec {
-    JobSpec {
-        name: name.into(),
-        deployment: DEPLOYMENT.into(),
-        window: Span { ms: DAY },
-        reference: Reference::Baseline { start_ms: D0, end_ms: D0 + DAY },
-        features: vec!["input.tenure".into(), "input.plan".into(), "input.absent".into()],
-        score: "prediction".into(),
-        label: "label".into(),
-        task: Task::Binary,
-        method: Method::Auto,
-        threshold: None,
-        drift_share: 0.5,
-        bins: 10,
-        alert: Some(Alert { metric: "roc_auc".into(), below: Some(0.2), above: None }),
-        schedule: ScheduleSpec { expression: "daily@00:00".into(), timezone: "UTC".into() },
-    }
+    let mut spec = JobSpec::new(
+        name,
+        DEPLOYMENT,
+        Span { ms: DAY },
+        Reference::Baseline { start_ms: D0, end_ms: D0 + DAY },
+        vec!["input.tenure".into(), "input.plan".into(), "input.absent".into()],
+        ScheduleSpec { expression: "daily@00:00".into(), timezone: "UTC".into() },
+    );
+    spec.alert = Some(Alert { metric: "roc_auc".into(), below: Some(0.2), above: None });
+    spec
 }
 
 async fn create(store: &dyn Store, spec: &JobSpec, created_at_ms: i64) {
-    let job = StoredJob {
-        name: spec.name.clone(),
-        spec: serde_json::to_string(spec).unwrap(),
-        created_at_ms,
-        updated_at_ms: created_at_ms,
-    };
-    assert!(store.create_job(&job).await.unwrap());
+    assert!(store.create_job(&spec.stored(created_at_ms)).await.unwrap());
 }
 
 async fn runs_windows_and_writes_results(store: Arc<dyn Store>) {

@@ -13,13 +13,11 @@ use anyhow::Context;
 use clap::Args;
 use driftline_core::time::{date_string, now_ms, DAY_MS};
 use driftline_core::Limits;
-use driftline_drift::compare::Method;
-use driftline_drift::files::Task;
 use driftline_drift::job::{Alert, JobSpec, Reference, Span};
 use driftline_drift::schedule::ScheduleSpec;
 use driftline_ingest::IntakeReport;
 use driftline_store::keys::hash_key;
-use driftline_store::{RunStatus, Store, StoreConfig, StoredJob};
+use driftline_store::{RunStatus, Store, StoreConfig};
 use futures::{StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -216,34 +214,19 @@ struct DriftSummary {
 /// every day after the first; the days from day 5 on must come out drifted.
 async fn drift_job(store: &dyn Store, args: &DemoArgs, start_ms: i64, end_ms: i64) -> anyhow::Result<DriftSummary> {
     let minute_of_day = (end_ms.rem_euclid(DAY_MS)) / 60_000;
-    let spec = JobSpec {
-        name: JOB.into(),
-        deployment: DEPLOYMENT.into(),
-        window: Span { ms: DAY_MS },
-        reference: Reference::Baseline { start_ms, end_ms: start_ms + DAY_MS },
-        features: FEATURES.iter().map(|f| f.to_string()).collect(),
-        score: "prediction".into(),
-        label: "label".into(),
-        task: Task::Binary,
-        method: Method::Auto,
-        threshold: None,
-        drift_share: 0.5,
-        bins: 10,
-        alert: Some(Alert { metric: "roc_auc".into(), below: Some(0.7), above: None }),
-        schedule: ScheduleSpec {
+    let mut spec = JobSpec::new(
+        JOB,
+        DEPLOYMENT,
+        Span { ms: DAY_MS },
+        Reference::Baseline { start_ms, end_ms: start_ms + DAY_MS },
+        FEATURES.iter().map(|f| f.to_string()).collect(),
+        ScheduleSpec {
             expression: format!("daily@{:02}:{:02}", minute_of_day / 60, minute_of_day % 60),
             timezone: "UTC".into(),
         },
-    };
-    let now = now_ms();
-    store
-        .create_job(&StoredJob {
-            name: spec.name.clone(),
-            spec: serde_json::to_string(&spec)?,
-            created_at_ms: now,
-            updated_at_ms: now,
-        })
-        .await?;
+    );
+    spec.alert = Some(Alert { metric: "roc_auc".into(), below: Some(0.7), above: None });
+    store.create_job(&spec.stored(now_ms())).await?;
     let runs = driftline_drift::scheduler::backfill(store, &spec, start_ms + 2 * DAY_MS, end_ms, |_, _, _| {}).await?;
     let mut lines = Vec::new();
     for (day, finished) in (2..).zip(&runs) {

@@ -12,7 +12,7 @@ use driftline_drift::render;
 use driftline_drift::runner::{run_job, time, Finished};
 use driftline_drift::schedule::{Schedule, ScheduleSpec};
 use driftline_drift::scheduler::{self, spec_of};
-use driftline_store::{Store, StoredJob, StoredRun};
+use driftline_store::{Store, StoredRun};
 
 use crate::StoreArgs;
 
@@ -34,7 +34,7 @@ pub(crate) enum DriftCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum JobCommand {
     /// Store a new drift job.
-    Create(CreateJobArgs),
+    Create(Box<CreateJobArgs>),
     /// List the drift jobs.
     List {
         #[command(flatten)]
@@ -260,14 +260,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             let spec = args.spec()?;
             let store = args.store.open().await?;
             let now = now_ms();
-            let created = store
-                .create_job(&StoredJob {
-                    name: spec.name.clone(),
-                    spec: serde_json::to_string(&spec)?,
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                })
-                .await?;
+            let created = store.create_job(&spec.stored(now)).await?;
             store.close().await;
             anyhow::ensure!(
                 created,
@@ -315,11 +308,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Show { name, runs, store } => {
             let store = store.open().await?;
-            let job = store
-                .job(&name)
-                .await?
-                .with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
-            let spec = spec_of(&job)?;
+            let spec = find_job(store.as_ref(), &name).await?;
             let history = store.runs(&name, runs).await?;
             store.close().await;
             println!("{}", serde_json::to_string_pretty(&spec)?);
@@ -346,11 +335,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Run { name, at, output_dir, store } => {
             let store = store.open().await?;
-            let job = store
-                .job(&name)
-                .await?
-                .with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
-            let spec = spec_of(&job)?;
+            let spec = find_job(store.as_ref(), &name).await?;
             let at = match at.as_deref() {
                 Some(t) => parse_time(t, "--at")?,
                 None => now_ms(),
@@ -371,8 +356,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     let from = parse_time(&args.from, "--from")?;
     let to = parse_time(&args.to, "--to")?;
     let store = args.store.open().await?;
-    let job = store.job(&args.name).await?.with_context(|| format!("no drift job `{}`", args.name))?;
-    let spec = spec_of(&job)?;
+    let spec = find_job(store.as_ref(), &args.name).await?;
     let runs = scheduler::backfill(store.as_ref(), &spec, from, to, |done, total, finished| {
         let width = 30;
         let filled = done * width / total.max(1);
@@ -400,6 +384,15 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The settings of the job named `name`.
+async fn find_job(store: &dyn Store, name: &str) -> anyhow::Result<JobSpec> {
+    let job = store
+        .job(name)
+        .await?
+        .with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
+    Ok(spec_of(&job)?)
 }
 
 fn print_run(finished: &Finished) {

@@ -75,13 +75,7 @@ async fn create_job(State(state): State<AppState>, headers: HeaderMap, bytes: By
     let spec: JobSpec = serde_json::from_slice(&bytes)
         .map_err(|e| Problem::bad_request(format!("the job is not valid: {e}; see the README's drift job fields")))?;
     spec.validate()?;
-    let now = now_ms();
-    let job = StoredJob {
-        name: spec.name.clone(),
-        spec: serde_json::to_string(&spec).expect("specs serialize"),
-        created_at_ms: now,
-        updated_at_ms: now,
-    };
+    let job = spec.stored(now_ms());
     if !state.store.create_job(&job).await? {
         return Err(Problem::new(
             StatusCode::CONFLICT,

@@ -81,14 +81,18 @@ fn write_tables(dir: &Path) {
     std::fs::write(dir.join("predictions.csv"), predictions).unwrap();
 }
 
+/// `driftline drift compare` of the two tables, with `extra` arguments.
+fn compare(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["drift", "compare", "--reference", "reference.csv", "--current", "current.csv"];
+    args.extend_from_slice(extra);
+    driftline(dir, &args)
+}
+
 #[test]
 fn compare_files_as_json_table_and_html() {
     let dir = tempfile::tempdir().unwrap();
     write_tables(dir.path());
-    let json_out = stdout(&driftline(
-        dir.path(),
-        &["drift", "compare", "--reference", "reference.csv", "--current", "current.csv", "--format", "json"],
-    ));
+    let json_out = stdout(&compare(dir.path(), &["--format", "json"]));
     let report: Value = serde_json::from_str(&json_out).unwrap();
     insta::assert_json_snapshot!("compare_auto", report);
     let drifted: Vec<&str> = report["columns"]
@@ -100,39 +104,10 @@ fn compare_files_as_json_table_and_html() {
         .collect();
     assert_eq!(drifted, ["tenure", "plan"]);
 
-    let table = stdout(&driftline(
-        dir.path(),
-        &[
-            "drift",
-            "compare",
-            "--reference",
-            "reference.csv",
-            "--current",
-            "current.csv",
-            "--method",
-            "psi",
-            "--columns",
-            "tenure,charges",
-        ],
-    ));
+    let table = stdout(&compare(dir.path(), &["--method", "psi", "--columns", "tenure,charges"]));
     assert!(table.contains("tenure") && table.contains("DRIFT") && table.contains("1 of 2 columns drifted"), "{table}");
 
-    let done = driftline(
-        dir.path(),
-        &[
-            "drift",
-            "compare",
-            "--reference",
-            "reference.csv",
-            "--current",
-            "current.csv",
-            "--format",
-            "html",
-            "--output",
-            "report.html",
-        ],
-    );
-    stdout(&done);
+    stdout(&compare(dir.path(), &["--format", "html", "--output", "report.html"]));
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 4, "one histogram per column");
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
@@ -189,18 +164,14 @@ fn performance_of_files() {
 fn bad_input_is_named() {
     let dir = tempfile::tempdir().unwrap();
     write_tables(dir.path());
-    let compare = |extra: &[&str]| {
-        let mut args = vec!["drift", "compare", "--reference", "reference.csv", "--current", "current.csv"];
-        args.extend_from_slice(extra);
-        failure(&driftline(dir.path(), &args))
-    };
-    let err = compare(&["--columns", "tenure,colour"]);
+    let refused = |extra: &[&str]| failure(&compare(dir.path(), extra));
+    let err = refused(&["--columns", "tenure,colour"]);
     assert!(err.contains("`colour`") && err.contains("tenure, charges, plan, calls"), "{err}");
-    let err = compare(&["--method", "kl"]);
+    let err = refused(&["--method", "kl"]);
     assert!(err.contains("kl") && err.contains("psi, ks, chi2, js, wasserstein"), "{err}");
-    let err = compare(&["--method", "ks", "--columns", "plan"]);
+    let err = refused(&["--method", "ks", "--columns", "plan"]);
     assert!(err.contains("column `plan`") && err.contains("chi2"), "{err}");
-    let err = compare(&["--bins", "1"]);
+    let err = refused(&["--bins", "1"]);
     assert!(err.contains("--bins"), "{err}");
     let err = failure(&driftline(
         dir.path(),
