@@ -136,6 +136,10 @@ pub struct ColumnDrift {
     pub reference: SideCounts,
     pub current: SideCounts,
     pub histogram: Histogram,
+    /// With PSI: each bin's or category's term `(c − r)·ln(c / r)`, in the histogram's order;
+    /// they add up to the statistic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi_terms: Option<Vec<f64>>,
 }
 
 /// The verdict on a dataset.
@@ -210,6 +214,7 @@ pub fn compare_column(
 
     let mut statistic = None;
     let mut p_value = None;
+    let mut psi_terms = None;
     let mut reason = None;
     let (kind, ref_counts, cur_counts, histogram);
     if continuous {
@@ -241,7 +246,11 @@ pub fn compare_column(
                         statistic = None;
                     }
                 }
-                Method::Psi => statistic = Some(stats::psi(&rb, &cb).0),
+                Method::Psi => {
+                    let (total, terms) = stats::psi(&rb, &cb);
+                    statistic = Some(total);
+                    psi_terms = Some(terms);
+                }
                 Method::Js => statistic = Some(stats::jensen_shannon(&rb, &cb)),
                 Method::Chi2 => {
                     let chi = stats::chi_square(&rb, &cb).expect("both samples hold values");
@@ -276,7 +285,11 @@ pub fn compare_column(
                     p_value = Some(chi.p_value);
                 }
                 Method::Js => statistic = Some(stats::jensen_shannon(&rc, &cc)),
-                Method::Psi => statistic = Some(stats::psi(&rc, &cc).0),
+                Method::Psi => {
+                    let (total, terms) = stats::psi(&rc, &cc);
+                    statistic = Some(total);
+                    psi_terms = Some(terms);
+                }
                 _ => unreachable!("numeric-only methods refused above"),
             }
         }
@@ -298,6 +311,7 @@ pub fn compare_column(
         reference: ref_counts,
         current: cur_counts,
         histogram,
+        psi_terms,
     })
 }
 
@@ -396,6 +410,18 @@ mod tests {
         assert!(!d.drifted);
         assert_eq!(d.current.excluded, 2);
         assert!(d.reason.unwrap().contains("current sample is empty"));
+    }
+
+    #[test]
+    fn psi_reports_the_term_of_each_category() {
+        let r = ColumnData::Categorical(["a", "a", "b", "b"].iter().map(|s| Some(s.to_string())).collect());
+        let c = ColumnData::Categorical(["a", "b", "c", "c"].iter().map(|s| Some(s.to_string())).collect());
+        let d = compare_column("plan", &r, &c, &Options { method: Method::Psi, ..Options::default() }).unwrap();
+        assert_eq!(d.histogram.labels, ["a", "b", "c"]);
+        let terms = d.psi_terms.unwrap();
+        assert_eq!(terms.len(), 3);
+        assert!((terms.iter().sum::<f64>() - d.statistic.unwrap()).abs() < 1e-12);
+        assert!(terms[2] > terms[0], "the unseen category carries the most");
     }
 
     #[test]

@@ -22,11 +22,13 @@ pub struct SchedulerConfig {
     pub tick: Duration,
     /// Most missed runs of one job caught up after downtime.
     pub catch_up: usize,
+    /// Where each run's reports are also written as files (`<job>-run<id>.json` / `.html`).
+    pub reports_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { tick: Duration::from_secs(15), catch_up: 24 }
+        SchedulerConfig { tick: Duration::from_secs(15), catch_up: 24, reports_dir: None }
     }
 }
 
@@ -103,12 +105,18 @@ async fn tick(
             continue;
         }
         running.lock().expect("not poisoned").insert(job.name.clone());
-        let (store, running) = (store.clone(), running.clone());
+        let (store, running, reports_dir) = (store.clone(), running.clone(), config.reports_dir.clone());
         tokio::spawn(async move {
             for scheduled in due {
                 match run_job(store.as_ref(), &spec, scheduled).await {
                     Ok(done) => {
-                        tracing::info!(job = %spec.name, run = done.run.id, status = done.run.status.as_str(), "drift run finished")
+                        let status = done.run.status.as_str();
+                        tracing::info!(job = %spec.name, run = done.run.id, status, "drift run finished");
+                        if let Some(dir) = &reports_dir {
+                            if let Err(e) = write_reports(store.as_ref(), &done.run, dir).await {
+                                tracing::warn!(job = %spec.name, error = %e, "could not write the run's report files");
+                            }
+                        }
                     }
                     Err(Error::Busy { .. }) => break,
                     Err(e) => {
@@ -121,6 +129,26 @@ async fn tick(
         });
     }
     Ok(())
+}
+
+/// Writes a run's stored reports as `<job>-run<id>.json` and `.html` into `dir`; `None` when the
+/// run has no reports (it failed).
+pub async fn write_reports(
+    store: &dyn Store,
+    run: &driftline_store::StoredRun,
+    dir: &std::path::Path,
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, Error> {
+    let Some((Some(json), Some(html))) = store.run_reports(&run.job, run.id).await? else { return Ok(None) };
+    let failed = |path: &std::path::Path, e: std::io::Error| Error::Invalid {
+        field: "reports directory".into(),
+        message: format!("cannot write {}: {e}", path.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+    let base = dir.join(format!("{}-run{}", run.job, run.id));
+    let (json_path, html_path) = (base.with_extension("json"), base.with_extension("html"));
+    std::fs::write(&json_path, json).map_err(|e| failed(&json_path, e))?;
+    std::fs::write(&html_path, html).map_err(|e| failed(&html_path, e))?;
+    Ok(Some((json_path, html_path)))
 }
 
 /// Runs a job for every scheduled time in `[from_ms, to_ms]`, oldest first, calling

@@ -214,7 +214,12 @@ async fn scheduler_catches_up(store: Arc<dyn Store>) {
     s.window = Span { ms: 3_600_000 };
     create(store.as_ref(), &s, now - 10 * 3_600_000 - 60_000).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = SchedulerConfig { tick: Duration::from_millis(100), catch_up: 3 };
+    let reports = tempfile::tempdir().unwrap();
+    let config = SchedulerConfig {
+        tick: Duration::from_millis(100),
+        catch_up: 3,
+        reports_dir: Some(reports.path().to_path_buf()),
+    };
     let task = tokio::spawn(scheduler::run(store.clone(), config, async {
         let _ = stopped.await;
     }));
@@ -240,6 +245,8 @@ async fn scheduler_catches_up(store: Arc<dyn Store>) {
     let newest = times[2];
     assert!(newest <= now + 1000 && now - newest < 3_600_000, "the newest due time was run");
     assert!(after.iter().all(|r| r.status == RunStatus::NoData), "the windows are empty (data is from 2026-11)");
+    let files = std::fs::read_dir(reports.path()).unwrap().count();
+    assert_eq!(files, 6, "a JSON and an HTML report per scheduled run");
 }
 
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {

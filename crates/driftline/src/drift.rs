@@ -423,19 +423,13 @@ fn print_run(finished: &Finished) {
     );
 }
 
-/// Writes a run's reports as `<job>-<run>.json` and `.html` into `dir`.
+/// Writes a run's reports as files into `dir`.
 pub(crate) async fn write_reports(
     store: &dyn Store,
     run: &StoredRun,
     dir: &std::path::Path,
 ) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
-    let Some((Some(json), Some(html))) = store.run_reports(&run.job, run.id).await? else { return Ok(None) };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the reports directory {}", dir.display()))?;
-    let base = dir.join(format!("{}-run{}", run.job, run.id));
-    let (json_path, html_path) = (base.with_extension("json"), base.with_extension("html"));
-    std::fs::write(&json_path, json).with_context(|| format!("cannot write {}", json_path.display()))?;
-    std::fs::write(&html_path, html).with_context(|| format!("cannot write {}", html_path.display()))?;
-    Ok(Some((json_path, html_path)))
+    Ok(scheduler::write_reports(store, run, dir).await?)
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<()> {

@@ -205,6 +205,10 @@ struct ServeArgs {
     /// Most missed runs of one job caught up after the server was down (0: only the latest).
     #[arg(long, env = "DRIFTLINE_DRIFT_CATCH_UP", default_value_t = 24)]
     drift_catch_up: usize,
+    /// Also write each scheduled run's JSON and HTML report into this directory (they are
+    /// always stored and served at /api/v1/drift/jobs/{name}/runs/{id}/report).
+    #[arg(long, env = "DRIFTLINE_REPORTS_DIR")]
+    reports_dir: Option<PathBuf>,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
@@ -314,6 +318,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let config = driftline_drift::scheduler::SchedulerConfig {
             tick: std::time::Duration::from_secs(args.drift_tick_secs),
             catch_up: args.drift_catch_up,
+            reports_dir: args.reports_dir.clone(),
         };
         Ok(tokio::spawn(driftline_drift::scheduler::run(store.clone(), config, async {
             let _ = scheduler_stopped.await;
