@@ -44,7 +44,7 @@ pub(crate) enum JobCommand {
     Show {
         name: String,
         /// How many recent runs to show.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, env = "DRIFTLINE_JOB_RUNS", default_value_t = 10)]
         runs: u32,
         #[command(flatten)]
         store: StoreArgs,
@@ -59,7 +59,7 @@ pub(crate) enum JobCommand {
     Run {
         name: String,
         /// End of the window: ms since the epoch or RFC 3339; now by default.
-        #[arg(long)]
+        #[arg(long, env = "DRIFTLINE_JOB_AT")]
         at: Option<String>,
         /// Directory for the report files (JSON and HTML).
         #[arg(long, env = "DRIFTLINE_REPORTS_DIR", default_value = "./driftline-reports")]
@@ -74,47 +74,47 @@ pub(crate) struct CreateJobArgs {
     /// Unique name: letters, digits, `.`, `_` and `-`.
     name: String,
     /// The model deployment's CRN.
-    #[arg(long)]
+    #[arg(long, env = "DRIFTLINE_JOB_DEPLOYMENT")]
     deployment: String,
     /// Length of the current window, ending at each scheduled time: 30m, 24h, 7d, 1w.
-    #[arg(long, default_value = "24h")]
+    #[arg(long, env = "DRIFTLINE_JOB_WINDOW", default_value = "24h")]
     window: String,
     /// What to compare with: previous:7d (the same window earlier), baseline:START..END (ms or
     /// RFC 3339), or file:PATH (CSV or Parquet with one column per feature path).
-    #[arg(long, default_value = "previous:7d")]
+    #[arg(long, env = "DRIFTLINE_JOB_REFERENCE", default_value = "previous:7d")]
     reference: String,
     /// Dotted paths of the features in the prediction's metrics (comma-separated).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, env = "DRIFTLINE_JOB_FEATURES", value_delimiter = ',', required = true)]
     features: Vec<String>,
     /// Dotted path of the score in the prediction's metrics.
-    #[arg(long, default_value = "prediction")]
+    #[arg(long, env = "DRIFTLINE_JOB_SCORE", default_value = "prediction")]
     score: String,
     /// Dotted path of the ground truth in the delayed metrics.
-    #[arg(long, default_value = "label")]
+    #[arg(long, env = "DRIFTLINE_JOB_LABEL", default_value = "label")]
     label: String,
     /// binary, multiclass or regression.
-    #[arg(long, default_value = "binary")]
+    #[arg(long, env = "DRIFTLINE_JOB_TASK", default_value = "binary")]
     task: Task,
     /// auto, psi, ks, chi2, js or wasserstein.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, env = "DRIFTLINE_JOB_METHOD", default_value = "auto")]
     method: Method,
     /// Drift threshold; the method's default when not given.
-    #[arg(long)]
+    #[arg(long, env = "DRIFTLINE_JOB_THRESHOLD")]
     threshold: Option<f64>,
     /// Share of drifted features from which the run's status is drift.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, env = "DRIFTLINE_JOB_DRIFT_SHARE", default_value_t = 0.5)]
     drift_share: f64,
     /// Reference-quantile bins.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "DRIFTLINE_JOB_BINS", default_value_t = 10)]
     bins: usize,
     /// Warn when a metric crosses a bound: `roc_auc<0.75`, `rmse>3`.
-    #[arg(long)]
+    #[arg(long, env = "DRIFTLINE_JOB_ALERT")]
     alert: Option<String>,
     /// daily@HH:MM, weekly:mon@HH:MM, monthly:first-mon@HH:MM, hourly, or a cron expression.
-    #[arg(long, default_value = "daily@00:00")]
+    #[arg(long, env = "DRIFTLINE_JOB_SCHEDULE", default_value = "daily@00:00")]
     schedule: String,
     /// IANA time zone of the schedule.
-    #[arg(long, default_value = "UTC")]
+    #[arg(long, env = "DRIFTLINE_JOB_TIMEZONE", default_value = "UTC")]
     timezone: String,
     #[command(flatten)]
     store: StoreArgs,
@@ -125,10 +125,10 @@ pub(crate) struct BackfillArgs {
     /// The job.
     name: String,
     /// First window end to compute: ms since the epoch or RFC 3339.
-    #[arg(long)]
+    #[arg(long, env = "DRIFTLINE_BACKFILL_FROM")]
     from: String,
     /// Last window end to compute.
-    #[arg(long)]
+    #[arg(long, env = "DRIFTLINE_BACKFILL_TO")]
     to: String,
     /// Directory for the report files of the last run.
     #[arg(long, env = "DRIFTLINE_REPORTS_DIR", default_value = "./driftline-reports")]
