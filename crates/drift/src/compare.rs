@@ -328,6 +328,11 @@ fn shares(counts: &[u64]) -> Vec<f64> {
     counts.iter().map(|c| if total == 0 { 0.0 } else { *c as f64 / total as f64 }).collect()
 }
 
+/// A bin edge in at most 4 significant digits.
+fn short(x: f64) -> String {
+    crate::render::significant(x, 4, -3..6)
+}
+
 fn numeric_histogram(edges: &[f64], reference: &[u64], current: &[u64]) -> Histogram {
     let mut labels = Vec::with_capacity(edges.len() + 1);
     for k in 0..=edges.len() {
@@ -336,24 +341,6 @@ fn numeric_histogram(edges: &[f64], reference: &[u64], current: &[u64]) -> Histo
         labels.push(format!("[{lo}, {hi})"));
     }
     Histogram { labels, reference: shares(reference), current: shares(current) }
-}
-
-/// A number in at most 4 significant digits, for labels.
-fn short(x: f64) -> String {
-    if x == 0.0 {
-        return "0".into();
-    }
-    let magnitude = x.abs().log10().floor() as i32;
-    if !(-3..6).contains(&magnitude) {
-        return format!("{x:.3e}");
-    }
-    let decimals = (3 - magnitude).max(0) as usize;
-    let s = format!("{x:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]

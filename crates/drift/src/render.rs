@@ -109,14 +109,21 @@ fn stat_text(s: &Stat) -> String {
 
 /// Six significant digits, scientific notation for very small or large magnitudes.
 pub(crate) fn number(x: f64) -> String {
+    significant(x, 6, -4..7)
+}
+
+/// `x` to `digits` significant digits without trailing zeros, in plain notation when its
+/// decimal magnitude (the exponent of its leading digit) is in `plain`, else scientific.
+pub(crate) fn significant(x: f64, digits: i32, plain: std::ops::Range<i32>) -> String {
     if x == 0.0 {
         return "0".into();
     }
-    if x.abs() < 1e-4 || x.abs() >= 1e7 {
+    let magnitude = x.abs().log10().floor() as i32;
+    if !plain.contains(&magnitude) {
         return format!("{x:.3e}");
     }
-    let digits = (5 - x.abs().log10().floor() as i32).max(0) as usize;
-    let s = format!("{x:.digits$}");
+    let decimals = (digits - 1 - magnitude).max(0) as usize;
+    let s = format!("{x:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {

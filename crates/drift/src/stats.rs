@@ -96,38 +96,31 @@ fn sorted_copy(values: &[f64]) -> Vec<f64> {
     keys.into_iter().map(from_order_key).collect()
 }
 
-/// Sorts finite floats as order-preserving integers. Large inputs are sorted in two halves on
-/// two threads and merged, which matters for tens of millions of values.
+/// Sorts finite floats in place. Large inputs are sorted in two halves on two threads and
+/// merged, which matters for tens of millions of values.
 fn sort_floats(values: &mut [f64]) {
-    use crate::performance::{from_order_key, order_key};
     const PARALLEL_FROM: usize = 1 << 20;
-    let mut keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();
-    if keys.len() < PARALLEL_FROM {
-        keys.sort_unstable();
-    } else {
-        let half = keys.len() / 2;
-        let (left, right) = keys.split_at_mut(half);
-        std::thread::scope(|scope| {
-            scope.spawn(|| left.sort_unstable());
-            right.sort_unstable();
-        });
-        let (left, right) = keys.split_at(half);
-        let (mut i, mut j) = (0, 0);
-        for out in values.iter_mut() {
-            let take_left = j == right.len() || (i < left.len() && left[i] <= right[j]);
-            let key = if take_left {
-                i += 1;
-                left[i - 1]
-            } else {
-                j += 1;
-                right[j - 1]
-            };
-            *out = from_order_key(key);
-        }
+    if values.len() < PARALLEL_FROM {
+        let sorted = sorted_copy(values);
+        values.copy_from_slice(&sorted);
         return;
     }
-    for (v, k) in values.iter_mut().zip(keys) {
-        *v = from_order_key(k);
+    let (left, right) = values.split_at(values.len() / 2);
+    let (left, right) = std::thread::scope(|scope| {
+        let left = scope.spawn(|| sorted_copy(left));
+        let right = sorted_copy(right);
+        (left.join().expect("sorting does not panic"), right)
+    });
+    let (mut i, mut j) = (0, 0);
+    for out in values.iter_mut() {
+        // The copies hold no -0.0 (keys fold it into 0.0), so float order is key order.
+        if j == right.len() || (i < left.len() && left[i] <= right[j]) {
+            *out = left[i];
+            i += 1;
+        } else {
+            *out = right[j];
+            j += 1;
+        }
     }
 }
 

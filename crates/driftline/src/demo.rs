@@ -253,7 +253,7 @@ async fn drift_job(store: &dyn Store, args: &DemoArgs, start_ms: i64, end_ms: i6
         );
     }
     let last = runs.last().context("the demo covers at least 5 days")?;
-    let (_, report) = crate::drift::write_reports(store, &last.run, &args.data_dir.join("reports"))
+    let (_, report) = driftline_drift::scheduler::write_reports(store, &last.run, &args.data_dir.join("reports"))
         .await?
         .context("the last drift run wrote no report")?;
     Ok(DriftSummary { lines, report })

@@ -12,7 +12,7 @@ use driftline_drift::render;
 use driftline_drift::runner::{run_job, time, Finished};
 use driftline_drift::schedule::{Schedule, ScheduleSpec};
 use driftline_drift::scheduler::{self, spec_of};
-use driftline_store::{Store, StoredRun};
+use driftline_store::Store;
 
 use crate::StoreArgs;
 
@@ -341,7 +341,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
                 None => now_ms(),
             };
             let finished = run_job(store.as_ref(), &spec, at).await?;
-            let written = write_reports(store.as_ref(), &finished.run, &output_dir).await?;
+            let written = scheduler::write_reports(store.as_ref(), &finished.run, &output_dir).await?;
             store.close().await;
             print_run(&finished);
             if let Some((json, html)) = written {
@@ -376,7 +376,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         last = Some(&finished.run);
     }
     if let Some(run) = last {
-        if let Some((json, html)) = write_reports(store.as_ref(), run, &args.output_dir).await? {
+        if let Some((json, html)) = scheduler::write_reports(store.as_ref(), run, &args.output_dir).await? {
             println!("  last report  {}\n               {}", html.display(), json.display());
         }
     } else {
@@ -421,15 +421,6 @@ fn print_run(finished: &Finished) {
         time(r.window_end_ms),
         r.status.as_str()
     );
-}
-
-/// Writes a run's reports as files into `dir`.
-pub(crate) async fn write_reports(
-    store: &dyn Store,
-    run: &StoredRun,
-    dir: &std::path::Path,
-) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
-    Ok(scheduler::write_reports(store, run, dir).await?)
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<()> {

@@ -59,6 +59,14 @@ fn check(principal: &crate::auth::Principal, job: &StoredJob) -> Result<JobSpec,
     Ok(spec)
 }
 
+/// The job of that name, for a caller whose key may read it.
+async fn readable(state: &AppState, headers: &HeaderMap, name: &str) -> Result<StoredJob, Problem> {
+    let principal = state.authorize(headers, Scope::Read).await?;
+    let job = find(state, name).await?;
+    check(&principal, &job)?;
+    Ok(job)
+}
+
 async fn list_jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
     let principal = state.authorize(&headers, Scope::Read).await?;
     let mut jobs = Vec::new();
@@ -91,9 +99,7 @@ async fn show_job(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let principal = state.authorize(&headers, Scope::Read).await?;
-    let job = find(&state, &name).await?;
-    check(&principal, &job)?;
+    let job = readable(&state, &headers, &name).await?;
     let runs = state.store.runs(&name, 10).await?;
     let mut out = job_json(&job)?;
     out["runs"] = json!(runs);
@@ -123,8 +129,7 @@ async fn list_runs(
     Path(name): Path<String>,
     Query(params): Query<RunsParams>,
 ) -> Result<Json<Value>, Problem> {
-    let principal = state.authorize(&headers, Scope::Read).await?;
-    check(&principal, &find(&state, &name).await?)?;
+    readable(&state, &headers, &name).await?;
     let runs = state.store.runs(&name, params.limit.unwrap_or(50).min(1000)).await?;
     Ok(Json(json!({ "runs": runs })))
 }
@@ -156,8 +161,7 @@ async fn show_run(
     headers: HeaderMap,
     Path((name, id)): Path<(String, i64)>,
 ) -> Result<Json<Value>, Problem> {
-    let principal = state.authorize(&headers, Scope::Read).await?;
-    check(&principal, &find(&state, &name).await?)?;
+    readable(&state, &headers, &name).await?;
     let run =
         state.store.run(&name, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
     Ok(Json(json!(run)))
@@ -175,8 +179,7 @@ async fn report(
     Path((name, id)): Path<(String, i64)>,
     Query(params): Query<ReportParams>,
 ) -> Result<Response, Problem> {
-    let principal = state.authorize(&headers, Scope::Read).await?;
-    check(&principal, &find(&state, &name).await?)?;
+    readable(&state, &headers, &name).await?;
     let (json_report, html) = state
         .store
         .run_reports(&name, id)
