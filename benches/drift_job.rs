@@ -74,10 +74,10 @@ async fn main() -> anyhow::Result<()> {
                 metrics: metrics(json!({"label": u8::from(truth)})),
             });
             if batch.predictions.len() == 10_000 {
-                store.write(std::mem::replace(&mut batch, WriteBatch::new(D0))).await?;
+                store.write(&std::mem::replace(&mut batch, WriteBatch::new(D0))).await?;
             }
         }
-        store.write(batch).await?;
+        store.write(&batch).await?;
     }
     store.close().await;
     println!("loaded {predictions} predictions with labels in {:.1} s", started.elapsed().as_secs_f64());

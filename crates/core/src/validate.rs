@@ -303,24 +303,56 @@ fn measure_value(value: &Value, level: usize, keys: &mut usize) -> usize {
     }
 }
 
-/// The dotted path of the first key or string holding a NUL character.
+/// The dotted path of the first key or string holding a NUL character. The path is only built
+/// once one is found, so a clean payload costs no allocation.
 fn nul_path(obj: &Map<String, Value>, prefix: &str) -> Option<String> {
-    obj.iter().find_map(|(k, v)| {
-        let path = format!("{prefix}.{}", clip(k));
-        if k.contains('\0') {
-            Some(path)
-        } else {
-            nul_in_value(v, &path)
+    let mut segments = Vec::new();
+    if !object_has_nul(obj, &mut segments) {
+        return None;
+    }
+    let mut path = prefix.to_owned();
+    for segment in segments.iter().rev() {
+        match segment {
+            Segment::Key(k) => {
+                path.push('.');
+                path.push_str(&clip(k));
+            }
+            Segment::Index(i) => path.push_str(&format!("[{i}]")),
         }
-    })
+    }
+    Some(path)
 }
 
-fn nul_in_value(value: &Value, path: &str) -> Option<String> {
+/// One step of a path into JSON: an object key or an array index.
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Whether a key or string under `obj` holds a NUL; if so, `segments` gets the path to it,
+/// innermost first.
+fn object_has_nul<'a>(obj: &'a Map<String, Value>, segments: &mut Vec<Segment<'a>>) -> bool {
+    for (k, v) in obj {
+        if k.contains('\0') || value_has_nul(v, segments) {
+            segments.push(Segment::Key(k));
+            return true;
+        }
+    }
+    false
+}
+
+fn value_has_nul<'a>(value: &'a Value, segments: &mut Vec<Segment<'a>>) -> bool {
     match value {
-        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
-        Value::Object(o) => nul_path(o, path),
-        Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| nul_in_value(v, &format!("{path}[{i}]"))),
-        _ => None,
+        Value::String(s) => s.contains('\0'),
+        Value::Object(o) => object_has_nul(o, segments),
+        Value::Array(a) => a.iter().enumerate().any(|(i, v)| {
+            let found = value_has_nul(v, segments);
+            if found {
+                segments.push(Segment::Index(i));
+            }
+            found
+        }),
+        _ => false,
     }
 }
 
@@ -501,6 +533,9 @@ mod tests {
         let r = reject(e);
         assert_eq!(r.field, "metrics.input.names[1]");
         assert!(r.rule.contains("NUL"), "{r}");
+        let mut e = prediction();
+        e["metrics"] = json!({"a": 1, "b": [1, {"fine": "yes", "c": "x\u{0}"}]});
+        assert_eq!(reject(e).field, "metrics.b[1].c");
     }
 
     #[test]

@@ -238,7 +238,7 @@ async fn execute(store: &dyn Store, spec: &JobSpec, id: i64, window: Window) -> 
         metrics: aggregate.clone(),
         source: format!("drift:{}", spec.name),
     });
-    store.write(batch).await?;
+    store.write(&batch).await?;
 
     let report = RunReport {
         job: spec.name.clone(),

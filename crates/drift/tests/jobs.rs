@@ -73,7 +73,7 @@ async fn load(store: &dyn Store, days: i64, per_day: usize, drift_from: i64) -> 
         }
     }
     for batch in [early, predictions, late] {
-        store.write(batch).await.expect("write");
+        store.write(&batch).await.expect("write");
     }
     labels
 }

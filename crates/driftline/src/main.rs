@@ -128,6 +128,11 @@ struct KafkaArgs {
     /// Extra librdkafka setting as KEY=VALUE (repeatable, or comma-separated in the env var).
     #[arg(long = "kafka-option", env = "DRIFTLINE_KAFKA_OPTIONS", value_delimiter = ',')]
     kafka_options: Vec<String>,
+    /// Also forward every refused message to this topic: key and bytes as received, the reason
+    /// in header `driftline-reason`, where it was read in `driftline-source`. At least once on
+    /// the topic; the store's dead_letters table holds each exactly once.
+    #[arg(long, env = "DRIFTLINE_DEAD_LETTER_TOPIC")]
+    dead_letter_topic: Option<String>,
 }
 
 impl KafkaArgs {
@@ -157,6 +162,13 @@ impl KafkaArgs {
                     format!("--partitions `{list}` is not `all` or a list of partition numbers like 0,1,2")
                 })?,
             ),
+        };
+        c.dead_letter_topic = match self.dead_letter_topic.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(topic) if topic == c.topic => {
+                anyhow::bail!("--dead-letter-topic `{topic}` is the topic being consumed; name another topic")
+            }
+            Some(topic) => Some(topic.to_owned()),
         };
         for option in &self.kafka_options {
             let (key, value) = option

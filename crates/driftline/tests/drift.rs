@@ -212,7 +212,7 @@ async fn load(url: &str, dir: &Path) {
             });
         }
     }
-    store.write(batch).await.unwrap();
+    store.write(&batch).await.unwrap();
     store.close().await;
 }
 

@@ -85,14 +85,70 @@ impl Broker {
             assert!(Instant::now() < deadline, "tansu did not listen within 30 s");
             std::thread::sleep(Duration::from_millis(100));
         }
+        broker.create_topic(bin, topic, partitions);
+        broker
+    }
+
+    fn create_topic(&self, bin: &PathBuf, topic: &str, partitions: u32) {
+        let url = format!("tcp://{}", self.bootstrap);
         let status = Command::new(bin)
             .args(["topic", "create", "--broker", &url, "--partitions", &partitions.to_string(), topic])
             .env("RUST_LOG", "warn")
             .status()
             .unwrap();
-        assert!(status.success(), "tansu topic create failed");
-        broker
+        assert!(status.success(), "tansu topic create {topic} failed");
     }
+}
+
+/// Every message of a one-partition topic, as (`driftline-source` header, key, payload,
+/// `driftline-reason` header), read until `expected` have arrived and nothing more comes for a
+/// second (bounded).
+fn read_dead_letter_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<(String, Vec<u8>, Vec<u8>, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-dead-letter-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    reader.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && (out.len() < expected || quiet_since.elapsed() < Duration::from_secs(1)) {
+        match reader.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let header = |name: &str| {
+                    let h = m.headers().expect("a forwarded dead letter has headers");
+                    let value = h.iter().find(|h| h.key == name).and_then(|h| h.value).expect(name);
+                    String::from_utf8(value.to_vec()).unwrap()
+                };
+                out.push((
+                    header(driftline_ingest::SOURCE_HEADER),
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().unwrap_or_default().to_vec(),
+                    header(driftline_ingest::REASON_HEADER),
+                ));
+                quiet_since = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The stored dead letters as (source, key, raw, reason), sorted.
+async fn stored_dead_letters(url: &str) -> Vec<(String, Vec<u8>, Vec<u8>, String)> {
+    let mut c = PgConnection::connect(url).await.unwrap();
+    sqlx::query_as("SELECT source, coalesce(source_key, ''::bytea), raw, reason FROM dead_letters ORDER BY 1, 2, 3, 4")
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
 }
 
 impl Drop for Broker {
@@ -258,10 +314,12 @@ async fn sigkill_while_draining_loses_and_repeats_nothing() {
     let Some(bin) = tansu() else { return };
     let Some(db) = TestDatabase::create().await else { return };
     let broker = Broker::start(&bin, "e2e.kill", 6);
+    broker.create_topic(&bin, "e2e.kill.dead", 1);
     let malformed = produce(&broker.bootstrap, "e2e.kill");
+    let flags = [SELF_ASSIGNED, &["--dead-letter-topic", "e2e.kill.dead"]].concat();
     let mut rng = rand::rng();
     for kill in 0..3 {
-        let ingest = IngestProcess::start(&broker.bootstrap, "e2e.kill", &db.url, SELF_ASSIGNED);
+        let ingest = IngestProcess::start(&broker.bootstrap, "e2e.kill", &db.url, &flags);
         let before = totals(&db.url).await.map_or(0, |t| t.predictions);
         wait_for_progress(&db.url, before).await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
@@ -269,13 +327,23 @@ async fn sigkill_while_draining_loses_and_repeats_nothing() {
         eprintln!("SIGKILL {} with {at} predictions stored", kill + 1);
         ingest.kill();
     }
-    let ingest = IngestProcess::start(&broker.bootstrap, "e2e.kill", &db.url, SELF_ASSIGNED);
+    let ingest = IngestProcess::start(&broker.bootstrap, "e2e.kill", &db.url, &flags);
     let t = wait_for_all(&db.url, malformed, Duration::from_secs(180)).await;
     // Nothing more arrives after everything is in.
     tokio::time::sleep(Duration::from_secs(1)).await;
     ingest.stop();
     assert_eq!(totals(&db.url).await.unwrap().predictions, t.predictions);
     assert_exactly_once(&t, malformed);
+
+    // The dead-letter topic has every stored dead letter at least once (a kill between
+    // forwarding and storing forwards a batch's dead letters again), and nothing else: without
+    // repeats, by source, it is exactly the dead_letters table.
+    let stored = stored_dead_letters(&db.url).await;
+    let mut forwarded = read_dead_letter_topic(&broker.bootstrap, "e2e.kill.dead", stored.len());
+    forwarded.sort();
+    eprintln!("{} dead letters forwarded for {} stored", forwarded.len(), stored.len());
+    forwarded.dedup();
+    assert_eq!(forwarded, stored);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

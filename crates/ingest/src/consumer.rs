@@ -25,6 +25,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -77,7 +79,17 @@ pub struct KafkaConfig {
     pub partitions: Partitions,
     /// Store transactions in flight at once (write lanes).
     pub writers: usize,
+    /// Also forward every dead letter to this topic (raw bytes and key as received, the reason
+    /// and the source position in headers), before its batch is stored.
+    pub dead_letter_topic: Option<String>,
 }
+
+/// Header of a forwarded dead letter that says why it was refused.
+pub const REASON_HEADER: &str = "driftline-reason";
+/// Header of a forwarded dead letter that says where it was read: `kafka:<topic>/<partition>@<offset>`.
+/// The same message forwarded twice (after a crash between forwarding and storing) has the
+/// same source, so readers of the dead-letter topic can drop repeats by it.
+pub const SOURCE_HEADER: &str = "driftline-source";
 
 impl KafkaConfig {
     /// The defaults for `brokers`: topic `driftline.events`, group `driftline-ingest`, batches of
@@ -94,6 +106,7 @@ impl KafkaConfig {
             overrides: Vec::new(),
             partitions: Partitions::Group,
             writers: 4,
+            dead_letter_topic: None,
         }
     }
 }
@@ -180,6 +193,8 @@ struct Shared {
     reseek: AtomicBool,
     /// Positions written since the last advisory Kafka commit.
     committed: Mutex<HashMap<i32, i64>>,
+    /// The producer of the dead-letter topic, when there is one.
+    dead_letter_producer: Option<FutureProducer>,
     state: Mutex<State>,
 }
 
@@ -426,12 +441,16 @@ impl Shared {
     fn write(&self, raws: Vec<Raw>, positions: Vec<SourcePosition>) {
         let batch = self.build_batch(&raws, positions);
         drop(raws);
+        if !self.forward_dead_letters(&batch.dead_letters) {
+            self.reseek.store(true, Ordering::SeqCst);
+            return;
+        }
         let mut backoff = Duration::from_millis(100);
         let mut tries = 0;
         loop {
             tries += 1;
             let started = Instant::now();
-            match self.runtime.block_on(self.store.write(batch.clone())) {
+            match self.runtime.block_on(self.store.write(&batch)) {
                 Ok(outcome) => {
                     self.metrics.observe_write(started.elapsed());
                     self.metrics.kafka.record(outcome.accepted(), outcome.duplicate_events(), outcome.dead_letters);
@@ -467,6 +486,83 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Forwards dead letters to the dead-letter topic, if there is one, and waits until the
+    /// broker has them all, retrying with capped backoff. This happens before the batch is
+    /// stored, so a dead letter is never stored without being forwarded; a crash in between
+    /// forwards it again (at least once on the topic, exactly once in the store). Returns false
+    /// when it gave up because the consumer is stopping or releasing its partitions: the batch
+    /// is then not stored and is read again.
+    fn forward_dead_letters(&self, letters: &[DeadLetter]) -> bool {
+        let (Some(producer), Some(topic)) = (&self.dead_letter_producer, &self.config.dead_letter_topic) else {
+            return true;
+        };
+        if letters.is_empty() {
+            return true;
+        }
+        let mut backoff = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.runtime.block_on(forward(producer, topic, letters)) {
+                Ok(()) => {
+                    self.metrics.dead_letters_forwarded.fetch_add(letters.len() as u64, Ordering::Relaxed);
+                    return true;
+                }
+                Err(e) => {
+                    let giving_up = self.stop.load(Ordering::SeqCst) || self.releasing.load(Ordering::SeqCst);
+                    if giving_up && tries >= TRIES_BEFORE_DROP {
+                        tracing::warn!(error = %e, topic, "cannot forward dead letters before giving up the partitions; the batch will be read again");
+                        return false;
+                    }
+                    tracing::warn!(error = %e, topic, retry_in = ?backoff, "cannot forward dead letters; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Produces each dead letter to `topic` (its key and raw bytes as received, reason and source in
+/// headers) and waits for every delivery.
+async fn forward(producer: &FutureProducer, topic: &str, letters: &[DeadLetter]) -> Result<(), KafkaError> {
+    let mut deliveries = Vec::with_capacity(letters.len());
+    for letter in letters {
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header { key: REASON_HEADER, value: Some(letter.reason.as_bytes()) })
+            .insert(Header { key: SOURCE_HEADER, value: Some(letter.source.as_bytes()) });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&letter.raw).headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(key);
+        }
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
+    }
+    Ok(())
+}
+
+/// The producer of the dead-letter topic: the consumer's brokers and settings, deliveries
+/// acknowledged by all in-sync replicas, and a bounded wait so a broker outage shows up as a
+/// retried error instead of a silent stall.
+fn dead_letter_producer(config: &KafkaConfig) -> Result<Option<FutureProducer>, crate::Error> {
+    let Some(topic) = &config.dead_letter_topic else { return Ok(None) };
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers).set("acks", "all").set("message.timeout.ms", "30000");
+    for (key, value) in &config.overrides {
+        c.set(key, value);
+    }
+    c.create()
+        .map(Some)
+        .map_err(|e| crate::Error::Kafka(format!("cannot create the producer of dead-letter topic {topic}: {e}")))
+}
+
 /// A lane's writer thread: writes batches in the order they come.
 fn writer(shared: &Shared, batches: Receiver<LaneMsg>) {
     for msg in batches {
@@ -495,6 +591,7 @@ impl Ingest {
     ) -> Result<Ingest, crate::Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let lanes = config.writers.max(1);
+        let dead_letter_producer = dead_letter_producer(&config)?;
         let shared = Arc::new(Shared {
             config,
             store,
@@ -504,6 +601,7 @@ impl Ingest {
             releasing: AtomicBool::new(false),
             reseek: AtomicBool::new(false),
             committed: Mutex::new(HashMap::new()),
+            dead_letter_producer,
             state: Mutex::new(State::default()),
         });
         // Everything that blocks on the store (reading positions to assign partitions) happens

@@ -46,7 +46,7 @@ pub async fn intake(
     for (_, event) in decoded.events {
         batch.push(event);
     }
-    let outcome = store.write(batch).await?;
+    let outcome = store.write(&batch).await?;
     Ok(IntakeReport {
         accepted: outcome.accepted(),
         duplicates: outcome.duplicate_events(),

@@ -8,7 +8,7 @@ pub mod decode;
 pub mod intake;
 pub mod metrics;
 
-pub use consumer::{Ingest, KafkaConfig, OffsetReset, Partitions};
+pub use consumer::{Ingest, KafkaConfig, OffsetReset, Partitions, REASON_HEADER, SOURCE_HEADER};
 pub use decode::{decode_body, BodyFormat, Decoded};
 pub use intake::{intake, IntakeError, IntakeReport};
 pub use metrics::IngestMetrics;

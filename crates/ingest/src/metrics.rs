@@ -46,6 +46,8 @@ pub struct IngestMetrics {
     pub http: SourceCounters,
     /// The Kafka consumer.
     pub kafka: SourceCounters,
+    /// Dead letters forwarded to the dead-letter topic.
+    pub dead_letters_forwarded: AtomicU64,
     latency_counts: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -92,6 +94,9 @@ impl IngestMetrics {
                 let _ = writeln!(out, "{name}{{source=\"{source}\"}} {}", field(c).load(Ordering::Relaxed));
             }
         }
+        let name = "driftline_dead_letters_forwarded_total";
+        let _ = writeln!(out, "# HELP {name} Dead letters forwarded to the dead-letter topic.\n# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", self.dead_letters_forwarded.load(Ordering::Relaxed));
         let name = "driftline_batch_write_seconds";
         let _ = writeln!(out, "# HELP {name} Duration of one store write transaction.\n# TYPE {name} histogram");
         for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_counts) {
@@ -128,6 +133,7 @@ mod tests {
         assert!(text.contains("driftline_batch_write_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("driftline_batch_write_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("driftline_batch_write_seconds_count 1"));
+        assert!(text.contains("driftline_dead_letters_forwarded_total 0"));
         assert!(text.contains("driftline_consumer_lag{topic=\"driftline.events\",partition=\"3\"} 42"));
     }
 }

@@ -195,3 +195,69 @@ async fn two_consumers_in_one_group_share_the_work_exactly_once() {
     assert!(stored(&m1) > 0 && stored(&m2) > 0, "both did work: {} and {}", stored(&m1), stored(&m2));
     assert_eq!(stored(&m1) + stored(&m2), 6_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_forwarded_to_the_dead_letter_topic_with_their_reason() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    const DEAD: &str = "driftline.dead";
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    cluster.create_topic(DEAD, 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
+    let metrics = Arc::new(IngestMetrics::default());
+
+    let malformed = produce(&bootstrap, 0, 1_000);
+    let config = KafkaConfig { dead_letter_topic: Some(DEAD.into()), ..config(&bootstrap) };
+    let ingest = start_with(config, &store, &metrics);
+    let counts = wait_for(&*store, 1_000).await;
+    ingest.stop().unwrap();
+    assert_eq!((counts.predictions, counts.dead_letters), (1_000 - malformed, malformed));
+    assert_eq!(metrics.dead_letters_forwarded.load(std::sync::atomic::Ordering::Relaxed), malformed);
+
+    // Read the dead-letter topic back: one message per stored dead letter, with the same key,
+    // bytes, reason and source.
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "dead-letter-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(DEAD, 0, Offset::Beginning).unwrap();
+    reader.assign(&tpl).unwrap();
+    let mut forwarded = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (forwarded.len() as u64) < malformed && Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            let header = |name: &str| {
+                let headers = m.headers().expect("headers");
+                headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8(v.to_vec()).unwrap())
+            };
+            forwarded.push((
+                header(driftline_ingest::SOURCE_HEADER).expect("source header"),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+                header(driftline_ingest::REASON_HEADER).expect("reason header"),
+            ));
+        }
+    }
+    // Nothing more than one per dead letter arrives.
+    assert!(reader.poll(Duration::from_millis(500)).is_none());
+    forwarded.sort();
+    let mut stored: Vec<_> = store
+        .dead_letters(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.source, l.key, l.raw, l.reason))
+        .collect();
+    stored.sort();
+    assert_eq!(forwarded.len() as u64, malformed);
+    assert_eq!(forwarded, stored);
+    assert!(forwarded.iter().any(|f| f.1.as_deref() == Some(b"k99".as_slice()) && f.3.contains("not valid JSON")));
+}

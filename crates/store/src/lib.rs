@@ -62,7 +62,7 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a batch in one transaction: events, dead letters and source positions all land,
     /// or none do. Predictions whose UUID is already stored (or repeated within the batch) are
     /// not written again and are reported as duplicates.
-    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, Error>;
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, Error>;
 
     /// The stored source positions of a consumer group on a topic.
     async fn source_positions(&self, group: &str, topic: &str) -> Result<Vec<SourcePosition>, Error>;

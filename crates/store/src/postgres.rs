@@ -111,7 +111,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, Error> {
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, Error> {
         let mut outcome = WriteOutcome::default();
         if batch.is_empty() {
             return Ok(outcome);
@@ -124,47 +124,31 @@ impl Store for PostgresStore {
         crate::positions::advance::<sqlx::Postgres>(&mut tx, &batch.positions, at).await?;
 
         if !batch.predictions.is_empty() {
-            let uuids: Vec<Uuid> = batch.predictions.iter().map(|p| p.uuid).collect();
-            let deployments: Vec<&str> = batch.predictions.iter().map(|p| p.model_deployment_crn.as_str()).collect();
-            let starts: Vec<i64> = batch.predictions.iter().map(|p| p.start_timestamp_ms).collect();
-            let inserted: HashSet<Uuid> = sqlx::query_scalar(
-                "INSERT INTO prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) ON CONFLICT DO NOTHING RETURNING uuid",
-            )
-            .bind(&uuids)
-            .bind(&deployments)
-            .bind(&starts)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(Error::db("claim prediction uuids"))?
-            .into_iter()
-            .collect();
-            let keep = batch.first_of(&inserted);
-            outcome.record_predictions(&batch, &keep);
+            let keep = claim(&mut tx, batch).await?;
+            outcome.record_predictions(batch, &keep);
 
             if outcome.predictions > 0 {
                 // The rows themselves go in with COPY, inside the same transaction: the fastest
                 // bulk path Postgres has. Only the UUIDs claimed above are copied.
-                let mut csv = String::with_capacity(batch.predictions.len() * 512);
+                let mut csv = Vec::with_capacity(batch.predictions.len() * 512);
                 for (p, _) in batch.predictions.iter().zip(&keep).filter(|(_, &k)| k) {
                     csv_row(&mut csv, p, at);
                 }
-                let mut copy = tx
-                    .copy_in_raw(
-                        "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, \
-                         start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
-                    )
-                    .await
-                    .map_err(Error::db("copy predictions"))?;
-                copy.send(csv.as_bytes()).await.map_err(Error::db("copy predictions"))?;
-                copy.finish().await.map_err(Error::db("copy predictions"))?;
+                copy_in(
+                    &mut tx,
+                    "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, \
+                     start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
+                    &csv,
+                )
+                .await
+                .map_err(Error::db("copy predictions"))?;
             }
         }
 
         if !batch.delayed_metrics.is_empty() {
             let d = &batch.delayed_metrics;
             let metrics: Vec<String> =
-                d.iter().map(|d| serde_json::Value::Object(d.metrics.clone()).to_string()).collect();
+                d.iter().map(|d| serde_json::to_string(&d.metrics).expect("metrics serialise to JSON")).collect();
             let done = sqlx::query(
                 "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, digest, received_at_ms) \
                  SELECT u, t, x::jsonb, h, $5 FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::bytea[]) AS r(u, t, x, h) \
@@ -185,7 +169,7 @@ impl Store for PostgresStore {
         if !batch.aggregate_metrics.is_empty() {
             let a = &batch.aggregate_metrics;
             let metrics: Vec<String> =
-                a.iter().map(|a| serde_json::Value::Object(a.metrics.clone()).to_string()).collect();
+                a.iter().map(|a| serde_json::to_string(&a.metrics).expect("metrics serialise to JSON")).collect();
             let done = sqlx::query(
                 "INSERT INTO aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, \
                  source, digest, received_at_ms) SELECT d, s, e, x::jsonb, src, h, $7 \
@@ -425,29 +409,123 @@ impl Store for PostgresStore {
     }
 }
 
-/// One prediction as a CSV line for `COPY … (FORMAT csv)`. Text fields are quoted, with quotes
-/// doubled; validation has already refused NUL characters, which no text column can hold.
-fn csv_row(out: &mut String, p: &driftline_core::Prediction, received_at_ms: i64) {
-    use std::fmt::Write;
-    let quoted = |out: &mut String, s: &str| {
-        out.push('"');
-        for c in s.chars() {
-            if c == '"' {
-                out.push('"');
-            }
-            out.push(c);
+/// Claims the batch's prediction UUIDs in `prediction_ids`; returns, per prediction, whether it
+/// is to be stored: the first of its UUID in the batch, and not stored before.
+///
+/// Repeats of stored UUIDs are rare (a producer's retry), so the claim is optimistic: the
+/// batch's distinct UUIDs are copied in with `COPY`, which is much cheaper per row than an
+/// `INSERT … ON CONFLICT` (no speculative insertion, no rows sent back). Only when that meets a
+/// stored UUID is it rolled back, to a savepoint, and redone row by row with `ON CONFLICT DO
+/// NOTHING RETURNING`, which says which ones were new.
+async fn claim(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, batch: &WriteBatch) -> Result<Vec<bool>, Error> {
+    let mut seen = HashSet::with_capacity(batch.predictions.len());
+    let firsts: Vec<bool> = batch.predictions.iter().map(|p| seen.insert(p.uuid)).collect();
+    let mut csv = Vec::with_capacity(batch.predictions.len() * 80);
+    for (p, _) in batch.predictions.iter().zip(&firsts).filter(|(_, &first)| first) {
+        claim_row(&mut csv, p);
+    }
+    sqlx::query("SAVEPOINT claim").execute(&mut **tx).await.map_err(Error::db("claim prediction uuids"))?;
+    let copied = copy_in(
+        tx,
+        "COPY prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) FROM STDIN (FORMAT csv)",
+        &csv,
+    )
+    .await;
+    match copied {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT claim").execute(&mut **tx).await.map_err(Error::db("claim prediction uuids"))?;
+            return Ok(firsts);
         }
-        out.push('"');
-    };
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some(UNIQUE_VIOLATION) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT claim")
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::db("claim prediction uuids"))?;
+        }
+        Err(e) => return Err(Error::db("claim prediction uuids")(e)),
+    }
+    let uuids: Vec<Uuid> = batch.predictions.iter().map(|p| p.uuid).collect();
+    let deployments: Vec<&str> = batch.predictions.iter().map(|p| p.model_deployment_crn.as_str()).collect();
+    let starts: Vec<i64> = batch.predictions.iter().map(|p| p.start_timestamp_ms).collect();
+    let inserted: HashSet<Uuid> = sqlx::query_scalar(
+        "INSERT INTO prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) ON CONFLICT DO NOTHING RETURNING uuid",
+    )
+    .bind(&uuids)
+    .bind(&deployments)
+    .bind(&starts)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(Error::db("claim prediction uuids"))?
+    .into_iter()
+    .collect();
+    Ok(batch.first_of(&inserted))
+}
+
+/// SQLSTATE of a unique-constraint violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Runs `statement` (a `COPY … FROM STDIN`) with `data` as its input; returns the rows copied.
+async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, statement: &str, data: &[u8]) -> sqlx::Result<u64> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    copy.send(data).await?;
+    copy.finish().await
+}
+
+/// Appends `s` as a quoted CSV field: quotes doubled. Validation has already refused NUL
+/// characters, which no text column can hold.
+fn csv_quoted(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &b in s {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Writes into a CSV buffer as one quoted field's inside, doubling quotes on the way, so JSON is
+/// serialised straight into the `COPY` data without an intermediate string.
+struct QuotedField<'a>(&'a mut Vec<u8>);
+
+impl std::io::Write for QuotedField<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'"') {
+            self.0.extend_from_slice(&rest[..=i]);
+            self.0.push(b'"');
+            rest = &rest[i + 1..];
+        }
+        self.0.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One prediction as a CSV line for `COPY predictions … (FORMAT csv)`.
+fn csv_row(out: &mut Vec<u8>, p: &driftline_core::Prediction, received_at_ms: i64) {
+    use std::io::Write;
     let _ = write!(out, "{},", p.uuid);
-    quoted(out, &p.model_crn);
-    out.push(',');
-    quoted(out, &p.model_build_crn);
-    out.push(',');
-    quoted(out, &p.model_deployment_crn);
-    let _ = write!(out, ",{},{},", p.start_timestamp_ms, p.end_timestamp_ms);
-    quoted(out, &serde_json::Value::Object(p.metrics.clone()).to_string());
-    let _ = writeln!(out, ",{received_at_ms}");
+    csv_quoted(out, p.model_crn.as_bytes());
+    out.push(b',');
+    csv_quoted(out, p.model_build_crn.as_bytes());
+    out.push(b',');
+    csv_quoted(out, p.model_deployment_crn.as_bytes());
+    let _ = write!(out, ",{},{},\"", p.start_timestamp_ms, p.end_timestamp_ms);
+    serde_json::to_writer(QuotedField(out), &p.metrics).expect("metrics serialise to JSON");
+    let _ = writeln!(out, "\",{received_at_ms}");
+}
+
+/// One prediction's claim as a CSV line for `COPY prediction_ids … (FORMAT csv)`.
+fn claim_row(out: &mut Vec<u8>, p: &driftline_core::Prediction) {
+    use std::io::Write;
+    let _ = write!(out, "{},", p.uuid);
+    csv_quoted(out, p.model_deployment_crn.as_bytes());
+    let _ = writeln!(out, ",{}", p.start_timestamp_ms);
 }
 
 fn key_from_row(row: &PgRow) -> Result<ApiKey, Error> {

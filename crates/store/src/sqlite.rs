@@ -66,7 +66,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, Error> {
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, Error> {
         let mut outcome = WriteOutcome::default();
         if batch.is_empty() {
             return Ok(outcome);
@@ -90,7 +90,7 @@ impl Store for SqliteStore {
                     .push_bind(p.model_deployment_crn.as_str())
                     .push_bind(p.start_timestamp_ms)
                     .push_bind(p.end_timestamp_ms)
-                    .push_bind(serde_json::Value::Object(p.metrics.clone()).to_string())
+                    .push_bind(serde_json::to_string(&p.metrics).expect("metrics serialise to JSON"))
                     .push_bind(at);
             });
             q.push(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid");
@@ -110,7 +110,7 @@ impl Store for SqliteStore {
                 "INSERT INTO delayed_metrics (uuid, timestamp_ms, digest, metrics, received_at_ms) ",
             );
             q.push_values(chunk, |mut row, d| {
-                let metrics = serde_json::Value::Object(d.metrics.clone()).to_string();
+                let metrics = serde_json::to_string(&d.metrics).expect("metrics serialise to JSON");
                 row.push_bind(d.uuid.to_string())
                     .push_bind(d.timestamp_ms)
                     .push_bind(digest(&metrics))
@@ -129,7 +129,7 @@ impl Store for SqliteStore {
                  digest, metrics, source, received_at_ms) ",
             );
             q.push_values(chunk, |mut row, a| {
-                let metrics = serde_json::Value::Object(a.metrics.clone()).to_string();
+                let metrics = serde_json::to_string(&a.metrics).expect("metrics serialise to JSON");
                 row.push_bind(a.model_deployment_crn.as_str())
                     .push_bind(a.start_timestamp_ms)
                     .push_bind(a.end_timestamp_ms)

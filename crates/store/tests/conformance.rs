@@ -51,12 +51,12 @@ async fn writes_and_reads_back_with_delayed_metrics_merged(store: Arc<dyn Store>
     // A label that arrives before its prediction.
     let early =
         DelayedMetrics { uuid: a.uuid, timestamp_ms: T0 + 5, metrics: metrics(json!({"label": 0, "note": "early"})) };
-    store.write(WriteBatch { delayed_metrics: vec![early], ..WriteBatch::new(T0) }).await.unwrap();
-    let outcome = store.write(batch_of(vec![a.clone(), b.clone(), other.clone()])).await.unwrap();
+    store.write(&WriteBatch { delayed_metrics: vec![early], ..WriteBatch::new(T0) }).await.unwrap();
+    let outcome = store.write(&batch_of(vec![a.clone(), b.clone(), other.clone()])).await.unwrap();
     assert_eq!((outcome.predictions, outcome.duplicates.len()), (3, 0));
     // A later correction: later keys win.
     let late = DelayedMetrics { uuid: a.uuid, timestamp_ms: T0 + 9_000, metrics: metrics(json!({"label": 1})) };
-    store.write(WriteBatch { delayed_metrics: vec![late], ..WriteBatch::new(T0) }).await.unwrap();
+    store.write(&WriteBatch { delayed_metrics: vec![late], ..WriteBatch::new(T0) }).await.unwrap();
 
     let read = read_all(&*store, Selection::Deployment("dep-a".into()), everything()).await;
     assert_eq!(read.iter().map(|r| r.uuid).collect::<Vec<_>>(), vec![b.uuid, a.uuid], "ordered by start time");
@@ -84,7 +84,7 @@ async fn writes_and_reads_back_with_delayed_metrics_merged(store: Arc<dyn Store>
 
 async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     let first: Vec<Prediction> = (0..1_200).map(|i| prediction("dep", T0 + i * 1_000, 0.1)).collect();
-    let outcome = store.write(batch_of(first.clone())).await.unwrap();
+    let outcome = store.write(&batch_of(first.clone())).await.unwrap();
     assert_eq!(outcome.predictions, 1_200);
 
     // A retry of part of it, a repeat inside the batch, and new ones.
@@ -95,7 +95,7 @@ async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     let mut changed = first[0].clone();
     changed.metrics = metrics(json!({"prediction": 1.0}));
     retry.push(changed);
-    let outcome = store.write(batch_of(retry)).await.unwrap();
+    let outcome = store.write(&batch_of(retry)).await.unwrap();
     assert_eq!(outcome.predictions, 1);
     assert_eq!(outcome.duplicates.len(), 202);
     assert_eq!(outcome.duplicates[200], fresh.uuid, "the in-batch repeat is the duplicate");
@@ -128,17 +128,17 @@ async fn retried_metrics_are_stored_once(store: Arc<dyn Store>) {
         aggregate_metrics: vec![agg.clone()],
         ..WriteBatch::new(T0)
     };
-    let first = store.write(batch()).await.unwrap();
+    let first = store.write(&batch()).await.unwrap();
     assert_eq!((first.predictions, first.delayed_metrics, first.aggregate_metrics), (1, 1, 1));
     assert_eq!((first.delayed_duplicates, first.duplicate_events()), (1, 1));
-    let retry = store.write(batch()).await.unwrap();
+    let retry = store.write(&batch()).await.unwrap();
     assert_eq!(retry.accepted(), 0);
     assert_eq!((retry.duplicates.len(), retry.delayed_duplicates, retry.aggregate_duplicates), (1, 2, 1));
     // A different time or a different source is a new fact.
     let other_source = AggregateMetrics { source: "drift:daily".into(), ..agg.clone() };
     let more =
         WriteBatch { delayed_metrics: vec![correction], aggregate_metrics: vec![other_source], ..WriteBatch::new(T0) };
-    let more = store.write(more).await.unwrap();
+    let more = store.write(&more).await.unwrap();
     assert_eq!((more.delayed_metrics, more.aggregate_metrics, more.duplicate_events()), (1, 1, 0));
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.predictions, counts.delayed_metrics, counts.aggregate_metrics), (1, 2, 2));
@@ -151,7 +151,7 @@ async fn awkward_text_round_trips(store: Arc<dyn Store>) {
     p.model_crn = "crn:model/\"a\",b\\c".into();
     p.metrics =
         metrics(json!({"note": "comma, \"quote\", back\\slash,\nnewline, tab\t, ünïcødé ✓", "x": [1, "2", null]}));
-    store.write(batch_of(vec![p.clone()])).await.unwrap();
+    store.write(&batch_of(vec![p.clone()])).await.unwrap();
     let read = read_all(&*store, Selection::Deployment(p.model_deployment_crn.clone()), everything()).await;
     assert_eq!(read.len(), 1);
     assert_eq!((read[0].model_crn.as_str(), &read[0].metrics), (p.model_crn.as_str(), &p.metrics));
@@ -168,9 +168,9 @@ async fn source_positions_commit_with_the_batch(store: Arc<dyn Store>) {
     };
     let mut batch = batch_of(vec![prediction("dep", T0, 0.4)]);
     batch.positions = vec![pos(0, None, 10), pos(3, None, 7)];
-    store.write(batch).await.unwrap();
+    store.write(&batch).await.unwrap();
     let batch = WriteBatch { positions: vec![pos(0, Some(10), 25)], ..WriteBatch::new(T0) };
-    store.write(batch).await.unwrap();
+    store.write(&batch).await.unwrap();
     assert_eq!(store.source_positions("g", "t").await.unwrap(), vec![pos(0, Some(25), 25), pos(3, Some(7), 7)]);
     assert!(store.source_positions("other", "t").await.unwrap().is_empty());
 }
@@ -183,7 +183,7 @@ async fn a_moved_position_fails_the_whole_batch(store: Arc<dyn Store>) {
         next_offset,
         previous,
     };
-    store.write(WriteBatch { positions: vec![pos(1, None, 100)], ..WriteBatch::new(T0) }).await.unwrap();
+    store.write(&WriteBatch { positions: vec![pos(1, None, 100)], ..WriteBatch::new(T0) }).await.unwrap();
     // A stalled consumer that still believes partition 1 is at 40, and one that believes it has
     // no position yet: both are refused, and nothing of their batches is stored.
     for stale in [Some(40), None] {
@@ -196,7 +196,7 @@ async fn a_moved_position_fails_the_whole_batch(store: Arc<dyn Store>) {
             key: None,
         }];
         batch.positions = vec![pos(0, None, 5), pos(1, stale, 140)];
-        match store.write(batch).await {
+        match store.write(&batch).await {
             Err(driftline_store::Error::PositionMoved { partition, expected, stored, .. }) => {
                 assert_eq!((partition, expected, stored), (1, stale, Some(100)));
             }
@@ -219,7 +219,7 @@ async fn dead_letters_keep_raw_bytes(store: Arc<dyn Store>) {
     };
     let mut batch = batch_of(vec![prediction("dep", T0, 0.4)]);
     batch.dead_letters = vec![letter.clone()];
-    let outcome = store.write(batch).await.unwrap();
+    let outcome = store.write(&batch).await.unwrap();
     assert_eq!((outcome.predictions, outcome.dead_letters), (1, 1));
     assert_eq!(store.dead_letters(10).await.unwrap(), vec![letter]);
     assert_eq!(store.counts().await.unwrap().dead_letters, 1);
@@ -237,7 +237,7 @@ async fn aggregates_are_read_by_deployment_and_window(store: Arc<dyn Store>) {
         aggregate_metrics: vec![agg("dep", T0 + DAY, "drift:daily"), agg("dep", T0, "user"), agg("other", T0, "user")],
         ..WriteBatch::new(T0)
     };
-    assert_eq!(store.write(batch).await.unwrap().aggregate_metrics, 3);
+    assert_eq!(store.write(&batch).await.unwrap().aggregate_metrics, 3);
     let read = store.aggregate_metrics("dep", everything()).await.unwrap();
     assert_eq!(read.iter().map(|a| a.source.as_str()).collect::<Vec<_>>(), vec!["user", "drift:daily"]);
     assert_eq!(read[0].metrics["roc_auc"], json!(0.91));
@@ -251,13 +251,13 @@ async fn any_day_old_or_new_is_accepted(store: Arc<dyn Store>) {
     let spread: Vec<Prediction> = (0..30).map(|d| prediction("dep", T0 + d * DAY, 0.3)).collect();
     let mut all = vec![old, new];
     all.extend(spread);
-    assert_eq!(store.write(batch_of(all)).await.unwrap().predictions, 32);
+    assert_eq!(store.write(&batch_of(all)).await.unwrap().predictions, 32);
     assert_eq!(read_all(&*store, Selection::Deployment("dep".into()), everything()).await.len(), 32);
 }
 
 async fn deployments_of_known_predictions(store: Arc<dyn Store>) {
     let p = prediction("dep-x", T0, 0.4);
-    store.write(batch_of(vec![p.clone()])).await.unwrap();
+    store.write(&batch_of(vec![p.clone()])).await.unwrap();
     let unknown = Uuid::new_v4();
     assert_eq!(store.deployments_of(&[p.uuid, unknown]).await.unwrap(), vec![(p.uuid, "dep-x".to_owned())]);
 }
@@ -277,7 +277,7 @@ async fn keys_are_stored_hashed_and_revocable(store: Arc<dyn Store>) {
 
 async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
-    assert!(store.write(WriteBatch::new(T0)).await.unwrap() == Default::default());
+    assert!(store.write(&WriteBatch::new(T0)).await.unwrap() == Default::default());
 }
 
 macro_rules! conformance {
@@ -324,11 +324,11 @@ conformance!(
 async fn postgres_creates_day_partitions_on_demand() {
     let Some(db) = TestDatabase::create().await else { return };
     let store = PostgresStore::connect(&db.url).await.unwrap();
-    store.write(batch_of(vec![prediction("d", T0, 0.1), prediction("d", T0 + 3 * DAY, 0.1)])).await.unwrap();
+    store.write(&batch_of(vec![prediction("d", T0, 0.1), prediction("d", T0 + 3 * DAY, 0.1)])).await.unwrap();
     assert_eq!(store.partitions().await.unwrap(), vec!["predictions_p20231114", "predictions_p20231117"]);
     // A second store on the same database (another process) creates the same day without error.
     let again = PostgresStore::connect(&db.url).await.unwrap();
-    again.write(batch_of(vec![prediction("d", T0 + 1, 0.1)])).await.unwrap();
+    again.write(&batch_of(vec![prediction("d", T0 + 1, 0.1)])).await.unwrap();
     assert_eq!(store.partitions().await.unwrap().len(), 2);
 }
 
@@ -338,7 +338,7 @@ async fn postgres_creates_day_partitions_on_demand() {
 async fn a_throwaway_cluster_serves_the_store() {
     let Some(db) = TestDatabase::throwaway().await else { return };
     let store = PostgresStore::connect(&db.url).await.unwrap();
-    assert_eq!(store.write(batch_of(vec![prediction("d", T0, 0.1)])).await.unwrap().predictions, 1);
+    assert_eq!(store.write(&batch_of(vec![prediction("d", T0, 0.1)])).await.unwrap().predictions, 1);
     store.close().await;
     let port: u16 = db.url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
     drop(db);
