@@ -26,6 +26,7 @@ struct Options {
     events: usize,
     partitions: u32,
     batch_size: usize,
+    writers: usize,
     brokers: Option<String>,
     tansu: PathBuf,
     server_url: String,
@@ -38,6 +39,7 @@ fn options() -> anyhow::Result<Options> {
         events: 1_000_000,
         partitions: 6,
         batch_size: 5_000,
+        writers: 4,
         brokers: None,
         tansu: std::env::var_os("DRIFTLINE_TANSU_BIN")
             .map(PathBuf::from)
@@ -54,6 +56,7 @@ fn options() -> anyhow::Result<Options> {
             "--events" => o.events = value.parse()?,
             "--partitions" => o.partitions = value.parse()?,
             "--batch-size" => o.batch_size = value.parse()?,
+            "--writers" => o.writers = value.parse()?,
             "--brokers" => o.brokers = Some(value.clone()),
             "--tansu" => o.tansu = PathBuf::from(value),
             "--postgres" => o.server_url = value.clone(),
@@ -160,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
     let mut child = Command::new(&o.driftline)
         .args(["ingest", "--kafka-brokers", &brokers, "--topic", TOPIC, "--group", "bench"])
         .args(["--database-url", &url, "--batch-size", &o.batch_size.to_string()])
+        .args(["--writers", &o.writers.to_string()])
         .env("DRIFTLINE_LOG", "warn,sqlx=error")
         .stdout(Stdio::piped())
         .spawn()?;
