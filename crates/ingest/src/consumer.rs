@@ -484,9 +484,7 @@ impl Shared {
             }
         }
     }
-}
 
-impl Shared {
     /// Forwards dead letters to the dead-letter topic, if there is one, and waits until the
     /// broker has them all, retrying with capped backoff. This happens before the batch is
     /// stored, so a dead letter is never stored without being forwarded; a crash in between

@@ -103,7 +103,7 @@ impl Store for SqliteStore {
             }
         }
         let keep = batch.first_of(&inserted);
-        outcome.record_predictions(&batch, &keep);
+        outcome.record_predictions(batch, &keep);
 
         for chunk in batch.delayed_metrics.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(

@@ -106,6 +106,19 @@ async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     assert_eq!(read.len(), 2);
     let original = read.iter().find(|r| r.uuid == first[0].uuid).unwrap();
     assert_eq!(original.metrics, first[0].metrics, "the first write is kept");
+
+    // A repeat inside a batch none of whose UUIDs is stored yet (on Postgres the optimistic
+    // claim, without its ON CONFLICT fallback): the first is stored, the repeat reported.
+    let (x, y) = (prediction("dep", T0 + 7, 0.5), prediction("dep", T0 + 8, 0.6));
+    let mut x_again = x.clone();
+    x_again.metrics = metrics(json!({"prediction": 0.9}));
+    let outcome = store.write(&batch_of(vec![x.clone(), y.clone(), x_again])).await.unwrap();
+    assert_eq!(outcome.predictions, 2);
+    assert_eq!(outcome.duplicates, vec![x.uuid]);
+    assert_eq!(store.counts().await.unwrap().predictions, 1_203);
+    let read = read_all(&*store, Selection::Deployment("dep".into()), Window { start_ms: T0 + 7, end_ms: T0 + 8 }).await;
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].metrics, x.metrics, "the first of the batch is kept");
 }
 
 async fn retried_metrics_are_stored_once(store: Arc<dyn Store>) {
