@@ -468,3 +468,35 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Kafka settings `driftline ingest` would run with for these flags.
+    fn ingest_config(flags: &[&str]) -> anyhow::Result<driftline_ingest::KafkaConfig> {
+        let argv = ["driftline", "ingest", "--kafka-brokers", "127.0.0.1:9092"].iter().chain(flags);
+        let Command::Ingest(args) = Cli::try_parse_from(argv)?.command else { unreachable!("parsed as ingest") };
+        args.kafka.config(&args.kafka_brokers, args.limits.limits())
+    }
+
+    #[test]
+    fn dead_letter_topic_flag() {
+        assert_eq!(ingest_config(&[]).unwrap().dead_letter_topic, None);
+        let c = ingest_config(&["--dead-letter-topic", "driftline.dead"]).unwrap();
+        assert_eq!(c.dead_letter_topic.as_deref(), Some("driftline.dead"));
+        // The consumed topic itself would feed refused messages back in.
+        let e = ingest_config(&["--topic", "events", "--dead-letter-topic", "events"]).unwrap_err().to_string();
+        assert!(e.contains("--dead-letter-topic `events` is the topic being consumed"), "{e}");
+    }
+
+    #[test]
+    fn partitions_flag() {
+        assert_eq!(
+            ingest_config(&["--partitions", "0, 2"]).unwrap().partitions,
+            driftline_ingest::Partitions::Only(vec![0, 2])
+        );
+        let e = ingest_config(&["--partitions", "0,x"]).unwrap_err().to_string();
+        assert!(e.contains("--partitions `0,x`"), "{e}");
+    }
+}

@@ -236,7 +236,11 @@ async fn dead_letters_are_forwarded_to_the_dead_letter_topic_with_their_reason()
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
             let header = |name: &str| {
                 let headers = m.headers().expect("headers");
-                headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8(v.to_vec()).unwrap())
+                headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8(v.to_vec()).unwrap())
             };
             forwarded.push((
                 header(driftline_ingest::SOURCE_HEADER).expect("source header"),
@@ -249,13 +253,8 @@ async fn dead_letters_are_forwarded_to_the_dead_letter_topic_with_their_reason()
     // Nothing more than one per dead letter arrives.
     assert!(reader.poll(Duration::from_millis(500)).is_none());
     forwarded.sort();
-    let mut stored: Vec<_> = store
-        .dead_letters(100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| (l.source, l.key, l.raw, l.reason))
-        .collect();
+    let mut stored: Vec<_> =
+        store.dead_letters(100).await.unwrap().into_iter().map(|l| (l.source, l.key, l.raw, l.reason)).collect();
     stored.sort();
     assert_eq!(forwarded.len() as u64, malformed);
     assert_eq!(forwarded, stored);

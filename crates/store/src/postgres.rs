@@ -433,7 +433,10 @@ async fn claim(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, batch: &WriteBatc
     .await;
     match copied {
         Ok(_) => {
-            sqlx::query("RELEASE SAVEPOINT claim").execute(&mut **tx).await.map_err(Error::db("claim prediction uuids"))?;
+            sqlx::query("RELEASE SAVEPOINT claim")
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::db("claim prediction uuids"))?;
             return Ok(firsts);
         }
         Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some(UNIQUE_VIOLATION) => {

@@ -116,7 +116,8 @@ async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     assert_eq!(outcome.predictions, 2);
     assert_eq!(outcome.duplicates, vec![x.uuid]);
     assert_eq!(store.counts().await.unwrap().predictions, 1_203);
-    let read = read_all(&*store, Selection::Deployment("dep".into()), Window { start_ms: T0 + 7, end_ms: T0 + 8 }).await;
+    let read =
+        read_all(&*store, Selection::Deployment("dep".into()), Window { start_ms: T0 + 7, end_ms: T0 + 8 }).await;
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].metrics, x.metrics, "the first of the batch is kept");
 }
