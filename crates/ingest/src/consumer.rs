@@ -445,10 +445,8 @@ impl Shared {
             self.reseek.store(true, Ordering::SeqCst);
             return;
         }
-        let mut backoff = Duration::from_millis(100);
-        let mut tries = 0;
+        let mut retry = Retry::new();
         loop {
-            tries += 1;
             let started = Instant::now();
             match self.runtime.block_on(self.store.write(&batch)) {
                 Ok(outcome) => {
@@ -471,15 +469,11 @@ impl Shared {
                 }
                 Err(e) => {
                     self.metrics.kafka.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let giving_up = self.stop.load(Ordering::SeqCst) || self.releasing.load(Ordering::SeqCst);
-                    if giving_up && tries >= TRIES_BEFORE_DROP {
+                    if !retry.again(self, &e, "store write failed") {
                         tracing::warn!(error = %e, "cannot write the batch before giving up the partitions; dropping it, it will be read again from the stored offsets");
                         self.reseek.store(true, Ordering::SeqCst);
                         return;
                     }
-                    tracing::warn!(error = %e, retry_in = ?backoff, "store write failed; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -498,27 +492,48 @@ impl Shared {
         if letters.is_empty() {
             return true;
         }
-        let mut backoff = Duration::from_millis(100);
-        let mut tries = 0;
+        let mut retry = Retry::new();
         loop {
-            tries += 1;
             match self.runtime.block_on(forward(producer, topic, letters)) {
                 Ok(()) => {
                     self.metrics.dead_letters_forwarded.fetch_add(letters.len() as u64, Ordering::Relaxed);
                     return true;
                 }
                 Err(e) => {
-                    let giving_up = self.stop.load(Ordering::SeqCst) || self.releasing.load(Ordering::SeqCst);
-                    if giving_up && tries >= TRIES_BEFORE_DROP {
+                    if !retry.again(self, &e, &format!("cannot forward dead letters to {topic}")) {
                         tracing::warn!(error = %e, topic, "cannot forward dead letters before giving up the partitions; the batch will be read again");
                         return false;
                     }
-                    tracing::warn!(error = %e, topic, retry_in = ?backoff, "cannot forward dead letters; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+}
+
+/// Capped exponential backoff between the tries of a failing batch write or dead-letter delivery.
+struct Retry {
+    wait: Duration,
+    tries: u32,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Retry { wait: Duration::from_millis(100), tries: 0 }
+    }
+
+    /// After a failed try: whether to try again. While the consumer stops or releases its
+    /// partitions it gives up after [`TRIES_BEFORE_DROP`] tries; otherwise it logs the failure
+    /// at WARN, sleeps, and doubles the next wait up to [`MAX_BACKOFF`].
+    fn again(&mut self, shared: &Shared, error: &dyn std::fmt::Display, what: &str) -> bool {
+        self.tries += 1;
+        let giving_up = shared.stop.load(Ordering::SeqCst) || shared.releasing.load(Ordering::SeqCst);
+        if giving_up && self.tries >= TRIES_BEFORE_DROP {
+            return false;
+        }
+        tracing::warn!(error = %error, retry_in = ?self.wait, "{what}; retrying");
+        std::thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(MAX_BACKOFF);
+        true
     }
 }
 

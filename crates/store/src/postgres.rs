@@ -15,7 +15,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::batch::{digest, DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+use crate::batch::{digest, metrics_json, DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
 use crate::keys::{ApiKey, Scope};
 use crate::open::redact;
 use crate::read::{spawn_reader, text_safe, RawAggregate, RawRecord, Selection, StoredAggregate, Window};
@@ -147,8 +147,7 @@ impl Store for PostgresStore {
 
         if !batch.delayed_metrics.is_empty() {
             let d = &batch.delayed_metrics;
-            let metrics: Vec<String> =
-                d.iter().map(|d| serde_json::to_string(&d.metrics).expect("metrics serialise to JSON")).collect();
+            let metrics: Vec<String> = d.iter().map(|d| metrics_json(&d.metrics)).collect();
             let done = sqlx::query(
                 "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, digest, received_at_ms) \
                  SELECT u, t, x::jsonb, h, $5 FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::bytea[]) AS r(u, t, x, h) \
@@ -168,8 +167,7 @@ impl Store for PostgresStore {
 
         if !batch.aggregate_metrics.is_empty() {
             let a = &batch.aggregate_metrics;
-            let metrics: Vec<String> =
-                a.iter().map(|a| serde_json::to_string(&a.metrics).expect("metrics serialise to JSON")).collect();
+            let metrics: Vec<String> = a.iter().map(|a| metrics_json(&a.metrics)).collect();
             let done = sqlx::query(
                 "INSERT INTO aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, \
                  source, digest, received_at_ms) SELECT d, s, e, x::jsonb, src, h, $7 \
@@ -478,13 +476,9 @@ async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, statement: &str
 /// Appends `s` as a quoted CSV field: quotes doubled. Validation has already refused NUL
 /// characters, which no text column can hold.
 fn csv_quoted(out: &mut Vec<u8>, s: &[u8]) {
+    use std::io::Write;
     out.push(b'"');
-    for &b in s {
-        if b == b'"' {
-            out.push(b'"');
-        }
-        out.push(b);
-    }
+    let _ = QuotedField(out).write_all(s);
     out.push(b'"');
 }
 

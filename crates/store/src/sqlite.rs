@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::batch::{digest, DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+use crate::batch::{digest, metrics_json, DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
 use crate::keys::{ApiKey, Scope};
 use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, StoredAggregate, Window};
 use crate::{Backend, Counts, Error, RecordStream, Store};
@@ -90,7 +90,7 @@ impl Store for SqliteStore {
                     .push_bind(p.model_deployment_crn.as_str())
                     .push_bind(p.start_timestamp_ms)
                     .push_bind(p.end_timestamp_ms)
-                    .push_bind(serde_json::to_string(&p.metrics).expect("metrics serialise to JSON"))
+                    .push_bind(metrics_json(&p.metrics))
                     .push_bind(at);
             });
             q.push(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid");
@@ -110,7 +110,7 @@ impl Store for SqliteStore {
                 "INSERT INTO delayed_metrics (uuid, timestamp_ms, digest, metrics, received_at_ms) ",
             );
             q.push_values(chunk, |mut row, d| {
-                let metrics = serde_json::to_string(&d.metrics).expect("metrics serialise to JSON");
+                let metrics = metrics_json(&d.metrics);
                 row.push_bind(d.uuid.to_string())
                     .push_bind(d.timestamp_ms)
                     .push_bind(digest(&metrics))
@@ -129,7 +129,7 @@ impl Store for SqliteStore {
                  digest, metrics, source, received_at_ms) ",
             );
             q.push_values(chunk, |mut row, a| {
-                let metrics = serde_json::to_string(&a.metrics).expect("metrics serialise to JSON");
+                let metrics = metrics_json(&a.metrics);
                 row.push_bind(a.model_deployment_crn.as_str())
                     .push_bind(a.start_timestamp_ms)
                     .push_bind(a.end_timestamp_ms)
