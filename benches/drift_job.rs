@@ -14,7 +14,7 @@ use anyhow::Context;
 use driftline_benches::fresh_database;
 use driftline_core::{DelayedMetrics, Metrics, Prediction};
 use driftline_store::postgres::PostgresStore;
-use driftline_store::{Store, WriteBatch};
+use driftline_store::{EventStore, WriteBatch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
         predictions = n.parse().context("--predictions takes a number")?;
     }
     let server = std::env::var("DRIFTLINE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| driftline_store::testing::DEFAULT_TEST_SERVER.to_owned());
+        .unwrap_or_else(|_| driftline_testkit::DEFAULT_TEST_SERVER.to_owned());
     let url = fresh_database(&server, "driftline_bench_drift_job").await?;
     let store = PostgresStore::connect(&url).await?;
 

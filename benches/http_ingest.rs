@@ -33,7 +33,7 @@ fn options() -> anyhow::Result<Options> {
         batch: 1_000,
         concurrency: 4,
         server_url: std::env::var("DRIFTLINE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| driftline_store::testing::DEFAULT_TEST_SERVER.to_owned()),
+            .unwrap_or_else(|_| driftline_testkit::DEFAULT_TEST_SERVER.to_owned()),
         driftline: std::env::current_exe()?.with_file_name("driftline"),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();

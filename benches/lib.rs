@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use driftline_store::postgres::PostgresStore;
-use driftline_store::testing::with_database;
+use driftline_testkit::with_database;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -75,10 +75,9 @@ fn csv_field(s: &str) -> String {
 }
 
 /// A plain `COPY … FROM STDIN (FORMAT csv)` of the rows into the driftline schema's
-/// `predictions` table (day partitions created beforehand) at `url`. Returns the seconds taken.
+/// `predictions` table at `url`. Returns the seconds taken.
 pub async fn copy_rows(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
     let store = PostgresStore::connect(url).await?;
-    store.ensure_partitions(rows.iter().map(|r| r.start)).await?;
     let mut conn = store.pool().acquire().await?;
     let started = Instant::now();
     let mut copy = conn

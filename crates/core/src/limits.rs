@@ -12,6 +12,9 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// Largest HTTP request body, in bytes (default 5 MiB).
     pub max_request_bytes: usize,
+    /// Most events in one HTTP request (default 100,000): a body with more is refused before
+    /// any of them is parsed.
+    pub max_request_events: usize,
     /// Most object keys in one event's `metrics`, counted at every level (default 1,000).
     pub max_metric_keys: usize,
     /// Deepest nesting of `metrics`; the `metrics` object itself is level 1 (default 64).
@@ -20,6 +23,9 @@ pub struct Limits {
     pub min_timestamp_ms: i64,
     /// First refused timestamp, in ms since the epoch (default 2100-01-01).
     pub max_timestamp_ms: i64,
+    /// Test hook, never set in production: lets NUL and other control characters through to
+    /// the store, to exercise what happens when the store itself refuses an event.
+    pub unchecked_text_for_tests: bool,
 }
 
 impl Default for Limits {
@@ -27,10 +33,12 @@ impl Default for Limits {
         Limits {
             max_event_bytes: 100 * 1024,
             max_request_bytes: 5 * 1024 * 1024,
+            max_request_events: 100_000,
             max_metric_keys: 1_000,
             max_depth: 64,
             min_timestamp_ms: DEFAULT_MIN_TIMESTAMP_MS,
             max_timestamp_ms: DEFAULT_MAX_TIMESTAMP_MS,
+            unchecked_text_for_tests: false,
         }
     }
 }

@@ -186,7 +186,7 @@ impl Fields<'_> {
                     Err(Rejection::new(name, "must not be empty; send the CRN as a non-empty string"))
                 } else if s.len() > MAX_CRN_BYTES {
                     Err(Rejection::new(name, format!("is {} bytes, over the limit of {MAX_CRN_BYTES}", s.len())))
-                } else if s.chars().any(char::is_control) {
+                } else if !self.limits.unchecked_text_for_tests && s.chars().any(char::is_control) {
                     Err(Rejection::new(name, "must not contain control characters"))
                 } else {
                     Ok(s)
@@ -198,10 +198,12 @@ impl Fields<'_> {
 
     fn timestamp(&mut self, name: &str) -> Result<i64, Rejection> {
         let hint = "send an integer count of milliseconds since the Unix epoch";
-        let ms = match self.required(name, hint)? {
-            Value::Number(n) => match n.as_i64() {
-                Some(ms) => ms,
-                None => return Err(Rejection::new(name, format!("{n} is not an integer; {hint}"))),
+        let (ms, shown) = match self.required(name, hint)? {
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(ms), _) => (ms, ms.to_string()),
+                // Too large for any timestamp: past the end of the accepted range.
+                (None, Some(_)) => (i64::MAX, n.to_string()),
+                (None, None) => return Err(Rejection::new(name, format!("{n} is not an integer; {hint}"))),
             },
             other => {
                 return Err(Rejection::new(name, format!("must be a number, found {}; {hint}", json_kind(&other))))
@@ -223,7 +225,7 @@ impl Fields<'_> {
             return Err(Rejection::new(
                 name,
                 format!(
-                    "{ms} is not before {} ({max}), the end of the accepted range; timestamps are milliseconds since the Unix epoch",
+                    "{shown} is not before {} ({max}), the end of the accepted range; timestamps are milliseconds since the Unix epoch",
                     date_string(max)
                 ),
             ));
@@ -244,14 +246,14 @@ impl Fields<'_> {
     }
 
     fn metrics(&mut self) -> Result<Metrics, Rejection> {
-        let metrics = match self.required("metrics", "send a JSON object, e.g. {\"prediction\": 0.8}")? {
+        let mut metrics = match self.required("metrics", "send a JSON object, e.g. {\"prediction\": 0.8}")? {
             Value::Object(m) => m,
             other => {
                 return Err(Rejection::new("metrics", format!("must be a JSON object, found {}", json_kind(&other))))
             }
         };
         let mut keys = 0usize;
-        let depth = measure(&metrics, 1, &mut keys);
+        let depth = measure(&mut metrics, 1, &mut keys);
         if keys > self.limits.max_metric_keys {
             return Err(Rejection::new(
                 "metrics",
@@ -261,7 +263,9 @@ impl Fields<'_> {
                 ),
             ));
         }
-        if let Some(path) = nul_path(&metrics, "metrics") {
+        if self.limits.unchecked_text_for_tests {
+            // Test hook: the store is left to refuse what it cannot hold.
+        } else if let Some(path) = nul_path(&metrics, "metrics") {
             return Err(Rejection::new(
                 path,
                 "contains a NUL character (\\u0000), which the store cannot keep; remove it or encode the value",
@@ -279,7 +283,18 @@ impl Fields<'_> {
     fn source(&mut self) -> Result<String, Rejection> {
         match self.obj.remove("source") {
             None | Some(Value::Null) => Ok("user".to_owned()),
-            Some(Value::String(s)) if s == "user" || (s.starts_with("drift:") && s.len() > "drift:".len()) => Ok(s),
+            Some(Value::String(s)) if s == "user" || (s.starts_with("drift:") && s.len() > "drift:".len()) => {
+                if s.len() > MAX_CRN_BYTES {
+                    Err(Rejection::new("source", format!("is {} bytes, over the limit of {MAX_CRN_BYTES}", s.len())))
+                } else if !self.limits.unchecked_text_for_tests && s.chars().any(char::is_control) {
+                    Err(Rejection::new(
+                        "source",
+                        "must not contain control characters (such as NUL); name the drift job in plain text",
+                    ))
+                } else {
+                    Ok(s)
+                }
+            }
             Some(other) => Err(Rejection::new(
                 "source",
                 format!("{} is not a source; use \"user\" or \"drift:<job name>\"", clip(&other.to_string())),
@@ -289,16 +304,21 @@ impl Fields<'_> {
 }
 
 /// Counts the object keys under `metrics` (into `keys`) and returns the nesting depth, where
-/// `metrics` itself is at `level`.
-fn measure(obj: &Map<String, Value>, level: usize, keys: &mut usize) -> usize {
+/// `metrics` itself is at `level`. On the way, `-0.0` becomes `0.0`: Postgres's `jsonb` has no
+/// negative zero, and both backends must read back the same value.
+fn measure(obj: &mut Map<String, Value>, level: usize, keys: &mut usize) -> usize {
     *keys += obj.len();
-    obj.values().map(|v| measure_value(v, level, keys)).max().unwrap_or(level).max(level)
+    obj.values_mut().map(|v| measure_value(v, level, keys)).max().unwrap_or(level).max(level)
 }
 
-fn measure_value(value: &Value, level: usize, keys: &mut usize) -> usize {
+fn measure_value(value: &mut Value, level: usize, keys: &mut usize) -> usize {
     match value {
         Value::Object(o) => measure(o, level + 1, keys),
-        Value::Array(a) => a.iter().map(|v| measure_value(v, level + 1, keys)).max().unwrap_or(level + 1),
+        Value::Array(a) => a.iter_mut().map(|v| measure_value(v, level + 1, keys)).max().unwrap_or(level + 1),
+        Value::Number(n) if n.as_f64().is_some_and(|x| x == 0.0 && x.is_sign_negative()) => {
+            *value = Value::from(0.0);
+            level
+        }
         _ => level,
     }
 }
@@ -536,6 +556,35 @@ mod tests {
         let mut e = prediction();
         e["metrics"] = json!({"a": 1, "b": [1, {"fine": "yes", "c": "x\u{0}"}]});
         assert_eq!(reject(e).field, "metrics.b[1].c");
+    }
+
+    #[test]
+    fn text_fields_refuse_control_characters_unless_the_test_hook_is_on() {
+        let aggregate = |source: &str| {
+            json!({"v":1,"type":"aggregate_metrics","model_deployment_crn":"d","start_timestamp_ms":1_700_000_000_000_i64,
+                "end_timestamp_ms":1_700_000_000_000_i64,"metrics":{},"source":source})
+        };
+        let r = reject(aggregate("drift:daily\u{0}x"));
+        assert_eq!(r.field, "source");
+        assert!(r.rule.contains("control characters"), "{r}");
+        assert!(parse_event_value(aggregate("drift:daily"), &Limits::default()).is_ok());
+        let hooked = Limits { unchecked_text_for_tests: true, ..Limits::default() };
+        assert!(parse_event_value(aggregate("drift:daily\u{0}x"), &hooked).is_ok());
+        let mut e = prediction();
+        e["metrics"] = json!({"a": "x\u{0}"});
+        assert!(parse_event_value(e, &hooked).is_ok());
+    }
+
+    #[test]
+    fn negative_zero_becomes_zero_and_huge_timestamps_name_the_limit() {
+        let mut e = prediction();
+        e["metrics"] = json!({"a": -0.0, "b": [{"c": -0.0}], "d": -1.5});
+        let Event::Prediction(p) = parse_event_value(e, &Limits::default()).unwrap() else { panic!() };
+        assert_eq!(serde_json::to_string(&p.metrics).unwrap(), r#"{"a":0.0,"b":[{"c":0.0}],"d":-1.5}"#);
+        let mut e = prediction();
+        e["start_timestamp_ms"] = json!(18_446_744_073_709_551_615_u64);
+        let r = reject(e);
+        assert!(r.rule.contains("18446744073709551615 is not before 2100-01-01"), "{r}");
     }
 
     #[test]

@@ -14,8 +14,8 @@ use driftline_drift::scheduler::{self, SchedulerConfig};
 use driftline_drift::Error;
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
-use driftline_store::testing::TestDatabase;
 use driftline_store::{NewRun, RunStatus, Store, Window, WriteBatch};
+use driftline_testkit::TestDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -126,7 +126,11 @@ async fn runs_windows_and_writes_results(store: Arc<dyn Store>) {
     assert!(labelled_total <= labels);
 
     // Results are read back as aggregate metrics of the window, with the job as source.
-    let aggregates = store.aggregate_metrics(DEPLOYMENT, Window { start_ms: D0, end_ms: D0 + 4 * DAY }).await.unwrap();
+    let aggregates: Vec<_> = futures::TryStreamExt::try_collect(
+        store.aggregate_window(DEPLOYMENT, Window { start_ms: D0, end_ms: D0 + 4 * DAY }),
+    )
+    .await
+    .unwrap();
     assert_eq!(aggregates.len(), 2);
     let last = &aggregates[1];
     assert_eq!(last.source, "drift:churn-daily");

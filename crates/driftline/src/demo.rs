@@ -24,7 +24,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::server::{self, AppState};
+use crate::auth::KeyCache;
+use crate::server::{self, AppState, HttpSettings};
 
 const MODEL: &str = "crn:demo:model/churn";
 const BUILD: &str = "crn:demo:build/churn-v3";
@@ -81,18 +82,17 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let url = format!("sqlite://{}", path.display());
-    let store =
-        driftline_store::open(&StoreConfig { database_url: Some(url.clone()), data_dir: args.data_dir.clone() })
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
+    let store = driftline_store::open(&StoreConfig {
+        database_url: Some(url.clone()),
+        data_dir: args.data_dir.clone(),
+        options: Default::default(),
+    })
+    .await
+    .with_context(|| format!("opening {}", path.display()))?;
 
     let admin_key = format!("demo-{}", uuid::Uuid::new_v4().simple());
-    let state = AppState {
-        store: store.clone(),
-        limits: Limits::default(),
-        admin_key_hash: Some(hash_key(&admin_key)),
-        metrics: Default::default(),
-    };
+    let keys = KeyCache::load(store.clone(), Some(hash_key(&admin_key))).await?;
+    let state = AppState::new(store.clone(), Limits::default(), keys, Default::default(), HttpSettings::default());
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -13,11 +13,14 @@ pub(crate) struct Problem {
     title: &'static str,
     status: u16,
     detail: String,
+    /// Seconds to wait before trying again, sent as `Retry-After`.
+    #[serde(skip)]
+    retry_after: Option<u32>,
 }
 
 impl Problem {
     pub(crate) fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
-        Problem { kind: "about:blank", title, status: status.as_u16(), detail: detail.into() }
+        Problem { kind: "about:blank", title, status: status.as_u16(), detail: detail.into(), retry_after: None }
     }
 
     pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
@@ -47,6 +50,37 @@ impl Problem {
     pub(crate) fn unavailable(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", detail)
     }
+
+    /// The server is at a bound it keeps (requests or body bytes in flight): come back soon.
+    pub(crate) fn busy(detail: impl Into<String>) -> Self {
+        Problem { retry_after: Some(1), ..Problem::unavailable(detail) }
+    }
+
+    pub(crate) fn request_timeout(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::REQUEST_TIMEOUT, "Request Timeout", detail)
+    }
+
+    pub(crate) fn unsupported_media(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type", detail)
+    }
+
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", detail)
+    }
+
+    /// A store failure during a write: nothing of the request was stored.
+    pub(crate) fn write_failed(e: driftline_store::Error) -> Self {
+        tracing::error!(error = %e, "store write failed");
+        match e {
+            e @ (driftline_store::Error::Corrupt { .. } | driftline_store::Error::PositionMoved { .. }) => {
+                Problem::internal(format!("{e}; nothing of the request was stored"))
+            }
+            e => Problem {
+                retry_after: Some(5),
+                ..Problem::unavailable(format!("{e}; nothing of the request was stored, retry it later"))
+            },
+        }
+    }
 }
 
 impl IntoResponse for Problem {
@@ -59,14 +93,30 @@ impl IntoResponse for Problem {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
 
+/// A store failure outside a write (a read, a lookup): the store is busy or down, or what it
+/// holds does not decode.
 impl From<driftline_store::Error> for Problem {
     fn from(e: driftline_store::Error) -> Self {
-        tracing::error!(error = %e, "store failure");
-        Problem::unavailable(format!("{e}; the request was not stored, retry it later"))
+        use driftline_store::Error as E;
+        match &e {
+            E::Corrupt { .. } | E::Migrate { .. } | E::PositionMoved { .. } | E::UnsupportedUrl(_) => {
+                tracing::error!(error = %e, "store failure");
+                Problem::internal(format!("{e}; this needs an operator"))
+            }
+            E::ReadTimeout { .. } => Problem::unavailable(e.to_string()),
+            _ if e.is_timeout() => Problem::busy(format!("the store did not answer in time ({e}); try again later")),
+            _ => {
+                tracing::error!(error = %e, "store failure");
+                Problem::busy(format!("the store is unavailable ({e}); try again later"))
+            }
+        }
     }
 }
 
@@ -74,7 +124,10 @@ impl From<driftline_ingest::Error> for Problem {
     fn from(e: driftline_ingest::Error) -> Self {
         match e {
             driftline_ingest::Error::MalformedBody { .. } => Problem::bad_request(e.to_string()),
-            driftline_ingest::Error::Store(e) => e.into(),
+            driftline_ingest::Error::TooManyEvents { .. } => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", e.to_string())
+            }
+            driftline_ingest::Error::Store(e) => Problem::write_failed(e),
             driftline_ingest::Error::Kafka(_) => Problem::unavailable(e.to_string()),
         }
     }

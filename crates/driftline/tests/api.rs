@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::Server;
 
-use driftline_store::testing::TestDatabase;
+use driftline_testkit::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

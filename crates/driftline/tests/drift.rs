@@ -186,8 +186,13 @@ fn metrics(v: Value) -> Metrics {
 
 /// Five days of predictions (the last two drifted) with labels, into the SQLite file.
 async fn load(url: &str, dir: &Path) {
-    let store =
-        driftline_store::open(&StoreConfig { database_url: Some(url.into()), data_dir: dir.into() }).await.unwrap();
+    let store = driftline_store::open(&StoreConfig {
+        database_url: Some(url.into()),
+        data_dir: dir.into(),
+        options: Default::default(),
+    })
+    .await
+    .unwrap();
     let mut rng = StdRng::seed_from_u64(9);
     let mut batch = WriteBatch::new(D0);
     for day in 0..5 {

@@ -48,6 +48,18 @@ pub struct IngestMetrics {
     pub kafka: SourceCounters,
     /// Dead letters forwarded to the dead-letter topic.
     pub dead_letters_forwarded: AtomicU64,
+    /// Events that passed validation but that the store refused, set aside as dead letters.
+    pub store_refused: AtomicU64,
+    /// Kafka offsets passed without a message: deleted by the broker before they were read,
+    /// compacted away, or transaction markers. Each run of them is also a dead letter.
+    pub kafka_offsets_skipped: AtomicU64,
+    /// Partitions this consumer is assigned now.
+    pub kafka_assigned_partitions: AtomicU64,
+    /// Seconds this group member has had no partitions, while that has lasted longer than a
+    /// rebalance takes (0 otherwise).
+    pub kafka_idle_seconds: AtomicU64,
+    /// Refused events of HTTP requests over the per-request dead-letter cap: counted, not kept.
+    pub dead_letters_unkept: AtomicU64,
     latency_counts: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -97,6 +109,42 @@ impl IngestMetrics {
         let name = "driftline_dead_letters_forwarded_total";
         let _ = writeln!(out, "# HELP {name} Dead letters forwarded to the dead-letter topic.\n# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", self.dead_letters_forwarded.load(Ordering::Relaxed));
+        let plain: [(&str, &str, &str, &AtomicU64); 5] = [
+            (
+                "driftline_store_refused_total",
+                "counter",
+                "Events that passed validation but the store refused; kept as dead letters.",
+                &self.store_refused,
+            ),
+            (
+                "driftline_kafka_offsets_skipped_total",
+                "counter",
+                "Kafka offsets passed without a message (deleted before they were read, compacted, markers).",
+                &self.kafka_offsets_skipped,
+            ),
+            (
+                "driftline_kafka_assigned_partitions",
+                "gauge",
+                "Partitions this consumer is assigned now.",
+                &self.kafka_assigned_partitions,
+            ),
+            (
+                "driftline_kafka_idle_seconds",
+                "gauge",
+                "Seconds this group member has had no partitions, once longer than a rebalance takes.",
+                &self.kafka_idle_seconds,
+            ),
+            (
+                "driftline_dead_letters_unkept_total",
+                "counter",
+                "Refused events over the per-request dead-letter cap: counted, not kept.",
+                &self.dead_letters_unkept,
+            ),
+        ];
+        for (name, kind, help, value) in plain {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        }
         let name = "driftline_batch_write_seconds";
         let _ = writeln!(out, "# HELP {name} Duration of one store write transaction.\n# TYPE {name} histogram");
         for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_counts) {

@@ -1,6 +1,7 @@
 //! The Kafka consumer against librdkafka's in-process mock cluster: batching, dead letters,
 //! resuming from the offsets stored in the store, and two consumers sharing a group.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,10 +89,7 @@ async fn consumes_everything_once_and_resumes_from_stored_offsets() {
 
     // Every partition's next offset is stored: 1,000 messages each.
     let positions = store.source_positions("test-group", TOPIC).await.unwrap();
-    assert_eq!(
-        positions.iter().map(|p| (p.partition, p.next_offset)).collect::<Vec<_>>(),
-        vec![(0, 1_000), (1, 1_000), (2, 1_000)]
-    );
+    assert_eq!(positions.into_iter().collect::<Vec<_>>(), vec![(0, 1_000), (1, 1_000), (2, 1_000)]);
 
     // Dead letters say where they came from and keep the key and the bytes.
     let letters = store.dead_letters(100).await.unwrap();
@@ -259,4 +257,177 @@ async fn dead_letters_are_forwarded_to_the_dead_letter_topic_with_their_reason()
     assert_eq!(forwarded.len() as u64, malformed);
     assert_eq!(forwarded, stored);
     assert!(forwarded.iter().any(|f| f.1.as_deref() == Some(b"k99".as_slice()) && f.3.contains("not valid JSON")));
+}
+
+/// The partition's low and high watermarks.
+fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "w").create().unwrap();
+    c.fetch_watermarks(topic, partition, Duration::from_secs(10)).unwrap()
+}
+
+/// Waits (at most 90 s) until the stored offset of every listed partition is `end`.
+async fn wait_for_offsets(store: &dyn Store, group: &str, ends: &[(i32, i64)]) -> Vec<(i32, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let stored: Vec<(i32, i64)> = store.source_positions(group, TOPIC).await.unwrap().into_iter().collect();
+        if stored == ends || Instant::now() > deadline {
+            return stored;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// librdkafka's mock cluster keeps at most 5 MiB per partition and deletes the oldest message
+/// sets beyond that, as a broker's retention would. Messages deleted before the consumer read
+/// them are gone; the consumer must say so (a dead letter for the range, an error in the log, a
+/// metric) and move on, never skip them silently or stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_deleted_before_they_were_read_are_recorded_not_skipped() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let padding = "x".repeat(400);
+    for i in 0..20_000u32 {
+        let payload = event(i).replace(r#""prediction":0.5"#, &format!(r#""prediction":0.5,"pad":"{padding}""#));
+        loop {
+            match producer.send(BaseRecord::<(), _>::to(TOPIC).partition(0).payload(&payload)) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let (low, high) = watermarks(&bootstrap, TOPIC, 0);
+    assert!(low > 0, "the mock deleted the oldest messages (log starts at {low} of {high})");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
+    let metrics = Arc::new(IngestMetrics::default());
+    // Nothing stored yet: `earliest` means the oldest message still in the log, which is where
+    // the consumer starts, so nothing is missing.
+    let ingest = start(&bootstrap, &store, &metrics);
+    let stored = wait_for_offsets(&*store, "test-group", &[(0, high)]).await;
+    ingest.stop().unwrap();
+    assert_eq!(stored, vec![(0, high)]);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.predictions as i64, counts.dead_letters), (high - low, 0), "the log from its start");
+
+    // A consumer whose stored offset fell below the log's start (it was down longer than the
+    // topic's retention): the messages in between are gone, and it records that.
+    let store2: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k2.sqlite")).await.unwrap());
+    let start_at = low / 2;
+    let mut batch = driftline_store::WriteBatch::new(T0);
+    batch.positions = vec![driftline_store::SourcePosition {
+        group: "test-group".into(),
+        topic: TOPIC.into(),
+        partition: 0,
+        from: 0,
+        next_offset: start_at,
+    }];
+    store2.write(&batch).await.unwrap();
+    let ingest = start(&bootstrap, &store2, &metrics);
+    let stored = wait_for_offsets(&*store2, "test-group", &[(0, high)]).await;
+    ingest.stop().unwrap();
+    assert_eq!(stored, vec![(0, high)]);
+    let letters = store2.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].source, format!("kafka:{TOPIC}/0@{start_at}..{low}"));
+    assert!(letters[0].reason.contains("deleted by the broker"), "{}", letters[0].reason);
+    assert_eq!(letters[0].raw, Vec::<u8>::new());
+    assert_eq!(metrics.kafka_offsets_skipped.load(std::sync::atomic::Ordering::Relaxed) as i64, low - start_at);
+    assert_eq!(store2.counts().await.unwrap().predictions as i64, high - low);
+}
+
+/// A message the validator lets through (the test hook) but the store refuses is set aside as a
+/// dead letter with the store's error, every valid message around it is stored, and the
+/// partition moves on.
+async fn a_poison_message_does_not_stop_the_partition(store: Arc<dyn Store>) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let poison = |i: u32| {
+        format!(
+            r#"{{"v":1,"type":"aggregate_metrics","model_deployment_crn":"d","start_timestamp_ms":{T0},"end_timestamp_ms":{T0},"metrics":{{"n":{i}}},"source":"drift:job\u0000{i}"}}"#
+        )
+    };
+    for i in 0..1_000u32 {
+        let payload = if i == 250 || i == 777 { poison(i) } else { event(i) };
+        producer.send(BaseRecord::<(), _>::to(TOPIC).partition(0).payload(&payload)).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let metrics = Arc::new(IngestMetrics::default());
+    let mut config = config(&bootstrap);
+    config.limits.unchecked_text_for_tests = true;
+    let ingest = start_with(config, &store, &metrics);
+    let stored = wait_for_offsets(&*store, "test-group", &[(0, 1_000)]).await;
+    ingest.stop().unwrap();
+    assert_eq!(stored, vec![(0, 1_000)]);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.predictions, counts.aggregate_metrics, counts.dead_letters), (998, 0, 2));
+    let mut sources: Vec<String> = store.dead_letters(10).await.unwrap().into_iter().map(|l| l.source).collect();
+    sources.sort();
+    assert_eq!(sources, vec![format!("kafka:{TOPIC}/0@250"), format!("kafka:{TOPIC}/0@777")]);
+    let letter = &store.dead_letters(1).await.unwrap()[0];
+    assert!(letter.reason.starts_with("the store refused this event:"), "{}", letter.reason);
+    assert_eq!(metrics.store_refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+    // Without the hook the validator refuses the same message itself, with the field named.
+    let r = driftline_core::parse_event(poison(1).as_bytes(), &driftline_core::Limits::default()).unwrap_err();
+    assert_eq!(r.field, "source");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_poison_message_does_not_stop_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
+    a_poison_message_does_not_stop_the_partition(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_poison_message_does_not_stop_the_partition() {
+    let Some(db) = driftline_testkit::TestDatabase::create().await else { return };
+    let store: Arc<dyn Store> = Arc::new(driftline_store::postgres::PostgresStore::connect(&db.url).await.unwrap());
+    a_poison_message_does_not_stop_the_partition(store).await;
+}
+
+/// A group member left without partitions (more members than partitions, or a broker that does
+/// not hand them out) says so in its metrics once a rebalance should have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_without_partitions_says_so() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("k.sqlite")).await.unwrap());
+    let (m1, m2) = (Arc::new(IngestMetrics::default()), Arc::new(IngestMetrics::default()));
+    let mut c = config(&bootstrap);
+    c.overrides.push(("session.timeout.ms".into(), "3000".into()));
+    let bound = Duration::from_secs(11);
+    let one = start_with(c.clone(), &store, &m1);
+    let two = start_with(c, &store, &m2);
+    let load = |m: &AtomicU64| m.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = Instant::now() + bound + Duration::from_secs(30);
+    let idle = loop {
+        let idle = [&m1, &m2].into_iter().find(|m| load(&m.kafka_idle_seconds) > 0);
+        if idle.is_some() || Instant::now() > deadline {
+            break idle.cloned();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let idle = idle.expect("one member reports itself idle");
+    assert_eq!(load(&idle.kafka_assigned_partitions), 0);
+    assert!(load(&idle.kafka_idle_seconds) >= bound.as_secs());
+    assert!(idle.render().contains("driftline_kafka_idle_seconds "));
+    let busy = if Arc::ptr_eq(&idle, &m1) { &m2 } else { &m1 };
+    assert_eq!(load(&busy.kafka_assigned_partitions), 1);
+    one.stop().unwrap();
+    two.stop().unwrap();
 }

@@ -4,9 +4,11 @@
 //! "startTimeStampMs":…,"endTimeStampMs":…,"metrics":{…}}, …]}` as one JSON document, or one
 //! such object per line (NDJSON). Records are written into chunks of about [`CHUNK_BYTES`].
 
+use std::pin::Pin;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use driftline_core::Metrics;
-use driftline_store::{ReadRecord, RecordStream};
+use driftline_store::{AggregateStream, ReadRecord, RecordStream, StoredAggregate};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 
@@ -70,18 +72,78 @@ impl<'a> From<&'a ReadRecord> for ReadMetric<'a> {
     }
 }
 
-struct State {
-    records: RecordStream,
+/// One aggregate metrics event in the compatible camelCase shape.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AggregateMetric<'a> {
+    /// The deployment's CRN.
+    pub model_deployment_crn: &'a str,
+    /// Start of the range covered, ms since the epoch.
+    #[serde(rename = "startTimeStampMs")]
+    pub start_time_stamp_ms: i64,
+    /// End of the range covered, ms since the epoch.
+    #[serde(rename = "endTimeStampMs")]
+    pub end_time_stamp_ms: i64,
+    /// The metrics.
+    pub metrics: &'a Metrics,
+    /// `user` or `drift:<job>`.
+    pub source: &'a str,
+}
+
+impl<'a> From<&'a StoredAggregate> for AggregateMetric<'a> {
+    fn from(a: &'a StoredAggregate) -> Self {
+        AggregateMetric {
+            model_deployment_crn: &a.model_deployment_crn,
+            start_time_stamp_ms: a.start_timestamp_ms,
+            end_time_stamp_ms: a.end_timestamp_ms,
+            metrics: &a.metrics,
+            source: &a.source,
+        }
+    }
+}
+
+struct State<T> {
+    items: Pin<Box<dyn Stream<Item = Result<T, driftline_store::Error>> + Send>>,
+    write: fn(&T, &mut BytesMut),
     encoding: Encoding,
     first: bool,
     done: bool,
+    /// An error already announced on an NDJSON error line, ending the stream next.
+    failed: Option<driftline_store::Error>,
 }
 
-/// Encodes a record stream as a stream of chunks. A store error ends the stream with that
-/// error, so an HTTP body is cut short rather than completed with a wrong answer.
+/// Encodes a stream of read records as a stream of chunks.
 pub fn encode(records: RecordStream, encoding: Encoding) -> impl Stream<Item = Result<Bytes, Error>> + Send {
-    let state = State { records, encoding, first: true, done: false };
+    encode_items(records, encoding, |r: &ReadRecord, buf| write_json(buf, &ReadMetric::from(r)))
+}
+
+/// Encodes a stream of aggregate metrics as a stream of chunks.
+pub fn encode_aggregates(
+    aggregates: AggregateStream,
+    encoding: Encoding,
+) -> impl Stream<Item = Result<Bytes, Error>> + Send {
+    encode_items(aggregates, encoding, |a: &StoredAggregate, buf| write_json(buf, &AggregateMetric::from(a)))
+}
+
+fn write_json<T: Serialize>(buf: &mut BytesMut, value: &T) {
+    serde_json::to_writer(buf.writer(), value).expect("answers always encode");
+}
+
+/// Encodes items as `{"metrics":[…]}` or NDJSON, in chunks of about [`CHUNK_BYTES`]. A store
+/// error mid-way ends the stream with that error, so an HTTP body is cut off (the client sees a
+/// broken transfer, never a short answer that looks whole); in NDJSON a last line
+/// `{"error": …}` says why first.
+fn encode_items<T: Send + 'static>(
+    items: Pin<Box<dyn Stream<Item = Result<T, driftline_store::Error>> + Send>>,
+    encoding: Encoding,
+    write: fn(&T, &mut BytesMut),
+) -> impl Stream<Item = Result<Bytes, Error>> + Send {
+    let state = State { items, write, encoding, first: true, done: false, failed: None };
     futures::stream::unfold(state, |mut s| async move {
+        if let Some(e) = s.failed.take() {
+            s.done = true;
+            return Some((Err(Error::Store(e)), s));
+        }
         if s.done {
             return None;
         }
@@ -90,17 +152,24 @@ pub fn encode(records: RecordStream, encoding: Encoding) -> impl Stream<Item = R
             buf.put_slice(b"{\"metrics\":[");
         }
         while buf.len() < CHUNK_BYTES {
-            match s.records.next().await {
-                Some(Ok(record)) => {
+            match s.items.next().await {
+                Some(Ok(item)) => {
                     if s.encoding == Encoding::Json && !s.first {
                         buf.put_u8(b',');
                     }
                     s.first = false;
-                    let mut writer = (&mut buf).writer();
-                    serde_json::to_writer(&mut writer, &ReadMetric::from(&record)).expect("records always encode");
+                    (s.write)(&item, &mut buf);
                     if s.encoding == Encoding::Ndjson {
                         buf.put_u8(b'\n');
                     }
+                }
+                Some(Err(e)) if s.encoding == Encoding::Ndjson => {
+                    // What was read so far goes out with a last line that says why; the cut
+                    // comes next.
+                    write_json(&mut buf, &serde_json::json!({ "error": e.to_string() }));
+                    buf.put_u8(b'\n');
+                    s.failed = Some(e);
+                    return Some((Ok(buf.freeze()), s));
                 }
                 Some(Err(e)) => {
                     s.done = true;
@@ -182,7 +251,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_error_cuts_the_stream() {
-        let err = driftline_store::Error::Corrupt { what: "metrics", detail: "x".into() };
-        assert!(collect(vec![Ok(record(1)), Err(err)], Encoding::Json).await.is_err());
+        let err = || driftline_store::Error::Corrupt { what: "metrics", detail: "x".into() };
+        assert!(collect(vec![Ok(record(1)), Err(err())], Encoding::Json).await.is_err());
+        // NDJSON readers get the records read so far and a last line that says why, then the cut.
+        let stream: RecordStream = Box::pin(futures::stream::iter(vec![Ok(record(1)), Err(err()), Ok(record(2))]));
+        let chunks: Vec<Result<Bytes, Error>> = encode(stream, Encoding::Ndjson).collect().await;
+        assert_eq!(chunks.len(), 2, "{chunks:?}");
+        let text = std::str::from_utf8(chunks[0].as_ref().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].starts_with("{\"error\":\"stored metrics is not valid"), "{}", lines[1]);
+        assert!(chunks[1].is_err());
     }
 }

@@ -1,11 +1,11 @@
 //! driftline-query owns reads: turning request parameters into a selection and a time window,
-//! and streaming the selected predictions out in the `read_metrics` answer shape that existing
-//! clients parse (a chunked JSON document or NDJSON), never buffering the whole window.
+//! and streaming the selected predictions (or aggregate metrics) out in the answer shapes that
+//! existing clients parse (a chunked JSON document or NDJSON), never buffering the whole window.
 
 pub mod answer;
 pub mod params;
 
-pub use answer::{encode, Encoding, ReadMetric};
+pub use answer::{encode, encode_aggregates, AggregateMetric, Encoding, ReadMetric};
 pub use params::{ReadRequest, WindowParams};
 
 /// The one error type of this crate.

@@ -38,16 +38,7 @@ impl WindowParams {
     /// Validates the parameters of a read of predictions.
     pub fn into_read(self) -> Result<ReadRequest, Error> {
         let window = self.window()?;
-        let encoding = match self.format.as_deref() {
-            None | Some("json") => Encoding::Json,
-            Some("ndjson") => Encoding::Ndjson,
-            Some(other) => {
-                return Err(Error::Param {
-                    param: "format",
-                    rule: format!("`{other}` is not a format; use json or ndjson"),
-                })
-            }
-        };
+        let encoding = self.encoding()?;
         let chosen: Vec<(&'static str, String)> = [
             ("model_deployment_crn", self.model_deployment_crn),
             ("model_build_crn", self.model_build_crn),
@@ -56,6 +47,9 @@ impl WindowParams {
         .into_iter()
         .filter_map(|(name, value)| value.filter(|v| !v.is_empty()).map(|v| (name, v)))
         .collect();
+        for (name, crn) in &chosen {
+            check_crn(name, crn)?;
+        }
         let selection = match chosen.as_slice() {
             [("model_deployment_crn", crn)] => Selection::Deployment(crn.clone()),
             [("model_build_crn", crn)] => Selection::Build(crn.clone()),
@@ -76,6 +70,29 @@ impl WindowParams {
         Ok(ReadRequest { selection, window, encoding })
     }
 
+    /// The encoding asked for: `json` (default) or `ndjson`.
+    pub fn encoding(&self) -> Result<Encoding, Error> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(Encoding::Json),
+            Some("ndjson") => Ok(Encoding::Ndjson),
+            Some(other) => Err(Error::Param {
+                param: "format",
+                rule: format!("`{}` is not a format; use json or ndjson", other.escape_default()),
+            }),
+        }
+    }
+
+    /// The deployment a read of aggregate metrics names.
+    pub fn deployment(&self) -> Result<String, Error> {
+        let crn = self
+            .model_deployment_crn
+            .clone()
+            .filter(|c| !c.is_empty())
+            .ok_or(Error::Param { param: "model_deployment_crn", rule: "is required; name the deployment".into() })?;
+        check_crn("model_deployment_crn", &crn)?;
+        Ok(crn)
+    }
+
     /// Validates the time window: start defaults to 0, end to now, end not before start.
     pub fn window(&self) -> Result<Window, Error> {
         let start_ms = millis("start_timestamp_ms", self.start_timestamp_ms.as_deref())?.unwrap_or(0);
@@ -88,6 +105,17 @@ impl WindowParams {
         }
         Ok(Window { start_ms, end_ms })
     }
+}
+
+/// A CRN as a parameter: no control characters (`%00` and the like), as events cannot hold them.
+fn check_crn(param: &'static str, crn: &str) -> Result<(), Error> {
+    if crn.chars().any(char::is_control) {
+        return Err(Error::Param {
+            param,
+            rule: "contains a control character (such as %00), which no CRN has; send the CRN as plain text".into(),
+        });
+    }
+    Ok(())
 }
 
 fn millis(param: &'static str, value: Option<&str>) -> Result<Option<i64>, Error> {
@@ -143,5 +171,7 @@ mod tests {
             "end_timestamp_ms"
         );
         assert!(err(params(&[("model_crn", "m"), ("format", "csv")])).1.contains("json or ndjson"));
+        assert!(err(params(&[("model_crn", "m\u{0}")])).1.contains("control character"));
+        assert_eq!(err(params(&[("model_deployment_crn", "d\u{1}")])).0, "model_deployment_crn");
     }
 }

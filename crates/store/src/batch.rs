@@ -3,13 +3,14 @@
 use driftline_core::{AggregateMetrics, DelayedMetrics, Event, Prediction};
 use uuid::Uuid;
 
-/// The next position to read from a source (for Kafka: the offset after the last one covered),
-/// stored in the same transaction as the events it covers.
+/// What a write covers of one source partition (for Kafka: a range of offsets), stored in the
+/// same transaction as the events it covers.
 ///
-/// A write moves a position only from where the writer found it: `previous` must equal the
-/// stored next offset (`None`: nothing stored yet), or the whole write fails with
-/// [`crate::Error::PositionMoved`]. So a consumer that lost its partition to another one while it
-/// was stalled cannot write the same messages a second time.
+/// The store moves a partition's position only from `from` to `next_offset`: the stored next
+/// offset must be exactly `from` (or nothing may be stored yet for the partition), or the whole
+/// write fails with [`crate::Error::PositionMoved`]. The writer derives `from` from the messages
+/// themselves, so a position can never pass a message that is neither stored nor kept as a dead
+/// letter, and two consumers of one partition cannot both store the same messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePosition {
     /// Consumer group.
@@ -18,10 +19,10 @@ pub struct SourcePosition {
     pub topic: String,
     /// Partition.
     pub partition: i32,
-    /// The next offset to read.
+    /// The first offset the write covers.
+    pub from: i64,
+    /// The next offset to read after the write: one past the last offset it covers.
     pub next_offset: i64,
-    /// The next offset the writer found stored when it started reading (`None`: none stored).
-    pub previous: Option<i64>,
 }
 
 /// An event that was refused, kept with its raw bytes, where it came from and why.
@@ -52,6 +53,9 @@ pub struct WriteBatch {
     pub dead_letters: Vec<DeadLetter>,
     /// Source positions committed with the events.
     pub positions: Vec<SourcePosition>,
+    /// The deployment the delayed metrics of this batch are limited to (those of a
+    /// deployment-scoped key): they join only that deployment's predictions. `None`: any.
+    pub delayed_deployment: Option<String>,
     /// Receive time stamped on every row, ms since the epoch.
     pub received_at_ms: i64,
 }

@@ -12,8 +12,8 @@ pub mod positions;
 pub mod postgres;
 pub mod read;
 pub mod sqlite;
-pub mod testing;
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -22,20 +22,14 @@ use futures::Stream;
 pub use batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
 pub use jobs::{NewRun, RunOutcome, RunStatus, StoredJob, StoredRun};
 pub use keys::{ApiKey, NewKey, Scope};
-pub use open::{open, StoreConfig};
+pub use open::{open, StoreConfig, StoreOptions};
 pub use read::{ReadRecord, Selection, StoredAggregate, Window};
 
 /// A stream of read records, in prediction start-time order.
 pub type RecordStream = Pin<Box<dyn Stream<Item = Result<ReadRecord, Error>> + Send>>;
 
-/// Which database a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// One SQLite file: the embedded default.
-    Sqlite,
-    /// A Postgres server: production.
-    Postgres,
-}
+/// A stream of aggregate metrics, in start-time order.
+pub type AggregateStream = Pin<Box<dyn Stream<Item = Result<StoredAggregate, Error>> + Send>>;
 
 /// Row counts of the event tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -50,12 +44,10 @@ pub struct Counts {
     pub dead_letters: u64,
 }
 
-/// The event store.
+/// The events: writes (with the source positions they cover), reads, and what ingest needs to
+/// know about the store.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// The database this store runs on.
-    fn backend(&self) -> Backend;
-
+pub trait EventStore: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), Error>;
 
@@ -64,15 +56,20 @@ pub trait Store: Send + Sync + 'static {
     /// not written again and are reported as duplicates.
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, Error>;
 
-    /// The stored source positions of a consumer group on a topic.
-    async fn source_positions(&self, group: &str, topic: &str) -> Result<Vec<SourcePosition>, Error>;
+    /// Writes the batch's events in a transaction that is then rolled back: whether the store
+    /// would take them. Used to find the events that make a write fail.
+    async fn probe(&self, batch: &WriteBatch) -> Result<(), Error>;
+
+    /// The stored next offset of each partition of a consumer group on a topic.
+    async fn source_positions(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, Error>;
 
     /// Streams the predictions selected in a window, ordered by start time then UUID, each with
     /// its delayed metrics merged into its metrics.
     fn read_window(&self, selection: Selection, window: Window) -> RecordStream;
 
-    /// The aggregate metrics of a deployment whose range starts in the window, by start time.
-    async fn aggregate_metrics(&self, deployment: &str, window: Window) -> Result<Vec<StoredAggregate>, Error>;
+    /// Streams the aggregate metrics of a deployment whose range starts in the window, by start
+    /// time.
+    fn aggregate_window(&self, deployment: &str, window: Window) -> AggregateStream;
 
     /// The newest dead letters, newest first.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error>;
@@ -83,6 +80,13 @@ pub trait Store: Send + Sync + 'static {
     /// The deployment of each stored prediction among `uuids` (unknown UUIDs are absent).
     async fn deployments_of(&self, uuids: &[uuid::Uuid]) -> Result<Vec<(uuid::Uuid, String)>, Error>;
 
+    /// Finishes pending work and closes the connections.
+    async fn close(&self);
+}
+
+/// API keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new API key (only its hash).
     async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error>;
 
@@ -92,9 +96,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every key, newest first, revoked ones included.
     async fn list_keys(&self) -> Result<Vec<ApiKey>, Error>;
 
+    /// Every active key with its hash, for an in-memory cache of them.
+    async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, Error>;
+
     /// Revokes the active key whose id is `id`; false when there is none.
     async fn revoke_key(&self, id: &str) -> Result<bool, Error>;
+}
 
+/// Drift jobs and their runs.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
     /// Stores a new drift job; `false` when a job of that name exists.
     async fn create_job(&self, job: &StoredJob) -> Result<bool, Error>;
 
@@ -125,10 +136,12 @@ pub trait Store: Send + Sync + 'static {
     /// Marks runs still running that started before `before_ms` as failed (their process
     /// died); returns how many.
     async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error>;
-
-    /// Finishes pending work and closes the connections.
-    async fn close(&self);
 }
+
+/// A whole store: events, keys and jobs on one database.
+pub trait Store: EventStore + KeyStore + JobStore {}
+
+impl<T: EventStore + KeyStore + JobStore> Store for T {}
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -168,11 +181,12 @@ pub enum Error {
         /// Why.
         detail: String,
     },
-    /// A source position had moved since the writer read it: another writer stored that part of
-    /// the source. Nothing of the batch was written; read the positions again and resume there.
+    /// A write's coverage of a source partition does not start where the store's position is:
+    /// another consumer stored that part of the source, or this one fell behind. Nothing of the
+    /// batch was written; read the positions again and resume there.
     #[error(
-        "position of {group}/{topic}/{partition} moved: expected {expected:?}, stored {stored:?}; \
-         another consumer wrote this partition, resume from the stored position"
+        "position of {group}/{topic}/{partition} is {stored:?} in the store, but this write covers the partition from \
+         {from}; another consumer wrote this partition, resume from the stored position"
     )]
     PositionMoved {
         /// Consumer group.
@@ -181,10 +195,16 @@ pub enum Error {
         topic: String,
         /// Partition.
         partition: i32,
-        /// What the writer expected to find.
-        expected: Option<i64>,
+        /// Where the write's coverage starts.
+        from: i64,
         /// What was stored.
         stored: Option<i64>,
+    },
+    /// A read ran past its time budget and was stopped.
+    #[error("the read took longer than its budget of {budget:?} and was stopped; ask for a smaller window")]
+    ReadTimeout {
+        /// The budget.
+        budget: std::time::Duration,
     },
     /// The database URL names no backend driftline knows.
     #[error("unsupported database URL `{0}`; use sqlite://PATH or postgres://USER@HOST/DB")]
@@ -194,5 +214,31 @@ pub enum Error {
 impl Error {
     pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
         move |cause| Error::Database { operation, cause }
+    }
+
+    /// Whether the database refused the data itself: a constraint, a value it cannot hold, a
+    /// size limit. The same write fails the same way every time, so retrying it is pointless,
+    /// but the events that cause it can be found and set aside. Postgres: SQLSTATE classes 22
+    /// (data exception), 23 (integrity constraint) and 54 (program limit exceeded); SQLite:
+    /// SQLITE_TOOBIG, SQLITE_CONSTRAINT and SQLITE_MISMATCH.
+    pub fn is_data_error(&self) -> bool {
+        let Error::Database { cause: sqlx::Error::Database(db), .. } = self else { return false };
+        let Some(code) = db.code() else { return false };
+        if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+            return ["22", "23", "54"].iter().any(|class| code.starts_with(class));
+        }
+        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 18..=20))
+    }
+
+    /// Whether the database gave up on a statement because it ran past its time budget
+    /// (`statement_timeout`, `lock_timeout`, or SQLite's busy timeout).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Database { cause: sqlx::Error::Database(db), .. } => {
+                matches!(db.code().as_deref(), Some("57014" | "55P03" | "5" | "517" | "261"))
+            }
+            Error::Database { cause: sqlx::Error::PoolTimedOut, .. } => true,
+            _ => false,
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{postgres::PostgresStore, sqlite::SqliteStore, Error, Store};
 
@@ -12,6 +13,33 @@ pub struct StoreConfig {
     pub database_url: Option<String>,
     /// Directory of the embedded SQLite file `driftline.sqlite`.
     pub data_dir: PathBuf,
+    /// Time budgets and partitioning.
+    pub options: StoreOptions,
+}
+
+/// How long the store lets things take, and how far ahead it partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Longest one statement may run (Postgres `statement_timeout`); reads have their own budget.
+    pub statement_timeout: Duration,
+    /// Longest a statement waits for a lock (Postgres `lock_timeout`, SQLite's busy timeout).
+    pub lock_timeout: Duration,
+    /// Longest one read may take from start to end, streaming included.
+    pub read_timeout: Duration,
+    /// Day partitions of `predictions` made ahead of today (Postgres).
+    pub partition_days_ahead: u32,
+}
+
+impl Default for StoreOptions {
+    /// 30 s per statement, 10 s for a lock, 10 minutes per read, partitions 7 days ahead.
+    fn default() -> Self {
+        StoreOptions {
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(600),
+            partition_days_ahead: 7,
+        }
+    }
 }
 
 impl StoreConfig {
@@ -35,10 +63,10 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, Error> {
                 location: config.data_dir.display().to_string(),
                 cause: sqlx::Error::Io(e),
             })?;
-            Ok(Arc::new(SqliteStore::open(&config.data_dir.join(SQLITE_FILE)).await?))
+            Ok(Arc::new(SqliteStore::open_with(&config.data_dir.join(SQLITE_FILE), config.options).await?))
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(PostgresStore::connect(url).await?))
+            Ok(Arc::new(PostgresStore::connect_with(url, config.options).await?))
         }
         Some(url) if url.starts_with("sqlite:") => {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
@@ -47,7 +75,7 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, Error> {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::Open { location: parent.display().to_string(), cause: sqlx::Error::Io(e) })?;
             }
-            Ok(Arc::new(SqliteStore::open(&path).await?))
+            Ok(Arc::new(SqliteStore::open_with(&path, config.options).await?))
         }
         Some(other) => Err(Error::UnsupportedUrl(redact(other))),
     }

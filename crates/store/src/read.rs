@@ -163,43 +163,59 @@ impl RawAggregate {
     }
 }
 
-/// Rows buffered between a store's reader task and the consumer of a [`crate::RecordStream`]:
-/// the reader waits when the consumer is slower, so memory does not grow with the window.
+/// Rows buffered between a store's reader task and the consumer of its stream: the reader
+/// waits when the consumer is slower, so memory does not grow with the window.
 pub(crate) const READ_BUFFER: usize = 512;
 
-/// Runs `run` in its own task, handing it a [`RowSink`] that passes decoded records to the
-/// returned stream over a bounded channel.
-pub(crate) fn spawn_reader<F, Fut>(run: F) -> crate::RecordStream
+/// Runs `run` in its own task, handing it a [`RowSink`] that passes decoded items to the
+/// returned stream over a bounded channel. The whole read, streaming included, gets `budget`:
+/// past it the task is stopped and the stream ends with [`Error::ReadTimeout`].
+pub(crate) fn spawn_reader<T, F, Fut>(
+    budget: std::time::Duration,
+    run: F,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Error>> + Send>>
 where
-    F: FnOnce(RowSink) -> Fut,
+    T: Send + 'static,
+    F: FnOnce(RowSink<T>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(READ_BUFFER);
-    tokio::spawn(run(RowSink { tx }));
+    let timeout_tx = tx.clone();
+    let read = run(RowSink { tx });
+    tokio::spawn(async move {
+        if tokio::time::timeout(budget, read).await.is_err() {
+            let _ = timeout_tx.send(Err(Error::ReadTimeout { budget })).await;
+        }
+    });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-/// The sending end of a [`crate::RecordStream`].
-pub(crate) struct RowSink {
-    tx: tokio::sync::mpsc::Sender<Result<ReadRecord, Error>>,
+/// The sending end of a read stream.
+pub(crate) struct RowSink<T> {
+    tx: tokio::sync::mpsc::Sender<Result<T, Error>>,
 }
 
-impl RowSink {
+impl<T> RowSink<T> {
     /// Decodes and forwards rows until they end, one fails (passed on, then stop), or the
     /// consumer goes away.
-    pub(crate) async fn drain<S>(self, rows: S)
+    pub(crate) async fn drain<R, S>(self, rows: S, decode: fn(R) -> Result<T, Error>)
     where
-        S: futures::Stream<Item = Result<RawRecord, sqlx::Error>>,
+        S: futures::Stream<Item = Result<R, sqlx::Error>>,
     {
         use futures::StreamExt;
         futures::pin_mut!(rows);
         while let Some(row) = rows.next().await {
-            let item = row.map_err(Error::db("read window")).and_then(RawRecord::decode);
+            let item = row.map_err(Error::db("read")).and_then(decode);
             let failed = item.is_err();
             if self.tx.send(item).await.is_err() || failed {
                 break;
             }
         }
+    }
+
+    /// Ends the stream with `error`.
+    pub(crate) async fn fail(self, error: Error) {
+        let _ = self.tx.send(Err(error)).await;
     }
 }
 

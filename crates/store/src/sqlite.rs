@@ -1,6 +1,6 @@
 //! The embedded backend: one SQLite file in WAL mode, one writer connection, a few readers.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,10 +10,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::batch::{digest, metrics_json, DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
-use crate::keys::{ApiKey, Scope};
-use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, StoredAggregate, Window};
-use crate::{Backend, Counts, Error, RecordStream, Store};
+use crate::batch::{digest, metrics_json, DeadLetter, WriteBatch, WriteOutcome};
+use crate::keys::ApiKey;
+use crate::open::StoreOptions;
+use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, Window};
+use crate::{AggregateStream, Counts, Error, EventStore, JobStore, KeyStore, RecordStream};
 
 /// Rows per multi-row INSERT: 8 columns each stays far below SQLite's bound-parameter limit.
 const ROWS_PER_INSERT: usize = 500;
@@ -23,60 +24,58 @@ const ROWS_PER_INSERT: usize = 500;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// A read connection of its own for health checks and the key cache, so neither queues
+    /// behind slow readers.
+    health: SqlitePool,
+    options: StoreOptions,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies migrations.
+    /// Opens (creating if needed) the database file with the default options and applies
+    /// migrations.
     pub async fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with(path, StoreOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open_with(path: &Path, options: StoreOptions) -> Result<Self, Error> {
         let location = path.display().to_string();
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(|cause| Error::Open { location: location.clone(), cause })?
+        let open = |cause| Error::Open { location: location.clone(), cause };
+        let connect = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(open)?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a transaction that committed survives a power loss, not only a crash.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(|cause| Error::Open { location: location.clone(), cause })?;
+            .busy_timeout(options.lock_timeout);
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(connect.clone()).await.map_err(open)?;
         sqlx::migrate!("../../migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|cause| Error::Migrate { backend: "sqlite", cause })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.clone().read_only(true))
             .await
-            .map_err(|cause| Error::Open { location, cause })?;
-        Ok(SqliteStore { writer, reader })
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(Error::db("ping"))?;
-        Ok(())
+            .map_err(open)?;
+        let health = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(open)?;
+        Ok(SqliteStore { writer, reader, health, options })
     }
 
-    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, Error> {
-        let mut outcome = WriteOutcome::default();
-        if batch.is_empty() {
-            return Ok(outcome);
-        }
+    /// Writes the batch's events (not its positions) in `tx`.
+    async fn write_events(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        batch: &WriteBatch,
+        outcome: &mut WriteOutcome,
+    ) -> Result<(), Error> {
         let at = batch.received_at_ms;
-        let mut tx = self.writer.begin().await.map_err(Error::db("begin write"))?;
-        // Positions first: the first write takes SQLite's write lock, so what is read here is
-        // the latest committed state.
-        crate::positions::advance::<sqlx::Sqlite>(&mut tx, &batch.positions, at).await?;
-
         let mut inserted = HashSet::with_capacity(batch.predictions.len());
         for chunk in batch.predictions.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -95,7 +94,7 @@ impl Store for SqliteStore {
             });
             q.push(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid");
             let rows: Vec<String> =
-                q.build_query_scalar().fetch_all(&mut *tx).await.map_err(Error::db("insert predictions"))?;
+                q.build_query_scalar().fetch_all(&mut **tx).await.map_err(Error::db("insert predictions"))?;
             for uuid in rows {
                 inserted.insert(
                     Uuid::parse_str(&uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?,
@@ -107,7 +106,7 @@ impl Store for SqliteStore {
 
         for chunk in batch.delayed_metrics.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO delayed_metrics (uuid, timestamp_ms, digest, metrics, received_at_ms) ",
+                "INSERT INTO delayed_metrics (uuid, timestamp_ms, digest, metrics, received_at_ms, model_deployment_crn) ",
             );
             q.push_values(chunk, |mut row, d| {
                 let metrics = metrics_json(&d.metrics);
@@ -115,10 +114,11 @@ impl Store for SqliteStore {
                     .push_bind(d.timestamp_ms)
                     .push_bind(digest(&metrics))
                     .push_bind(metrics)
-                    .push_bind(at);
+                    .push_bind(at)
+                    .push_bind(batch.delayed_deployment.as_deref());
             });
             q.push(" ON CONFLICT DO NOTHING");
-            let done = q.build().execute(&mut *tx).await.map_err(Error::db("insert delayed metrics"))?;
+            let done = q.build().execute(&mut **tx).await.map_err(Error::db("insert delayed metrics"))?;
             outcome.delayed_metrics += done.rows_affected();
         }
         outcome.delayed_duplicates = batch.delayed_metrics.len() as u64 - outcome.delayed_metrics;
@@ -139,11 +139,31 @@ impl Store for SqliteStore {
                     .push_bind(at);
             });
             q.push(" ON CONFLICT DO NOTHING");
-            let done = q.build().execute(&mut *tx).await.map_err(Error::db("insert aggregate metrics"))?;
+            let done = q.build().execute(&mut **tx).await.map_err(Error::db("insert aggregate metrics"))?;
             outcome.aggregate_metrics += done.rows_affected();
         }
         outcome.aggregate_duplicates = batch.aggregate_metrics.len() as u64 - outcome.aggregate_metrics;
+        Ok(())
+    }
+}
 
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.health).await.map_err(Error::db("ping"))?;
+        Ok(())
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, Error> {
+        let mut outcome = WriteOutcome::default();
+        if batch.is_empty() {
+            return Ok(outcome);
+        }
+        let mut tx = self.writer.begin().await.map_err(Error::db("begin write"))?;
+        // Positions first: the first write takes SQLite's write lock, so what is read here is
+        // the latest committed state.
+        crate::positions::advance::<sqlx::Sqlite>(&mut tx, &batch.positions, batch.received_at_ms).await?;
+        Self::write_events(&mut tx, batch, &mut outcome).await?;
         for chunk in batch.dead_letters.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key) ",
@@ -158,30 +178,28 @@ impl Store for SqliteStore {
             q.build().execute(&mut *tx).await.map_err(Error::db("insert dead letters"))?;
         }
         outcome.dead_letters = batch.dead_letters.len() as u64;
-
         tx.commit().await.map_err(Error::db("commit write"))?;
         Ok(outcome)
     }
 
-    async fn source_positions(&self, group: &str, topic: &str) -> Result<Vec<SourcePosition>, Error> {
-        let rows = sqlx::query(
-            "SELECT partition, next_offset FROM ingest_offsets WHERE consumer_group = ?1 AND topic = ?2 ORDER BY partition",
+    async fn probe(&self, batch: &WriteBatch) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await.map_err(Error::db("begin probe"))?;
+        let result = Self::write_events(&mut tx, batch, &mut WriteOutcome::default()).await;
+        let _ = tx.rollback().await;
+        result
+    }
+
+    async fn source_positions(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
+        // Through the writer: what was just committed by this process is what counts.
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM ingest_offsets WHERE consumer_group = ?1 AND topic = ?2",
         )
         .bind(group)
         .bind(topic)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.writer)
         .await
         .map_err(Error::db("read source positions"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| SourcePosition {
-                group: group.to_owned(),
-                topic: topic.to_owned(),
-                partition: r.get(0),
-                next_offset: r.get(1),
-                previous: Some(r.get(1)),
-            })
-            .collect())
+        Ok(rows.into_iter().collect())
     }
 
     fn read_window(&self, selection: Selection, window: Window) -> RecordStream {
@@ -190,36 +208,38 @@ impl Store for SqliteStore {
             "SELECT p.uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, p.start_timestamp_ms, \
              p.end_timestamp_ms, p.metrics, \
              (SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) \
-              FROM delayed_metrics d WHERE d.uuid = p.uuid HAVING count(*) > 0) AS delayed \
+              FROM delayed_metrics d WHERE d.uuid = p.uuid \
+              AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn) \
+              HAVING count(*) > 0) AS delayed \
              FROM predictions p WHERE p.{} = ?1 AND p.start_timestamp_ms >= ?2 AND p.start_timestamp_ms < ?3 \
              ORDER BY p.start_timestamp_ms, p.uuid",
             selection.column()
         );
-        spawn_reader(move |sink| async move {
+        spawn_reader(self.options.read_timeout, move |sink| async move {
             let rows = sqlx::query_as::<_, RawRecord>(&sql)
                 .bind(selection.crn())
                 .bind(window.start_ms)
                 .bind(window.end_ms)
                 .fetch(&pool);
-            sink.drain(rows).await;
+            sink.drain(rows, RawRecord::decode).await;
         })
     }
 
-    async fn aggregate_metrics(&self, deployment: &str, window: Window) -> Result<Vec<StoredAggregate>, Error> {
-        sqlx::query_as::<_, RawAggregate>(
-            "SELECT model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, source \
-             FROM aggregate_metrics WHERE model_deployment_crn = ?1 AND start_timestamp_ms >= ?2 \
-             AND start_timestamp_ms < ?3 ORDER BY start_timestamp_ms, id",
-        )
-        .bind(deployment)
-        .bind(window.start_ms)
-        .bind(window.end_ms)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(Error::db("read aggregate metrics"))?
-        .into_iter()
-        .map(RawAggregate::decode)
-        .collect()
+    fn aggregate_window(&self, deployment: &str, window: Window) -> AggregateStream {
+        let pool = self.reader.clone();
+        let deployment = deployment.to_owned();
+        spawn_reader(self.options.read_timeout, move |sink| async move {
+            let rows = sqlx::query_as::<_, RawAggregate>(
+                "SELECT model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, source \
+                 FROM aggregate_metrics WHERE model_deployment_crn = ?1 AND start_timestamp_ms >= ?2 \
+                 AND start_timestamp_ms < ?3 ORDER BY start_timestamp_ms, id",
+            )
+            .bind(&deployment)
+            .bind(window.start_ms)
+            .bind(window.end_ms)
+            .fetch(&pool);
+            sink.drain(rows, RawAggregate::decode).await;
+        })
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
@@ -278,109 +298,75 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
-    async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, name, scope, model_deployment_crn, key_hash, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&key.id)
-        .bind(&key.name)
-        .bind(key.scope.as_str())
-        .bind(key.deployment.as_deref())
-        .bind(key_hash)
-        .bind(key.created_at_ms)
-        .execute(&self.writer)
-        .await
-        .map_err(Error::db("insert key"))?;
-        Ok(())
-    }
-
-    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
-        let row = sqlx::query(
-            "SELECT id, name, scope, model_deployment_crn, created_at_ms, revoked_at_ms FROM api_keys \
-             WHERE key_hash = ?1 AND revoked_at_ms IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(Error::db("find key"))?;
-        row.map(|r| key_from_row(&r)).transpose()
-    }
-
-    async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, name, scope, model_deployment_crn, created_at_ms, revoked_at_ms FROM api_keys \
-             ORDER BY created_at_ms DESC, id",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(Error::db("list keys"))?;
-        rows.iter().map(key_from_row).collect()
-    }
-
-    async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL")
-            .bind(driftline_core::time::now_ms())
-            .bind(id)
-            .execute(&self.writer)
-            .await
-            .map_err(Error::db("revoke key"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
-        crate::jobs::sqlite::create_job(&self.writer, job).await
-    }
-
-    async fn job(&self, name: &str) -> Result<Option<crate::StoredJob>, Error> {
-        crate::jobs::sqlite::job(&self.reader, name).await
-    }
-
-    async fn jobs(&self) -> Result<Vec<crate::StoredJob>, Error> {
-        crate::jobs::sqlite::jobs(&self.reader).await
-    }
-
-    async fn delete_job(&self, name: &str) -> Result<bool, Error> {
-        crate::jobs::sqlite::delete_job(&self.writer, name).await
-    }
-
-    async fn begin_run(&self, run: &crate::NewRun<'_>) -> Result<Option<i64>, Error> {
-        crate::jobs::sqlite::begin_run(&self.writer, run).await
-    }
-
-    async fn finish_run(&self, id: i64, outcome: &crate::RunOutcome) -> Result<(), Error> {
-        crate::jobs::sqlite::finish_run(&self.writer, id, outcome).await
-    }
-
-    async fn runs(&self, job: &str, limit: u32) -> Result<Vec<crate::StoredRun>, Error> {
-        crate::jobs::sqlite::runs(&self.reader, job, i64::from(limit)).await
-    }
-
-    async fn run(&self, job: &str, id: i64) -> Result<Option<crate::StoredRun>, Error> {
-        crate::jobs::sqlite::run(&self.reader, job, id).await
-    }
-
-    async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error> {
-        crate::jobs::sqlite::run_reports(&self.reader, job, id).await
-    }
-
-    async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
-        crate::jobs::sqlite::abandon_runs(&self.writer, before_ms, driftline_core::time::now_ms()).await
-    }
-
     async fn close(&self) {
+        self.health.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
 }
 
-fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, Error> {
-    let scope: String = row.get(2);
-    Ok(ApiKey {
-        id: row.get(0),
-        name: row.get(1),
-        scope: Scope::from_str(&scope).map_err(|detail| Error::Corrupt { what: "key scope", detail })?,
-        deployment: row.get(3),
-        created_at_ms: row.get(4),
-        revoked_at_ms: row.get(5),
-    })
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
+        crate::keys::sql::insert_key(&self.writer, key, key_hash).await
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
+        crate::keys::sql::find_key(&self.reader, key_hash).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        crate::keys::sql::list_keys(&self.reader).await
+    }
+
+    async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, Error> {
+        crate::keys::sql::active_keys(&self.health).await
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
+        crate::keys::sql::revoke_key(&self.writer, id).await
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
+        crate::jobs::sql::create_job(&self.writer, job).await
+    }
+
+    async fn job(&self, name: &str) -> Result<Option<crate::StoredJob>, Error> {
+        crate::jobs::sql::job(&self.reader, name).await
+    }
+
+    async fn jobs(&self) -> Result<Vec<crate::StoredJob>, Error> {
+        crate::jobs::sql::jobs(&self.reader).await
+    }
+
+    async fn delete_job(&self, name: &str) -> Result<bool, Error> {
+        crate::jobs::sql::delete_job(&self.writer, name).await
+    }
+
+    async fn begin_run(&self, run: &crate::NewRun<'_>) -> Result<Option<i64>, Error> {
+        crate::jobs::sql::begin_run(&self.writer, run).await
+    }
+
+    async fn finish_run(&self, id: i64, outcome: &crate::RunOutcome) -> Result<(), Error> {
+        crate::jobs::sql::finish_run(&self.writer, id, outcome).await
+    }
+
+    async fn runs(&self, job: &str, limit: u32) -> Result<Vec<crate::StoredRun>, Error> {
+        crate::jobs::sql::runs(&self.reader, job, i64::from(limit)).await
+    }
+
+    async fn run(&self, job: &str, id: i64) -> Result<Option<crate::StoredRun>, Error> {
+        crate::jobs::sql::run(&self.reader, job, id).await
+    }
+
+    async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error> {
+        crate::jobs::sql::run_reports(&self.reader, job, id).await
+    }
+
+    async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
+        crate::jobs::sql::abandon_runs(&self.writer, before_ms, driftline_core::time::now_ms()).await
+    }
 }

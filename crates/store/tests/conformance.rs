@@ -1,14 +1,15 @@
 //! One conformance suite, run unchanged against both backends.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use driftline_core::{AggregateMetrics, DelayedMetrics, Metrics, Prediction};
+use driftline_core::{AggregateMetrics, DelayedMetrics, Event, Metrics, Prediction};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
-use driftline_store::testing::TestDatabase;
 use driftline_store::{
-    ApiKey, DeadLetter, NewKey, ReadRecord, Scope, Selection, SourcePosition, Store, Window, WriteBatch,
+    ApiKey, DeadLetter, EventStore, NewKey, ReadRecord, Scope, Selection, SourcePosition, Store, Window, WriteBatch,
 };
+use driftline_testkit::TestDatabase;
 use futures::TryStreamExt;
 use serde_json::json;
 use uuid::Uuid;
@@ -171,36 +172,26 @@ async fn awkward_text_round_trips(store: Arc<dyn Store>) {
     assert_eq!((read[0].model_crn.as_str(), &read[0].metrics), (p.model_crn.as_str(), &p.metrics));
 }
 
+fn pos(partition: i32, from: i64, next_offset: i64) -> SourcePosition {
+    SourcePosition { group: "g".into(), topic: "t".into(), partition, from, next_offset }
+}
+
 async fn source_positions_commit_with_the_batch(store: Arc<dyn Store>) {
     assert!(store.source_positions("g", "t").await.unwrap().is_empty());
-    let pos = |partition, previous, next_offset| SourcePosition {
-        group: "g".into(),
-        topic: "t".into(),
-        partition,
-        next_offset,
-        previous,
-    };
     let mut batch = batch_of(vec![prediction("dep", T0, 0.4)]);
-    batch.positions = vec![pos(0, None, 10), pos(3, None, 7)];
+    batch.positions = vec![pos(0, 0, 10), pos(3, 2, 7)];
     store.write(&batch).await.unwrap();
-    let batch = WriteBatch { positions: vec![pos(0, Some(10), 25)], ..WriteBatch::new(T0) };
+    let batch = WriteBatch { positions: vec![pos(0, 10, 25)], ..WriteBatch::new(T0) };
     store.write(&batch).await.unwrap();
-    assert_eq!(store.source_positions("g", "t").await.unwrap(), vec![pos(0, Some(25), 25), pos(3, Some(7), 7)]);
+    assert_eq!(store.source_positions("g", "t").await.unwrap(), BTreeMap::from([(0, 25), (3, 7)]));
     assert!(store.source_positions("other", "t").await.unwrap().is_empty());
 }
 
-async fn a_moved_position_fails_the_whole_batch(store: Arc<dyn Store>) {
-    let pos = |partition, previous, next_offset| SourcePosition {
-        group: "g".into(),
-        topic: "t".into(),
-        partition,
-        next_offset,
-        previous,
-    };
-    store.write(&WriteBatch { positions: vec![pos(1, None, 100)], ..WriteBatch::new(T0) }).await.unwrap();
-    // A stalled consumer that still believes partition 1 is at 40, and one that believes it has
-    // no position yet: both are refused, and nothing of their batches is stored.
-    for stale in [Some(40), None] {
+async fn a_write_that_does_not_start_at_the_stored_position_fails_whole(store: Arc<dyn Store>) {
+    store.write(&WriteBatch { positions: vec![pos(1, 0, 100)], ..WriteBatch::new(T0) }).await.unwrap();
+    // A stalled consumer whose batch covers partition 1 from 40, and one that would jump past
+    // stored messages (from 120): both are refused, and nothing of their batches is stored.
+    for from in [40, 120] {
         let mut batch = batch_of(vec![prediction("dep", T0, 0.4)]);
         batch.dead_letters = vec![DeadLetter {
             received_at_ms: T0,
@@ -209,17 +200,20 @@ async fn a_moved_position_fails_the_whole_batch(store: Arc<dyn Store>) {
             raw: b"x".to_vec(),
             key: None,
         }];
-        batch.positions = vec![pos(0, None, 5), pos(1, stale, 140)];
+        batch.positions = vec![pos(0, 0, 5), pos(1, from, 140)];
         match store.write(&batch).await {
-            Err(driftline_store::Error::PositionMoved { partition, expected, stored, .. }) => {
-                assert_eq!((partition, expected, stored), (1, stale, Some(100)));
+            Err(driftline_store::Error::PositionMoved { partition, from: f, stored, .. }) => {
+                assert_eq!((partition, f, stored), (1, from, Some(100)));
             }
             other => panic!("expected PositionMoved, got {other:?}"),
         }
     }
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.predictions, counts.dead_letters), (0, 0));
-    assert_eq!(store.source_positions("g", "t").await.unwrap(), vec![pos(1, Some(100), 100)]);
+    assert_eq!(store.source_positions("g", "t").await.unwrap(), BTreeMap::from([(1, 100)]));
+    // From exactly where it stands, it moves.
+    store.write(&WriteBatch { positions: vec![pos(1, 100, 140)], ..WriteBatch::new(T0) }).await.unwrap();
+    assert_eq!(store.source_positions("g", "t").await.unwrap(), BTreeMap::from([(1, 140)]));
 }
 
 async fn dead_letters_keep_raw_bytes(store: Arc<dyn Store>) {
@@ -252,10 +246,11 @@ async fn aggregates_are_read_by_deployment_and_window(store: Arc<dyn Store>) {
         ..WriteBatch::new(T0)
     };
     assert_eq!(store.write(&batch).await.unwrap().aggregate_metrics, 3);
-    let read = store.aggregate_metrics("dep", everything()).await.unwrap();
+    let read: Vec<_> = store.aggregate_window("dep", everything()).try_collect().await.unwrap();
     assert_eq!(read.iter().map(|a| a.source.as_str()).collect::<Vec<_>>(), vec!["user", "drift:daily"]);
     assert_eq!(read[0].metrics["roc_auc"], json!(0.91));
-    let read = store.aggregate_metrics("dep", Window { start_ms: T0 + 1, end_ms: i64::MAX }).await.unwrap();
+    let read: Vec<_> =
+        store.aggregate_window("dep", Window { start_ms: T0 + 1, end_ms: i64::MAX }).try_collect().await.unwrap();
     assert_eq!(read.len(), 1);
 }
 
@@ -294,6 +289,79 @@ async fn ping_answers(store: Arc<dyn Store>) {
     assert!(store.write(&WriteBatch::new(T0)).await.unwrap() == Default::default());
 }
 
+async fn a_probe_writes_nothing(store: Arc<dyn Store>) {
+    let p = prediction("dep", T0, 0.4);
+    let mut batch = batch_of(vec![p.clone()]);
+    batch.delayed_metrics =
+        vec![DelayedMetrics { uuid: p.uuid, timestamp_ms: T0, metrics: metrics(json!({"label": 1})) }];
+    store.probe(&batch).await.unwrap();
+    assert_eq!(store.counts().await.unwrap(), Default::default());
+    // What a probe claimed is free for the real write.
+    assert_eq!(store.write(&batch).await.unwrap().predictions, 1);
+    // A refused event makes the probe fail as a data error, and leaves nothing behind.
+    let mut bad = AggregateMetrics {
+        model_deployment_crn: "dep".into(),
+        start_timestamp_ms: T0,
+        end_timestamp_ms: T0,
+        metrics: Metrics::new(),
+        source: "drift:a\u{0}b".into(),
+    };
+    let e = store.probe(&WriteBatch { aggregate_metrics: vec![bad.clone()], ..WriteBatch::new(T0) }).await.unwrap_err();
+    assert!(e.is_data_error(), "{e}");
+    bad.source = "drift:ab".into();
+    store.probe(&WriteBatch { aggregate_metrics: vec![bad], ..WriteBatch::new(T0) }).await.unwrap();
+    assert_eq!(store.counts().await.unwrap().aggregate_metrics, 0);
+}
+
+async fn text_a_backend_cannot_hold_is_a_data_error_on_both(store: Arc<dyn Store>) {
+    let mut p = prediction("dep", T0, 0.4);
+    p.model_crn = "crn:model/\u{0}".into();
+    let e = store.write(&batch_of(vec![p])).await.unwrap_err();
+    assert!(e.is_data_error(), "{e}");
+    assert!(!e.is_timeout());
+    assert_eq!(store.counts().await.unwrap().predictions, 0);
+}
+
+async fn delayed_metrics_of_a_scoped_key_join_only_its_deployment(store: Arc<dyn Store>) {
+    let label =
+        |uuid, value: i64| DelayedMetrics { uuid, timestamp_ms: T0 + 5, metrics: metrics(json!({"label": value})) };
+    let scoped = |delayed: Vec<DelayedMetrics>, deployment: &str| WriteBatch {
+        delayed_metrics: delayed,
+        delayed_deployment: Some(deployment.into()),
+        ..WriteBatch::new(T0)
+    };
+    // The label arrives first, from deployment B's key, for a prediction A has not sent yet.
+    let a = prediction("dep-a", T0, 0.9);
+    store.write(&scoped(vec![label(a.uuid, 1)], "dep-b")).await.unwrap();
+    // A's own label with the same content and time is not taken for a repeat of B's.
+    let own = store.write(&scoped(vec![label(a.uuid, 1)], "dep-a")).await.unwrap();
+    assert_eq!(own.delayed_metrics, 1);
+    store.write(&batch_of(vec![a.clone()])).await.unwrap();
+    let read = read_all(&*store, Selection::Deployment("dep-a".into()), everything()).await;
+    assert_eq!(read[0].metrics["label"], json!(1));
+    // B's override of a label of A's, in either order, never shows on A's prediction; an
+    // unscoped writer's (a Kafka producer's, an admin's) does.
+    store.write(&scoped(vec![DelayedMetrics { timestamp_ms: T0 + 9, ..label(a.uuid, 0) }], "dep-b")).await.unwrap();
+    let read = read_all(&*store, Selection::Deployment("dep-a".into()), everything()).await;
+    assert_eq!(read[0].metrics["label"], json!(1));
+    let unscoped = WriteBatch {
+        delayed_metrics: vec![DelayedMetrics { timestamp_ms: T0 + 10, ..label(a.uuid, 7) }],
+        ..WriteBatch::new(T0)
+    };
+    store.write(&unscoped).await.unwrap();
+    let read = read_all(&*store, Selection::Deployment("dep-a".into()), everything()).await;
+    assert_eq!(read[0].metrics["label"], json!(7));
+}
+
+async fn validated_negative_zero_reads_back_the_same(store: Arc<dyn Store>) {
+    let event = json!({"v":1,"type":"prediction","uuid":Uuid::new_v4().to_string(),"model_crn":"m","model_build_crn":"b",
+        "model_deployment_crn":"dz","start_timestamp_ms":T0,"end_timestamp_ms":T0,"metrics":{"x":-0.0,"y":[-0.0],"z":-2.5}});
+    let Event::Prediction(p) = driftline_core::parse_event_value(event, &Default::default()).unwrap() else { panic!() };
+    store.write(&batch_of(vec![p.clone()])).await.unwrap();
+    let read = read_all(&*store, Selection::Deployment("dz".into()), everything()).await;
+    assert_eq!(serde_json::to_string(&read[0].metrics).unwrap(), r#"{"x":0.0,"y":[0.0],"z":-2.5}"#);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -325,25 +393,141 @@ conformance!(
     retried_metrics_are_stored_once,
     awkward_text_round_trips,
     source_positions_commit_with_the_batch,
-    a_moved_position_fails_the_whole_batch,
+    a_write_that_does_not_start_at_the_stored_position_fails_whole,
     dead_letters_keep_raw_bytes,
     aggregates_are_read_by_deployment_and_window,
     any_day_old_or_new_is_accepted,
     deployments_of_known_predictions,
     keys_are_stored_hashed_and_revocable,
     ping_answers,
+    a_probe_writes_nothing,
+    text_a_backend_cannot_hold_is_a_data_error_on_both,
+    delayed_metrics_of_a_scoped_key_join_only_its_deployment,
+    validated_negative_zero_reads_back_the_same,
 );
 
 #[tokio::test]
-async fn postgres_creates_day_partitions_on_demand() {
+async fn postgres_makes_day_partitions_ahead_and_never_in_a_write() {
     let Some(db) = TestDatabase::create().await else { return };
     let store = PostgresStore::connect(&db.url).await.unwrap();
+    let today = driftline_core::time::day_of(driftline_core::time::now_ms());
+    let ahead: Vec<String> =
+        (today - 1..=today + 7).map(driftline_store::postgres::partitions::partition_name).collect();
+    assert_eq!(store.partitions().await.unwrap(), ahead, "yesterday to 7 days ahead, made when the store opens");
+    // Days far outside that range go to the default partition; no write makes a partition.
     store.write(&batch_of(vec![prediction("d", T0, 0.1), prediction("d", T0 + 3 * DAY, 0.1)])).await.unwrap();
-    assert_eq!(store.partitions().await.unwrap(), vec!["predictions_p20231114", "predictions_p20231117"]);
-    // A second store on the same database (another process) creates the same day without error.
+    assert_eq!(store.partitions().await.unwrap(), ahead);
+    let in_default: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM predictions_default").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(in_default, 2);
+    assert_eq!(read_all(&store, Selection::Deployment("d".into()), everything()).await.len(), 2);
+    // A second store on the same database (another process) finds nothing to make.
     let again = PostgresStore::connect(&db.url).await.unwrap();
-    again.write(&batch_of(vec![prediction("d", T0 + 1, 0.1)])).await.unwrap();
-    assert_eq!(store.partitions().await.unwrap().len(), 2);
+    assert_eq!(again.make_partitions().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn postgres_a_batch_over_3000_days_is_one_ordinary_write() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let days: Vec<Prediction> = (0..3_000).map(|d| prediction("d", T0 - d * DAY, 0.1)).collect();
+    let done = tokio::time::timeout(std::time::Duration::from_secs(120), store.write(&batch_of(days))).await;
+    assert_eq!(done.expect("bounded").unwrap().predictions, 3_000);
+    // The very next write is served as usual.
+    assert_eq!(store.write(&batch_of(vec![prediction("d", T0, 0.2)])).await.unwrap().predictions, 1);
+}
+
+#[tokio::test]
+async fn postgres_a_long_read_does_not_stop_writes_while_a_day_is_attached() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let today = driftline_core::time::day_of(driftline_core::time::now_ms());
+    store.write(&batch_of(vec![prediction("d", today * DAY + 1, 0.1)])).await.unwrap();
+    // A reader holding a snapshot of predictions (every partition, default included), open for
+    // the whole test, as a slow read_metrics would.
+    let mut reader = store.pool().begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *reader).await.unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM predictions").fetch_one(&mut *reader).await.unwrap();
+    assert_eq!(seen, 1);
+    // The day after the partitioned range is due: the task attaches it (or, if the reader's
+    // locks are in the way, gives up after its short lock timeout and tries later).
+    let next = today + 8;
+    let attach = tokio::spawn({
+        let url = db.url.clone();
+        async move {
+            let options = driftline_store::StoreOptions { partition_days_ahead: 8, ..Default::default() };
+            PostgresStore::connect_with(&url, options).await.map(|_| ())
+        }
+    });
+    // Meanwhile writes of today, and of the day being attached, go through in bounded time.
+    for day in [today, next] {
+        let batch = batch_of(vec![prediction("d", day * DAY + 5, 0.3)]);
+        let done = tokio::time::timeout(std::time::Duration::from_secs(20), store.write(&batch)).await;
+        assert_eq!(done.expect("a write waited behind the partition task").unwrap().predictions, 1);
+    }
+    attach.await.unwrap().unwrap();
+    reader.rollback().await.unwrap();
+    assert_eq!(read_all(&store, Selection::Deployment("d".into()), everything()).await.len(), 3);
+    // Once the reader is gone the day is attached, and its early row moves into it.
+    let store8 = PostgresStore::connect_with(
+        &db.url,
+        driftline_store::StoreOptions { partition_days_ahead: 8, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert!(store8.partitions().await.unwrap().contains(&driftline_store::postgres::partitions::partition_name(next)));
+    assert_eq!(read_all(&store8, Selection::Deployment("d".into()), everything()).await.len(), 3);
+}
+
+#[tokio::test]
+async fn postgres_overlapping_concurrent_batches_do_not_deadlock() {
+    use rand::seq::SliceRandom;
+    let Some(db) = TestDatabase::create().await else { return };
+    let store = Arc::new(PostgresStore::connect(&db.url).await.unwrap());
+    let mut rng = rand::rng();
+    for round in 0..5 {
+        // Two writers with the same 2,000 predictions and labels, each in its own shuffled order.
+        let shared: Vec<Prediction> = (0..2_000).map(|i| prediction("d", T0 + i, 0.5)).collect();
+        let labels: Vec<DelayedMetrics> = shared
+            .iter()
+            .map(|p| DelayedMetrics { uuid: p.uuid, timestamp_ms: T0, metrics: metrics(json!({"label": round})) })
+            .collect();
+        let mut writes = Vec::new();
+        for _ in 0..2 {
+            let (mut p, mut l) = (shared.clone(), labels.clone());
+            p.shuffle(&mut rng);
+            l.shuffle(&mut rng);
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                store.write(&WriteBatch { predictions: p, delayed_metrics: l, ..WriteBatch::new(T0) }).await
+            }));
+        }
+        let mut stored = 0;
+        for w in writes {
+            let outcome = w.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            stored += outcome.predictions;
+        }
+        assert_eq!(stored, 2_000, "round {round}: each prediction stored once");
+    }
+}
+
+#[tokio::test]
+async fn postgres_connections_carry_statement_and_lock_timeouts() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let options = driftline_store::StoreOptions {
+        statement_timeout: std::time::Duration::from_millis(1_500),
+        lock_timeout: std::time::Duration::from_millis(700),
+        ..Default::default()
+    };
+    let store = PostgresStore::connect_with(&db.url, options).await.unwrap();
+    let (statement, lock): (String, String) =
+        sqlx::query_as("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!((statement.as_str(), lock.as_str()), ("1500ms", "700ms"));
+    let e = sqlx::query("SELECT pg_sleep(5)").execute(store.pool()).await.unwrap_err();
+    assert_eq!(e.as_database_error().and_then(|d| d.code()).as_deref(), Some("57014"));
 }
 
 /// The fallback used when no server is configured or running: a cluster of our own from the

@@ -1,4 +1,4 @@
-//! Support for tests that need a real database: a fresh Postgres database per test, dropped
+//! Tests that need a real database: a fresh Postgres database per test, dropped
 //! afterwards. The server is the one named by `DRIFTLINE_TEST_DATABASE_URL`; without it, the
 //! local server at `postgres://postgres@127.0.0.1:5432/postgres`, and when that does not answer,
 //! a throwaway cluster started from the installed PostgreSQL binaries (`initdb`, `pg_ctl`) and
@@ -45,7 +45,7 @@ impl TestDatabase {
         if let Ok(url) = std::env::var("DRIFTLINE_TEST_DATABASE_URL") {
             return match PgConnection::connect(&url).await {
                 Ok(admin) => Some(Self::create_in(admin, url, None).await),
-                Err(e) => unavailable(format!("Postgres at {} is unreachable: {e}", crate::open::redact(&url))),
+                Err(e) => unavailable(format!("the Postgres named by DRIFTLINE_TEST_DATABASE_URL is unreachable: {e}")),
             };
         }
         if let Ok(admin) = PgConnection::connect(DEFAULT_TEST_SERVER).await {

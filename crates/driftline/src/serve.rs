@@ -1,0 +1,104 @@
+//! `driftline serve`: the HTTP API, and optionally the Kafka consumer and the drift scheduler,
+//! in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use driftline_core::time::now_ms;
+use driftline_ingest::{Ingest, IngestMetrics};
+use driftline_store::keys::hash_key;
+use driftline_store::{NewKey, Scope};
+use tokio::net::TcpListener;
+
+use crate::auth::KeyCache;
+use crate::cli::{AdminKeyArgs, HttpArgs, KafkaArgs, LimitArgs, StoreArgs};
+use crate::server;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DRIFTLINE_LISTEN", default_value_t = crate::cli::default_listen())]
+    listen: SocketAddr,
+    #[command(flatten)]
+    admin_key: AdminKeyArgs,
+    /// Also consume v1 events from these Kafka bootstrap servers, like `driftline ingest`.
+    #[arg(long, env = "DRIFTLINE_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Do not run drift jobs on their schedules in this process.
+    #[arg(long, env = "DRIFTLINE_NO_DRIFT_SCHEDULER")]
+    no_drift_scheduler: bool,
+    /// How often the drift scheduler looks for due jobs, in seconds.
+    #[arg(long, env = "DRIFTLINE_DRIFT_TICK_SECS", default_value_t = 15)]
+    drift_tick_secs: u64,
+    /// Most missed runs of one job caught up after the server was down (0: only the latest).
+    #[arg(long, env = "DRIFTLINE_DRIFT_CATCH_UP", default_value_t = 24)]
+    drift_catch_up: usize,
+    /// Also write each scheduled run's JSON and HTML report into this directory (they are
+    /// always stored and served at /api/v1/drift/jobs/{name}/runs/{id}/report).
+    #[arg(long, env = "DRIFTLINE_REPORTS_DIR")]
+    reports_dir: Option<PathBuf>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let limits = args.limits.limits()?;
+    let http = args.http.settings(&limits)?;
+    let admin_key = args.admin_key.key()?;
+    let store = args.store.open().await?;
+    if admin_key.is_none() && store.list_keys().await?.iter().all(|k| k.revoked_at_ms.is_some()) {
+        let new = NewKey::generate("bootstrap-admin", Scope::Admin, None, now_ms());
+        store.insert_key(&new.key, &new.hash).await?;
+        println!("created admin key {} (shown once, keep it): {}", new.key.id, new.secret);
+    }
+    let keys = KeyCache::load(store.clone(), admin_key.as_deref().map(hash_key)).await?;
+    let key_refresh = keys.spawn_refresh(http.key_refresh);
+    let metrics = Arc::new(IngestMetrics::default());
+    let state = server::AppState::new(store.clone(), limits, keys, metrics.clone(), http);
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let consumer = match &args.kafka_brokers {
+        Some(brokers) => {
+            let config = args.kafka.config(brokers, limits)?;
+            let runtime = tokio::runtime::Handle::current();
+            Some(Ingest::start(config, store.clone(), runtime, metrics.clone())?)
+        }
+        None => None,
+    };
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = (!args.no_drift_scheduler).then(|| {
+        anyhow::ensure!(args.drift_tick_secs > 0, "--drift-tick-secs must be at least 1");
+        let config = driftline_drift::scheduler::SchedulerConfig {
+            tick: std::time::Duration::from_secs(args.drift_tick_secs),
+            catch_up: args.drift_catch_up,
+            reports_dir: args.reports_dir.clone(),
+        };
+        Ok(tokio::spawn(driftline_drift::scheduler::run(store.clone(), config, async {
+            let _ = scheduler_stopped.await;
+        })))
+    });
+    let scheduler = scheduler.transpose()?;
+    println!("driftline listening on http://{addr} (store: {})", args.store.config().location());
+    tracing::info!(%addr, store = %args.store.config().location(), kafka = args.kafka_brokers.is_some(), "serving");
+    server::serve(state, listener, crate::shutdown_signal()).await?;
+    let _ = stop_scheduler.send(());
+    if let Some(scheduler) = scheduler {
+        scheduler.await?;
+    }
+    if let Some(consumer) = consumer {
+        tokio::task::spawn_blocking(move || consumer.stop()).await??;
+    }
+    key_refresh.abort();
+    store.close().await;
+    tracing::info!("stopped; every acknowledged event is committed");
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! Which offset of a partition is taken next: the consumer's one policy about offsets, as a pure
+//! function of the offsets it sees, so it can be tested without a broker.
+//!
+//! A partition is positioned at a concrete offset (the stored next offset, or the partition's
+//! start resolved from the broker's watermarks when nothing is stored). From there each offset is
+//! taken exactly once and in order: lower offsets were taken already, and a higher one is a gap.
+//! A Kafka broker answers a fetch from inside a record batch with that whole batch, but some
+//! brokers (tansu 0.6) answer with the next batch, so the rest of a batch would silently vanish.
+//! A gap is therefore re-read from further back ([`GAP_REREADS`] times, each ten times further
+//! back than the last) before it is believed; a gap that is still there afterwards is real
+//! (compacted topics and transaction markers leave them) and the offsets in it are covered by the
+//! next message taken. Every message taken says from which offset the consumer's coverage of the
+//! partition runs up to it, so a batch of messages covers an unbroken range of offsets.
+
+/// How far before the expected offset a gap is first re-read; each further re-read goes ten
+/// times further back, in case a record batch is longer than that.
+pub const GAP_LOOKBACK: i64 = 10_000;
+/// Re-reads of one gap before it is taken as real.
+pub const GAP_REREADS: u32 = 3;
+
+/// What to do with a message the broker delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Take it. Together with the messages taken before it, coverage of the partition runs
+    /// without a break from `covers_from` through this message: `covers_from` is this message's
+    /// offset, or lower when the offsets in between were verified not to exist (`gap`).
+    Accept {
+        /// The first offset this message accounts for.
+        covers_from: i64,
+        /// Whether offsets `covers_from..offset` were skipped as verified gaps.
+        gap: bool,
+    },
+    /// Ignore it: it was taken already, or it was fetched before a seek back.
+    Drop,
+    /// Offsets were skipped: seek the partition back to `to` and ignore this message.
+    SeekBack {
+        /// Where to read again from.
+        to: i64,
+    },
+}
+
+/// Where one partition's consumption stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The only offset taken next.
+    next: i64,
+    /// The first offset the next message taken accounts for: `next`, or lower when the offsets
+    /// before `next` were found deleted from the log.
+    covers: i64,
+    /// A seek back is under way: until it shows, messages above `gap_at` were fetched before it.
+    rereading: Option<Rereading>,
+    /// Seeks back for the current gap.
+    rereads: u32,
+    /// Where the last seek back for the current gap went: a seek no further back is pointless.
+    last_seek: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rereading {
+    /// The offset that showed the gap.
+    gap_at: i64,
+}
+
+impl Cursor {
+    /// A cursor that takes `next` first.
+    pub fn at(next: i64) -> Self {
+        Cursor { next, covers: next, rereading: None, rereads: 0, last_seek: None }
+    }
+
+    /// The only offset taken next.
+    pub fn next(&self) -> i64 {
+        self.next
+    }
+
+    /// The log now starts at `start` (its low watermark). When that is past the offset taken
+    /// next, the offsets in between were deleted by the broker before they were read: there is
+    /// nothing to re-read, the next message taken accounts for them, and they are returned.
+    pub fn log_starts_at(&mut self, start: i64) -> Option<std::ops::Range<i64>> {
+        if start <= self.next {
+            return None;
+        }
+        let deleted = self.next..start;
+        self.next = start;
+        self.rereading = None;
+        self.rereads = 0;
+        self.last_seek = None;
+        Some(deleted)
+    }
+
+    /// Decides about the message at `offset`.
+    pub fn admit(&mut self, offset: i64) -> Admit {
+        if offset == self.next {
+            let covers_from = self.covers;
+            self.take(offset);
+            return Admit::Accept { covers_from, gap: covers_from < offset };
+        }
+        if offset < self.next {
+            // Taken already; if a seek back is under way, this is the re-read arriving.
+            self.rereading = None;
+            return Admit::Drop;
+        }
+        match self.rereading {
+            // Fetched before the seek back took effect: the re-read has not started yet.
+            Some(r) if offset > r.gap_at => Admit::Drop,
+            // A gap, seen for the first time or again after a re-read.
+            _ => self.gap(offset),
+        }
+    }
+
+    fn gap(&mut self, offset: i64) -> Admit {
+        let to = (self.next - GAP_LOOKBACK.saturating_mul(10_i64.pow(self.rereads))).max(0);
+        if self.rereads < GAP_REREADS && to < self.next && self.last_seek.is_none_or(|last| to < last) {
+            self.rereads += 1;
+            self.last_seek = Some(to);
+            self.rereading = Some(Rereading { gap_at: offset });
+            return Admit::SeekBack { to };
+        }
+        let covers_from = self.covers;
+        self.take(offset);
+        Admit::Accept { covers_from, gap: true }
+    }
+
+    fn take(&mut self, offset: i64) {
+        self.next = offset + 1;
+        self.covers = offset + 1;
+        self.rereading = None;
+        self.rereads = 0;
+        self.last_seek = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn accept(covers_from: i64) -> Admit {
+        Admit::Accept { covers_from, gap: false }
+    }
+
+    #[test]
+    fn takes_each_offset_once_in_order() {
+        let mut c = Cursor::at(5);
+        assert_eq!(c.admit(3), Admit::Drop);
+        assert_eq!(c.admit(5), accept(5));
+        assert_eq!(c.admit(5), Admit::Drop);
+        assert_eq!(c.admit(6), accept(6));
+        assert_eq!(c.next(), 7);
+    }
+
+    #[test]
+    fn a_gap_is_reread_then_believed() {
+        let mut c = Cursor::at(20_000);
+        // The broker skipped 20,000..20,100.
+        assert_eq!(c.admit(20_100), Admit::SeekBack { to: 10_000 });
+        // Messages fetched before the seek took effect are ignored.
+        assert_eq!(c.admit(20_101), Admit::Drop);
+        // The re-read arrives from below and reaches the missing offsets: taken in order.
+        assert_eq!(c.admit(10_000), Admit::Drop);
+        assert_eq!(c.admit(20_000), accept(20_000));
+
+        // A real gap (compaction): three re-reads, each further back, then believed.
+        let mut c = Cursor::at(200_000);
+        assert_eq!(c.admit(200_050), Admit::SeekBack { to: 190_000 });
+        assert_eq!(c.admit(190_000), Admit::Drop);
+        assert_eq!(c.admit(200_050), Admit::SeekBack { to: 100_000 });
+        assert_eq!(c.admit(100_000), Admit::Drop);
+        assert_eq!(c.admit(200_050), Admit::SeekBack { to: 0 });
+        assert_eq!(c.admit(0), Admit::Drop);
+        assert_eq!(c.admit(200_050), Admit::Accept { covers_from: 200_000, gap: true });
+        assert_eq!(c.next(), 200_051);
+        // A later gap gets its own re-reads.
+        assert_eq!(c.admit(200_060), Admit::SeekBack { to: 190_051 });
+    }
+
+    #[test]
+    fn a_gap_seen_again_without_lower_offsets_counts_as_a_reread() {
+        // The re-read started beyond what was asked (the log start moved): the same gap again.
+        let mut c = Cursor::at(50);
+        assert_eq!(c.admit(60), Admit::SeekBack { to: 0 });
+        assert_eq!(c.admit(61), Admit::Drop, "fetched before the seek");
+        assert_eq!(c.admit(55), Admit::Accept { covers_from: 50, gap: true }, "0 is as far back as it goes");
+    }
+
+    #[test]
+    fn offsets_deleted_before_they_were_read_are_covered_by_the_next_message() {
+        let mut c = Cursor::at(100);
+        assert_eq!(c.admit(500), Admit::SeekBack { to: 0 });
+        assert_eq!(c.log_starts_at(450), Some(100..450));
+        assert_eq!(c.admit(450), Admit::Accept { covers_from: 100, gap: true });
+        assert_eq!(c.admit(451), accept(451));
+        assert_eq!(c.log_starts_at(300), None, "a log start behind the cursor changes nothing");
+    }
+
+    #[test]
+    fn at_the_start_of_the_log_a_gap_is_believed_at_once() {
+        let mut c = Cursor::at(0);
+        assert_eq!(c.admit(3), Admit::Accept { covers_from: 0, gap: true });
+    }
+
+    /// What a broker does to delivery, at a given offset of a partition's log.
+    #[derive(Debug, Clone)]
+    enum Fault {
+        /// Skip this many offsets (the rest of a record batch, as tansu does after a seek).
+        Skip(i64),
+        /// Deliver again from this far back (a re-delivery after a rebalance).
+        Repeat(i64),
+    }
+
+    fn fault() -> impl Strategy<Value = Fault> {
+        prop_oneof![(1_i64..50).prop_map(Fault::Skip), (1_i64..80).prop_map(Fault::Repeat)]
+    }
+
+    proptest! {
+        /// Whatever a faulty broker does to delivery (skipped offsets, repeats, messages fetched
+        /// before a seek arriving after it), the offsets taken are exactly the log's offsets from
+        /// the start, each once and in order, and coverage never breaks.
+        #[test]
+        fn takes_every_offset_of_the_log_exactly_once(
+            len in 1_i64..400,
+            start in 0_i64..100,
+            faults in proptest::collection::vec((0_i64..500, fault()), 0..12),
+            stale_after_seek in 0_i64..5,
+        ) {
+            let end = start + len;
+            let mut cursor = Cursor::at(start);
+            let mut taken = Vec::new();
+            let mut covered = start;
+            // The broker: where it reads next, messages fetched before a seek still to be
+            // delivered, and faults still to happen (each once, when it reads that offset).
+            let mut position = start;
+            let mut stale: std::collections::VecDeque<i64> = Default::default();
+            let mut faults = faults;
+            let mut steps = 0;
+            while cursor.next() < end {
+                steps += 1;
+                prop_assert!(steps < 100_000, "no progress");
+                let offset = if let Some(o) = stale.pop_front() {
+                    o
+                } else {
+                    if position >= end {
+                        prop_assert!(false, "the broker ran out of log at {} with {} taken next", position, cursor.next());
+                    }
+                    match faults.iter().position(|(at, _)| *at == position).map(|i| faults.remove(i).1) {
+                        Some(Fault::Skip(n)) => {
+                            let o = (position + n).min(end - 1);
+                            position = o + 1;
+                            o
+                        }
+                        Some(Fault::Repeat(n)) => {
+                            position = (position - n).max(start);
+                            continue;
+                        }
+                        None => {
+                            position += 1;
+                            position - 1
+                        }
+                    }
+                };
+                match cursor.admit(offset) {
+                    Admit::Accept { covers_from, gap } => {
+                        prop_assert_eq!(covers_from, covered, "coverage is unbroken");
+                        prop_assert!(!gap, "this log has no real gaps");
+                        taken.push(offset);
+                        covered = offset + 1;
+                    }
+                    Admit::Drop => {}
+                    Admit::SeekBack { to } => {
+                        prop_assert!(to < cursor.next());
+                        stale = (position..(position + stale_after_seek).min(end)).collect();
+                        position = to.max(start);
+                    }
+                }
+            }
+            prop_assert_eq!(taken, (start..end).collect::<Vec<_>>());
+        }
+
+        /// A log with real holes: every existing offset is taken once, in order, and the holes
+        /// are covered by the message after them.
+        #[test]
+        fn real_gaps_are_covered_after_rereads(holes in proptest::collection::btree_set(1_i64..300, 0..30)) {
+            let log: Vec<i64> = (0..300).filter(|o| !holes.contains(o)).collect();
+            let mut cursor = Cursor::at(0);
+            let mut taken = Vec::new();
+            let mut covered = 0;
+            let mut i = 0;
+            let mut steps = 0;
+            while i < log.len() {
+                steps += 1;
+                prop_assert!(steps < 100_000, "no progress");
+                match cursor.admit(log[i]) {
+                    Admit::Accept { covers_from, .. } => {
+                        prop_assert_eq!(covers_from, covered);
+                        taken.push(log[i]);
+                        covered = log[i] + 1;
+                        i += 1;
+                    }
+                    Admit::Drop => i += 1,
+                    Admit::SeekBack { to } => i = log.partition_point(|&o| o < to),
+                }
+            }
+            prop_assert_eq!(taken, log);
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! The production backend: Postgres, with `predictions` range-partitioned by day.
+//!
+//! Writes are one transaction per batch: `COPY` for predictions and their UUID claims, array
+//! parameters (`UNNEST`) for the rest, never a statement per row. Rows go in sorted by their
+//! unique key, so two writers of overlapping batches take their locks in the same order and
+//! cannot deadlock. Day partitions are made ahead by a background task ([`partitions`]), never
+//! inside a write. Every connection runs with a statement and a lock timeout, and reads run
+//! under their own time budget, so nothing waits unbounded.
+
+mod copy;
+pub mod partitions;
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Row;
+use uuid::Uuid;
+
+use self::copy::{claim_row, copy_in, prediction_row};
+use crate::batch::{digest, metrics_json, DeadLetter, WriteBatch, WriteOutcome};
+use crate::keys::ApiKey;
+use crate::open::{redact, StoreOptions};
+use crate::read::{spawn_reader, text_safe, RawAggregate, RawRecord, Selection, Window};
+use crate::{AggregateStream, Counts, Error, EventStore, JobStore, KeyStore, RecordStream};
+
+/// How often the partition task looks ahead.
+const PARTITION_ROUND: Duration = Duration::from_secs(3600);
+
+/// The Postgres store.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// A connection of its own for health checks and the key cache, so neither queues behind
+    /// busy readers or writers.
+    health: PgPool,
+    options: StoreOptions,
+    /// The partition task, stopped with the store.
+    maintenance: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.maintenance.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects with the default options and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects, applies migrations, makes the day partitions ahead, and starts the task that
+    /// keeps making them.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self, Error> {
+        let open = |cause| Error::Open { location: redact(url), cause };
+        let connect = PgConnectOptions::from_str(url).map_err(open)?.options([
+            ("statement_timeout", format!("{}", options.statement_timeout.as_millis())),
+            ("lock_timeout", format!("{}", options.lock_timeout.as_millis())),
+            // A session that dies inside a transaction does not hold its locks for ever.
+            ("idle_in_transaction_session_timeout", format!("{}", options.statement_timeout.as_millis() * 4)),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(connect.clone())
+            .await
+            .map_err(open)?;
+        let health = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(connect)
+            .await
+            .map_err(open)?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|cause| Error::Migrate { backend: "postgres", cause })?;
+        if let Err(e) = partitions::make_ahead(&pool, options.partition_days_ahead).await {
+            tracing::warn!(error = %e, "cannot make day partitions ahead yet; new days go to predictions_default meanwhile");
+        }
+        let maintenance =
+            tokio::spawn(partitions::maintain(pool.clone(), options.partition_days_ahead, PARTITION_ROUND));
+        Ok(PostgresStore { pool, health, options, maintenance })
+    }
+
+    /// The connection pool, for tools that share the database (benchmarks, tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The day partitions that exist, by name (the default partition not included).
+    pub async fn partitions(&self) -> Result<Vec<String>, Error> {
+        partitions::partitions(&self.pool).await
+    }
+
+    /// Makes the missing day partitions from yesterday to the configured days ahead now (the
+    /// background task does this every hour); returns how many it made.
+    pub async fn make_partitions(&self) -> Result<usize, Error> {
+        partitions::make_ahead(&self.pool, self.options.partition_days_ahead).await
+    }
+
+    /// Writes the batch's events (not its positions) in `tx`.
+    async fn write_events(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        batch: &WriteBatch,
+        outcome: &mut WriteOutcome,
+    ) -> Result<(), Error> {
+        let at = batch.received_at_ms;
+        if !batch.predictions.is_empty() {
+            let keep = claim(tx, batch).await?;
+            outcome.record_predictions(batch, &keep);
+            if outcome.predictions > 0 {
+                // The rows themselves go in with COPY, in UUID order, inside the same
+                // transaction: the fastest bulk path Postgres has. Only the claimed UUIDs.
+                let mut csv = Vec::with_capacity(batch.predictions.len() * 512);
+                for i in uuid_order(batch).into_iter().filter(|&i| keep[i]) {
+                    prediction_row(&mut csv, &batch.predictions[i], at);
+                }
+                copy_in(
+                    tx,
+                    "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, \
+                     start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
+                    &csv,
+                )
+                .await
+                .map_err(Error::db("copy predictions"))?;
+            }
+        }
+
+        if !batch.delayed_metrics.is_empty() {
+            let mut rows: Vec<(Uuid, i64, String, Vec<u8>)> = batch
+                .delayed_metrics
+                .iter()
+                .map(|d| {
+                    let m = metrics_json(&d.metrics);
+                    let h = digest(&m);
+                    (d.uuid, d.timestamp_ms, m, h)
+                })
+                .collect();
+            // The unique key's order: overlapping writers lock index entries in one order.
+            rows.sort_by(|a, b| (a.0, a.1, &a.3).cmp(&(b.0, b.1, &b.3)));
+            let done = sqlx::query(
+                "INSERT INTO delayed_metrics (uuid, timestamp_ms, metrics, digest, received_at_ms, model_deployment_crn) \
+                 SELECT u, t, x::jsonb, h, $5, $6 FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::bytea[]) \
+                 WITH ORDINALITY AS r(u, t, x, h, n) ORDER BY n ON CONFLICT DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.3.as_slice()).collect::<Vec<_>>())
+            .bind(at)
+            .bind(batch.delayed_deployment.as_deref())
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::db("insert delayed metrics"))?;
+            outcome.delayed_metrics = done.rows_affected();
+            outcome.delayed_duplicates = rows.len() as u64 - done.rows_affected();
+        }
+
+        if !batch.aggregate_metrics.is_empty() {
+            let mut rows: Vec<(&str, i64, i64, String, &str, Vec<u8>)> = batch
+                .aggregate_metrics
+                .iter()
+                .map(|a| {
+                    let m = metrics_json(&a.metrics);
+                    let h = digest(&m);
+                    (a.model_deployment_crn.as_str(), a.start_timestamp_ms, a.end_timestamp_ms, m, a.source.as_str(), h)
+                })
+                .collect();
+            rows.sort_by(|a, b| (a.0, a.1, a.2, a.4, &a.5).cmp(&(b.0, b.1, b.2, b.4, &b.5)));
+            let done = sqlx::query(
+                "INSERT INTO aggregate_metrics (model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, \
+                 source, digest, received_at_ms) SELECT d, s, e, x::jsonb, src, h, $7 \
+                 FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::bytea[]) \
+                 WITH ORDINALITY AS r(d, s, e, x, src, h, n) ORDER BY n ON CONFLICT DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.4).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.5.as_slice()).collect::<Vec<_>>())
+            .bind(at)
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::db("insert aggregate metrics"))?;
+            outcome.aggregate_metrics = done.rows_affected();
+            outcome.aggregate_duplicates = rows.len() as u64 - done.rows_affected();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.health).await.map_err(Error::db("ping"))?;
+        Ok(())
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, Error> {
+        let mut outcome = WriteOutcome::default();
+        if batch.is_empty() {
+            return Ok(outcome);
+        }
+        let mut tx = self.pool.begin().await.map_err(Error::db("begin write"))?;
+        // Positions first: the row locks taken here order concurrent writers of one partition,
+        // and a position that moved fails the batch before anything else is written.
+        crate::positions::advance::<sqlx::Postgres>(&mut tx, &batch.positions, batch.received_at_ms).await?;
+        Self::write_events(&mut tx, batch, &mut outcome).await?;
+        if !batch.dead_letters.is_empty() {
+            let l = &batch.dead_letters;
+            sqlx::query(
+                "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key) \
+                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])",
+            )
+            .bind(l.iter().map(|d| d.received_at_ms).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| text_safe(&d.source).into_owned()).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| text_safe(&d.reason).into_owned()).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| d.raw.as_slice()).collect::<Vec<_>>())
+            .bind(l.iter().map(|d| d.key.as_deref()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert dead letters"))?;
+            outcome.dead_letters = l.len() as u64;
+        }
+        tx.commit().await.map_err(Error::db("commit write"))?;
+        Ok(outcome)
+    }
+
+    async fn probe(&self, batch: &WriteBatch) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(Error::db("begin probe"))?;
+        let result = Self::write_events(&mut tx, batch, &mut WriteOutcome::default()).await;
+        let _ = tx.rollback().await;
+        result
+    }
+
+    async fn source_positions(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM ingest_offsets WHERE consumer_group = $1 AND topic = $2",
+        )
+        .bind(group)
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("read source positions"))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    fn read_window(&self, selection: Selection, window: Window) -> RecordStream {
+        let pool = self.pool.clone();
+        let budget = self.options.read_timeout;
+        let sql = format!(
+            "SELECT p.uuid::text AS uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, \
+             p.start_timestamp_ms, p.end_timestamp_ms, p.metrics::text AS metrics, \
+             (SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
+              WHERE d.uuid = p.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn)) \
+             AS delayed \
+             FROM predictions p WHERE p.{} = $1 AND p.start_timestamp_ms >= $2 AND p.start_timestamp_ms < $3 \
+             ORDER BY p.start_timestamp_ms, p.uuid",
+            selection.column()
+        );
+        spawn_reader(budget, move |sink| async move {
+            let mut tx = match read_transaction(&pool, budget).await {
+                Ok(tx) => tx,
+                Err(e) => return sink.fail(e).await,
+            };
+            let rows = sqlx::query_as::<_, RawRecord>(&sql)
+                .bind(selection.crn())
+                .bind(window.start_ms)
+                .bind(window.end_ms)
+                .fetch(&mut *tx);
+            sink.drain(rows, RawRecord::decode).await;
+        })
+    }
+
+    fn aggregate_window(&self, deployment: &str, window: Window) -> AggregateStream {
+        let pool = self.pool.clone();
+        let budget = self.options.read_timeout;
+        let deployment = deployment.to_owned();
+        spawn_reader(budget, move |sink| async move {
+            let mut tx = match read_transaction(&pool, budget).await {
+                Ok(tx) => tx,
+                Err(e) => return sink.fail(e).await,
+            };
+            let rows = sqlx::query_as::<_, RawAggregate>(
+                "SELECT model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics::text AS metrics, source \
+                 FROM aggregate_metrics WHERE model_deployment_crn = $1 AND start_timestamp_ms >= $2 \
+                 AND start_timestamp_ms < $3 ORDER BY start_timestamp_ms, id",
+            )
+            .bind(&deployment)
+            .bind(window.start_ms)
+            .bind(window.end_ms)
+            .fetch(&mut *tx);
+            sink.drain(rows, RawAggregate::decode).await;
+        })
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
+        let rows = sqlx::query(
+            "SELECT received_at_ms, source, reason, raw, source_key FROM dead_letters ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("read dead letters"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                received_at_ms: r.get(0),
+                source: r.get(1),
+                reason: r.get(2),
+                raw: r.get(3),
+                key: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<Counts, Error> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM delayed_metrics), \
+             (SELECT count(*) FROM aggregate_metrics), (SELECT count(*) FROM dead_letters)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::db("count events"))?;
+        Ok(Counts {
+            predictions: row.get::<i64, _>(0) as u64,
+            delayed_metrics: row.get::<i64, _>(1) as u64,
+            aggregate_metrics: row.get::<i64, _>(2) as u64,
+            dead_letters: row.get::<i64, _>(3) as u64,
+        })
+    }
+
+    async fn deployments_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, String)>, Error> {
+        let rows = sqlx::query("SELECT uuid, model_deployment_crn FROM prediction_ids WHERE uuid = ANY($1)")
+            .bind(uuids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::db("look up predictions"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn close(&self) {
+        self.maintenance.abort();
+        self.pool.close().await;
+        self.health.close().await;
+    }
+}
+
+/// A read-only transaction whose statements may run for `budget`.
+async fn read_transaction(
+    pool: &PgPool,
+    budget: Duration,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Error> {
+    let mut tx = pool.begin().await.map_err(Error::db("begin read"))?;
+    sqlx::query(&format!("SET LOCAL statement_timeout = {}", budget.as_millis()))
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("begin read"))?;
+    sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await.map_err(Error::db("begin read"))?;
+    Ok(tx)
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
+        crate::keys::sql::insert_key(&self.pool, key, key_hash).await
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
+        crate::keys::sql::find_key(&self.pool, key_hash).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        crate::keys::sql::list_keys(&self.pool).await
+    }
+
+    async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, Error> {
+        crate::keys::sql::active_keys(&self.health).await
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
+        crate::keys::sql::revoke_key(&self.pool, id).await
+    }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
+        crate::jobs::sql::create_job(&self.pool, job).await
+    }
+
+    async fn job(&self, name: &str) -> Result<Option<crate::StoredJob>, Error> {
+        crate::jobs::sql::job(&self.pool, name).await
+    }
+
+    async fn jobs(&self) -> Result<Vec<crate::StoredJob>, Error> {
+        crate::jobs::sql::jobs(&self.pool).await
+    }
+
+    async fn delete_job(&self, name: &str) -> Result<bool, Error> {
+        crate::jobs::sql::delete_job(&self.pool, name).await
+    }
+
+    async fn begin_run(&self, run: &crate::NewRun<'_>) -> Result<Option<i64>, Error> {
+        crate::jobs::sql::begin_run(&self.pool, run).await
+    }
+
+    async fn finish_run(&self, id: i64, outcome: &crate::RunOutcome) -> Result<(), Error> {
+        crate::jobs::sql::finish_run(&self.pool, id, outcome).await
+    }
+
+    async fn runs(&self, job: &str, limit: u32) -> Result<Vec<crate::StoredRun>, Error> {
+        crate::jobs::sql::runs(&self.pool, job, i64::from(limit)).await
+    }
+
+    async fn run(&self, job: &str, id: i64) -> Result<Option<crate::StoredRun>, Error> {
+        crate::jobs::sql::run(&self.pool, job, id).await
+    }
+
+    async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error> {
+        crate::jobs::sql::run_reports(&self.pool, job, id).await
+    }
+
+    async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
+        crate::jobs::sql::abandon_runs(&self.pool, before_ms, driftline_core::time::now_ms()).await
+    }
+}
+
+/// The indices of the batch's predictions in UUID order: the order rows are claimed and copied
+/// in, so that overlapping concurrent batches lock the same index entries in the same order.
+fn uuid_order(batch: &WriteBatch) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..batch.predictions.len()).collect();
+    order.sort_by_key(|&i| batch.predictions[i].uuid);
+    order
+}
+
+/// Claims the batch's prediction UUIDs in `prediction_ids`; returns, per prediction, whether it
+/// is to be stored: the first of its UUID in the batch, and not stored before.
+///
+/// Repeats of stored UUIDs are rare (a producer's retry), so the claim is optimistic: the
+/// batch's distinct UUIDs are copied in, in UUID order, with `COPY`, which is much cheaper per
+/// row than an `INSERT … ON CONFLICT` (no speculative insertion, no rows sent back). Only when
+/// that meets a stored UUID is it rolled back, to a savepoint, and redone with `ON CONFLICT DO
+/// NOTHING RETURNING`, which says which ones were new.
+async fn claim(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, batch: &WriteBatch) -> Result<Vec<bool>, Error> {
+    let mut seen = HashSet::with_capacity(batch.predictions.len());
+    let firsts: Vec<bool> = batch.predictions.iter().map(|p| seen.insert(p.uuid)).collect();
+    let order = uuid_order(batch);
+    let mut csv = Vec::with_capacity(batch.predictions.len() * 80);
+    for &i in order.iter().filter(|&&i| firsts[i]) {
+        claim_row(&mut csv, &batch.predictions[i]);
+    }
+    sqlx::query("SAVEPOINT claim").execute(&mut **tx).await.map_err(Error::db("claim prediction uuids"))?;
+    let copied = copy_in(
+        tx,
+        "COPY prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) FROM STDIN (FORMAT csv)",
+        &csv,
+    )
+    .await;
+    match copied {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT claim")
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::db("claim prediction uuids"))?;
+            return Ok(firsts);
+        }
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some(UNIQUE_VIOLATION) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT claim")
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::db("claim prediction uuids"))?;
+        }
+        Err(e) => return Err(Error::db("claim prediction uuids")(e)),
+    }
+    let uuids: Vec<Uuid> = order.iter().map(|&i| batch.predictions[i].uuid).collect();
+    let deployments: Vec<&str> = order.iter().map(|&i| batch.predictions[i].model_deployment_crn.as_str()).collect();
+    let starts: Vec<i64> = order.iter().map(|&i| batch.predictions[i].start_timestamp_ms).collect();
+    let inserted: HashSet<Uuid> = sqlx::query_scalar(
+        "INSERT INTO prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) \
+         SELECT u, d, s FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) WITH ORDINALITY AS r(u, d, s, n) \
+         ORDER BY n ON CONFLICT DO NOTHING RETURNING uuid",
+    )
+    .bind(&uuids)
+    .bind(&deployments)
+    .bind(&starts)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(Error::db("claim prediction uuids"))?
+    .into_iter()
+    .collect();
+    Ok(batch.first_of(&inserted))
+}
+
+/// SQLSTATE of a unique-constraint violation.
+const UNIQUE_VIOLATION: &str = "23505";
