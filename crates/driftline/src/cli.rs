@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use driftline_core::Limits;
 use driftline_ingest::{KafkaConfig, OffsetReset, Partitions};
@@ -104,7 +105,7 @@ pub(crate) struct LimitArgs {
     max_depth: usize,
     /// Test hook, never for production: let NUL and other control characters through
     /// validation, to exercise how the store's own refusals are handled.
-    #[arg(long, env = "DRIFTLINE_TEST_ONLY_UNCHECKED_TEXT", hide = true)]
+    #[arg(long, env = "DRIFTLINE_TEST_ONLY_UNCHECKED_TEXT", hide = true, value_parser = BoolishValueParser::new())]
     test_only_unchecked_text: bool,
 }
 
@@ -209,7 +210,7 @@ pub(crate) struct HttpArgs {
     #[arg(long, env = "DRIFTLINE_MAX_INFLIGHT_BODY_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_inflight_body_bytes: usize,
     /// Serve GET /metrics without a key (by default it needs a read key).
-    #[arg(long, env = "DRIFTLINE_PUBLIC_METRICS")]
+    #[arg(long, env = "DRIFTLINE_PUBLIC_METRICS", value_parser = BoolishValueParser::new())]
     public_metrics: bool,
     /// How often API keys are reloaded from the store, in milliseconds: a key created or revoked
     /// by another process takes effect within this time.

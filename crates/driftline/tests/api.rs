@@ -11,7 +11,7 @@ use driftline_testkit::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "test-admin-key-0123456789";
+use common::ADMIN;
 const DEP: &str = "crn:test:deployment/churn";
 const T0: i64 = 1_700_000_000_000;
 
@@ -36,7 +36,7 @@ fn cli(args: &[&str], store_args: &[String]) -> std::process::Output {
 
 /// The whole API flow, run against one store.
 async fn api_flow(store_args: Vec<String>) {
-    let server = Server::start(&store_args, &["--admin-key", ADMIN]);
+    let server = Server::start_admin(&store_args, &[]);
 
     // Health needs no key.
     assert_eq!(server.get("/healthz", None).await.0, StatusCode::OK);
@@ -165,8 +165,9 @@ async fn api_flow(store_args: Vec<String>) {
     let (_, _, stats) = server.get("/api/v1/stats", Some(ADMIN)).await;
     assert_eq!(stats, json!({"predictions": 6, "delayed_metrics": 2, "aggregate_metrics": 1, "dead_letters": 6}));
 
-    // Prometheus metrics count the HTTP intake (no key needed, no event data in them).
-    let (status, content_type, text) = server.get("/metrics", None).await;
+    // Prometheus metrics count the HTTP intake (a read key needed, no event data in them).
+    assert_eq!(server.get("/metrics", None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, content_type, text) = server.get("/metrics", Some(ADMIN)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     let text = text.as_str().unwrap().to_owned();
@@ -180,7 +181,7 @@ async fn api_flow(store_args: Vec<String>) {
 
     // A clean stop on SIGTERM; what was acknowledged is there after a restart.
     assert!(server.stop().success());
-    let server = Server::start(&store_args, &["--admin-key", ADMIN]);
+    let server = Server::start_admin(&store_args, &[]);
     let (_, _, stats) = server.get("/api/v1/stats", Some(ADMIN)).await;
     assert_eq!(stats["predictions"], json!(6));
     assert!(server.stop().success());
@@ -224,12 +225,27 @@ async fn auth_flow(store_args: Vec<String>) {
     // Health needs no key.
     assert_eq!(server.get("/healthz", None).await.0, StatusCode::OK);
 
-    // Revocation takes effect at once.
+    // A key created by another process while the server runs works within seconds, and a
+    // revocation takes effect within seconds (the server reloads its keys every 2 s).
+    let late = String::from_utf8(cli(&["keys", "create", "--name", "late", "--scope", "read"], &store_args).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let created_at = std::time::Instant::now();
+    while server.get(&read_path, Some(&late)).await.0 != StatusCode::OK {
+        assert!(created_at.elapsed() < std::time::Duration::from_secs(10), "a new key takes effect within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let listed = String::from_utf8(cli(&["keys", "list"], &store_args).stdout).unwrap();
     let id = writer.split('_').nth(1).unwrap();
     assert!(listed.contains(id) && listed.contains("replica") && !listed.contains(&writer), "{listed}");
     assert!(cli(&["keys", "revoke", id], &store_args).status.success());
-    assert_eq!(server.post("/api/v1/events", &writer, "application/json", events).await.0, StatusCode::UNAUTHORIZED);
+    let revoked_at = std::time::Instant::now();
+    while server.post("/api/v1/events", &writer, "application/json", events.clone()).await.0 != StatusCode::UNAUTHORIZED
+    {
+        assert!(revoked_at.elapsed() < std::time::Duration::from_secs(10), "a revocation takes effect within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(!cli(&["keys", "revoke", id], &store_args).status.success(), "revoking twice fails");
     assert!(server.stop().success());
 }
@@ -278,10 +294,7 @@ async fn first_start_creates_an_admin_key_once() {
 #[tokio::test]
 async fn oversized_requests_and_events_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &sqlite_args(&dir),
-        &["--admin-key", ADMIN, "--max-request-bytes", "2000", "--max-event-bytes", "600"],
-    );
+    let server = Server::start_admin(&sqlite_args(&dir), &["--max-request-bytes", "2000", "--max-event-bytes", "600"]);
     let big: Vec<Value> = (0..20).map(|i| prediction(&uuid(i), T0, 0.5, DEP)).collect();
     let (status, content_type, problem) =
         server.post("/api/v1/events", ADMIN, "application/json", json!(big).to_string()).await;

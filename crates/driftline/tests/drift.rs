@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "test-admin-key-0123456789";
+use common::ADMIN;
 const DEPLOYMENT: &str = "crn:test:deployment/churn";
 const DAY: i64 = 86_400_000;
 /// Midnight UTC, 2026-11-01.
@@ -309,8 +309,7 @@ async fn jobs_over_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
     load(&url, dir.path()).await;
-    let server =
-        Server::start(&["--database-url".into(), url.clone()], &["--admin-key", ADMIN, "--no-drift-scheduler"]);
+    let server = Server::start_admin(&["--database-url".into(), url.clone()], &["--no-drift-scheduler"]);
     let job = json!({
         "name": "churn-api", "deployment": DEPLOYMENT, "window": "1d",
         "reference": {"kind": "previous", "offset": "1d"},

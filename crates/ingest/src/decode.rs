@@ -80,7 +80,8 @@ pub fn decode_body(body: Bytes, format: BodyFormat, limits: &Limits) -> Result<D
             decoded.take(0, body.slice(range), limits);
         }
         BodyFormat::JsonArray => {
-            for (index, range) in split_array(&body, limits.max_request_events)?.into_iter().enumerate() {
+            let elements = split_array(&body, limits.max_request_events).map_err(|e| explain(&body, e))?;
+            for (index, range) in elements.into_iter().enumerate() {
                 decoded.take(index, body.slice(range), limits);
             }
         }
@@ -124,6 +125,18 @@ fn more_than_one_value(body: &[u8]) -> bool {
         // The first line is broken: if a line break is followed by more, treat it as NDJSON so
         // that the other lines are judged on their own.
         _ => lines(body).nth(1).is_some(),
+    }
+}
+
+/// A body whose structure is broken, explained as a JSON parser sees it (its line, column and
+/// message are the most helpful), or as the scanner saw it when the parser has no complaint.
+fn explain(body: &[u8], error: Error) -> Error {
+    if !matches!(error, Error::MalformedBody { .. }) {
+        return error;
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Err(e) if !e.is_io() => Error::MalformedBody { line: e.line(), column: e.column(), message: e.to_string() },
+        _ => error,
     }
 }
 

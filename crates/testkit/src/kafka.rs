@@ -133,18 +133,21 @@ impl Drop for MockBroker {
 /// full, and flushes (every message acknowledged) on [`TestProducer::flush`].
 pub struct TestProducer {
     producer: BaseProducer,
+    bootstrap: String,
 }
 
 impl TestProducer {
-    /// A producer of `bootstrap` with `acks=all`.
+    /// A producer of `bootstrap` with `acks=all`, compressing its batches with lz4 (so that
+    /// librdkafka's mock cluster, which keeps at most 5 MiB per partition, holds more).
     pub fn new(bootstrap: &str) -> TestProducer {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", "20")
             .set("acks", "all")
+            .set("compression.type", "lz4")
             .create()
             .expect("create a producer");
-        TestProducer { producer }
+        TestProducer { producer, bootstrap: bootstrap.to_owned() }
     }
 
     /// Sends one message (to `partition`, or to the partitioner's choice).
@@ -164,6 +167,17 @@ impl TestProducer {
             }
         }
         self.producer.poll(Duration::ZERO);
+    }
+
+    /// The partition's low and high watermarks.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> (i64, i64) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "watermarks")
+            .create()
+            .expect("a consumer");
+        c.fetch_watermarks(topic, partition, Duration::from_secs(10)).expect("watermarks")
     }
 
     /// Waits (at most two minutes) until every message sent is acknowledged.

@@ -124,15 +124,24 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `bin serve --listen 127.0.0.1:0 ARGS` and waits until it listens.
-    pub fn start(bin: &Path, args: &[String]) -> ServerProcess {
+    /// Starts `bin serve --listen 127.0.0.1:0 ARGS` with these extra environment variables and
+    /// waits until it listens. Its log (stderr) goes to `log` (appended) when given, else to the
+    /// test's stderr.
+    pub fn start(bin: &Path, args: &[String], env: &[(&str, &str)], log: Option<&Path>) -> ServerProcess {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the server log"),
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("DRIFTLINE_LOG", std::env::var("DRIFTLINE_TEST_LOG").unwrap_or_else(|_| "warn,sqlx=error".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start driftline serve");
         let lines = lines_of(&mut child);

@@ -129,8 +129,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves; requests in flight finish first, so every event that was
-/// acknowledged is committed.
+/// How long a shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves; requests in flight get [`SHUTDOWN_GRACE`] to finish. An
+/// event is acknowledged only once committed, so what is cut off was never acknowledged.
 pub(crate) async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -174,7 +177,11 @@ pub(crate) async fn serve(
             drop(permit);
         });
     }
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            "requests still in flight after {SHUTDOWN_GRACE:?} are cut off; nothing of them was acknowledged"
+        );
+    }
     Ok(())
 }
 

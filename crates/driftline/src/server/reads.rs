@@ -55,17 +55,30 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
     }
 }
 
+/// How long a failed stream waits before it is cut, so that its last chunk can be sent.
+const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A streamed answer; a failure mid-stream is logged with the request id, then aborts the body.
-fn streamed<E: std::fmt::Display>(
+fn streamed<E: std::fmt::Display + Send + 'static>(
     chunks: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
     encoding: Encoding,
     request: RequestId,
 ) -> Response {
-    let chunks = chunks.map(move |chunk| {
-        chunk.map_err(|e| {
-            tracing::error!(request = %request.0, error = %e, "a read failed while its answer was being sent; the answer is cut off");
-            std::io::Error::other(e.to_string())
-        })
+    let chunks = chunks.then(move |chunk| {
+        let request = request.clone();
+        async move {
+            match chunk {
+                Ok(bytes) => Ok(bytes),
+                Err(e) => {
+                    let e = e.to_string();
+                    tracing::error!(request = %request.0, error = %e, "a read failed while its answer was being sent; the answer is cut off");
+                    // A moment for what was sent before (an NDJSON error line) to leave, then
+                    // the cut: the connection closes without the end of the chunked body.
+                    tokio::time::sleep(CUT_GRACE).await;
+                    Err(std::io::Error::other(e))
+                }
+            }
+        }
     });
     let mut response = Body::from_stream(chunks).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));

@@ -1,15 +1,18 @@
-//! What the end-to-end test binaries share: the real `driftline serve` on a free loopback port.
+//! What the end-to-end test binaries share: the real `driftline serve` on a free loopback port,
+//! with an HTTP client.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
+use driftline_testkit::ServerProcess;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// The bootstrap admin key the tests run servers with.
+pub(crate) const ADMIN: &str = "test-admin-key-0123456789";
+
 pub(crate) struct Server {
-    pub(crate) child: Child,
+    pub(crate) process: ServerProcess,
     pub(crate) base: String,
     /// Lines the server printed on stdout before it was ready.
     pub(crate) banner: Vec<String>,
@@ -17,39 +20,35 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// `driftline serve` with these store flags and extra flags, and no admin key configured.
     pub(crate) fn start(store_args: &[String], extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(store_args)
-            .args(extra)
-            .env("DRIFTLINE_LOG", "warn,sqlx=error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start driftline serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut banner = Vec::new();
-        let base = loop {
-            let line = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its address within 30 s");
-            if let Some(rest) = line.strip_prefix("driftline listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-            banner.push(line);
-        };
-        Server { child, base, banner, client: reqwest::Client::new() }
+        Self::start_with(store_args, extra, &[], None)
+    }
+
+    /// `driftline serve` with the admin key [`ADMIN`] (from the environment, as deployments
+    /// pass it).
+    pub(crate) fn start_admin(store_args: &[String], extra: &[&str]) -> Server {
+        Self::start_with(store_args, extra, &[("DRIFTLINE_ADMIN_KEY", ADMIN)], None)
+    }
+
+    pub(crate) fn start_with(
+        store_args: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Server {
+        let args: Vec<String> = store_args.iter().cloned().chain(extra.iter().map(|s| (*s).to_owned())).collect();
+        let process = ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_driftline")), &args, env, log);
+        Server { base: process.base.clone(), banner: process.banner.clone(), process, client: reqwest::Client::new() }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `host:port` of the server.
+    pub(crate) fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
     }
 
     pub(crate) async fn post(
@@ -79,23 +78,8 @@ impl Server {
         answer(req.send().await.unwrap()).await
     }
 
-    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
-        // SIGTERM, then wait (bounded) for a clean exit.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("driftline did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub(crate) fn stop(self) -> std::process::ExitStatus {
+        self.process.stop()
     }
 }
 
