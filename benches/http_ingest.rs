@@ -67,8 +67,9 @@ struct Server {
 impl Server {
     fn start(driftline: &PathBuf, store_args: &[String]) -> anyhow::Result<Server> {
         let mut child = Command::new(driftline)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-key", KEY])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(store_args)
+            .env("DRIFTLINE_ADMIN_KEY", KEY)
             .env("DRIFTLINE_LOG", "warn,sqlx=error")
             .stdout(Stdio::piped())
             .spawn()?;

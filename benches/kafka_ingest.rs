@@ -76,37 +76,6 @@ impl Drop for Killed {
     }
 }
 
-fn start_tansu(bin: &PathBuf, partitions: u32) -> anyhow::Result<(Killed, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .args([
-            "broker",
-            "--storage-engine",
-            "memory://tansu/",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let broker = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "tansu did not listen within 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = Command::new(bin)
-        .args(["topic", "create", "--broker", &url, "--partitions", &partitions.to_string(), TOPIC])
-        .status()?;
-    anyhow::ensure!(status.success(), "creating the topic failed");
-    Ok((broker, format!("127.0.0.1:{port}")))
-}
-
 fn produce(brokers: &str, payloads: &[String]) -> anyhow::Result<f64> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -146,7 +115,14 @@ async fn main() -> anyhow::Result<()> {
     let (_broker, brokers) = match &o.brokers {
         Some(b) => (None, b.clone()),
         None => {
-            let (broker, brokers) = start_tansu(&o.tansu, o.partitions)?;
+            anyhow::ensure!(
+                o.tansu.is_file(),
+                "no tansu broker at {}; pass --tansu PATH or --brokers",
+                o.tansu.display()
+            );
+            let broker = driftline_testkit::Tansu::start(&o.tansu);
+            broker.create_topic(TOPIC, o.partitions);
+            let brokers = broker.bootstrap.clone();
             (Some(broker), brokers)
         }
     };

@@ -168,4 +168,132 @@ mod tests {
             assert!(text.contains(field), "schema names {field}");
         }
     }
+
+    mod agreement {
+        use super::*;
+        use crate::{parse_event, parse_event_value, Limits};
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        const MIN: i64 = 946_684_800_000;
+        const MAX: i64 = 4_102_444_800_000;
+
+        fn crn() -> impl Strategy<Value = String> {
+            "[a-z0-9:/._-]{1,40}"
+        }
+
+        fn metrics() -> impl Strategy<Value = Metrics> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (-1e12..1e12f64)
+                    .prop_filter("no negative zero", |x| *x != 0.0 || x.is_sign_positive())
+                    .prop_map(Value::from),
+                "[^\\x00]{0,12}".prop_map(Value::from),
+            ];
+            let value = leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[^\\x00]{0,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            });
+            prop::collection::btree_map("[^\\x00]{0,8}", value, 0..6).prop_map(|m| m.into_iter().collect())
+        }
+
+        fn range() -> impl Strategy<Value = (i64, i64)> {
+            (MIN..MAX).prop_flat_map(|start| (Just(start), start..MAX))
+        }
+
+        fn event() -> impl Strategy<Value = Event> {
+            prop_oneof![
+                (any::<u128>(), crn(), crn(), crn(), range(), metrics()).prop_map(|(u, m, b, d, (s, e), x)| {
+                    Event::Prediction(Prediction {
+                        uuid: uuid::Uuid::from_u128(u),
+                        model_crn: m,
+                        model_build_crn: b,
+                        model_deployment_crn: d,
+                        start_timestamp_ms: s,
+                        end_timestamp_ms: e,
+                        metrics: x,
+                    })
+                }),
+                (any::<u128>(), MIN..MAX, metrics()).prop_map(|(u, t, x)| {
+                    Event::DelayedMetrics(DelayedMetrics {
+                        uuid: uuid::Uuid::from_u128(u),
+                        timestamp_ms: t,
+                        metrics: x,
+                    })
+                }),
+                (crn(), range(), metrics(), prop_oneof![Just("user".to_owned()), "drift:[a-z0-9._-]{1,20}"]).prop_map(
+                    |(d, (s, e), x, source)| {
+                        Event::AggregateMetrics(AggregateMetrics {
+                            model_deployment_crn: d,
+                            start_timestamp_ms: s,
+                            end_timestamp_ms: e,
+                            metrics: x,
+                            source,
+                        })
+                    }
+                ),
+            ]
+        }
+
+        /// An event's JSON with one field changed: removed, set to a value of another kind, or
+        /// an unknown field added.
+        fn mutated() -> impl Strategy<Value = Value> {
+            let odd = prop_oneof![
+                Just(Value::Null),
+                Just(json!(1.5)),
+                Just(json!(-3)),
+                Just(json!("")),
+                Just(json!("x")),
+                Just(json!([1])),
+                Just(json!({})),
+                Just(json!(18_446_744_073_709_551_615_u64)),
+                Just(json!(1_700_000_000)),
+            ];
+            (event(), any::<prop::sample::Index>(), 0..3u8, odd).prop_map(|(event, field, how, value)| {
+                let mut v = serde_json::to_value(WireEvent::from(event)).unwrap();
+                let obj = v.as_object_mut().unwrap();
+                let keys: Vec<String> = obj.keys().cloned().collect();
+                let key = field.get(&keys).clone();
+                match how {
+                    0 => {
+                        obj.remove(&key);
+                    }
+                    1 => {
+                        obj.insert(key, value);
+                    }
+                    _ => {
+                        obj.insert("extra".into(), value);
+                    }
+                }
+                v
+            })
+        }
+
+        proptest! {
+            /// Whatever the types can hold within the rules, the validator accepts as the same event.
+            #[test]
+            fn the_validator_accepts_what_the_types_write(event in event()) {
+                let text = serde_json::to_vec(&WireEvent::from(event.clone())).unwrap();
+                prop_assert_eq!(parse_event(&text, &Limits::default()), Ok(event));
+            }
+
+            /// Whatever the validator accepts, the types read as the same event; what it refuses is
+            /// refused with the field named.
+            #[test]
+            fn the_types_read_what_the_validator_accepts(value in mutated()) {
+                match parse_event_value(value.clone(), &Limits::default()) {
+                    Ok(event) => {
+                        let via_serde: WireEvent = serde_json::from_value(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert_eq!(via_serde, WireEvent::from(event));
+                    }
+                    Err(rejection) => prop_assert!(!rejection.field.is_empty() && !rejection.rule.is_empty()),
+                }
+            }
+        }
+    }
 }

@@ -9,15 +9,6 @@ pub mod validate;
 
 pub use event::{AggregateMetrics, DelayedMetrics, Event, Metrics, Prediction, WireEvent};
 pub use limits::Limits;
+/// The crate's error: why an event was refused.
+pub use validate::Rejection as Error;
 pub use validate::{parse_event, parse_event_value, Rejection};
-
-/// The one error type of this crate.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An event broke a rule of the v1 wire format; the rejection names the field.
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    /// A value could not be encoded as JSON.
-    #[error("could not encode JSON: {0}")]
-    Encode(#[from] serde_json::Error),
-}

@@ -6,12 +6,11 @@
 //! The broker binary comes from `DRIFTLINE_TANSU_BIN`, `~/.cache/driftline/tansu/bin/tansu` or
 //! `PATH`. Without one the tests are skipped, unless `DRIFTLINE_REQUIRE_KAFKA=1`, when they fail.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use driftline_testkit::TestDatabase;
+use driftline_testkit::kafka::tansu_bin;
+use driftline_testkit::{IngestProcess, Tansu, TestDatabase};
 use rand::Rng;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -30,75 +29,6 @@ const SELF_ASSIGNED: &[&str] = &["--partitions", "all"];
 /// The scenarios run one at a time: each drives a broker, Postgres and several processes, and
 /// the kills are timed by progress, which two cores shared three ways would distort.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn tansu() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("DRIFTLINE_TANSU_BIN").map(PathBuf::from),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/driftline/tansu/bin/tansu")),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_file()).or_else(|| {
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).find(|p| p.is_file()))
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("DRIFTLINE_REQUIRE_KAFKA").as_deref() != Ok("1"),
-            "DRIFTLINE_REQUIRE_KAFKA=1 but no tansu broker binary was found; install it with \
-             `cargo install tansu --locked --features dynostore --root ~/.cache/driftline/tansu`"
-        );
-        eprintln!("skipping: no tansu broker binary (set DRIFTLINE_TANSU_BIN)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A broker process on a free loopback port, killed when dropped.
-struct Broker {
-    child: Child,
-    bootstrap: String,
-}
-
-impl Broker {
-    fn start(bin: &PathBuf, topic: &str, partitions: u32) -> Broker {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--storage-engine",
-                "memory://tansu/",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let broker = Broker { child, bootstrap: format!("127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        broker.create_topic(bin, topic, partitions);
-        broker
-    }
-
-    fn create_topic(&self, bin: &PathBuf, topic: &str, partitions: u32) {
-        let url = format!("tcp://{}", self.bootstrap);
-        let status = Command::new(bin)
-            .args(["topic", "create", "--broker", &url, "--partitions", &partitions.to_string(), topic])
-            .env("RUST_LOG", "warn")
-            .status()
-            .unwrap();
-        assert!(status.success(), "tansu topic create {topic} failed");
-    }
-}
 
 /// Every message of a one-partition topic, as (`driftline-source` header, key, payload,
 /// `driftline-reason` header), read until `expected` have arrived and nothing more comes for a
@@ -151,13 +81,6 @@ async fn stored_dead_letters(url: &str) -> Vec<(String, Vec<u8>, Vec<u8>, String
         .unwrap()
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn event(i: u32) -> String {
     format!(
         r#"{{"v":1,"type":"prediction","uuid":"00000000-0000-4000-8000-{i:012}","model_crn":"m","model_build_crn":"b","model_deployment_crn":"d","start_timestamp_ms":{},"end_timestamp_ms":{},"metrics":{{"input":{{"x":{i}}},"prediction":0.5}}}}"#,
@@ -197,65 +120,20 @@ fn produce(bootstrap: &str, topic: &str) -> u64 {
     malformed
 }
 
-/// A `driftline ingest` process.
-struct IngestProcess {
-    child: Child,
-    metrics: String,
+/// A `driftline ingest` process of group `e2e`, with `extra` flags (such as `--partitions all`).
+fn ingest(bootstrap: &str, topic: &str, database_url: &str, extra: &[&str]) -> IngestProcess {
+    let args: Vec<String> = ["--kafka-brokers", bootstrap, "--topic", topic, "--group", "e2e"]
+        .iter()
+        .chain(extra)
+        .chain(&["--database-url", database_url, "--batch-size", "2000", "--linger-ms", "100"])
+        .map(|s| (*s).to_owned())
+        .collect();
+    IngestProcess::start(Path::new(env!("CARGO_BIN_EXE_driftline")), &args, None)
 }
 
-impl IngestProcess {
-    /// Starts `driftline ingest`; `extra` are more flags (such as `--partitions all`).
-    fn start(bootstrap: &str, topic: &str, database_url: &str, extra: &[&str]) -> IngestProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
-            .args(["ingest", "--kafka-brokers", bootstrap, "--topic", topic, "--group", "e2e"])
-            .args(extra)
-            .args(["--database-url", database_url, "--batch-size", "2000", "--linger-ms", "100"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .env("DRIFTLINE_LOG", "warn,sqlx=error,librdkafka=error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start driftline ingest");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let metrics = loop {
-            let line = lines.next().expect("ingest printed its metrics address").unwrap();
-            if let Some(rest) = line.strip_prefix("driftline metrics on ") {
-                break rest.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        IngestProcess { child, metrics }
-    }
-
-    fn kill(mut self) {
-        let _ = Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-
-    fn stored(&self) -> u64 {
-        let body = std::process::Command::new("curl").args(["-fsS", &self.metrics]).output();
-        let text = body.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix("driftline_events_stored_total{source=\"kafka\"} "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "ingest did not stop within 60 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for IngestProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Events stored by a process, from its metrics.
+fn stored_by(process: &IngestProcess) -> u64 {
+    process.metric("driftline_events_stored_total{source=\"kafka\"} ").unwrap_or(0.0) as u64
 }
 
 struct Totals {
@@ -311,15 +189,16 @@ async fn wait_for_progress(url: &str, before: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_draining_loses_and_repeats_nothing() {
     let _serial = SERIAL.lock().await;
-    let Some(bin) = tansu() else { return };
+    let Some(bin) = tansu_bin() else { return };
     let Some(db) = TestDatabase::create().await else { return };
-    let broker = Broker::start(&bin, "e2e.kill", 6);
-    broker.create_topic(&bin, "e2e.kill.dead", 1);
+    let broker = Tansu::start(&bin);
+    broker.create_topic("e2e.kill", 6);
+    broker.create_topic("e2e.kill.dead", 1);
     let malformed = produce(&broker.bootstrap, "e2e.kill");
     let flags = [SELF_ASSIGNED, &["--dead-letter-topic", "e2e.kill.dead"]].concat();
     let mut rng = rand::rng();
     for kill in 0..3 {
-        let ingest = IngestProcess::start(&broker.bootstrap, "e2e.kill", &db.url, &flags);
+        let ingest = ingest(&broker.bootstrap, "e2e.kill", &db.url, &flags);
         let before = totals(&db.url).await.map_or(0, |t| t.predictions);
         wait_for_progress(&db.url, before).await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
@@ -327,11 +206,11 @@ async fn sigkill_while_draining_loses_and_repeats_nothing() {
         eprintln!("SIGKILL {} with {at} predictions stored", kill + 1);
         ingest.kill();
     }
-    let ingest = IngestProcess::start(&broker.bootstrap, "e2e.kill", &db.url, &flags);
+    let ingest = ingest(&broker.bootstrap, "e2e.kill", &db.url, &flags);
     let t = wait_for_all(&db.url, malformed, Duration::from_secs(180)).await;
     // Nothing more arrives after everything is in.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ingest.stop();
+    assert!(ingest.stop());
     assert_eq!(totals(&db.url).await.unwrap().predictions, t.predictions);
     assert_exactly_once(&t, malformed);
 
@@ -349,17 +228,18 @@ async fn sigkill_while_draining_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_while_draining_loses_and_repeats_nothing() {
     let _serial = SERIAL.lock().await;
-    let Some(bin) = tansu() else { return };
+    let Some(bin) = tansu_bin() else { return };
     let Some(db) = TestDatabase::throwaway().await else { return };
-    let broker = Broker::start(&bin, "e2e.pg", 6);
+    let broker = Tansu::start(&bin);
+    broker.create_topic("e2e.pg", 6);
     let malformed = produce(&broker.bootstrap, "e2e.pg");
-    let ingest = IngestProcess::start(&broker.bootstrap, "e2e.pg", &db.url, SELF_ASSIGNED);
+    let ingest = ingest(&broker.bootstrap, "e2e.pg", &db.url, SELF_ASSIGNED);
     wait_for_progress(&db.url, 0).await;
     eprintln!("restarting Postgres with {} predictions stored", totals(&db.url).await.unwrap().predictions);
     db.restart_server(Duration::from_secs(3));
     let t = wait_for_all(&db.url, malformed, Duration::from_secs(180)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ingest.stop();
+    assert!(ingest.stop());
     assert_eq!(totals(&db.url).await.unwrap().predictions, t.predictions);
     assert_exactly_once(&t, malformed);
 }
@@ -367,19 +247,19 @@ async fn a_postgres_restart_while_draining_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ingest_processes_share_six_partitions_exactly_once() {
     let _serial = SERIAL.lock().await;
-    let Some(bin) = tansu() else { return };
+    let Some(bin) = tansu_bin() else { return };
     let Some(db) = TestDatabase::create().await else { return };
-    let broker = Broker::start(&bin, "e2e.two", 6);
-    let one = IngestProcess::start(&broker.bootstrap, "e2e.two", &db.url, &[]);
-    let two = IngestProcess::start(&broker.bootstrap, "e2e.two", &db.url, &[]);
+    let broker = Tansu::start(&bin);
+    broker.create_topic("e2e.two", 6);
+    let one = ingest(&broker.bootstrap, "e2e.two", &db.url, &[]);
+    let two = ingest(&broker.bootstrap, "e2e.two", &db.url, &[]);
     // Both join the group before the backlog arrives.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let malformed = produce(&broker.bootstrap, "e2e.two");
     let t = wait_for_all(&db.url, malformed, Duration::from_secs(180)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (a, b) = (one.stored(), two.stored());
-    one.stop();
-    two.stop();
+    let (a, b) = (stored_by(&one), stored_by(&two));
+    assert!(one.stop() && two.stop(), "both stop cleanly");
     assert_exactly_once(&t, malformed);
     assert!(a > 0 && b > 0, "both processes stored events: {a} and {b}");
     assert_eq!(a + b, u64::from(EVENTS), "events stored by the two processes");
