@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     pub(crate) admin_key_hash: Option<String>,
     /// Intake counters, served at `/metrics`.
     pub(crate) metrics: Arc<IngestMetrics>,
+    /// What the drift jobs API needs: where reference files may be read.
+    pub(crate) drift: crate::drift_api::DriftSettings,
 }
 
 impl AppState {
