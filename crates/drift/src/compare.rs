@@ -234,6 +234,7 @@ pub fn compare_column(
     current: &ColumnData,
     options: &Options,
 ) -> Result<ColumnDrift, crate::Error> {
+    options.validate()?;
     let numeric = match (reference, current) {
         (ColumnData::Numeric(r), ColumnData::Numeric(c)) => {
             Some((Sample::new(r.iter().copied()), Sample::new(c.iter().copied())))

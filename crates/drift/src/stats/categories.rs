@@ -107,7 +107,9 @@ impl Categories {
 pub struct CategoryTable {
     /// Category names, sorted; when `other` is set the last one is the "other" category.
     pub names: Vec<String>,
+    /// The reference sample's count of each category.
     pub reference: Vec<u64>,
+    /// The current sample's count of each category.
     pub current: Vec<u64>,
     /// How many named categories were summed into "other", when categories were folded.
     pub other: Option<usize>,
