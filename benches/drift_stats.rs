@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use driftline_drift::performance;
-use driftline_drift::stats::{ks_two_sample, Sample};
+use driftline_drift::stats::drift::ks_two_sample;
+use driftline_drift::stats::performance;
+use driftline_drift::stats::sample::Sample;
 
 fn read_f64(path: &Path) -> anyhow::Result<Vec<f64>> {
     let bytes =

@@ -9,9 +9,16 @@
 //! | categorical, boolean, or numeric with ≤ 5 distinct values | chi-square, drift when p < 0.05 | Jensen–Shannon distance, drift when ≥ 0.1 |
 //!
 //! PSI drifts when ≥ 0.1. The dataset drifts when at least half of its columns drift.
+//!
+//! Categorical columns are compared over at most `max_categories` categories (50 by default)
+//! plus one "other" category for the rest ([`crate::stats::categories`] has the rules), so a
+//! column with tens of thousands of distinct values gives a bounded table and report.
 
-use crate::frame::ColumnData;
-use crate::stats::{self, Sample};
+use crate::format;
+use crate::stats::categories::{CategoryTable, DEFAULT_KEEP, MAX_NAMES};
+use crate::stats::column::ColumnData;
+use crate::stats::drift as stats;
+use crate::stats::sample::Sample;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -82,11 +89,51 @@ pub struct Options {
     pub bins: usize,
     /// Share of drifted columns at which the dataset counts as drifted.
     pub drift_share: f64,
+    /// Categories of a categorical column kept by name; the others are compared as one,
+    /// "other".
+    #[serde(default = "default_max_categories")]
+    pub max_categories: usize,
 }
+
+fn default_max_categories() -> usize {
+    DEFAULT_KEEP
+}
+
+/// Most reference-quantile bins.
+pub const MAX_BINS: usize = 1_000;
 
 impl Default for Options {
     fn default() -> Self {
-        Options { method: Method::Auto, threshold: None, bins: stats::DEFAULT_BINS, drift_share: 0.5 }
+        Options {
+            method: Method::Auto,
+            threshold: None,
+            bins: stats::DEFAULT_BINS,
+            drift_share: 0.5,
+            max_categories: DEFAULT_KEEP,
+        }
+    }
+}
+
+impl Options {
+    /// Checks the settings; the error names the field (`bins`, `drift_share`, `threshold`,
+    /// `max_categories`) and what to do.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let invalid = |field: &str, message: String| crate::Error::Invalid { field: field.into(), message };
+        if !(2..=MAX_BINS).contains(&self.bins) {
+            return Err(invalid("bins", format!("{} is not between 2 and {MAX_BINS}", self.bins)));
+        }
+        if !(0.0..=1.0).contains(&self.drift_share) {
+            return Err(invalid("drift_share", format!("{} is not between 0 and 1", self.drift_share)));
+        }
+        if let Some(t) = self.threshold {
+            if !t.is_finite() || t < 0.0 {
+                return Err(invalid("threshold", format!("{t} is not a non-negative number")));
+            }
+        }
+        if !(1..=MAX_NAMES).contains(&self.max_categories) {
+            return Err(invalid("max_categories", format!("{} is not between 1 and {MAX_NAMES}", self.max_categories)));
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +161,10 @@ pub struct Histogram {
     pub labels: Vec<String>,
     pub reference: Vec<f64>,
     pub current: Vec<f64>,
+    /// When categories were folded: how many the last label, "other", stands for (besides
+    /// values past the count limit, shown as `+`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_categories: Option<usize>,
 }
 
 /// The verdict on one column.
@@ -183,6 +234,7 @@ pub fn compare_column(
     current: &ColumnData,
     options: &Options,
 ) -> Result<ColumnDrift, crate::Error> {
+    options.validate()?;
     let numeric = match (reference, current) {
         (ColumnData::Numeric(r), ColumnData::Numeric(c)) => {
             Some((Sample::new(r.iter().copied()), Sample::new(c.iter().copied())))
@@ -263,18 +315,21 @@ pub fn compare_column(
     } else {
         if method == Method::Ks || method == Method::Wasserstein {
             return Err(column(&format!(
-                "{method} needs numbers on both sides, and this column holds categories; use --method chi2, js or psi for it"
+                "{method} needs numbers on both sides, and this column holds categories; use the chi2, js or psi method for it"
             )));
         }
         kind = Kind::Categorical;
-        let (r, c) = (reference.as_categories(), current.as_categories());
-        let r_excluded = r.iter().filter(|v| v.is_none()).count();
-        let c_excluded = c.iter().filter(|v| v.is_none()).count();
-        let (names, rc, cc) =
-            stats::category_counts(r.iter().flatten().map(String::as_str), c.iter().flatten().map(String::as_str));
-        ref_counts = SideCounts { values: r.len() - r_excluded, excluded: r_excluded };
-        cur_counts = SideCounts { values: c.len() - c_excluded, excluded: c_excluded };
-        histogram = Histogram { labels: names, reference: shares(&rc), current: shares(&cc) };
+        let (r, c) = (reference.categories(), current.categories());
+        ref_counts = SideCounts { values: r.values() as usize, excluded: r.missing() };
+        cur_counts = SideCounts { values: c.values() as usize, excluded: c.missing() };
+        let table = CategoryTable::of(&r, &c, options.max_categories);
+        let (rc, cc) = (table.reference, table.current);
+        histogram = Histogram {
+            labels: table.names,
+            reference: shares(&rc),
+            current: shares(&cc),
+            other_categories: table.other,
+        };
         if ref_counts.values == 0 || cur_counts.values == 0 {
             reason = Some(empty_reason(ref_counts.values == 0, cur_counts.values == 0));
         } else {
@@ -328,27 +383,27 @@ fn shares(counts: &[u64]) -> Vec<f64> {
     counts.iter().map(|c| if total == 0 { 0.0 } else { *c as f64 / total as f64 }).collect()
 }
 
-/// A bin edge in at most 4 significant digits.
-fn short(x: f64) -> String {
-    crate::render::significant(x, 4, -3..6)
-}
-
 fn numeric_histogram(edges: &[f64], reference: &[u64], current: &[u64]) -> Histogram {
     let mut labels = Vec::with_capacity(edges.len() + 1);
     for k in 0..=edges.len() {
-        let lo = if k == 0 { "-∞".to_string() } else { short(edges[k - 1]) };
-        let hi = if k == edges.len() { "∞".to_string() } else { short(edges[k]) };
+        let lo = if k == 0 { "-∞".to_string() } else { format::bin_edge(edges[k - 1]) };
+        let hi = if k == edges.len() { "∞".to_string() } else { format::bin_edge(edges[k]) };
         labels.push(format!("[{lo}, {hi})"));
     }
-    Histogram { labels, reference: shares(reference), current: shares(current) }
+    Histogram { labels, reference: shares(reference), current: shares(current), other_categories: None }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::categories::Categories;
 
     fn numbers(values: impl IntoIterator<Item = f64>) -> ColumnData {
         ColumnData::Numeric(values.into_iter().map(Some).collect())
+    }
+
+    fn categories<'a>(values: impl IntoIterator<Item = &'a str>) -> ColumnData {
+        ColumnData::Categorical(Categories::of(values.into_iter().map(Some)))
     }
 
     #[test]
@@ -357,7 +412,8 @@ mod tests {
         let small = numbers((0..500).map(|i| i as f64));
         let large = numbers((0..5000).map(|i| i as f64));
         let discrete = numbers((0..5000).map(|i| (i % 3) as f64));
-        let words = ColumnData::Categorical((0..50).map(|i| Some(format!("c{}", i % 4))).collect());
+        let words: Vec<String> = (0..50).map(|i| format!("c{}", i % 4)).collect();
+        let words = categories(words.iter().map(String::as_str));
         let method = |c: &ColumnData| compare_column("x", c, c, &options).unwrap().method;
         assert_eq!(method(&small), Method::Ks);
         assert_eq!(method(&large), Method::Wasserstein);
@@ -382,7 +438,7 @@ mod tests {
 
     #[test]
     fn categories_refuse_numeric_only_tests() {
-        let words = ColumnData::Categorical(vec![Some("a".into())]);
+        let words = categories(["a"]);
         let options = Options { method: Method::Ks, ..Options::default() };
         let err = compare_column("plan", &words, &words, &options).unwrap_err().to_string();
         assert!(err.contains("plan") && err.contains("chi2"), "{err}");
@@ -401,14 +457,50 @@ mod tests {
 
     #[test]
     fn psi_reports_the_term_of_each_category() {
-        let r = ColumnData::Categorical(["a", "a", "b", "b"].iter().map(|s| Some(s.to_string())).collect());
-        let c = ColumnData::Categorical(["a", "b", "c", "c"].iter().map(|s| Some(s.to_string())).collect());
+        let r = categories(["a", "a", "b", "b"]);
+        let c = categories(["a", "b", "c", "c"]);
         let d = compare_column("plan", &r, &c, &Options { method: Method::Psi, ..Options::default() }).unwrap();
         assert_eq!(d.histogram.labels, ["a", "b", "c"]);
         let terms = d.psi_terms.unwrap();
         assert_eq!(terms.len(), 3);
         assert!((terms.iter().sum::<f64>() - d.statistic.unwrap()).abs() < 1e-12);
         assert!(terms[2] > terms[0], "the unseen category carries the most");
+    }
+
+    #[test]
+    fn many_categories_are_compared_as_the_top_ones_and_other() {
+        // 60,000 categories on each side: the reference puts a quarter of its values on 100 of
+        // them, the current side spreads evenly.
+        let names: Vec<String> = (0..60_000).map(|i| format!("sku-{i:05}")).collect();
+        let mut r = Categories::default();
+        let mut c = Categories::default();
+        for (i, name) in names.iter().enumerate() {
+            r.add(name);
+            c.add(name);
+            if i < 100 {
+                for _ in 0..200 {
+                    r.add(name);
+                }
+            }
+        }
+        let (r, c) = (ColumnData::Categorical(r), ColumnData::Categorical(c));
+        for method in [Method::Chi2, Method::Js, Method::Psi] {
+            let d = compare_column("sku", &r, &c, &Options { method, ..Options::default() }).unwrap();
+            assert_eq!(d.histogram.labels.len(), DEFAULT_KEEP + 1, "{method}");
+            // 10,000 names are counted per side; the 50,000 values seen after them are in "other"
+            // too, shown as `+`.
+            assert_eq!(d.histogram.other_categories, Some(9_950));
+            assert_eq!(d.histogram.labels.last().unwrap(), "other (9950+ categories)");
+            assert!(d.drifted, "{method}: {:?}", d.statistic);
+            assert_eq!((d.reference.values, d.current.values), (80_000, 60_000));
+            if let Some(terms) = &d.psi_terms {
+                assert_eq!(terms.len(), DEFAULT_KEEP + 1);
+            }
+        }
+        let few = compare_column("sku", &r, &c, &Options { max_categories: 3, ..Options::default() }).unwrap();
+        assert_eq!(few.histogram.labels.len(), 4);
+        let err = Options { max_categories: 0, ..Options::default() }.validate().unwrap_err().to_string();
+        assert!(err.starts_with("max_categories:"), "{err}");
     }
 
     #[test]

@@ -1,20 +1,23 @@
 //! Drift jobs against a real store, on SQLite and on a fresh Postgres database: the window is
 //! read with late labels joined on, results are written back as aggregate metrics, runs keep a
-//! status and a history, one job never runs twice at once, and the scheduler catches up.
+//! status and a history, one job never runs twice at once, reference files are read only from
+//! the references directory, wide text and many categories give bounded reports, and the
+//! scheduler makes up for missed runs within its bounds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_core::{DelayedMetrics, Metrics, Prediction};
-use driftline_drift::files::Metrics as TaskMetrics;
-use driftline_drift::job::{Alert, JobSpec, Reference, Span};
-use driftline_drift::runner::run_job;
-use driftline_drift::schedule::ScheduleSpec;
-use driftline_drift::scheduler::{self, SchedulerConfig};
+use driftline_drift::job::run::run_job;
+use driftline_drift::job::schedule::ScheduleSpec;
+use driftline_drift::job::scheduler::{self, SchedulerConfig};
+use driftline_drift::job::spec::{Alert, JobSpec, Reference, Span};
+use driftline_drift::stats::performance::Metrics as TaskMetrics;
+use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
-use driftline_store::{NewRun, RunStatus, Store, Window, WriteBatch};
+use driftline_store::{NewRun, RunStatus, Store, StoredRun, Window, WriteBatch};
 use driftline_testkit::TestDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -95,14 +98,19 @@ async fn create(store: &dyn Store, spec: &JobSpec, created_at_ms: i64) {
     assert!(store.create_job(&spec.stored(created_at_ms)).await.unwrap());
 }
 
+/// A references directory with nothing in it, for jobs that read no file.
+fn no_files() -> ReferenceFiles {
+    ReferenceFiles::new("/nonexistent/driftline-references")
+}
+
 async fn runs_windows_and_writes_results(store: Arc<dyn Store>) {
     let labels = load(store.as_ref(), 4, 400, 2).await;
     let s = spec("churn-daily");
     create(store.as_ref(), &s, D0).await;
 
     // Day 2 (index 1) is like the baseline; day 3 (index 2) has drifted.
-    let calm = run_job(store.as_ref(), &s, D0 + 2 * DAY).await.unwrap();
-    let drifted = run_job(store.as_ref(), &s, D0 + 3 * DAY).await.unwrap();
+    let calm = run_job(store.as_ref(), &no_files(), &s, D0 + 2 * DAY).await.unwrap();
+    let drifted = run_job(store.as_ref(), &no_files(), &s, D0 + 3 * DAY).await.unwrap();
     let calm_report = calm.report.unwrap_or_else(|| panic!("no report: {:?}", calm.run));
     let drift_report = drifted.report.expect("report");
     assert_eq!(calm_report.rows, 400);
@@ -146,7 +154,7 @@ async fn runs_windows_and_writes_results(store: Arc<dyn Store>) {
     let json_report = json_report.unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&json_report).unwrap();
     assert_eq!(parsed["status"], json!("drift"));
-    let typed: driftline_drift::runner::RunReport =
+    let typed: driftline_drift::report::run::RunReport =
         serde_json::from_str(&json_report).expect("the JSON report reads back");
     assert_eq!(typed.roc_curve.first().map(|p| p.threshold), Some(None));
     let html = html.unwrap();
@@ -155,14 +163,14 @@ async fn runs_windows_and_writes_results(store: Arc<dyn Store>) {
     assert!(!html.contains("running"), "the report shows its own run as finished");
 
     // A window with no predictions: status no_data, and still an aggregate saying so.
-    let empty = run_job(store.as_ref(), &s, D0 + 30 * DAY).await.unwrap();
+    let empty = run_job(store.as_ref(), &no_files(), &s, D0 + 30 * DAY).await.unwrap();
     assert_eq!(empty.run.status, RunStatus::NoData);
 
     // The alert turns an otherwise calm run into a warning.
     let mut strict = spec("churn-strict");
     strict.alert = Some(Alert { metric: "roc_auc".into(), below: Some(0.99), above: None });
     create(store.as_ref(), &strict, D0).await;
-    let warned = run_job(store.as_ref(), &strict, D0 + 2 * DAY).await.unwrap();
+    let warned = run_job(store.as_ref(), &no_files(), &strict, D0 + 2 * DAY).await.unwrap();
     assert_eq!(warned.run.status, RunStatus::Warning);
     assert!(warned.report.unwrap().alert.unwrap().contains("below 0.99"));
 }
@@ -173,8 +181,8 @@ async fn previous_period_and_busy_and_failures(store: Arc<dyn Store>) {
     s.reference = Reference::Previous { offset: Span { ms: DAY } };
     create(store.as_ref(), &s, D0).await;
     // Window day 3 against day 2: same distribution. Window day 4 against day 3: drifted.
-    let same = run_job(store.as_ref(), &s, D0 + 3 * DAY).await.unwrap();
-    let moved = run_job(store.as_ref(), &s, D0 + 4 * DAY).await.unwrap();
+    let same = run_job(store.as_ref(), &no_files(), &s, D0 + 3 * DAY).await.unwrap();
+    let moved = run_job(store.as_ref(), &no_files(), &s, D0 + 4 * DAY).await.unwrap();
     assert_eq!(same.report.as_ref().unwrap().reference.rows, 200);
     assert_ne!(same.run.status, RunStatus::Drift);
     assert_eq!(moved.run.status, RunStatus::Drift);
@@ -185,72 +193,211 @@ async fn previous_period_and_busy_and_failures(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .expect("no run in progress");
-    match run_job(store.as_ref(), &s, D0 + 4 * DAY).await {
+    match run_job(store.as_ref(), &no_files(), &s, D0 + 4 * DAY).await {
         Err(Error::Busy { job }) => assert_eq!(job, s.name),
         other => panic!("expected Busy, got {other:?}"),
     }
     // A stale running run is abandoned, after which runs go ahead again.
     assert_eq!(store.abandon_runs(2).await.unwrap(), 1);
     assert_eq!(store.run(&s.name, blocker).await.unwrap().unwrap().status, RunStatus::Failed);
-    run_job(store.as_ref(), &s, D0 + 4 * DAY).await.unwrap();
+    run_job(store.as_ref(), &no_files(), &s, D0 + 4 * DAY).await.unwrap();
 
-    // A failing run (a reference file that vanished) is recorded as failed with the reason.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ref.csv");
-    std::fs::write(&path, "input.tenure,input.plan,input.absent\n1,basic,\n").unwrap();
+    // A failing run (a reference file that changed) is recorded as failed with the reason.
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("references");
+    std::fs::create_dir(&dir).unwrap();
+    let references = ReferenceFiles::new(&dir);
+    std::fs::write(dir.join("ref.csv"), "input.tenure,input.plan,input.absent\n1,basic,\n").unwrap();
     let mut f = spec("from-file");
-    f.reference = Reference::File { path: path.clone() };
+    f.reference = Reference::File { path: "ref.csv".into() };
     create(store.as_ref(), &f, D0).await;
-    let ok = run_job(store.as_ref(), &f, D0 + 2 * DAY).await.unwrap();
+    let ok = run_job(store.as_ref(), &references, &f, D0 + 2 * DAY).await.unwrap();
     assert_eq!(ok.report.unwrap().reference.rows, 1);
-    std::fs::write(&path, "other\n1\n").unwrap();
-    let failed = run_job(store.as_ref(), &f, D0 + 3 * DAY).await.unwrap();
+    std::fs::write(dir.join("ref.csv"), "other\n1\n").unwrap();
+    let failed = run_job(store.as_ref(), &references, &f, D0 + 3 * DAY).await.unwrap();
     assert_eq!(failed.run.status, RunStatus::Failed);
     assert!(failed.run.summary.unwrap().contains("input.tenure"), "the failure names the missing column");
 }
 
-async fn scheduler_catches_up(store: Arc<dyn Store>) {
-    load(store.as_ref(), 3, 100, 10).await;
-    let now = driftline_core::time::now_ms();
-    let mut s = spec("catch-up");
-    // Hourly, created 10 hours ago: 10 runs are due; the scheduler catches up the newest 3.
-    s.schedule = ScheduleSpec { expression: "hourly".into(), timezone: "UTC".into() };
-    s.window = Span { ms: 3_600_000 };
-    create(store.as_ref(), &s, now - 10 * 3_600_000 - 60_000).await;
+/// Jobs whose reference file is outside the references directory (stored before the rule, or
+/// by another process with another directory) fail when they run, with one message whether
+/// the file exists or not, and without reading it.
+async fn reference_files_only_from_their_directory(store: Arc<dyn Store>) {
+    load(store.as_ref(), 3, 50, 10).await;
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("references");
+    std::fs::create_dir(&dir).unwrap();
+    let references = ReferenceFiles::new(&dir);
+    let secret = top.path().join("secret.csv");
+    std::fs::write(&secret, "input.tenure,input.plan,input.absent\n31337,hunter2,\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&secret, dir.join("link.csv")).unwrap();
+    let mut summaries = Vec::new();
+    for (name, path) in [
+        ("outside", secret.clone()),
+        ("missing", top.path().join("missing.csv")),
+        ("escape", "../secret.csv".into()),
+        ("link", "link.csv".into()),
+    ] {
+        let mut f = spec(name);
+        f.reference = Reference::File { path: path.clone() };
+        assert!(matches!(f.check_reference(&references), Err(Error::Reference { .. })), "{name}");
+        create(store.as_ref(), &f, D0).await;
+        let run = run_job(store.as_ref(), &references, &f, D0 + 2 * DAY).await.unwrap();
+        assert_eq!(run.run.status, RunStatus::Failed, "{name}");
+        let summary = run.run.summary.unwrap();
+        assert!(!summary.contains("hunter2") && !summary.contains("31337"), "{summary}");
+        summaries.push(summary.replace(&path.display().to_string(), "PATH"));
+    }
+    assert!(summaries.windows(2).all(|w| w[0] == w[1]), "one message for every refusal: {summaries:#?}");
+    assert!(summaries[0].contains("references directory"), "{}", summaries[0]);
+}
+
+/// 900-character texts (a different one in every row) and 2,000 categories: the report keeps
+/// the top 50 categories and "other" per feature, with names cut to 256 bytes.
+async fn wide_text_and_many_categories_give_bounded_reports(store: Arc<dyn Store>) {
+    let filler = "lorem ipsum dolor sit amet ".repeat(40);
+    let mut batch = WriteBatch::new(D0);
+    for day in 0..2i64 {
+        for i in 0..3_000i64 {
+            let at = D0 + day * DAY + i * (DAY / 3_000);
+            let sku = if day == 0 { i % 2_000 } else { (i * 7) % 2_000 };
+            batch.predictions.push(Prediction {
+                uuid: Uuid::new_v4(),
+                model_crn: "crn:test:model/churn".into(),
+                model_build_crn: "crn:test:build/1".into(),
+                model_deployment_crn: DEPLOYMENT.into(),
+                start_timestamp_ms: at,
+                end_timestamp_ms: at + 5,
+                metrics: metrics(json!({
+                    "input": {"note": format!("{day}-{i:05} {}", &filler[..900]), "sku": format!("sku-{sku:04}")},
+                    "prediction": 0.5,
+                })),
+            });
+        }
+    }
+    store.write(&batch).await.unwrap();
+    let mut s = spec("wide");
+    s.features = vec!["input.note".into(), "input.sku".into()];
+    s.alert = None;
+    create(store.as_ref(), &s, D0).await;
+    let finished = run_job(store.as_ref(), &no_files(), &s, D0 + 2 * DAY).await.unwrap();
+    let report = finished.report.unwrap_or_else(|| panic!("{:?}", finished.run.summary));
+    for column in &report.drift.columns {
+        let h = &column.histogram;
+        assert_eq!(h.labels.len(), 51, "{}: the top 50 and other", column.column);
+        assert!(h.labels.iter().all(|l| l.len() <= 256), "{}: names cut to 256 bytes", column.column);
+        assert!(h.labels.last().unwrap().starts_with("other ("), "{:?}", h.labels.last());
+        assert_eq!((column.reference.values, column.current.values), (3_000, 3_000));
+    }
+    let note = &report.drift.columns[0];
+    assert_eq!(note.histogram.other_categories, Some(5_950), "6,000 distinct texts, 50 by name");
+    assert!(note.statistic.is_some(), "{:?}", note.reason);
+    let (json_report, html) = store.run_reports("wide", finished.run.id).await.unwrap().unwrap();
+    let (json_report, html) = (json_report.unwrap(), html.unwrap());
+    assert!(json_report.len() < 64 * 1024, "JSON report of {} bytes", json_report.len());
+    assert!(html.len() < 256 * 1024, "HTML report of {} bytes", html.len());
+}
+
+/// Runs the scheduler with `config` until `job` has `expected` finished runs and a few more
+/// ticks brought no other; returns its runs, oldest first.
+async fn schedule_until(store: &Arc<dyn Store>, config: SchedulerConfig, job: &str, expected: usize) -> Vec<StoredRun> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let reports = tempfile::tempdir().unwrap();
-    let config = SchedulerConfig {
-        tick: Duration::from_millis(100),
-        catch_up: 3,
-        reports_dir: Some(reports.path().to_path_buf()),
-    };
     let task = tokio::spawn(scheduler::run(store.clone(), config, async {
         let _ = stopped.await;
     }));
-    let mut runs = Vec::new();
-    for _ in 0..100 {
+    let finished = |runs: &[StoredRun]| runs.iter().filter(|r| r.status != RunStatus::Running).count();
+    for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        runs = store.runs("catch-up", 50).await.unwrap();
-        if runs.len() >= 3 && runs.iter().all(|r| r.status != RunStatus::Running) {
+        let runs = store.runs(job, 2_000).await.unwrap();
+        if finished(&runs) >= expected && runs.iter().all(|r| r.status != RunStatus::Running) {
             break;
         }
     }
     // A few more ticks: nothing else is due, so nothing more runs.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let after = store.runs("catch-up", 50).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut runs = store.runs(job, 2_000).await.unwrap();
     let _ = stop.send(());
     task.await.unwrap();
-    assert_eq!(runs.len(), 3, "{runs:?}");
-    assert_eq!(after.len(), 3, "no run twice: {after:?}");
-    let mut times: Vec<i64> = after.iter().map(|r| r.scheduled_ms).collect();
-    times.sort();
-    times.dedup();
-    assert_eq!(times.len(), 3, "three distinct windows");
-    let newest = times[2];
-    assert!(newest <= now + 1000 && now - newest < 3_600_000, "the newest due time was run");
-    assert!(after.iter().all(|r| r.status == RunStatus::NoData), "the windows are empty (data is from 2026-11)");
+    runs.reverse();
+    runs
+}
+
+fn hourly(name: &str) -> JobSpec {
+    let mut s = spec(name);
+    s.schedule = ScheduleSpec { expression: "hourly".into(), timezone: "UTC".into() };
+    s.window = Span { ms: HOUR };
+    s
+}
+
+const HOUR: i64 = 3_600_000;
+
+fn fast(references: ReferenceFiles) -> SchedulerConfig {
+    SchedulerConfig { tick: Duration::from_millis(100), ..SchedulerConfig::new(references) }
+}
+
+/// After downtime the scheduler makes up only the latest missed run; with backfill, every one,
+/// oldest first.
+async fn scheduler_makes_up_missed_runs(store: Arc<dyn Store>) {
+    // Hourly, created just before the tenth newest hour: 10 runs are due.
+    let created = latest_hour() - 9 * HOUR - 1;
+    create(store.as_ref(), &hourly("latest-only"), created).await;
+    let runs = schedule_until(&store, fast(no_files()), "latest-only", 1).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0].scheduled_ms >= created + 9 * HOUR && runs[0].scheduled_ms <= latest_hour(),
+        "the latest: {runs:?}"
+    );
+    assert_eq!(runs[0].status, RunStatus::NoData, "the windows are empty (data is from 2026-11)");
+
+    let created = latest_hour() - 9 * HOUR - 1;
+    create(store.as_ref(), &hourly("all-missed"), created).await;
+    let reports = tempfile::tempdir().unwrap();
+    let config =
+        SchedulerConfig { backfill: true, reports_dir: Some(reports.path().to_path_buf()), ..fast(no_files()) };
+    let runs = schedule_until(&store, config, "all-missed", 10).await;
+    let times: Vec<i64> = runs.iter().map(|r| r.scheduled_ms).collect();
+    // Every hour since the job's creation, each once, oldest first (an hour that began during
+    // the test is due too).
+    let expected: Vec<i64> = (created + 1..=latest_hour()).step_by(HOUR as usize).collect();
+    assert_eq!(times, expected, "{runs:?}");
+    assert!(runs.windows(2).all(|w| w[0].id < w[1].id), "run in order");
     let files = std::fs::read_dir(reports.path()).unwrap().count();
-    assert_eq!(files, 6, "a JSON and an HTML report per scheduled run");
+    assert_eq!(files, 20, "a JSON and an HTML report per scheduled run");
+}
+
+/// The newest whole hour.
+fn latest_hour() -> i64 {
+    driftline_core::time::now_ms().div_euclid(HOUR) * HOUR
+}
+
+/// Runs made by hand for other times, long before the job existed or far in the future, neither
+/// queue the scheduled times since then nor stop the schedule.
+async fn manual_runs_do_not_move_the_schedule(store: Arc<dyn Store>) {
+    let created = latest_hour() - 2 * HOUR - 1;
+    let s = hourly("by-hand");
+    create(store.as_ref(), &s, created).await;
+    let past = created - 30 * 24 * HOUR;
+    run_job(store.as_ref(), &no_files(), &s, past).await.unwrap();
+    run_job(store.as_ref(), &no_files(), &s, 4_000_000_000_000).await.unwrap();
+    let runs = schedule_until(&store, fast(no_files()), "by-hand", 3).await;
+    let times: Vec<i64> = runs.iter().map(|r| r.scheduled_ms).collect();
+    assert_eq!(times.len(), 3, "one scheduled run besides the two by hand: {runs:?}");
+    assert_eq!((times[0], times[2]), (past, 4_000_000_000_000));
+    assert!(times[1] > created + 2 * HOUR && times[1] <= latest_hour(), "the latest due time: {runs:?}");
+
+    // Times outside 2000-01-01 .. 2100-01-01 are refused before anything is recorded.
+    for at in [5_000_000_000_000, 0, -1] {
+        match run_job(store.as_ref(), &no_files(), &s, at).await {
+            Err(Error::Invalid { message, .. }) => assert!(message.contains("2100-01-01"), "{message}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(store.runs("by-hand", 100).await.unwrap().len(), 3);
+    let err = scheduler::backfill(store.as_ref(), &no_files(), &s, 946_684_800_000, 4_102_444_799_000, |_, _, _| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("shorter parts"), "{err}");
 }
 
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
@@ -289,14 +436,50 @@ async fn postgres_previous_period_busy_and_failures() {
     previous_period_and_busy_and_failures(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_scheduler_catches_up_once() {
+#[tokio::test]
+async fn sqlite_reference_files_only_from_their_directory() {
     let (_dir, store) = sqlite().await;
-    scheduler_catches_up(store).await;
+    reference_files_only_from_their_directory(store).await;
+}
+
+#[tokio::test]
+async fn postgres_reference_files_only_from_their_directory() {
+    let Some((_db, store)) = postgres().await else { return };
+    reference_files_only_from_their_directory(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_wide_text_and_many_categories_give_bounded_reports() {
+    let (_dir, store) = sqlite().await;
+    wide_text_and_many_categories_give_bounded_reports(store).await;
+}
+
+#[tokio::test]
+async fn postgres_wide_text_and_many_categories_give_bounded_reports() {
+    let Some((_db, store)) = postgres().await else { return };
+    wide_text_and_many_categories_give_bounded_reports(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_scheduler_catches_up_once() {
+async fn sqlite_scheduler_makes_up_missed_runs() {
+    let (_dir, store) = sqlite().await;
+    scheduler_makes_up_missed_runs(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_scheduler_makes_up_missed_runs() {
     let Some((_db, store)) = postgres().await else { return };
-    scheduler_catches_up(store).await;
+    scheduler_makes_up_missed_runs(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_manual_runs_do_not_move_the_schedule() {
+    let (_dir, store) = sqlite().await;
+    manual_runs_do_not_move_the_schedule(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_manual_runs_do_not_move_the_schedule() {
+    let Some((_db, store)) = postgres().await else { return };
+    manual_runs_do_not_move_the_schedule(store).await;
 }

@@ -1,8 +1,9 @@
 //! The statistics against scikit-learn and SciPy on the same data (fixtures/generate.py).
 
-use driftline_drift::performance::{self, Confusion};
-use driftline_drift::stats::{self, KsMethod, Sample};
-use driftline_drift::Stat;
+use driftline_drift::stats::drift::{self as stats, KsMethod};
+use driftline_drift::stats::performance::{self, Confusion};
+use driftline_drift::stats::sample::Sample;
+use driftline_drift::stats::value::Stat;
 use serde_json::Value;
 
 const VALUE_TOLERANCE: f64 = 1e-9;

@@ -13,8 +13,9 @@ use anyhow::Context;
 use clap::Args;
 use driftline_core::time::{date_string, now_ms, DAY_MS};
 use driftline_core::Limits;
-use driftline_drift::job::{Alert, JobSpec, Reference, Span};
-use driftline_drift::schedule::ScheduleSpec;
+use driftline_drift::job::schedule::ScheduleSpec;
+use driftline_drift::job::spec::{Alert, JobSpec, Reference, Span};
+use driftline_drift::table::references::ReferenceFiles;
 use driftline_ingest::IntakeReport;
 use driftline_store::keys::hash_key;
 use driftline_store::{RunStatus, Store, StoreConfig};
@@ -92,7 +93,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let admin_key = format!("demo-{}", uuid::Uuid::new_v4().simple());
     let keys = KeyCache::load(store.clone(), Some(hash_key(&admin_key))).await?;
-    let state = AppState::new(store.clone(), Limits::default(), keys, Default::default(), HttpSettings::default());
+    let drift = crate::drift_api::DriftSettings { references: ReferenceFiles::new(args.data_dir.join("references")) };
+    let state =
+        AppState::new(store.clone(), Limits::default(), keys, Default::default(), HttpSettings::default(), drift);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -227,7 +230,16 @@ async fn drift_job(store: &dyn Store, args: &DemoArgs, start_ms: i64, end_ms: i6
     );
     spec.alert = Some(Alert { metric: "roc_auc".into(), below: Some(0.7), above: None });
     store.create_job(&spec.stored(now_ms())).await?;
-    let runs = driftline_drift::scheduler::backfill(store, &spec, start_ms + 2 * DAY_MS, end_ms, |_, _, _| {}).await?;
+    let references = ReferenceFiles::new(args.data_dir.join("references"));
+    let runs = driftline_drift::job::scheduler::backfill(
+        store,
+        &references,
+        &spec,
+        start_ms + 2 * DAY_MS,
+        end_ms,
+        |_, _, _| {},
+    )
+    .await?;
     let mut lines = Vec::new();
     for (day, finished) in (2..).zip(&runs) {
         let Some(report) = &finished.report else {
@@ -253,7 +265,7 @@ async fn drift_job(store: &dyn Store, args: &DemoArgs, start_ms: i64, end_ms: i6
         );
     }
     let last = runs.last().context("the demo covers at least 5 days")?;
-    let (_, report) = driftline_drift::scheduler::write_reports(store, &last.run, &args.data_dir.join("reports"))
+    let (_, report) = driftline_drift::job::persist::write_reports(store, &last.run, &args.data_dir.join("reports"))
         .await?
         .context("the last drift run wrote no report")?;
     Ok(DriftSummary { lines, report })

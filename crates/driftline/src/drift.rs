@@ -6,15 +6,80 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use driftline_core::time::now_ms;
 use driftline_drift::compare::{Method, Options};
-use driftline_drift::files::{self, Metrics, Task};
-use driftline_drift::job::{parse_time, Alert, JobSpec, Reference};
-use driftline_drift::render;
-use driftline_drift::runner::{run_job, time, Finished};
-use driftline_drift::schedule::{Schedule, ScheduleSpec};
-use driftline_drift::scheduler::{self, spec_of};
+use driftline_drift::format::time;
+use driftline_drift::job::persist::write_reports;
+use driftline_drift::job::run::{run_job, Finished};
+use driftline_drift::job::schedule::{Schedule, ScheduleSpec};
+use driftline_drift::job::scheduler::{self, SchedulerConfig};
+use driftline_drift::job::spec::{parse_time, Alert, JobSpec, Reference};
+use driftline_drift::report::{html, text};
+use driftline_drift::stats::categories::DEFAULT_KEEP;
+use driftline_drift::stats::performance::{Metrics, Task};
+use driftline_drift::table::files;
+use driftline_drift::table::references::ReferenceFiles;
+use driftline_drift::Error;
 use driftline_store::Store;
 
+use crate::drift_api::DriftSettings;
 use crate::StoreArgs;
+
+/// Where the reference files of drift jobs are (`file:` references).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReferencesArgs {
+    /// Directory of the reference files drift jobs may read (`--reference file:PATH`, with PATH
+    /// relative to it); `<data-dir>/references` by default. Files elsewhere, and links out of
+    /// it, are refused.
+    #[arg(long, env = "DRIFTLINE_REFERENCES_DIR")]
+    references_dir: Option<PathBuf>,
+}
+
+impl ReferencesArgs {
+    fn files(&self, store: &StoreArgs) -> ReferenceFiles {
+        ReferenceFiles::new(self.references_dir.clone().unwrap_or_else(|| store.data_dir.join("references")))
+    }
+}
+
+/// The drift flags of `driftline serve`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DriftServeArgs {
+    /// Do not run drift jobs on their schedules in this process.
+    #[arg(long, env = "DRIFTLINE_NO_DRIFT_SCHEDULER")]
+    no_drift_scheduler: bool,
+    /// How often the drift scheduler looks for due jobs, in seconds.
+    #[arg(long, env = "DRIFTLINE_DRIFT_TICK_SECS", default_value_t = 15)]
+    drift_tick_secs: u64,
+    /// After the server was down, run every scheduled run a job missed (oldest first, at most
+    /// the newest 1,000 per job), not only the latest one.
+    #[arg(long, env = "DRIFTLINE_DRIFT_BACKFILL")]
+    drift_backfill: bool,
+    /// Also write each scheduled run's JSON and HTML report into this directory (they are
+    /// always stored and served at /api/v1/drift/jobs/{name}/runs/{id}/report).
+    #[arg(long, env = "DRIFTLINE_REPORTS_DIR")]
+    reports_dir: Option<PathBuf>,
+    #[command(flatten)]
+    references: ReferencesArgs,
+}
+
+impl DriftServeArgs {
+    /// What the drift jobs API needs.
+    pub(crate) fn settings(&self, store: &StoreArgs) -> DriftSettings {
+        DriftSettings { references: self.references.files(store) }
+    }
+
+    /// The scheduler's settings; `None` with --no-drift-scheduler.
+    pub(crate) fn scheduler(&self, store: &StoreArgs) -> anyhow::Result<Option<SchedulerConfig>> {
+        if self.no_drift_scheduler {
+            return Ok(None);
+        }
+        anyhow::ensure!(self.drift_tick_secs > 0, "--drift-tick-secs must be at least 1");
+        Ok(Some(SchedulerConfig {
+            tick: std::time::Duration::from_secs(self.drift_tick_secs),
+            backfill: self.drift_backfill,
+            reports_dir: self.reports_dir.clone(),
+            references: self.references.files(store),
+        }))
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DriftCommand {
@@ -65,6 +130,8 @@ pub(crate) enum JobCommand {
         #[arg(long, env = "DRIFTLINE_REPORTS_DIR", default_value = "./driftline-reports")]
         output_dir: PathBuf,
         #[command(flatten)]
+        references: ReferencesArgs,
+        #[command(flatten)]
         store: StoreArgs,
     },
 }
@@ -107,6 +174,10 @@ pub(crate) struct CreateJobArgs {
     /// Reference-quantile bins.
     #[arg(long, env = "DRIFTLINE_JOB_BINS", default_value_t = 10)]
     bins: usize,
+    /// Categories of a categorical feature kept by name in statistics and reports; the others
+    /// are compared as one, "other".
+    #[arg(long, env = "DRIFTLINE_JOB_MAX_CATEGORIES", default_value_t = DEFAULT_KEEP)]
+    max_categories: usize,
     /// Warn when a metric crosses a bound: `roc_auc<0.75`, `rmse>3`.
     #[arg(long, env = "DRIFTLINE_JOB_ALERT")]
     alert: Option<String>,
@@ -116,6 +187,8 @@ pub(crate) struct CreateJobArgs {
     /// IANA time zone of the schedule.
     #[arg(long, env = "DRIFTLINE_JOB_TIMEZONE", default_value = "UTC")]
     timezone: String,
+    #[command(flatten)]
+    references: ReferencesArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -133,6 +206,8 @@ pub(crate) struct BackfillArgs {
     /// Directory for the report files of the last run.
     #[arg(long, env = "DRIFTLINE_REPORTS_DIR", default_value = "./driftline-reports")]
     output_dir: PathBuf,
+    #[command(flatten)]
+    references: ReferencesArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -170,6 +245,10 @@ pub(crate) struct CompareArgs {
     /// Share of drifted columns from which the dataset counts as drifted.
     #[arg(long, env = "DRIFTLINE_DRIFT_SHARE", default_value_t = 0.5)]
     drift_share: f64,
+    /// Categories of a categorical column kept by name; the others are compared as one,
+    /// "other".
+    #[arg(long, env = "DRIFTLINE_DRIFT_MAX_CATEGORIES", default_value_t = DEFAULT_KEEP)]
+    max_categories: usize,
     #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
     format: Format,
     /// Write to this file instead of standard output.
@@ -246,11 +325,47 @@ impl CreateJobArgs {
             threshold: self.threshold,
             drift_share: self.drift_share,
             bins: self.bins,
+            max_categories: self.max_categories,
             alert,
             schedule: ScheduleSpec { expression: self.schedule.clone(), timezone: self.timezone.clone() },
         };
-        spec.validate()?;
+        spec.validate().map_err(flag_names)?;
+        let references = self.references.files(&self.store);
+        spec.check_reference(&references).map_err(|e| in_references(e, &references))?;
         Ok(spec)
+    }
+}
+
+/// A library error with the command-line flags of the fields it names.
+fn flag_names(e: Error) -> anyhow::Error {
+    match e {
+        Error::Invalid { field, message } => {
+            let flag = match field.as_str() {
+                "bins" => "--bins",
+                "drift_share" => "--drift-share",
+                "threshold" => "--threshold",
+                "max_categories" => "--max-categories",
+                "columns" => "--columns",
+                "features" => "--features",
+                "from" => "--from",
+                "period" => "--from/--to",
+                "alert" | "alert.metric" => "--alert",
+                _ => return anyhow::anyhow!("{field}: {message}"),
+            };
+            anyhow::anyhow!("{flag}: {message}")
+        }
+        other => other.into(),
+    }
+}
+
+/// A refused reference file, with the directory it must be in.
+fn in_references(e: Error, references: &ReferenceFiles) -> anyhow::Error {
+    match e {
+        Error::Reference { .. } => anyhow::anyhow!(
+            "{e} (the references directory is {}; choose another with --references-dir)",
+            references.dir().display()
+        ),
+        other => other.into(),
     }
 }
 
@@ -284,7 +399,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             let mut rows =
                 vec![["name".to_string(), "deployment".into(), "window".into(), "schedule".into(), "last run".into()]];
             for job in &jobs {
-                let spec = spec_of(job)?;
+                let spec = JobSpec::from_stored(job)?;
                 let last = store.runs(&job.name, 1).await?;
                 let last = last
                     .first()
@@ -302,7 +417,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             if jobs.is_empty() {
                 println!("no drift jobs; create one with `driftline drift job create`");
             } else {
-                print!("{}", render::text_table(&rows));
+                print!("{}", text::text_table(&rows));
             }
             Ok(())
         }
@@ -322,7 +437,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
                 ]);
             }
             println!();
-            print!("{}", render::text_table(&rows));
+            print!("{}", text::text_table(&rows));
             Ok(())
         }
         JobCommand::Delete { name, store } => {
@@ -333,15 +448,16 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             println!("deleted drift job `{name}` and its runs");
             Ok(())
         }
-        JobCommand::Run { name, at, output_dir, store } => {
-            let store = store.open().await?;
-            let spec = find_job(store.as_ref(), &name).await?;
+        JobCommand::Run { name, at, output_dir, references, store: store_args } => {
             let at = match at.as_deref() {
                 Some(t) => parse_time(t, "--at")?,
                 None => now_ms(),
             };
-            let finished = run_job(store.as_ref(), &spec, at).await?;
-            let written = scheduler::write_reports(store.as_ref(), &finished.run, &output_dir).await?;
+            let references = references.files(&store_args);
+            let store = store_args.open().await?;
+            let spec = find_job(store.as_ref(), &name).await?;
+            let finished = run_job(store.as_ref(), &references, &spec, at).await?;
+            let written = write_reports(store.as_ref(), &finished.run, &output_dir).await?;
             store.close().await;
             print_run(&finished);
             if let Some((json, html)) = written {
@@ -355,9 +471,11 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
 async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     let from = parse_time(&args.from, "--from")?;
     let to = parse_time(&args.to, "--to")?;
+    anyhow::ensure!(from <= to, "--from ({}) is after --to ({}); give the period's start first", args.from, args.to);
+    let references = args.references.files(&args.store);
     let store = args.store.open().await?;
     let spec = find_job(store.as_ref(), &args.name).await?;
-    let runs = scheduler::backfill(store.as_ref(), &spec, from, to, |done, total, finished| {
+    let runs = scheduler::backfill(store.as_ref(), &references, &spec, from, to, |done, total, finished| {
         let width = 30;
         let filled = done * width / total.max(1);
         eprint!(
@@ -368,7 +486,8 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
             finished.run.status.as_str()
         );
     })
-    .await?;
+    .await
+    .map_err(flag_names)?;
     eprintln!();
     let mut last = None;
     for finished in &runs {
@@ -376,7 +495,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         last = Some(&finished.run);
     }
     if let Some(run) = last {
-        if let Some((json, html)) = scheduler::write_reports(store.as_ref(), run, &args.output_dir).await? {
+        if let Some((json, html)) = write_reports(store.as_ref(), run, &args.output_dir).await? {
             println!("  last report  {}\n               {}", html.display(), json.display());
         }
     } else {
@@ -388,11 +507,10 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
 
 /// The settings of the job named `name`.
 async fn find_job(store: &dyn Store, name: &str) -> anyhow::Result<JobSpec> {
-    let job = store
-        .job(name)
-        .await?
-        .with_context(|| format!("no drift job `{name}`; `driftline drift job list` lists them"))?;
-    Ok(spec_of(&job)?)
+    JobSpec::find(store, name).await.map_err(|e| match e {
+        Error::NoJob { .. } => anyhow::anyhow!("{e}; `driftline drift job list` lists them"),
+        other => other.into(),
+    })
 }
 
 fn print_run(finished: &Finished) {
@@ -434,13 +552,21 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         anyhow::ensure!(t.is_finite() && t >= 0.0, "--threshold must be a non-negative number (got {t})");
     }
     let columns: Vec<String> = args.columns.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
-    let options =
-        Options { method: args.method, threshold: args.threshold, bins: args.bins, drift_share: args.drift_share };
-    let result = files::compare_files(&args.reference, &args.current, &columns, &options)?;
+    let options = Options {
+        method: args.method,
+        threshold: args.threshold,
+        bins: args.bins,
+        drift_share: args.drift_share,
+        max_categories: args.max_categories,
+    };
+    let result = files::compare_files(&args.reference, &args.current, &columns, &options).map_err(|e| match e {
+        Error::Column { .. } if args.method != Method::Auto => anyhow::anyhow!("{e} (choose it with --method)"),
+        other => flag_names(other),
+    })?;
     let text = match args.format {
-        Format::Table => render::comparison_table(&result.comparison),
+        Format::Table => text::comparison_table(&result.comparison),
         Format::Json => serde_json::to_string_pretty(&result)? + "\n",
-        Format::Html => render::comparison_page(
+        Format::Html => html::comparison_page(
             &result.comparison,
             "driftline drift report",
             &format!(
@@ -459,7 +585,13 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
 fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.format != Format::Html, "--format html is for drift compare; use table or json here");
     anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number (got {})", args.threshold);
-    let result = files::performance_of_file(&args.input, &args.score, &args.label, args.task, args.threshold)?;
+    let result =
+        files::performance_of_file(&args.input, &args.score, &args.label, args.task, args.threshold).map_err(|e| {
+            match e {
+                Error::Column { .. } => anyhow::anyhow!("{e} (choose the task with --task)"),
+                other => other.into(),
+            }
+        })?;
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&result)? + "\n",
         _ => {
@@ -473,9 +605,9 @@ fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
                 result.rows_excluded
             );
             t.push_str(&match &result.metrics {
-                Metrics::Binary(b) => render::binary_table(b),
-                Metrics::Multiclass(m) => render::multiclass_table(m),
-                Metrics::Regression(r) => render::regression_table(r),
+                Metrics::Binary(b) => text::binary_table(b),
+                Metrics::Multiclass(m) => text::multiclass_table(m),
+                Metrics::Regression(r) => text::regression_table(r),
             });
             t
         }

@@ -1,21 +1,29 @@
 //! The drift jobs API: `/api/v1/drift/jobs…`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use driftline_core::time::now_ms;
-use driftline_drift::job::{parse_time, JobSpec};
-use driftline_drift::runner::run_job;
-use driftline_drift::scheduler::spec_of;
-use driftline_store::{Scope, StoredJob};
+use driftline_drift::job::run::run_job;
+use driftline_drift::job::spec::{parse_time, JobSpec};
+use driftline_drift::table::references::ReferenceFiles;
+use driftline_drift::Error;
+use driftline_store::StoredJob;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::{Admin, Auth, Principal, Read};
 use crate::problem::Problem;
-use crate::server::AppState;
+use crate::server::{AppState, RequestBody};
+
+/// What the drift jobs API needs besides the store.
+#[derive(Debug, Clone)]
+pub(crate) struct DriftSettings {
+    /// The only place `file:` references may be read from.
+    pub(crate) references: ReferenceFiles,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -26,19 +34,36 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/drift/jobs/{name}/runs/{id}/report", get(report))
 }
 
-impl From<driftline_drift::Error> for Problem {
-    fn from(e: driftline_drift::Error) -> Self {
+/// Drift errors as HTTP answers: the caller's input 400, a job that does not exist 404, a run
+/// in progress 409, a failure of this server 500, of its store 503.
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
         match e {
-            driftline_drift::Error::Store(e) => e.into(),
-            driftline_drift::Error::Busy { .. } => Problem::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
-            other => Problem::bad_request(other.to_string()),
+            Error::Store(e) => e.into(),
+            Error::Busy { .. } => Problem::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
+            Error::NoJob { .. } => Problem::not_found(format!("{e}; GET /api/v1/drift/jobs lists them")),
+            Error::Internal { .. } | Error::Io { .. } => {
+                tracing::error!(error = %e, "drift request failed inside the server");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", e.to_string())
+            }
+            Error::Reference { .. } => Problem::bad_request(format!(
+                "{e} (the server's references directory is set with --references-dir or DRIFTLINE_REFERENCES_DIR, \
+                 <data-dir>/references by default)"
+            )),
+            Error::Invalid { .. } | Error::Read { .. } | Error::MissingColumn { .. } | Error::Column { .. } => {
+                Problem::bad_request(e.to_string())
+            }
         }
     }
 }
 
 fn job_json(job: &StoredJob) -> Result<Value, Problem> {
-    let spec: Value = serde_json::from_str(&job.spec)
-        .map_err(|e| Problem::unavailable(format!("stored settings of `{}` do not parse: {e}", job.name)))?;
+    let spec: Value = serde_json::from_str(&job.spec).map_err(|e| {
+        Problem::from(Error::Internal {
+            what: format!("the stored settings of drift job `{}`", job.name),
+            message: format!("{e}; delete the job and create it again"),
+        })
+    })?;
     Ok(
         json!({ "name": job.name, "spec": spec, "created_at_ms": job.created_at_ms, "updated_at_ms": job.updated_at_ms }),
     )
@@ -53,36 +78,40 @@ async fn find(state: &AppState, name: &str) -> Result<StoredJob, Problem> {
 }
 
 /// A deployment-scoped key sees and runs only its deployment's jobs.
-fn check(principal: &crate::auth::Principal, job: &StoredJob) -> Result<JobSpec, Problem> {
-    let spec = spec_of(job)?;
+fn check(principal: &Principal, job: &StoredJob) -> Result<JobSpec, Problem> {
+    let spec = JobSpec::from_stored(job)?;
     principal.check_deployment(&spec.deployment)?;
     Ok(spec)
 }
 
 /// The job of that name, for a caller whose key may read it.
-async fn readable(state: &AppState, headers: &HeaderMap, name: &str) -> Result<StoredJob, Problem> {
-    let principal = state.authorize(headers, Scope::Read).await?;
+async fn readable(state: &AppState, principal: &Principal, name: &str) -> Result<StoredJob, Problem> {
     let job = find(state, name).await?;
-    check(&principal, &job)?;
+    check(principal, &job)?;
     Ok(job)
 }
 
-async fn list_jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
-    let principal = state.authorize(&headers, Scope::Read).await?;
+async fn list_jobs(State(state): State<AppState>, Auth(principal, ..): Auth<Read>) -> Result<Json<Value>, Problem> {
     let mut jobs = Vec::new();
     for job in state.store.jobs().await? {
-        if check(&principal, &job).is_ok() {
+        // A job whose settings no longer parse is left out here; reading it answers 500.
+        let visible = JobSpec::from_stored(&job).is_ok_and(|spec| principal.check_deployment(&spec.deployment).is_ok());
+        if visible {
             jobs.push(job_json(&job)?);
         }
     }
     Ok(Json(json!({ "jobs": jobs })))
 }
 
-async fn create_job(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Admin).await?;
+async fn create_job(
+    State(state): State<AppState>,
+    _: Auth<Admin>,
+    RequestBody(bytes): RequestBody,
+) -> Result<Response, Problem> {
     let spec: JobSpec = serde_json::from_slice(&bytes)
         .map_err(|e| Problem::bad_request(format!("the job is not valid: {e}; see the README's drift job fields")))?;
     spec.validate()?;
+    spec.check_reference(&state.drift.references)?;
     let job = spec.stored(now_ms());
     if !state.store.create_job(&job).await? {
         return Err(Problem::new(
@@ -96,10 +125,10 @@ async fn create_job(State(state): State<AppState>, headers: HeaderMap, bytes: By
 
 async fn show_job(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal, ..): Auth<Read>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let job = readable(&state, &headers, &name).await?;
+    let job = readable(&state, &principal, &name).await?;
     let runs = state.store.runs(&name, 10).await?;
     let mut out = job_json(&job)?;
     out["runs"] = json!(runs);
@@ -108,10 +137,9 @@ async fn show_job(
 
 async fn delete_job(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Auth<Admin>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Admin).await?;
     if !state.store.delete_job(&name).await? {
         return Err(Problem::not_found(format!("no drift job `{name}`")));
     }
@@ -125,11 +153,11 @@ struct RunsParams {
 
 async fn list_runs(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal, ..): Auth<Read>,
     Path(name): Path<String>,
     Query(params): Query<RunsParams>,
 ) -> Result<Json<Value>, Problem> {
-    readable(&state, &headers, &name).await?;
+    readable(&state, &principal, &name).await?;
     let runs = state.store.runs(&name, params.limit.unwrap_or(50).min(1000)).await?;
     Ok(Json(json!({ "runs": runs })))
 }
@@ -142,26 +170,25 @@ struct RunNowParams {
 
 async fn run_now(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Auth<Admin>,
     Path(name): Path<String>,
     Query(params): Query<RunNowParams>,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Admin).await?;
-    let spec = spec_of(&find(&state, &name).await?)?;
+    let spec = JobSpec::from_stored(&find(&state, &name).await?)?;
     let at = match params.at.as_deref() {
         Some(t) => parse_time(t, "parameter `at`")?,
         None => now_ms(),
     };
-    let finished = run_job(state.store.as_ref(), &spec, at).await?;
+    let finished = run_job(state.store.as_ref(), &state.drift.references, &spec, at).await?;
     Ok((StatusCode::CREATED, Json(json!(finished.run))).into_response())
 }
 
 async fn show_run(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal, ..): Auth<Read>,
     Path((name, id)): Path<(String, i64)>,
 ) -> Result<Json<Value>, Problem> {
-    readable(&state, &headers, &name).await?;
+    readable(&state, &principal, &name).await?;
     let run =
         state.store.run(&name, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id} of `{name}`")))?;
     Ok(Json(json!(run)))
@@ -175,11 +202,11 @@ struct ReportParams {
 
 async fn report(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth(principal, ..): Auth<Read>,
     Path((name, id)): Path<(String, i64)>,
     Query(params): Query<ReportParams>,
 ) -> Result<Response, Problem> {
-    readable(&state, &headers, &name).await?;
+    readable(&state, &principal, &name).await?;
     let (json_report, html) = state
         .store
         .run_reports(&name, id)
@@ -194,4 +221,28 @@ async fn report(
     let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: Error) -> StatusCode {
+        Problem::from(e).into_response().status()
+    }
+
+    #[test]
+    fn drift_errors_map_to_what_went_wrong() {
+        let invalid = Error::Invalid { field: "at".into(), message: "out of range".into() };
+        assert_eq!(status(invalid), StatusCode::BAD_REQUEST);
+        assert_eq!(status(Error::Reference { path: "/etc/passwd".into() }), StatusCode::BAD_REQUEST);
+        assert_eq!(status(Error::NoJob { job: "x".into() }), StatusCode::NOT_FOUND);
+        assert_eq!(status(Error::Busy { job: "x".into() }), StatusCode::CONFLICT);
+        let panicked = Error::Internal { what: "the drift computation".into(), message: "task panicked".into() };
+        assert_eq!(status(panicked), StatusCode::INTERNAL_SERVER_ERROR);
+        let disk = Error::Io { path: "/reports/x.json".into(), source: std::io::Error::other("disk full") };
+        assert_eq!(status(disk), StatusCode::INTERNAL_SERVER_ERROR);
+        let store = driftline_store::Error::Database { operation: "list drift runs", cause: sqlx::Error::PoolTimedOut };
+        assert_eq!(status(Error::Store(store)), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

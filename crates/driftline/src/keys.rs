@@ -62,7 +62,7 @@ pub(crate) async fn run(command: KeysCommand) -> anyhow::Result<()> {
                     if k.revoked_at_ms.is_some() { "revoked".into() } else { "active".into() },
                 ]
             }));
-            print!("{}", driftline_drift::render::text_table(&rows));
+            print!("{}", driftline_drift::report::text::text_table(&rows));
         }
         KeysCommand::Revoke { id, store } => {
             let store = store.open().await?;

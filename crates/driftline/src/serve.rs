@@ -2,7 +2,6 @@
 //! in one process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -27,19 +26,8 @@ pub(crate) struct ServeArgs {
     /// Also consume v1 events from these Kafka bootstrap servers, like `driftline ingest`.
     #[arg(long, env = "DRIFTLINE_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
-    /// Do not run drift jobs on their schedules in this process.
-    #[arg(long, env = "DRIFTLINE_NO_DRIFT_SCHEDULER")]
-    no_drift_scheduler: bool,
-    /// How often the drift scheduler looks for due jobs, in seconds.
-    #[arg(long, env = "DRIFTLINE_DRIFT_TICK_SECS", default_value_t = 15)]
-    drift_tick_secs: u64,
-    /// Most missed runs of one job caught up after the server was down (0: only the latest).
-    #[arg(long, env = "DRIFTLINE_DRIFT_CATCH_UP", default_value_t = 24)]
-    drift_catch_up: usize,
-    /// Also write each scheduled run's JSON and HTML report into this directory (they are
-    /// always stored and served at /api/v1/drift/jobs/{name}/runs/{id}/report).
-    #[arg(long, env = "DRIFTLINE_REPORTS_DIR")]
-    reports_dir: Option<PathBuf>,
+    #[command(flatten)]
+    drift: crate::drift::DriftServeArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
@@ -63,7 +51,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let keys = KeyCache::load(store.clone(), admin_key.as_deref().map(hash_key)).await?;
     let key_refresh = keys.spawn_refresh(http.key_refresh);
     let metrics = Arc::new(IngestMetrics::default());
-    let state = server::AppState::new(store.clone(), limits, keys, metrics.clone(), http);
+    let drift = args.drift.settings(&args.store);
+    let state = server::AppState::new(store.clone(), limits, keys, metrics.clone(), http, drift);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let consumer = match &args.kafka_brokers {
@@ -75,18 +64,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
-    let scheduler = (!args.no_drift_scheduler).then(|| {
-        anyhow::ensure!(args.drift_tick_secs > 0, "--drift-tick-secs must be at least 1");
-        let config = driftline_drift::scheduler::SchedulerConfig {
-            tick: std::time::Duration::from_secs(args.drift_tick_secs),
-            catch_up: args.drift_catch_up,
-            reports_dir: args.reports_dir.clone(),
-        };
-        Ok(tokio::spawn(driftline_drift::scheduler::run(store.clone(), config, async {
+    let scheduler = args.drift.scheduler(&args.store)?.map(|config| {
+        tokio::spawn(driftline_drift::job::scheduler::run(store.clone(), config, async {
             let _ = scheduler_stopped.await;
-        })))
+        }))
     });
-    let scheduler = scheduler.transpose()?;
     println!("driftline listening on http://{addr} (store: {})", args.store.config().location());
     tracing::info!(%addr, store = %args.store.config().location(), kafka = args.kafka_brokers.is_some(), "serving");
     server::serve(state, listener, crate::shutdown_signal()).await?;

@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 use common::Server;
 use driftline_core::{DelayedMetrics, Metrics, Prediction};
-use driftline_store::{StoreConfig, WriteBatch};
+use driftline_store::{StoreConfig, StoredJob, WriteBatch};
+use driftline_testkit::TestDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
@@ -270,6 +271,53 @@ async fn job_commands_and_backfill() {
     assert!(err.contains("schedule.expression"), "{err}");
     assert!(stdout(&run(&["drift", "job", "list"])).contains("churn"));
 
+    // Reference files only from the references directory (<data-dir>/references by default).
+    std::fs::create_dir_all(dir.path().join("driftline-data/references")).unwrap();
+    std::fs::write(dir.path().join("driftline-data/references/day1.csv"), "input.tenure\n1\n2\n").unwrap();
+    std::fs::write(dir.path().join("outside.csv"), "input.tenure\n1\n2\n").unwrap();
+    let create_with = |reference: &str| {
+        let args = ["drift", "job", "create", "from-file", "--deployment", DEPLOYMENT, "--features", "input.tenure"];
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--reference", reference, "--max-categories", "20"]);
+        run(&all)
+    };
+    let outside = dir.path().join("outside.csv").display().to_string();
+    for refused in [format!("file:{outside}"), "file:../outside.csv".into(), "file:missing.csv".into()] {
+        let err = failure(&create_with(&refused));
+        assert!(err.contains("references directory") && err.contains("--references-dir"), "{err}");
+    }
+    assert!(stdout(&create_with("file:day1.csv")).contains("created drift job `from-file`"));
+
+    // Times outside 2000-01-01 .. 2100-01-01 are refused, naming the range.
+    let err = failure(&run(&["drift", "job", "run", "churn", "--at", "5000000000000"]));
+    assert!(
+        err.contains("--at") && err.contains("2000-01-01T00:00:00Z") && err.contains("2100-01-01T00:00:00Z"),
+        "{err}"
+    );
+    let err = failure(&run(&[
+        "drift",
+        "backfill",
+        "churn",
+        "--from",
+        "1999-12-01T00:00:00Z",
+        "--to",
+        "2026-11-05T00:00:00Z",
+    ]));
+    assert!(err.contains("--from") && err.contains("accepted range"), "{err}");
+    let err = failure(&run(&[
+        "drift",
+        "job",
+        "create",
+        "old",
+        "--deployment",
+        DEPLOYMENT,
+        "--features",
+        "input.tenure",
+        "--reference",
+        "baseline:1999-01-01T00:00:00Z..1999-01-02T00:00:00Z",
+    ]));
+    assert!(err.contains("accepted range"), "{err}");
+
     let one =
         stdout(&run(&["drift", "job", "run", "churn", "--at", "2026-11-03T00:00:00Z", "--output-dir", "reports"]));
     let report = std::fs::read_to_string(dir.path().join("reports/churn-run1.json")).unwrap_or_default();
@@ -305,11 +353,38 @@ async fn job_commands_and_backfill() {
 }
 
 #[tokio::test]
-async fn jobs_over_the_api() {
+async fn sqlite_jobs_over_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
-    load(&url, dir.path()).await;
-    let server = Server::start_admin(&["--database-url".into(), url.clone()], &["--no-drift-scheduler"]);
+    jobs_over_the_api(&url, dir.path()).await;
+}
+
+#[tokio::test]
+async fn postgres_jobs_over_the_api() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    jobs_over_the_api(&db.url, dir.path()).await;
+}
+
+async fn jobs_over_the_api(url: &str, dir: &Path) {
+    load(url, dir).await;
+    // A job whose stored settings no longer parse: an internal error, not the caller's.
+    let store = driftline_store::open(&StoreConfig {
+        database_url: Some(url.into()),
+        data_dir: dir.into(),
+        options: Default::default(),
+    })
+    .await
+    .unwrap();
+    let broken = StoredJob { name: "broken".into(), spec: "{".into(), created_at_ms: D0, updated_at_ms: D0 };
+    assert!(store.create_job(&broken).await.unwrap());
+    store.close().await;
+    let data_dir = dir.join("data");
+    std::fs::create_dir_all(data_dir.join("references")).unwrap();
+    let server = Server::start_admin(
+        &["--database-url".into(), url.into(), "--data-dir".into(), data_dir.display().to_string()],
+        &["--no-drift-scheduler", "--drift-backfill"],
+    );
     let job = json!({
         "name": "churn-api", "deployment": DEPLOYMENT, "window": "1d",
         "reference": {"kind": "previous", "offset": "1d"},
@@ -318,6 +393,7 @@ async fn jobs_over_the_api() {
     let (status, _, created) = server.post("/api/v1/drift/jobs", ADMIN, "application/json", job.to_string()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["spec"]["task"], json!("binary"), "defaults are filled in");
+    assert_eq!(created["spec"]["max_categories"], json!(50), "defaults are filled in");
     let (status, _, _) = server.post("/api/v1/drift/jobs", ADMIN, "application/json", job.to_string()).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let mut bad = job.clone();
@@ -352,6 +428,23 @@ async fn jobs_over_the_api() {
     let (_, _, runs) = server.get("/api/v1/drift/jobs/churn-api/runs", Some(ADMIN)).await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
 
+    // Times outside 2000-01-01 .. 2100-01-01 are refused with the range; nothing is run.
+    for at in ["5000000000000", "1999-12-31T23:59:59Z", "1794096000"] {
+        let (status, _, problem) = server
+            .post(&format!("/api/v1/drift/jobs/churn-api/runs?at={at}"), ADMIN, "application/json", String::new())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{at}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("2000-01-01T00:00:00Z") && detail.contains("2100-01-01T00:00:00Z"), "{detail}");
+    }
+    let mut old = job.clone();
+    old["name"] = json!("old-baseline");
+    old["reference"] = json!({"kind": "baseline", "start_ms": 0, "end_ms": 86_400_000});
+    let (status, _, problem) = server.post("/api/v1/drift/jobs", ADMIN, "application/json", old.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (_, _, runs) = server.get("/api/v1/drift/jobs/churn-api/runs", Some(ADMIN)).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
+
     // The results are aggregate metrics like any other.
     let (_, _, aggregates) = server
         .get(&format!("/api/v1/aggregate_metrics?model_deployment_crn={DEPLOYMENT}&start_timestamp_ms={D0}&end_timestamp_ms={}", D0 + 10 * DAY), Some(ADMIN))
@@ -359,6 +452,44 @@ async fn jobs_over_the_api() {
     let sources: Vec<&str> =
         aggregates["metrics"].as_array().unwrap().iter().map(|a| a["source"].as_str().unwrap()).collect();
     assert_eq!(sources, ["drift:churn-api", "drift:churn-api"]);
+
+    // Reference files: only inside <data-dir>/references, and a refusal does not tell whether
+    // a path exists.
+    std::fs::write(data_dir.join("references/day1.csv"), "input.tenure\n1\n2\n3\n").unwrap();
+    std::fs::write(dir.join("secret.csv"), "input.tenure\n1\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(dir.join("secret.csv"), data_dir.join("references/link.csv")).unwrap();
+    let with_file = |name: &str, path: &str| {
+        let mut j = job.clone();
+        j["name"] = json!(name);
+        j["reference"] = json!({"kind": "file", "path": path});
+        j.to_string()
+    };
+    let secret = dir.join("secret.csv").display().to_string();
+    let missing = dir.join("missing.csv").display().to_string();
+    let mut details = Vec::new();
+    for path in [secret.as_str(), missing.as_str(), "/etc/passwd", "../../secret.csv", "link.csv", "nope.csv"] {
+        let (status, kind, problem) =
+            server.post("/api/v1/drift/jobs", ADMIN, "application/json", with_file("probe", path)).await;
+        assert_eq!((status, kind.as_str()), (StatusCode::BAD_REQUEST, "application/problem+json"), "{path}");
+        details.push(problem["detail"].as_str().unwrap().replace(path, "PATH"));
+    }
+    assert!(details.windows(2).all(|w| w[0] == w[1]), "one answer for every refusal: {details:#?}");
+    assert!(details[0].contains("references directory"), "{}", details[0]);
+    let (status, _, created) =
+        server.post("/api/v1/drift/jobs", ADMIN, "application/json", with_file("from-file", "day1.csv")).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _, run) = server
+        .post("/api/v1/drift/jobs/from-file/runs?at=2026-11-05T00:00:00Z", ADMIN, "application/json", String::new())
+        .await;
+    assert_eq!((status, run["status"].as_str()), (StatusCode::CREATED, Some("drift")), "{run}");
+
+    // What went wrong decides the status: a missing job 404, a damaged one 500.
+    let (status, _, problem) =
+        server.post("/api/v1/drift/jobs/nope/runs", ADMIN, "application/json", String::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    let (status, kind, problem) = server.get("/api/v1/drift/jobs/broken/runs", Some(ADMIN)).await;
+    assert_eq!((status, kind.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "application/problem+json"), "{problem}");
 
     let r = server.client.delete(server.url("/api/v1/drift/jobs/churn-api")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);

@@ -18,12 +18,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use driftline_core::Limits;
 use driftline_ingest::IngestMetrics;
-use driftline_store::{Scope, Store};
+use driftline_store::Store;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::auth::{KeyCache, Principal};
+pub(crate) use self::events::RequestBody;
+use crate::auth::KeyCache;
 use crate::problem::Problem;
 
 /// How the server protects itself; see the `serve` flags.
@@ -66,6 +67,8 @@ pub(crate) struct AppState {
     /// Intake counters, served at `/metrics`.
     pub(crate) metrics: Arc<IngestMetrics>,
     pub(crate) http: HttpSettings,
+    /// What the drift jobs API needs: where reference files may be read.
+    pub(crate) drift: crate::drift_api::DriftSettings,
     /// Requests being served.
     requests: Arc<Semaphore>,
     /// Request body bytes being received, in KiB.
@@ -79,23 +82,18 @@ impl AppState {
         keys: KeyCache,
         metrics: Arc<IngestMetrics>,
         http: HttpSettings,
+        drift: crate::drift_api::DriftSettings,
     ) -> Self {
         AppState {
             store,
             limits,
             keys,
             metrics,
+            drift,
             requests: Arc::new(Semaphore::new(http.max_concurrent_requests)),
             body_kib: Arc::new(Semaphore::new(http.max_inflight_body_bytes.div_ceil(1024).max(1))),
             http,
         }
-    }
-
-    /// Authenticates the key in `headers` and checks that it allows `needed`.
-    pub(crate) async fn authorize(&self, headers: &axum::http::HeaderMap, needed: Scope) -> Result<Principal, Problem> {
-        let principal = self.keys.authenticate(headers)?;
-        principal.require(needed)?;
-        Ok(principal)
     }
 }
 

@@ -1,18 +1,63 @@
-//! The HTML report of a drift job's run: per-feature histograms with the verdicts, the ROC
-//! curve and the performance metrics, and the job's recent runs as line charts. One
-//! self-contained file: no scripts, no network.
+//! The report of a drift job's run: what it found, as JSON ([`RunReport`]), and as one
+//! self-contained HTML page ([`page`]: per-feature histograms with the verdicts, the ROC curve
+//! and the performance metrics, and the job's recent runs as line charts; no scripts, no
+//! network).
 
-use crate::files::{Metrics, Task};
-use crate::job::JobSpec;
-use crate::render::{self, escape, number};
-use crate::runner::{time, RunReport};
+use super::html::{self, escape};
+use crate::compare::Comparison;
+use crate::format::{number, time};
+use crate::stats::performance::{Metrics, RocPoint};
 use driftline_store::{RunStatus, StoredRun};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
-/// The report page of one run, with `history` (newest first) for the charts.
-pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> String {
-    let title = format!("driftline · {} · run {}", spec.name, report.run_id);
+/// The JSON report of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub job: String,
+    pub run_id: i64,
+    pub deployment: String,
+    pub status: RunStatus,
+    /// The current window `[start_ms, end_ms)`.
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub reference: ReferenceInfo,
+    /// Predictions in the current window.
+    pub rows: usize,
+    /// Predictions whose ground truth has arrived.
+    pub labelled: usize,
+    /// Predictions without ground truth yet.
+    pub unlabelled: usize,
+    /// Predictions whose ground truth or score does not fit the task (left out of performance).
+    pub invalid: usize,
+    pub drift: Comparison,
+    pub performance: Option<Metrics>,
+    /// The ROC curve (binary task), at most 200 points.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roc_curve: Vec<RocPoint>,
+    /// Why the status is `warning`, when an alert bound was crossed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+    /// The aggregate metrics written for the window.
+    pub aggregate: Map<String, Value>,
+}
+
+/// What the window was compared with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReferenceInfo {
+    pub description: String,
+    pub rows: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
+}
+
+/// The report page of one run, with `history` (newest first) for the charts, which show the
+/// share of drifted features and `chart_metric` over time.
+pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> String {
+    let title = format!("driftline · {} · run {}", report.job, report.run_id);
     let subtitle = format!(
         "deployment {} · window {} .. {} · compared with {} ({} rows)",
         report.deployment,
@@ -21,7 +66,7 @@ pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> St
         report.reference.description,
         report.reference.rows
     );
-    let mut out = render::page_start(&title, &subtitle);
+    let mut out = html::page_start(&title, &subtitle);
     let (class, text) = match report.status {
         RunStatus::Drift => ("drift", "Drift"),
         RunStatus::Warning => ("drift", "Warning"),
@@ -40,7 +85,7 @@ pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> St
     );
 
     out.push_str("<h2>Feature drift</h2>");
-    out.push_str(&render::comparison_section(&report.drift));
+    out.push_str(&html::comparison_section(&report.drift));
 
     out.push_str("<h2>Performance</h2>");
     match &report.performance {
@@ -50,15 +95,11 @@ pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> St
                 let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));
             }
             out.push_str("</table></div>");
-            if spec.task == Task::Binary {
-                let auc = match metrics {
-                    Metrics::Binary(b) => b.roc_auc.value,
-                    _ => None,
-                };
+            if let Metrics::Binary(b) = metrics {
                 let _ = write!(
                     out,
                     "<div class=\"card\"><h3>ROC curve</h3>{}</div>",
-                    render::roc_svg(&report.roc_curve, auc)
+                    html::roc_svg(&report.roc_curve, b.roc_auc.value)
                 );
             }
             out.push_str("</div>");
@@ -79,20 +120,12 @@ pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> St
     let _ = write!(
         out,
         "<div class=\"card\">{}</div>",
-        render::line_svg("share of features drifted", &series(&|s| s.get("share_drifted")?.as_f64()))
+        html::line_svg("share of features drifted", &series(&|s| s.get("share_drifted")?.as_f64()))
     );
-    let metric = spec.alert.as_ref().map(|a| a.metric.clone()).unwrap_or_else(|| {
-        match spec.task {
-            Task::Binary => "roc_auc",
-            Task::Multiclass => "accuracy",
-            Task::Regression => "rmse",
-        }
-        .to_string()
-    });
     let _ = write!(
         out,
         "<div class=\"card\">{}</div>",
-        render::line_svg(&metric, &series(&|s| s.get("performance")?.get(metric.as_str())?.as_f64()))
+        html::line_svg(chart_metric, &series(&|s| s.get("performance")?.get(chart_metric)?.as_f64()))
     );
     out.push_str("</div><table><tr><th>run</th><th>window end</th><th>status</th></tr>");
     for r in history.iter().take(10) {
@@ -105,7 +138,7 @@ pub fn run_page(spec: &JobSpec, report: &RunReport, history: &[StoredRun]) -> St
         );
     }
     out.push_str("</table>");
-    out.push_str(render::page_end());
+    out.push_str(html::page_end());
     out
 }
 

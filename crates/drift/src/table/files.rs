@@ -1,9 +1,10 @@
 //! The file commands' work: compare two tables column by column, and score a table of
 //! predictions against its labels.
 
+use super::frame::{Cells, Table};
 use crate::compare::{self, Comparison, Options};
-use crate::frame::{ColumnData, Table};
-use crate::performance::{self, Binary, Multiclass, Regression};
+use crate::format::category_name;
+use crate::stats::performance::{self, Metrics, Task};
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -31,12 +32,13 @@ pub fn compare_files(
     columns: &[String],
     options: &Options,
 ) -> Result<FileComparison, Error> {
+    options.validate()?;
     let (r, c) = (Table::read(reference)?, Table::read(current)?);
     let names: Vec<String> = if columns.is_empty() {
         let shared: Vec<String> = r.column_names().into_iter().filter(|n| c.column_names().contains(n)).collect();
         if shared.is_empty() {
             return Err(Error::Invalid {
-                field: "--columns".into(),
+                field: "columns".into(),
                 message: format!("{} and {} share no column name; name the columns to compare", r.path(), c.path()),
             });
         }
@@ -57,37 +59,6 @@ pub fn compare_files(
     })
 }
 
-/// What kind of model produced the scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Task {
-    Binary,
-    Multiclass,
-    Regression,
-}
-
-impl Task {
-    pub fn name(self) -> &'static str {
-        match self {
-            Task::Binary => "binary",
-            Task::Multiclass => "multiclass",
-            Task::Regression => "regression",
-        }
-    }
-}
-
-impl std::str::FromStr for Task {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "binary" => Ok(Task::Binary),
-            "multiclass" => Ok(Task::Multiclass),
-            "regression" => Ok(Task::Regression),
-            other => Err(format!("unknown task `{other}`; use binary, multiclass or regression")),
-        }
-    }
-}
-
 /// Performance of one file's predictions, as `driftline drift performance` prints it in JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilePerformance {
@@ -100,15 +71,6 @@ pub struct FilePerformance {
     pub metrics: Metrics,
 }
 
-/// Metrics of one task.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Metrics {
-    Binary(Binary),
-    Multiclass(Multiclass),
-    Regression(Regression),
-}
-
 /// Scores the `score` column against the `label` column of a file.
 pub fn performance_of_file(
     path: &Path,
@@ -118,13 +80,13 @@ pub fn performance_of_file(
     threshold: f64,
 ) -> Result<FilePerformance, Error> {
     let table = Table::read(path)?;
-    let (s, l) = (table.column(score)?, table.column(label)?);
+    let (s, l) = (table.cells(score)?, table.cells(label)?);
     let (metrics, excluded) = match task {
         Task::Binary => {
             let scores = numbers(
                 score,
                 &s,
-                "binary scores are probabilities of class 1; use --task multiclass for class names",
+                "binary scores are probabilities of class 1; use the multiclass task for class names",
             )?;
             let labels = binary_labels(label, &l)?;
             let (scores, labels, excluded) = pair_rows(&scores, &labels);
@@ -137,7 +99,7 @@ pub fn performance_of_file(
             (Metrics::Regression(performance::regression(&p, &t)), excluded)
         }
         Task::Multiclass => {
-            let (p, t) = (s.as_categories(), l.as_categories());
+            let (p, t) = (names(&s), names(&l));
             let mut excluded = 0;
             let (mut predicted, mut labels) = (Vec::new(), Vec::new());
             for (p, t) in p.iter().zip(&t) {
@@ -162,10 +124,18 @@ pub fn performance_of_file(
     })
 }
 
-fn numbers(name: &str, column: &ColumnData, hint: &str) -> Result<Vec<Option<f64>>, Error> {
+/// Class names: numbers as JSON prints them; missing, NaN and infinite numbers are missing.
+fn names(cells: &Cells) -> Vec<Option<String>> {
+    match cells {
+        Cells::Text(v) => v.clone(),
+        Cells::Numbers(v) => v.iter().map(|x| x.filter(|x| x.is_finite()).map(category_name)).collect(),
+    }
+}
+
+fn numbers(name: &str, column: &Cells, hint: &str) -> Result<Vec<Option<f64>>, Error> {
     match column {
-        ColumnData::Numeric(v) => Ok(v.iter().map(|x| x.filter(|x| x.is_finite())).collect()),
-        ColumnData::Categorical(v) => {
+        Cells::Numbers(v) => Ok(v.iter().map(|x| x.filter(|x| x.is_finite())).collect()),
+        Cells::Text(v) => {
             let example = v.iter().flatten().next().cloned().unwrap_or_default();
             Err(Error::Column {
                 column: name.into(),
@@ -176,18 +146,17 @@ fn numbers(name: &str, column: &ColumnData, hint: &str) -> Result<Vec<Option<f64
 }
 
 /// Labels 0/1, true/false (as numbers, booleans or text); missing ones are `None`.
-fn binary_labels(name: &str, column: &ColumnData) -> Result<Vec<Option<bool>>, Error> {
-    let refuse = |row: usize, value: String| {
-        Error::Column {
+fn binary_labels(name: &str, column: &Cells) -> Result<Vec<Option<bool>>, Error> {
+    let refuse = |row: usize, value: String| Error::Column {
         column: name.into(),
         message: format!(
-            "row {} holds {value}, which is not a binary label (0/1 or true/false); use --task multiclass for more classes",
+            "row {} holds {value}, which is not a binary label (0/1 or true/false); use the multiclass task for more \
+             classes",
             row + 1
         ),
-    }
     };
     match column {
-        ColumnData::Numeric(v) => v
+        Cells::Numbers(v) => v
             .iter()
             .enumerate()
             .map(|(i, x)| match x {
@@ -198,7 +167,7 @@ fn binary_labels(name: &str, column: &ColumnData) -> Result<Vec<Option<bool>>, E
                 Some(x) => Err(refuse(i, x.to_string())),
             })
             .collect(),
-        ColumnData::Categorical(v) => v
+        Cells::Text(v) => v
             .iter()
             .enumerate()
             .map(|(i, s)| match s.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
@@ -234,12 +203,12 @@ mod tests {
 
     #[test]
     fn labels_accept_numbers_booleans_and_text() {
-        let n = ColumnData::Numeric(vec![Some(0.0), Some(1.0), None]);
+        let n = Cells::Numbers(vec![Some(0.0), Some(1.0), None]);
         assert_eq!(binary_labels("y", &n).unwrap(), vec![Some(false), Some(true), None]);
-        let t = ColumnData::Categorical(vec![Some("True".into()), Some("0".into()), Some("".into())]);
+        let t = Cells::Text(vec![Some("True".into()), Some("0".into()), Some("".into())]);
         assert_eq!(binary_labels("y", &t).unwrap(), vec![Some(true), Some(false), None]);
-        let bad = ColumnData::Numeric(vec![Some(0.0), Some(2.0)]);
+        let bad = Cells::Numbers(vec![Some(0.0), Some(2.0)]);
         let err = binary_labels("label", &bad).unwrap_err().to_string();
-        assert!(err.contains("`label`") && err.contains("row 2") && err.contains("multiclass"), "{err}");
+        assert!(err.contains("`label`") && err.contains("row 2") && err.contains("multiclass task"), "{err}");
     }
 }

@@ -1,47 +1,19 @@
 //! Tables from files: CSV and Parquet through polars, turned into the typed columns the
 //! statistics work on.
 
+use crate::stats::categories::Categories;
+use crate::stats::column::ColumnData;
 use crate::Error;
 use polars::prelude::*;
 use std::path::Path;
 
-/// One column's values: numbers, or categories (strings and booleans).
+/// One column's values row by row, for the metrics that pair a row's score with its label.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ColumnData {
+pub enum Cells {
     /// `None` for a missing value.
-    Numeric(Vec<Option<f64>>),
-    /// `None` for a missing value.
-    Categorical(Vec<Option<String>>),
-}
-
-impl ColumnData {
-    pub fn len(&self) -> usize {
-        match self {
-            ColumnData::Numeric(v) => v.len(),
-            ColumnData::Categorical(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The values as category names: numbers print as they would in JSON.
-    pub fn as_categories(&self) -> Vec<Option<String>> {
-        match self {
-            ColumnData::Categorical(v) => v.clone(),
-            ColumnData::Numeric(v) => v.iter().map(|x| x.filter(|x| x.is_finite()).map(format_number)).collect(),
-        }
-    }
-}
-
-/// A number as a category name: integers without a fraction.
-pub(crate) fn format_number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x}")
-    }
+    Numbers(Vec<Option<f64>>),
+    /// Strings and booleans (as `true` / `false`); `None` for a missing value.
+    Text(Vec<Option<String>>),
 }
 
 /// A table read from a file.
@@ -49,6 +21,13 @@ pub(crate) fn format_number(x: f64) -> String {
 pub struct Table {
     path: String,
     frame: DataFrame,
+}
+
+/// A column's series by type.
+enum Typed {
+    Numbers(Vec<Option<f64>>),
+    Booleans(BooleanChunked),
+    Text(StringChunked),
 }
 
 impl Table {
@@ -96,8 +75,29 @@ impl Table {
         self.frame.get_column_names().iter().map(|n| n.to_string()).collect()
     }
 
-    /// The named column, typed: numeric types become numbers, everything else categories.
+    /// The named column for a comparison: numeric types become numbers, everything else
+    /// categories, counted (long values cut, as [`crate::stats::categories`] says).
     pub fn column(&self, name: &str) -> Result<ColumnData, Error> {
+        Ok(match self.typed(name)? {
+            Typed::Numbers(values) => ColumnData::Numeric(values),
+            Typed::Booleans(b) => {
+                let names = b.iter().map(|b| b.map(|b| if b { "true" } else { "false" }));
+                ColumnData::Categorical(Categories::of(names))
+            }
+            Typed::Text(s) => ColumnData::Categorical(Categories::of(s.iter())),
+        })
+    }
+
+    /// The named column row by row: numeric types become numbers, everything else text.
+    pub fn cells(&self, name: &str) -> Result<Cells, Error> {
+        Ok(match self.typed(name)? {
+            Typed::Numbers(values) => Cells::Numbers(values),
+            Typed::Booleans(b) => Cells::Text(b.iter().map(|b| b.map(|b| b.to_string())).collect()),
+            Typed::Text(s) => Cells::Text(s.iter().map(|s| s.map(str::to_string)).collect()),
+        })
+    }
+
+    fn typed(&self, name: &str) -> Result<Typed, Error> {
         let column = self.frame.column(name).map_err(|_| Error::MissingColumn {
             column: name.to_string(),
             path: self.path.clone(),
@@ -108,15 +108,12 @@ impl Table {
         let dtype = series.dtype();
         if dtype.is_primitive_numeric() {
             let floats = series.cast(&DataType::Float64).map_err(failed)?;
-            let values = floats.f64().map_err(failed)?.iter().collect();
-            Ok(ColumnData::Numeric(values))
+            Ok(Typed::Numbers(floats.f64().map_err(failed)?.iter().collect()))
         } else if dtype == &DataType::Boolean {
-            let values = series.bool().map_err(failed)?.iter().map(|b| b.map(|b| b.to_string())).collect();
-            Ok(ColumnData::Categorical(values))
+            Ok(Typed::Booleans(series.bool().map_err(failed)?.clone()))
         } else {
             let strings = series.cast(&DataType::String).map_err(failed)?;
-            let values = strings.str().map_err(failed)?.iter().map(|s| s.map(str::to_string)).collect();
-            Ok(ColumnData::Categorical(values))
+            Ok(Typed::Text(strings.str().map_err(failed)?.clone()))
         }
     }
 }
@@ -135,12 +132,14 @@ mod tests {
         assert_eq!(table.column("x").unwrap(), ColumnData::Numeric(vec![Some(1.5), None, Some(3.0)]));
         assert_eq!(
             table.column("plan").unwrap(),
-            ColumnData::Categorical(vec![Some("basic".into()), Some("pro".into()), Some("basic".into())])
+            ColumnData::Categorical(Categories::of([Some("basic"), Some("pro"), Some("basic")]))
         );
         assert_eq!(
             table.column("flag").unwrap(),
-            ColumnData::Categorical(vec![Some("true".into()), Some("false".into()), None])
+            ColumnData::Categorical(Categories::of([Some("true"), Some("false"), None]))
         );
+        assert_eq!(table.cells("flag").unwrap(), Cells::Text(vec![Some("true".into()), Some("false".into()), None]));
+        assert_eq!(table.cells("x").unwrap(), Cells::Numbers(vec![Some(1.5), None, Some(3.0)]));
         let err = table.column("nope").unwrap_err().to_string();
         assert!(err.contains("`nope`") && err.contains("x, plan, flag"), "{err}");
     }

@@ -1,12 +1,21 @@
-//! Drift jobs: what a job compares, and its settings as stored.
+//! Drift jobs: what a job compares, and its settings as stored; the times a job accepts.
 
-use crate::compare::Method;
-use crate::files::Task;
-use crate::schedule::{Schedule, ScheduleSpec};
+use super::schedule::{Schedule, ScheduleSpec};
+use crate::compare::{Method, Options};
+use crate::stats::categories::DEFAULT_KEEP;
+use crate::stats::performance::Task;
+use crate::table::references::ReferenceFiles;
 use crate::Error;
+use driftline_core::limits::{DEFAULT_MAX_TIMESTAMP_MS as TIME_END_MS, DEFAULT_MIN_TIMESTAMP_MS as TIME_START_MS};
+use driftline_store::{Store, StoredJob, Window};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
+
+/// Most features of one job.
+pub const MAX_FEATURES: usize = 256;
+/// The longest window, offset or span: 100 years.
+pub const MAX_SPAN_MS: i64 = 36_525 * 86_400_000;
 
 /// A drift job's settings, stored as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +51,10 @@ pub struct JobSpec {
     /// Reference-quantile bins for PSI, JS on numbers and the histograms.
     #[serde(default = "default_bins")]
     pub bins: usize,
+    /// Categories of a categorical feature kept by name in statistics and reports; the others
+    /// are compared as one, "other".
+    #[serde(default = "default_max_categories")]
+    pub max_categories: usize,
     /// A performance metric that turns the status to `warning` when it crosses a bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<Alert>,
@@ -64,7 +77,10 @@ fn default_drift_share() -> f64 {
     0.5
 }
 fn default_bins() -> usize {
-    crate::stats::DEFAULT_BINS
+    crate::stats::drift::DEFAULT_BINS
+}
+fn default_max_categories() -> usize {
+    DEFAULT_KEEP
 }
 
 /// The reference a job compares its current window with.
@@ -75,7 +91,8 @@ pub enum Reference {
     Baseline { start_ms: i64, end_ms: i64 },
     /// The same window, `offset` earlier (e.g. `7d`: the same day last week).
     Previous { offset: Span },
-    /// A dataset file (CSV or Parquet) with one column per feature path.
+    /// A dataset file (CSV or Parquet) with one column per feature path, in the references
+    /// directory: a path relative to it, or absolute inside it.
     File { path: PathBuf },
 }
 
@@ -101,16 +118,40 @@ impl Reference {
     }
 }
 
-/// Parses a time as milliseconds since the epoch or RFC 3339.
+/// Parses a time as milliseconds since the epoch or RFC 3339, in the accepted range (see
+/// [`check_time`]); `field` names it in errors.
 pub fn parse_time(text: &str, field: &str) -> Result<i64, Error> {
     let text = text.trim();
-    if let Ok(ms) = text.parse::<i64>() {
+    let ms = match text.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => {
+            chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|_| Error::Invalid {
+                field: field.into(),
+                message: format!(
+                    "`{text}` is not a time; use milliseconds since the epoch or RFC 3339 like 2026-11-01T00:00:00Z"
+                ),
+            })?
+        }
+    };
+    check_time(ms, field)
+}
+
+/// `ms` when it is in the range of times driftline accepts, the same as for events: from
+/// 2000-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z. A time outside is refused
+/// with an error naming the range, rather than run (or scheduled) for a window that can hold no
+/// event.
+pub fn check_time(ms: i64, field: &str) -> Result<i64, Error> {
+    if (TIME_START_MS..TIME_END_MS).contains(&ms) {
         return Ok(ms);
     }
-    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|_| Error::Invalid {
+    let seconds = ms.checked_mul(1000).is_some_and(|t| (TIME_START_MS..TIME_END_MS).contains(&t));
+    Err(Error::Invalid {
         field: field.into(),
         message: format!(
-            "`{text}` is not a time; use milliseconds since the epoch or RFC 3339 like 2026-11-01T00:00:00Z"
+            "{ms} ({}) is outside the accepted range, from 2000-01-01T00:00:00Z ({TIME_START_MS}) up to but not \
+             including 2100-01-01T00:00:00Z ({TIME_END_MS}){}",
+            crate::format::time(ms),
+            if seconds { "; it looks like seconds, give milliseconds" } else { "; give a time in that range" }
         ),
     })
 }
@@ -155,7 +196,10 @@ impl std::str::FromStr for Span {
         if n <= 0 {
             return Err(format!("`{s}` must be longer than zero"));
         }
-        Ok(Span { ms: n * unit_ms })
+        match n.checked_mul(unit_ms) {
+            Some(ms) if ms <= MAX_SPAN_MS => Ok(Span { ms }),
+            _ => Err(format!("`{s}` is longer than 100 years (36525d)")),
+        }
     }
 }
 
@@ -185,7 +229,7 @@ impl fmt::Display for Span {
 
 impl JobSpec {
     /// A job with the defaults for everything not named: score `prediction`, label `label`,
-    /// binary task, `auto` method, drift share 0.5, 10 bins, no alert.
+    /// binary task, `auto` method, drift share 0.5, 10 bins, 50 categories, no alert.
     pub fn new(
         name: &str,
         deployment: &str,
@@ -207,14 +251,15 @@ impl JobSpec {
             threshold: None,
             drift_share: default_drift_share(),
             bins: default_bins(),
+            max_categories: default_max_categories(),
             alert: None,
             schedule,
         }
     }
 
     /// The job as the store keeps it, created at `now_ms`.
-    pub fn stored(&self, now_ms: i64) -> driftline_store::StoredJob {
-        driftline_store::StoredJob {
+    pub fn stored(&self, now_ms: i64) -> StoredJob {
+        StoredJob {
             name: self.name.clone(),
             spec: serde_json::to_string(self).expect("job settings serialize"),
             created_at_ms: now_ms,
@@ -222,7 +267,48 @@ impl JobSpec {
         }
     }
 
-    /// Checks every setting; the error names the field and what to do.
+    /// The settings of a stored job. Settings that no longer parse are an internal error: the
+    /// store holds only settings that parsed when the job was created.
+    pub fn from_stored(job: &StoredJob) -> Result<Self, Error> {
+        serde_json::from_str(&job.spec).map_err(|e| Error::Internal {
+            what: format!("the stored settings of drift job `{}`", job.name),
+            message: format!("{e}; delete the job and create it again"),
+        })
+    }
+
+    /// The settings of the job named `name` in `store`.
+    pub async fn find(store: &dyn Store, name: &str) -> Result<Self, Error> {
+        let job = store.job(name).await?.ok_or_else(|| Error::NoJob { job: name.to_string() })?;
+        JobSpec::from_stored(&job)
+    }
+
+    /// The comparison settings of the job.
+    pub fn options(&self) -> Options {
+        Options {
+            method: self.method,
+            threshold: self.threshold,
+            bins: self.bins,
+            drift_share: self.drift_share,
+            max_categories: self.max_categories,
+        }
+    }
+
+    /// The current window of the run at `scheduled_ms`: the window's length, ending there.
+    pub fn window_ending(&self, scheduled_ms: i64) -> Window {
+        Window { start_ms: scheduled_ms - self.window.ms, end_ms: scheduled_ms }
+    }
+
+    /// Checks that a file reference names a file this process may read; other references
+    /// pass. Made where jobs are created, and again by every run.
+    pub fn check_reference(&self, references: &ReferenceFiles) -> Result<(), Error> {
+        if let Reference::File { path } = &self.reference {
+            references.resolve(path)?;
+        }
+        Ok(())
+    }
+
+    /// Checks every setting; the error names the field and what to do. The file of a file
+    /// reference is checked by [`JobSpec::check_reference`].
     pub fn validate(&self) -> Result<Schedule, Error> {
         let invalid = |field: &str, message: String| Error::Invalid { field: field.into(), message };
         if self.name.is_empty()
@@ -240,6 +326,15 @@ impl JobSpec {
         if self.features.is_empty() {
             return Err(invalid("features", "is empty; name at least one dotted path such as input.tenure".into()));
         }
+        if self.features.len() > MAX_FEATURES {
+            return Err(invalid(
+                "features",
+                format!(
+                    "names {} features, more than {MAX_FEATURES}; split them over several jobs",
+                    self.features.len()
+                ),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for f in &self.features {
             if f.is_empty() || f.split('.').any(str::is_empty) {
@@ -255,30 +350,27 @@ impl JobSpec {
             }
         }
         match &self.reference {
-            Reference::Baseline { start_ms, end_ms } if start_ms >= end_ms => {
+            Reference::Baseline { start_ms, end_ms } => {
+                check_time(*start_ms, "reference")?;
+                check_time(*end_ms, "reference")?;
+                if start_ms >= end_ms {
+                    return Err(invalid(
+                        "reference",
+                        format!("the baseline window starts ({start_ms}) at or after its end ({end_ms})"),
+                    ));
+                }
+            }
+            Reference::File { path } if path.as_os_str().is_empty() => {
                 return Err(invalid(
                     "reference",
-                    format!("the baseline window starts ({start_ms}) at or after its end ({end_ms})"),
+                    "the file path is empty; name a file in the references directory".into(),
                 ));
-            }
-            Reference::File { path } if !path.is_file() => {
-                return Err(invalid("reference", format!("the file {} does not exist", path.display())));
             }
             _ => {}
         }
-        if !(0.0..=1.0).contains(&self.drift_share) {
-            return Err(invalid("drift_share", format!("{} is not between 0 and 1", self.drift_share)));
-        }
-        if self.bins < 2 {
-            return Err(invalid("bins", format!("{} is fewer than 2", self.bins)));
-        }
-        if let Some(t) = self.threshold {
-            if !t.is_finite() || t < 0.0 {
-                return Err(invalid("threshold", format!("{t} is not a non-negative number")));
-            }
-        }
+        self.options().validate()?;
         if let Some(alert) = &self.alert {
-            let known = task_metrics(self.task);
+            let known = self.task.metric_names();
             if !known.contains(&alert.metric.as_str()) {
                 return Err(invalid(
                     "alert.metric",
@@ -290,15 +382,6 @@ impl JobSpec {
             }
         }
         Schedule::parse(&self.schedule)
-    }
-}
-
-/// The metric names of a task, as written in summaries and alerts.
-pub fn task_metrics(task: Task) -> &'static [&'static str] {
-    match task {
-        Task::Binary => &["roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "log_loss", "brier"],
-        Task::Multiclass => &["accuracy", "macro_f1"],
-        Task::Regression => &["mse", "rmse", "mae", "r2", "mape"],
     }
 }
 
@@ -352,6 +435,51 @@ mod tests {
         s.reference = Reference::Baseline { start_ms: 10, end_ms: 5 };
         assert!(s.validate().unwrap_err().to_string().starts_with("reference:"));
         assert!(serde_json::from_str::<JobSpec>(r#"{"name":"x","colour":"red"}"#).is_err());
+    }
+
+    #[test]
+    fn times_outside_2000_to_2100_are_refused_with_the_range() {
+        assert_eq!(parse_time("4000000000000", "at").unwrap(), 4_000_000_000_000);
+        assert_eq!(parse_time("2099-12-31T23:59:59Z", "at").unwrap(), 4_102_444_799_000);
+        for (text, hint) in [
+            ("5000000000000", "give a time in that range"),
+            ("2100-01-01T00:00:00Z", "give a time in that range"),
+            ("1999-12-31T23:59:59Z", "give a time in that range"),
+            ("-9223372036854775808", "give a time in that range"),
+            ("1794096000", "looks like seconds"),
+        ] {
+            let err = parse_time(text, "at").unwrap_err().to_string();
+            assert!(err.starts_with("at: ") && err.contains("2000-01-01T00:00:00Z"), "{err}");
+            assert!(err.contains("2100-01-01T00:00:00Z") && err.contains(hint), "{err}");
+        }
+        let mut s = spec();
+        s.reference = Reference::Baseline { start_ms: 0, end_ms: 86_400_000 };
+        assert!(s.validate().unwrap_err().to_string().contains("accepted range"));
+        assert!("99999999999999w".parse::<Span>().unwrap_err().contains("100 years"));
+        assert!("36526d".parse::<Span>().is_err());
+    }
+
+    #[test]
+    fn settings_that_could_exhaust_memory_are_refused() {
+        let mut s = spec();
+        s.bins = 1_000_000_000;
+        assert!(s.validate().unwrap_err().to_string().starts_with("bins:"));
+        let mut s = spec();
+        s.max_categories = 0;
+        assert!(s.validate().unwrap_err().to_string().starts_with("max_categories:"));
+        let mut s = spec();
+        s.features = (0..=MAX_FEATURES).map(|i| format!("input.f{i}")).collect();
+        assert!(s.validate().unwrap_err().to_string().starts_with("features:"));
+    }
+
+    #[test]
+    fn stored_settings_that_do_not_parse_are_internal_errors() {
+        let job = StoredJob { name: "x".into(), spec: "{".into(), created_at_ms: 0, updated_at_ms: 0 };
+        assert!(matches!(JobSpec::from_stored(&job), Err(Error::Internal { .. })));
+        let old = r#"{"name":"x","deployment":"d","window":"1d","reference":{"kind":"previous","offset":"7d"},
+            "features":["a"],"schedule":{"expression":"hourly"}}"#;
+        let job = StoredJob { name: "x".into(), spec: old.into(), created_at_ms: 0, updated_at_ms: 0 };
+        assert_eq!(JobSpec::from_stored(&job).unwrap().max_categories, 50, "jobs stored before the setting existed");
     }
 
     #[test]

@@ -1,56 +1,65 @@
 //! The scheduler inside `driftline serve`: runs each job when its schedule comes due, never two
-//! runs of one job at once, and after a restart catches up the runs it missed (at most
-//! `catch_up` per job, newest first kept; 0 runs only the latest missed one).
+//! runs of one job at once, and after downtime makes up for the runs it missed: by default only
+//! the latest one, with `backfill` every one of them, oldest first, but never more than
+//! [`MAX_BACKFILL_RUNS`] (the newest) per job. Also backfills a period on request.
+//!
+//! A job's schedule continues from its newest run at or before now, or from its creation when
+//! that is later. Runs made by hand for other times (an earlier day, or a window in the future)
+//! therefore neither queue the scheduled times before them nor stop the schedule.
 
-use crate::job::JobSpec;
-use crate::runner::run_job;
-use crate::schedule::Schedule;
+use super::run::{run_job, Finished};
+use super::schedule::Schedule;
+use super::spec::{check_time, JobSpec};
+use crate::table::references::ReferenceFiles;
 use crate::Error;
 use driftline_core::time::now_ms;
 use driftline_store::{Store, StoredJob};
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A run still marked running after this long lost its process.
 pub const STALE_RUN_MS: i64 = 3_600_000;
+/// Most runs of one job made up after downtime with backfill, and most runs of one backfill.
+pub const MAX_BACKFILL_RUNS: usize = 1_000;
+/// Recent runs of a job read to find its newest run at or before now.
+const RECENT_RUNS: u32 = 100;
 
 /// Settings of the scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// How often due jobs are looked for.
     pub tick: Duration,
-    /// Most missed runs of one job caught up after downtime.
-    pub catch_up: usize,
+    /// After downtime, make up every missed run (at most [`MAX_BACKFILL_RUNS`]), not only the
+    /// latest.
+    pub backfill: bool,
     /// Where each run's reports are also written as files (`<job>-run<id>.json` / `.html`).
-    pub reports_dir: Option<std::path::PathBuf>,
+    pub reports_dir: Option<PathBuf>,
+    /// Where the reference files of jobs are.
+    pub references: ReferenceFiles,
 }
 
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        SchedulerConfig { tick: Duration::from_secs(15), catch_up: 24, reports_dir: None }
+impl SchedulerConfig {
+    /// Ticks every 15 seconds, makes up only the latest missed run, writes no report files.
+    pub fn new(references: ReferenceFiles) -> Self {
+        SchedulerConfig { tick: Duration::from_secs(15), backfill: false, reports_dir: None, references }
     }
 }
 
-/// Parses a stored job's settings.
-pub fn spec_of(job: &StoredJob) -> Result<JobSpec, Error> {
-    serde_json::from_str(&job.spec).map_err(|e| Error::Invalid {
-        field: "job".into(),
-        message: format!("stored settings of `{}` do not parse ({e}); delete and create the job again", job.name),
-    })
-}
-
-/// The scheduled times due for a job now: after its newest run (or its creation), at most
-/// `catch_up` of them (at least one).
+/// The scheduled times due for a job at `now`: after its newest run at or before `now` (or its
+/// creation, when later), the latest one only, or with `backfill` the newest
+/// [`MAX_BACKFILL_RUNS`] of them, oldest first.
 pub async fn due_runs(
     store: &dyn Store,
     job: &StoredJob,
     schedule: &Schedule,
     now: i64,
-    catch_up: usize,
+    backfill: bool,
 ) -> Result<Vec<i64>, Error> {
-    let last = store.runs(&job.name, 1).await?.first().map(|r| r.scheduled_ms).unwrap_or(job.created_at_ms);
-    Ok(schedule.between(last, now, catch_up.max(1)))
+    let recent = store.runs(&job.name, RECENT_RUNS).await?;
+    let last = recent.iter().map(|r| r.scheduled_ms).find(|t| *t <= now).unwrap_or(i64::MIN).max(job.created_at_ms);
+    Ok(schedule.between(last, now, if backfill { MAX_BACKFILL_RUNS } else { 1 }))
 }
 
 /// Runs the scheduler until `shutdown` resolves.
@@ -86,10 +95,10 @@ async fn tick(
         if running.lock().expect("not poisoned").contains(&job.name) {
             continue;
         }
-        let spec = match spec_of(&job) {
+        let spec = match JobSpec::from_stored(&job) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(job = %job.name, error = %e, "skipping a drift job");
+                tracing::error!(job = %job.name, error = %e, "skipping a drift job");
                 continue;
             }
         };
@@ -100,20 +109,20 @@ async fn tick(
                 continue;
             }
         };
-        let due = due_runs(store.as_ref(), &job, &schedule, now, config.catch_up).await?;
+        let due = due_runs(store.as_ref(), &job, &schedule, now, config.backfill).await?;
         if due.is_empty() {
             continue;
         }
         running.lock().expect("not poisoned").insert(job.name.clone());
-        let (store, running, reports_dir) = (store.clone(), running.clone(), config.reports_dir.clone());
+        let (store, running, config) = (store.clone(), running.clone(), config.clone());
         tokio::spawn(async move {
             for scheduled in due {
-                match run_job(store.as_ref(), &spec, scheduled).await {
+                match run_job(store.as_ref(), &config.references, &spec, scheduled).await {
                     Ok(done) => {
                         let status = done.run.status.as_str();
                         tracing::info!(job = %spec.name, run = done.run.id, status, "drift run finished");
-                        if let Some(dir) = &reports_dir {
-                            if let Err(e) = write_reports(store.as_ref(), &done.run, dir).await {
+                        if let Some(dir) = &config.reports_dir {
+                            if let Err(e) = super::persist::write_reports(store.as_ref(), &done.run, dir).await {
                                 tracing::warn!(job = %spec.name, error = %e, "could not write the run's report files");
                             }
                         }
@@ -131,43 +140,36 @@ async fn tick(
     Ok(())
 }
 
-/// Writes a run's stored reports as `<job>-run<id>.json` and `.html` into `dir`; `None` when the
-/// run has no reports (it failed).
-pub async fn write_reports(
-    store: &dyn Store,
-    run: &driftline_store::StoredRun,
-    dir: &std::path::Path,
-) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, Error> {
-    let Some((Some(json), Some(html))) = store.run_reports(&run.job, run.id).await? else { return Ok(None) };
-    let failed = |path: &std::path::Path, e: std::io::Error| Error::Invalid {
-        field: "reports directory".into(),
-        message: format!("cannot write {}: {e}", path.display()),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
-    let base = dir.join(format!("{}-run{}", run.job, run.id));
-    let (json_path, html_path) = (base.with_extension("json"), base.with_extension("html"));
-    std::fs::write(&json_path, json).map_err(|e| failed(&json_path, e))?;
-    std::fs::write(&html_path, html).map_err(|e| failed(&html_path, e))?;
-    Ok(Some((json_path, html_path)))
-}
-
 /// Runs a job for every scheduled time in `[from_ms, to_ms]`, oldest first, calling
-/// `progress(done, total, run)` after each.
+/// `progress(done, total, run)` after each. A period with more than [`MAX_BACKFILL_RUNS`]
+/// scheduled times is refused: backfill it in parts.
 pub async fn backfill(
     store: &dyn Store,
+    references: &ReferenceFiles,
     spec: &JobSpec,
     from_ms: i64,
     to_ms: i64,
-    mut progress: impl FnMut(usize, usize, &crate::runner::Finished),
-) -> Result<Vec<crate::runner::Finished>, Error> {
+    mut progress: impl FnMut(usize, usize, &Finished),
+) -> Result<Vec<Finished>, Error> {
     let schedule = spec.validate()?;
+    check_time(from_ms, "from")?;
+    check_time(to_ms, "to")?;
     if from_ms > to_ms {
-        return Err(Error::Invalid { field: "--from".into(), message: "is after --to".into() });
+        return Err(Error::Invalid { field: "from".into(), message: "is after the end of the period".into() });
     }
-    let times = schedule.between(from_ms - 1, to_ms, usize::MAX);
+    let times = schedule.between(from_ms - 1, to_ms, MAX_BACKFILL_RUNS + 1);
+    if times.len() > MAX_BACKFILL_RUNS {
+        return Err(Error::Invalid {
+            field: "period".into(),
+            message: format!(
+                "the period holds more than {MAX_BACKFILL_RUNS} scheduled runs of `{}`; backfill it in shorter parts",
+                spec.name
+            ),
+        });
+    }
     let mut out = Vec::with_capacity(times.len());
     for (i, t) in times.iter().enumerate() {
-        let finished = run_job(store, spec, *t).await?;
+        let finished = run_job(store, references, spec, *t).await?;
         progress(i + 1, times.len(), &finished);
         out.push(finished);
     }

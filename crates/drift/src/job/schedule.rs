@@ -71,10 +71,35 @@ impl Schedule {
         Some(next.timestamp_millis().div_euclid(1000) * 1000)
     }
 
-    /// Scheduled times in `(after_ms, until_ms]`, oldest first, at most `limit` of the newest.
+    /// The last scheduled time at or before `at_ms`.
+    pub fn last_at_or_before(&self, at_ms: i64) -> Option<i64> {
+        let second = at_ms.div_euclid(1000) * 1000;
+        let at = Utc.timestamp_millis_opt(second).single()?.with_timezone(&self.tz);
+        let previous: DateTime<Tz> = self.cron.find_previous_occurrence(&at, true).ok()?;
+        Some(previous.timestamp_millis().div_euclid(1000) * 1000)
+    }
+
+    /// Scheduled times in `(after_ms, until_ms]`, oldest first: the newest `limit` of them. The
+    /// work is in proportion to `limit`, not to the length of the period: the search steps back
+    /// from `until_ms` to the oldest time it will return, then lists forward from there.
     pub fn between(&self, after_ms: i64, until_ms: i64, limit: usize) -> Vec<i64> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        let mut from = after_ms;
+        let (mut t, mut found) = (until_ms, 0);
+        while found < limit {
+            match self.last_at_or_before(t) {
+                Some(previous) if previous > after_ms => {
+                    found += 1;
+                    from = previous - 1;
+                    t = previous - 1;
+                }
+                _ => break,
+            }
+        }
         let mut out = std::collections::VecDeque::new();
-        let mut t = after_ms;
+        let mut t = from.max(after_ms);
         while let Some(next) = self.next_after(t) {
             if next > until_ms {
                 break;
@@ -185,6 +210,41 @@ mod tests {
         // Only the newest `limit` are kept.
         let newest = s.between(at("2026-11-20T00:00:00Z"), at("2026-11-21T00:00:00Z"), 2);
         assert_eq!(newest, vec![at("2026-11-20T18:00:00Z"), at("2026-11-21T00:00:00Z")]);
+    }
+
+    #[test]
+    fn the_newest_times_of_a_long_period_come_without_listing_it() {
+        // Every second for 90 years: listing them all would take hours.
+        let s = schedule("* * * * * *", "UTC");
+        let (from, to) = (at("2001-01-01T00:00:00Z"), at("2091-01-01T00:00:00Z"));
+        assert_eq!(s.between(from, to, 3), vec![to - 2000, to - 1000, to]);
+        assert_eq!(s.between(from, from + 2500, 10), vec![from + 1000, from + 2000]);
+        assert_eq!(s.last_at_or_before(to + 999), Some(to));
+        assert!(s.between(from, to, 0).is_empty());
+    }
+
+    #[test]
+    fn stepping_back_agrees_with_stepping_forward_across_daylight_saving() {
+        // Berlin leaves daylight saving on 2026-10-25 (02:00-03:00 twice) and enters it on
+        // 2026-03-29 (02:00-03:00 skipped).
+        for expression in ["hourly", "30 * * * *", "daily@02:30", "*/20 * * * *"] {
+            let s = schedule(expression, "Europe/Berlin");
+            for (from, to) in [
+                (at("2026-10-24T00:00:00Z"), at("2026-10-26T00:00:00Z")),
+                (at("2026-03-28T00:00:00Z"), at("2026-03-30T00:00:00Z")),
+            ] {
+                let mut forward = Vec::new();
+                let mut t = from;
+                while let Some(next) = s.next_after(t).filter(|n| *n <= to) {
+                    forward.push(next);
+                    t = next;
+                }
+                for limit in [1, 5, forward.len(), usize::MAX] {
+                    let want = &forward[forward.len().saturating_sub(limit)..];
+                    assert_eq!(s.between(from, to, limit), want, "{expression} {limit}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,155 +1,10 @@
-//! Rendering results for people: a terminal table and a self-contained HTML page (inline SVG
-//! and CSS, no scripts, nothing fetched over the network).
+//! Self-contained HTML for people: pages with inline CSS and SVG (histogram overlays, the ROC
+//! curve, line charts), no scripts, nothing fetched over the network.
 
 use crate::compare::{Comparison, Histogram};
-use crate::performance::{Binary, Multiclass, Regression, RocPoint};
-use crate::Stat;
+use crate::format::{number, shorten};
+use crate::stats::performance::RocPoint;
 use std::fmt::Write as _;
-
-/// The comparison as an aligned text table.
-pub fn comparison_table(c: &Comparison) -> String {
-    let mut rows = vec![[
-        "column".to_string(),
-        "kind".into(),
-        "method".into(),
-        "statistic".into(),
-        "p-value".into(),
-        "threshold".into(),
-        "drift".into(),
-        "excluded (ref/cur)".into(),
-    ]];
-    for col in &c.columns {
-        rows.push([
-            col.column.clone(),
-            format!("{:?}", col.kind).to_lowercase(),
-            col.method.to_string(),
-            col.statistic.map(number).unwrap_or_else(|| "—".into()),
-            col.p_value.map(number).unwrap_or_else(|| "—".into()),
-            number(col.threshold),
-            if col.reason.is_some() {
-                "n/a".into()
-            } else if col.drifted {
-                "DRIFT".into()
-            } else {
-                "ok".into()
-            },
-            format!("{}/{}", col.reference.excluded, col.current.excluded),
-        ]);
-    }
-    let mut out = text_table(&rows);
-    for col in c.columns.iter().filter(|c| c.reason.is_some()) {
-        let _ = writeln!(out, "{}: {}", col.column, col.reason.as_deref().unwrap_or_default());
-    }
-    let _ = writeln!(
-        out,
-        "\n{} of {} columns drifted ({:.0}%); dataset drift: {} (at {:.0}% of columns)",
-        c.drifted_columns,
-        c.columns.len(),
-        c.share_drifted * 100.0,
-        if c.dataset_drift { "YES" } else { "no" },
-        c.drift_share * 100.0
-    );
-    out
-}
-
-/// Binary metrics as a two-column table.
-pub fn binary_table(b: &Binary) -> String {
-    let mut rows = vec![["metric".to_string(), "value".into()]];
-    rows.push(["rows".into(), b.rows.to_string()]);
-    rows.push(["positives".into(), b.positives.to_string()]);
-    rows.push(["threshold".into(), number(b.threshold)]);
-    for (name, stat) in [
-        ("roc_auc", &b.roc_auc),
-        ("average_precision", &b.average_precision),
-        ("accuracy", &b.accuracy),
-        ("precision", &b.precision),
-        ("recall", &b.recall),
-        ("f1", &b.f1),
-        ("log_loss", &b.log_loss),
-        ("brier", &b.brier),
-    ] {
-        rows.push([name.into(), stat_text(stat)]);
-    }
-    let c = &b.confusion;
-    rows.push([
-        "confusion (tn fp / fn tp)".into(),
-        format!("{} {} / {} {}", c.true_negatives, c.false_positives, c.false_negatives, c.true_positives),
-    ]);
-    text_table(&rows)
-}
-
-pub fn multiclass_table(m: &Multiclass) -> String {
-    let mut rows = vec![["metric".to_string(), "value".into()]];
-    rows.push(["rows".into(), m.rows.to_string()]);
-    rows.push(["classes".into(), m.classes.to_string()]);
-    rows.push(["accuracy".into(), stat_text(&m.accuracy)]);
-    rows.push(["macro_f1".into(), stat_text(&m.macro_f1)]);
-    for (class, f1) in &m.f1_per_class {
-        rows.push([format!("f1[{class}]"), number(*f1)]);
-    }
-    text_table(&rows)
-}
-
-pub fn regression_table(r: &Regression) -> String {
-    let mut rows = vec![["metric".to_string(), "value".into()]];
-    rows.push(["rows".into(), r.rows.to_string()]);
-    for (name, stat) in [("mse", &r.mse), ("rmse", &r.rmse), ("mae", &r.mae), ("r2", &r.r2), ("mape", &r.mape)] {
-        rows.push([name.into(), stat_text(stat)]);
-    }
-    text_table(&rows)
-}
-
-fn stat_text(s: &Stat) -> String {
-    match (s.value, &s.reason) {
-        (Some(v), _) => number(v),
-        (None, Some(r)) => format!("— ({r})"),
-        (None, None) => "—".into(),
-    }
-}
-
-/// Six significant digits, scientific notation for very small or large magnitudes.
-pub(crate) fn number(x: f64) -> String {
-    significant(x, 6, -4..7)
-}
-
-/// `x` to `digits` significant digits without trailing zeros, in plain notation when its
-/// decimal magnitude (the exponent of its leading digit) is in `plain`, else scientific.
-pub(crate) fn significant(x: f64, digits: i32, plain: std::ops::Range<i32>) -> String {
-    if x == 0.0 {
-        return "0".into();
-    }
-    let magnitude = x.abs().log10().floor() as i32;
-    if !plain.contains(&magnitude) {
-        return format!("{x:.3e}");
-    }
-    let decimals = (digits - 1 - magnitude).max(0) as usize;
-    let s = format!("{x:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// Rows as an aligned text table; the first row is the header.
-pub fn text_table<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        if i == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
-            let _ = writeln!(out, "{}", rule.join("  "));
-        }
-    }
-    out
-}
 
 /// Escapes text for HTML.
 pub fn escape(s: &str) -> String {
@@ -280,7 +135,7 @@ pub fn histogram_svg(h: &Histogram) -> String {
                 ht - pad_bottom + 10.0,
                 x + 2.0,
                 ht - pad_bottom + 10.0,
-                escape(&truncate(&labels[i], 14))
+                escape(&shorten(&labels[i], 14))
             );
         }
     }
@@ -292,25 +147,25 @@ fn fold_tail(h: &Histogram, max: usize) -> (Vec<String>, Vec<f64>, Vec<f64>) {
     if h.labels.len() <= max {
         return (h.labels.clone(), h.reference.clone(), h.current.clone());
     }
-    // Keep the categories with the largest combined share.
-    let mut order: Vec<usize> = (0..h.labels.len()).collect();
+    // Keep the categories with the largest combined share; the comparison's own "other" (the
+    // last label when categories were folded) joins the bars folded here.
+    let named = h.labels.len() - usize::from(h.other_categories.is_some());
+    let mut order: Vec<usize> = (0..named).collect();
     order.sort_by(|a, b| (h.reference[*b] + h.current[*b]).total_cmp(&(h.reference[*a] + h.current[*a])));
     let (keep, rest) = order.split_at(max - 1);
+    let mut rest = rest.to_vec();
+    let mut folded = rest.len();
+    if let Some(more) = h.other_categories {
+        rest.push(named);
+        folded += more;
+    }
     let mut labels: Vec<String> = keep.iter().map(|i| h.labels[*i].clone()).collect();
     let mut r: Vec<f64> = keep.iter().map(|i| h.reference[*i]).collect();
     let mut c: Vec<f64> = keep.iter().map(|i| h.current[*i]).collect();
-    labels.push(format!("other ({})", rest.len()));
+    labels.push(format!("other ({folded})"));
     r.push(rest.iter().map(|i| h.reference[*i]).sum());
     c.push(rest.iter().map(|i| h.current[*i]).sum());
     (labels, r, c)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
-    }
 }
 
 /// The ROC curve with the diagonal.
@@ -430,14 +285,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_are_short_and_readable() {
-        assert_eq!(number(0.123456789), "0.123457");
-        assert_eq!(number(12.5), "12.5");
-        assert_eq!(number(3e-9), "3.000e-9");
-        assert_eq!(number(0.0), "0");
-    }
-
-    #[test]
     fn escaping_keeps_markup_out() {
         assert_eq!(escape("<b>&\""), "&lt;b&gt;&amp;&quot;");
     }
@@ -449,10 +296,22 @@ mod tests {
             labels: (0..n).map(|i| format!("c{i}")).collect(),
             reference: vec![1.0 / n as f64; n],
             current: vec![1.0 / n as f64; n],
+            other_categories: None,
         };
         let (labels, r, _) = fold_tail(&h, 30);
         assert_eq!(labels.len(), 30);
         assert_eq!(labels[29], "other (11)");
         assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+
+        // A comparison's own "other" (standing for 1,000 categories) is folded in, whatever its share.
+        let mut h = h;
+        h.labels[n - 1] = "other (1000 categories)".into();
+        h.reference[n - 1] = 0.5;
+        h.other_categories = Some(1000);
+        let (labels, r, _) = fold_tail(&h, 30);
+        assert_eq!(labels.len(), 30);
+        assert_eq!(labels[29], "other (1010)");
+        assert!(!labels[..29].iter().any(|l| l.starts_with("other")));
+        assert!((r[29] - (0.5 + 10.0 / n as f64)).abs() < 1e-12);
     }
 }

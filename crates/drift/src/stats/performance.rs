@@ -1,9 +1,10 @@
 //! Model performance against ground truth: the numbers scikit-learn gives for the same data.
 //!
 //! Inputs are plain slices; rows whose score or label is missing, NaN or infinite are left out
-//! by the caller and counted there ([`crate::frame`], the drift jobs).
+//! by the caller and counted there (the file commands in [`crate::table::files`], the drift jobs).
 
-use crate::value::Stat;
+use super::sample::{from_order_key, order_key};
+use super::value::Stat;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -66,6 +67,80 @@ pub struct RocPoint {
     pub true_positive_rate: f64,
     /// Scores at or above it count as positive; none for the curve's origin.
     pub threshold: Option<f64>,
+}
+
+/// What kind of model produced the scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Binary,
+    Multiclass,
+    Regression,
+}
+
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Binary => "binary",
+            Task::Multiclass => "multiclass",
+            Task::Regression => "regression",
+        }
+    }
+
+    /// The names of the task's metrics, as written in summaries and alerts.
+    pub fn metric_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Binary => {
+                &["roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
+            }
+            Task::Multiclass => &["accuracy", "macro_f1"],
+            Task::Regression => &["mse", "rmse", "mae", "r2", "mape"],
+        }
+    }
+
+    /// The metric a report charts over time when no other is named.
+    pub fn headline_metric(self) -> &'static str {
+        match self {
+            Task::Binary => "roc_auc",
+            Task::Multiclass => "accuracy",
+            Task::Regression => "rmse",
+        }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "binary" => Ok(Task::Binary),
+            "multiclass" => Ok(Task::Multiclass),
+            "regression" => Ok(Task::Regression),
+            other => Err(format!("unknown task `{other}`; use binary, multiclass or regression")),
+        }
+    }
+}
+
+/// The metrics of one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Metrics {
+    Binary(Binary),
+    Multiclass(Multiclass),
+    Regression(Regression),
+}
+
+impl Metrics {
+    /// The task's metrics as a flat JSON object of numbers (`null` where undefined).
+    pub fn values(&self, task: Task) -> serde_json::Map<String, serde_json::Value> {
+        let value = serde_json::to_value(self).expect("metrics serialize");
+        task.metric_names()
+            .iter()
+            .map(|name| {
+                let v = value.get(*name).and_then(|s| s.get("value")).cloned().unwrap_or(serde_json::Value::Null);
+                (name.to_string(), v)
+            })
+            .collect()
+    }
 }
 
 const EMPTY: &str = "no rows with both a score and a label";
@@ -232,24 +307,6 @@ fn average_precision_of(groups: &[ScoreGroup], positives: usize) -> f64 {
     ap
 }
 
-/// Maps a finite float to an unsigned integer with the same order.
-pub(crate) fn order_key(x: f64) -> u64 {
-    let bits = (x + 0.0).to_bits(); // -0.0 and 0.0 become one key
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | (1 << 63)
-    }
-}
-
-pub(crate) fn from_order_key(key: u64) -> f64 {
-    if key >> 63 == 1 {
-        f64::from_bits(key & !(1 << 63))
-    } else {
-        f64::from_bits(!key)
-    }
-}
-
 /// Accuracy and macro F1 of predicted against true class names.
 pub fn multiclass(predicted: &[&str], labels: &[&str]) -> Multiclass {
     assert_eq!(predicted.len(), labels.len(), "one label per prediction");
@@ -323,17 +380,6 @@ pub fn regression(predicted: &[f64], targets: &[f64]) -> Regression {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn order_key_keeps_order_and_round_trips() {
-        let xs = [-1e300, -2.5, -0.0, 0.0, 1e-300, 0.5, 3.0, f64::MAX];
-        for w in xs.windows(2) {
-            assert!(order_key(w[0]) <= order_key(w[1]), "{w:?}");
-        }
-        for x in xs {
-            assert_eq!(from_order_key(order_key(x)), x + 0.0);
-        }
-    }
 
     #[test]
     fn roc_curve_runs_from_origin_to_one_one() {

@@ -1,0 +1,130 @@
+//! Judging a run: each feature's drift against the reference, the model's performance on the
+//! labelled predictions, the alert, the status, and the aggregate metrics written for the
+//! window. CPU work, done on a blocking thread.
+
+use super::load::Current;
+use super::spec::JobSpec;
+use crate::compare::{self, Comparison};
+use crate::stats::column::ColumnData;
+use crate::stats::performance::{Metrics, RocPoint};
+use crate::Error;
+use driftline_store::RunStatus;
+use serde_json::{json, Map, Value};
+
+/// Most points of the ROC curve kept in a report.
+const ROC_POINTS: usize = 200;
+
+/// What a run found.
+pub(crate) struct Judgement {
+    pub(crate) status: RunStatus,
+    /// Predictions in the current window.
+    pub(crate) rows: usize,
+    pub(crate) labelled: usize,
+    pub(crate) unlabelled: usize,
+    pub(crate) invalid: usize,
+    pub(crate) drift: Comparison,
+    pub(crate) performance: Metrics,
+    /// At most [`ROC_POINTS`] points; empty unless the task is binary.
+    pub(crate) roc_curve: Vec<RocPoint>,
+    /// Why the status is `warning`, when the alert's bound was crossed.
+    pub(crate) alert: Option<String>,
+    /// The aggregate metrics of the window.
+    pub(crate) aggregate: Map<String, Value>,
+}
+
+/// Judges the current window against the reference's columns, on a blocking thread.
+pub(crate) async fn judge(spec: &JobSpec, current: Current, reference: Vec<ColumnData>) -> Result<Judgement, Error> {
+    let spec = spec.clone();
+    tokio::task::spawn_blocking(move || judge_now(&spec, current, reference))
+        .await
+        .map_err(|e| Error::Internal { what: "the drift computation".into(), message: e.to_string() })?
+}
+
+fn judge_now(spec: &JobSpec, current: Current, reference: Vec<ColumnData>) -> Result<Judgement, Error> {
+    let rows = current.rows;
+    let columns: Vec<(String, ColumnData, ColumnData)> =
+        spec.features.iter().cloned().zip(reference).zip(current.features).map(|((name, r), c)| (name, r, c)).collect();
+    let drift = compare::compare(&columns, &spec.options())?;
+    drop(columns);
+    let perf = current.outcomes.performance();
+
+    let performance_values = perf.metrics.values(spec.task);
+    let alert = spec.alert.as_ref().and_then(|a| {
+        let value = performance_values.get(&a.metric)?.as_f64()?;
+        match (a.below, a.above) {
+            (Some(b), _) if value < b => Some(format!("{} = {value:.4} is below {b}", a.metric)),
+            (_, Some(b)) if value > b => Some(format!("{} = {value:.4} is above {b}", a.metric)),
+            _ => None,
+        }
+    });
+    let status = if rows == 0 {
+        RunStatus::NoData
+    } else if drift.dataset_drift {
+        RunStatus::Drift
+    } else if drift.drifted_columns > 0 || alert.is_some() {
+        RunStatus::Warning
+    } else {
+        RunStatus::Ok
+    };
+
+    let mut aggregate = Map::new();
+    aggregate.insert("status".into(), json!(status));
+    aggregate.insert("rows".into(), json!(rows));
+    aggregate.insert("labelled".into(), json!(perf.labelled));
+    aggregate.insert("unlabelled".into(), json!(perf.unlabelled));
+    aggregate.insert("share_drifted".into(), json!(drift.share_drifted));
+    aggregate.insert("dataset_drift".into(), json!(drift.dataset_drift));
+    let mut per_feature = Map::new();
+    for c in &drift.columns {
+        per_feature.insert(
+            c.column.clone(),
+            json!({ "method": c.method, "statistic": c.statistic, "p_value": c.p_value, "drifted": c.drifted }),
+        );
+    }
+    aggregate.insert("drift".into(), Value::Object(per_feature));
+    aggregate.insert("performance".into(), Value::Object(performance_values));
+
+    Ok(Judgement {
+        status,
+        rows,
+        labelled: perf.labelled,
+        unlabelled: perf.unlabelled,
+        invalid: perf.invalid,
+        drift,
+        performance: perf.metrics,
+        roc_curve: thin(perf.roc, ROC_POINTS),
+        alert,
+        aggregate,
+    })
+}
+
+/// At most `max` points of a curve, evenly spread, the last one kept.
+fn thin(points: Vec<RocPoint>, max: usize) -> Vec<RocPoint> {
+    if points.len() <= max {
+        return points;
+    }
+    let step = points.len() as f64 / (max - 1) as f64;
+    let mut out: Vec<RocPoint> = (0..max - 1).map(|i| points[(i as f64 * step) as usize]).collect();
+    out.push(*points.last().expect("not empty"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_curves_are_thinned_to_their_limit_with_both_ends() {
+        let points: Vec<RocPoint> = (0..=1000)
+            .map(|i| RocPoint {
+                false_positive_rate: i as f64 / 1000.0,
+                true_positive_rate: i as f64 / 1000.0,
+                threshold: None,
+            })
+            .collect();
+        let thinned = thin(points.clone(), ROC_POINTS);
+        assert_eq!(thinned.len(), ROC_POINTS);
+        assert_eq!((thinned[0], thinned[ROC_POINTS - 1]), (points[0], points[1000]));
+        assert_eq!(thin(points[..10].to_vec(), ROC_POINTS).len(), 10);
+    }
+}

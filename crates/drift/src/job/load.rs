@@ -1,0 +1,386 @@
+//! The data of a run, read in bounded memory: the current window of predictions from the
+//! store, each with its late ground truth merged in (the store joins delayed metrics by UUID),
+//! and the reference, a window of the store or a file in the references directory.
+//!
+//! Nothing is kept per row but what the statistics need: a feature stays one number per row
+//! while all its values are numbers, and becomes category counts from its first other value on
+//! (long values cut, at most 10,000 names, as [`crate::stats::categories`] says); the score and
+//! the label stay one pair of numbers (or two class ids) per labelled prediction.
+
+use super::spec::{JobSpec, Reference};
+use crate::format::{category_name, time};
+use crate::report::run::ReferenceInfo;
+use crate::stats::categories::{category_of, Categories, MAX_NAMES};
+use crate::stats::column::ColumnData;
+use crate::stats::performance::{self, Metrics, RocPoint, Task};
+use crate::table::frame::Table;
+use crate::table::references::ReferenceFiles;
+use crate::Error;
+use driftline_store::{Selection, Store, Window};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// The current window of a run.
+pub(crate) struct Current {
+    /// Predictions in the window.
+    pub(crate) rows: usize,
+    /// One column per feature of the job, in its order.
+    pub(crate) features: Vec<ColumnData>,
+    pub(crate) outcomes: Outcomes,
+}
+
+/// Reads the current window.
+pub(crate) async fn current(store: &dyn Store, spec: &JobSpec, window: Window) -> Result<Current, Error> {
+    let mut outcomes = Outcomes::new(spec.task);
+    let (rows, features) = read(store, spec, window, Some(&mut outcomes)).await?;
+    Ok(Current { rows, features, outcomes })
+}
+
+/// Reads the reference of the run whose current window is `window`: one column per feature.
+pub(crate) async fn reference(
+    store: &dyn Store,
+    references: &ReferenceFiles,
+    spec: &JobSpec,
+    window: Window,
+) -> Result<(Vec<ColumnData>, ReferenceInfo), Error> {
+    let (w, description) = match &spec.reference {
+        Reference::Baseline { start_ms, end_ms } => {
+            let w = Window { start_ms: *start_ms, end_ms: *end_ms };
+            (w, format!("baseline window {} .. {}", time(w.start_ms), time(w.end_ms)))
+        }
+        Reference::Previous { offset } => {
+            let w = Window { start_ms: window.start_ms - offset.ms, end_ms: window.end_ms - offset.ms };
+            (w, format!("the same window {offset} earlier"))
+        }
+        Reference::File { path } => {
+            let resolved = references.resolve(path)?;
+            let features = spec.features.clone();
+            let (columns, rows) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let table = Table::read(&resolved)?;
+                let columns = features.iter().map(|f| table.column(f)).collect::<Result<Vec<_>, _>>()?;
+                Ok((columns, table.rows()))
+            })
+            .await
+            .map_err(|e| Error::Internal { what: "reading the reference file".into(), message: e.to_string() })??;
+            let info = ReferenceInfo {
+                description: format!("reference file {}", path.display()),
+                rows,
+                start_ms: None,
+                end_ms: None,
+            };
+            return Ok((columns, info));
+        }
+    };
+    let (rows, columns) = read(store, spec, w, None).await?;
+    Ok((columns, ReferenceInfo { description, rows, start_ms: Some(w.start_ms), end_ms: Some(w.end_ms) }))
+}
+
+/// Reads a window of the job's deployment: the number of predictions and one column per
+/// feature, and the scores and labels into `outcomes` when given.
+async fn read(
+    store: &dyn Store,
+    spec: &JobSpec,
+    window: Window,
+    mut outcomes: Option<&mut Outcomes>,
+) -> Result<(usize, Vec<ColumnData>), Error> {
+    let mut stream = store.read_window(Selection::Deployment(spec.deployment.clone()), window);
+    let mut columns: Vec<ColumnBuilder> = spec.features.iter().map(|_| ColumnBuilder::default()).collect();
+    let mut rows = 0;
+    while let Some(record) = stream.next().await {
+        let record = record?;
+        rows += 1;
+        for (column, path) in columns.iter_mut().zip(&spec.features) {
+            column.push(Cell::of(lookup(&record.metrics, path)));
+        }
+        if let Some(outcomes) = outcomes.as_deref_mut() {
+            outcomes
+                .push(Cell::of(lookup(&record.metrics, &spec.score)), Cell::of(lookup(&record.metrics, &spec.label)));
+        }
+    }
+    Ok((rows, columns.into_iter().map(ColumnBuilder::finish).collect()))
+}
+
+/// Walks a dotted path into metrics.
+fn lookup<'a>(metrics: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = metrics.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// One value read from an event.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell<'a> {
+    Missing,
+    Number(f64),
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Cell<'a> {
+    fn of(value: Option<&'a Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Cell::Missing,
+            Some(Value::Number(n)) => n.as_f64().map_or(Cell::Missing, Cell::Number),
+            Some(Value::Bool(b)) => Cell::Text(Cow::Borrowed(if *b { "true" } else { "false" })),
+            Some(Value::String(s)) => Cell::Text(Cow::Borrowed(s)),
+            // Arrays and objects are not values of one feature: counted as their JSON text.
+            Some(other) => Cell::Text(Cow::Owned(other.to_string())),
+        }
+    }
+}
+
+/// One feature's values as they are read: numbers, one per row, while every value present is a
+/// number; from the first other value on, category counts, the numbers so far among them (as
+/// JSON prints them).
+#[derive(Debug)]
+enum ColumnBuilder {
+    Numbers(Vec<Option<f64>>),
+    Categories(Categories),
+}
+
+impl Default for ColumnBuilder {
+    fn default() -> Self {
+        ColumnBuilder::Numbers(Vec::new())
+    }
+}
+
+impl ColumnBuilder {
+    fn push(&mut self, cell: Cell<'_>) {
+        if let (ColumnBuilder::Numbers(numbers), Cell::Text(_)) = (&mut *self, &cell) {
+            let mut categories = Categories::default();
+            for x in numbers.iter() {
+                match x {
+                    Some(x) => categories.add(&category_name(*x)),
+                    None => categories.add_missing(),
+                }
+            }
+            *self = ColumnBuilder::Categories(categories);
+        }
+        match (self, cell) {
+            (ColumnBuilder::Numbers(v), Cell::Number(x)) => v.push(Some(x)),
+            (ColumnBuilder::Numbers(v), _) => v.push(None),
+            (ColumnBuilder::Categories(c), Cell::Missing) => c.add_missing(),
+            (ColumnBuilder::Categories(c), Cell::Number(x)) => c.add(&category_name(x)),
+            (ColumnBuilder::Categories(c), Cell::Text(t)) => c.add(&t),
+        }
+    }
+
+    fn finish(self) -> ColumnData {
+        match self {
+            ColumnBuilder::Numbers(v) => ColumnData::Numeric(v),
+            ColumnBuilder::Categories(c) => ColumnData::Categorical(c),
+        }
+    }
+}
+
+/// The scores and labels of a window, kept as the job's task needs them: only the labelled
+/// predictions whose score and label fit the task, and counts of the others.
+#[derive(Debug)]
+pub(crate) struct Outcomes {
+    /// Predictions whose ground truth has arrived.
+    labelled: usize,
+    /// Predictions without ground truth yet.
+    unlabelled: usize,
+    /// Labelled predictions whose score or label does not fit the task.
+    invalid: usize,
+    pairs: Pairs,
+}
+
+#[derive(Debug)]
+enum Pairs {
+    Binary {
+        scores: Vec<f64>,
+        labels: Vec<bool>,
+    },
+    Regression {
+        predicted: Vec<f64>,
+        targets: Vec<f64>,
+    },
+    /// Class ids of the prediction and the label; at most [`MAX_NAMES`] classes, named as
+    /// categories are (long names cut).
+    Multiclass {
+        names: Vec<String>,
+        ids: HashMap<String, u32>,
+        pairs: Vec<(u32, u32)>,
+    },
+}
+
+/// Performance on a window's labelled predictions.
+pub(crate) struct Performance {
+    pub(crate) metrics: Metrics,
+    /// The ROC curve, binary task only.
+    pub(crate) roc: Vec<RocPoint>,
+    pub(crate) labelled: usize,
+    pub(crate) unlabelled: usize,
+    pub(crate) invalid: usize,
+}
+
+impl Outcomes {
+    fn new(task: Task) -> Self {
+        let pairs = match task {
+            Task::Binary => Pairs::Binary { scores: Vec::new(), labels: Vec::new() },
+            Task::Regression => Pairs::Regression { predicted: Vec::new(), targets: Vec::new() },
+            Task::Multiclass => Pairs::Multiclass { names: Vec::new(), ids: HashMap::new(), pairs: Vec::new() },
+        };
+        Outcomes { labelled: 0, unlabelled: 0, invalid: 0, pairs }
+    }
+
+    fn push(&mut self, score: Cell<'_>, label: Cell<'_>) {
+        if label == Cell::Missing {
+            self.unlabelled += 1;
+            return;
+        }
+        self.labelled += 1;
+        let fits = match &mut self.pairs {
+            Pairs::Binary { scores, labels } => {
+                let truth = match &label {
+                    Cell::Number(x) if *x == 0.0 => Some(false),
+                    Cell::Number(x) if *x == 1.0 => Some(true),
+                    Cell::Text(t) if t == "true" || t == "1" => Some(true),
+                    Cell::Text(t) if t == "false" || t == "0" => Some(false),
+                    _ => None,
+                };
+                match (score, truth) {
+                    (Cell::Number(x), Some(t)) if x.is_finite() => {
+                        scores.push(x);
+                        labels.push(t);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Pairs::Regression { predicted, targets } => match (score, label) {
+                (Cell::Number(x), Cell::Number(y)) if x.is_finite() && y.is_finite() => {
+                    predicted.push(x);
+                    targets.push(y);
+                    true
+                }
+                _ => false,
+            },
+            Pairs::Multiclass { names, ids, pairs } => {
+                let mut class = |cell: Cell<'_>| -> Option<u32> {
+                    let name = match cell {
+                        Cell::Missing => return None,
+                        Cell::Number(x) => Cow::Owned(category_name(x)),
+                        Cell::Text(t) => t,
+                    };
+                    let name = category_of(&name);
+                    if let Some(id) = ids.get(&*name) {
+                        return Some(*id);
+                    }
+                    if names.len() >= MAX_NAMES {
+                        return None;
+                    }
+                    let id = names.len() as u32;
+                    names.push(name.to_string());
+                    ids.insert(name.into_owned(), id);
+                    Some(id)
+                };
+                match (class(score), class(label)) {
+                    (Some(p), Some(t)) => {
+                        pairs.push((p, t));
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        };
+        if !fits {
+            self.invalid += 1;
+        }
+    }
+
+    /// The metrics of the task on the labelled predictions that fit it (CPU work).
+    pub(crate) fn performance(self) -> Performance {
+        let (metrics, roc) = match self.pairs {
+            Pairs::Binary { scores, labels } => {
+                let roc = performance::roc_curve(&scores, &labels);
+                (Metrics::Binary(performance::binary(&scores, &labels, 0.5)), roc)
+            }
+            Pairs::Regression { predicted, targets } => {
+                (Metrics::Regression(performance::regression(&predicted, &targets)), Vec::new())
+            }
+            Pairs::Multiclass { names, pairs, .. } => {
+                let p: Vec<&str> = pairs.iter().map(|(p, _)| names[*p as usize].as_str()).collect();
+                let t: Vec<&str> = pairs.iter().map(|(_, t)| names[*t as usize].as_str()).collect();
+                (Metrics::Multiclass(performance::multiclass(&p, &t)), Vec::new())
+            }
+        };
+        Performance { metrics, roc, labelled: self.labelled, unlabelled: self.unlabelled, invalid: self.invalid }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dotted_paths_walk_nested_objects() {
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"input":{"tenure":12,"plan":"basic"},"prediction":0.8}"#).unwrap();
+        assert_eq!(lookup(&m, "input.tenure"), Some(&json!(12)));
+        assert_eq!(lookup(&m, "prediction"), Some(&json!(0.8)));
+        assert_eq!(lookup(&m, "input.missing"), None);
+        assert_eq!(lookup(&m, "prediction.deeper"), None);
+    }
+
+    fn column(values: &[Value]) -> ColumnData {
+        let mut builder = ColumnBuilder::default();
+        for v in values {
+            builder.push(Cell::of(Some(v)));
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn mixed_cells_become_categories() {
+        assert_eq!(column(&[json!(1.0), Value::Null]), ColumnData::Numeric(vec![Some(1.0), None]));
+        let mixed = column(&[json!(1.0), Value::Null, json!("a"), json!(2), json!(true)]);
+        let expected = Categories::of([Some("1"), None, Some("a"), Some("2"), Some("true")]);
+        assert_eq!(mixed, ColumnData::Categorical(expected));
+    }
+
+    #[test]
+    fn long_text_is_kept_as_bounded_counts() {
+        // 20,000 rows of distinct 900-character texts: at most 10,000 names of at most 256 bytes.
+        let filler = "x".repeat(900);
+        let mut builder = ColumnBuilder::default();
+        for i in 0..20_000 {
+            let text = format!("{i:06}{filler}");
+            builder.push(Cell::of(Some(&Value::String(text))));
+        }
+        let ColumnData::Categorical(c) = builder.finish() else { panic!("categories") };
+        assert_eq!((c.distinct(), c.untracked(), c.values()), (MAX_NAMES, 10_000, 20_000));
+    }
+
+    #[test]
+    fn outcomes_keep_what_the_task_needs() {
+        let mut binary = Outcomes::new(Task::Binary);
+        for (score, label) in [
+            (json!(0.9), json!(1)),
+            (json!(0.2), json!("false")),
+            (json!("high"), json!(1)),
+            (json!(0.5), json!(2)),
+            (json!(0.4), Value::Null),
+        ] {
+            binary.push(Cell::of(Some(&score)), Cell::of(Some(&label)));
+        }
+        let p = binary.performance();
+        assert_eq!((p.labelled, p.unlabelled, p.invalid), (4, 1, 2));
+        let Metrics::Binary(b) = p.metrics else { panic!("binary") };
+        assert_eq!((b.rows, b.positives), (2, 1));
+
+        let mut classes = Outcomes::new(Task::Multiclass);
+        for (score, label) in [("cat", "cat"), ("dog", "cat"), ("3", "3")] {
+            classes.push(Cell::of(Some(&json!(score))), Cell::of(Some(&json!(label))));
+        }
+        classes.push(Cell::of(Some(&json!(3))), Cell::of(Some(&json!("3"))));
+        let Metrics::Multiclass(m) = classes.performance().metrics else { panic!("multiclass") };
+        assert_eq!((m.rows, m.classes, m.accuracy.value), (4, 3, Some(0.75)));
+    }
+}

@@ -1,0 +1,14 @@
+//! Drift jobs over the store. A job ([`spec`]) compares a window of a deployment's predictions,
+//! with their late labels joined on, against a reference, on a schedule ([`schedule`]). A run
+//! ([`run`]) loads the data in bounded memory, judges drift and performance, and persists the
+//! results ([`persist`]): an aggregate metrics event with `source = drift:<job>`, the run's
+//! status and its JSON and HTML reports. The scheduler ([`scheduler`]) runs jobs when they come
+//! due, inside `driftline serve`.
+
+mod judge;
+mod load;
+pub mod persist;
+pub mod run;
+pub mod schedule;
+pub mod scheduler;
+pub mod spec;

@@ -1,0 +1,11 @@
+//! Pure statistics: functions of plain slices and counts, no I/O. Each module documents its
+//! algorithm and the reference implementation it matches (scikit-learn, SciPy), and is tested
+//! against values those libraries computed on the same data (`tests/fixtures/`).
+
+pub mod categories;
+pub mod column;
+pub mod drift;
+pub mod kolmogorov;
+pub mod performance;
+pub mod sample;
+pub mod value;
