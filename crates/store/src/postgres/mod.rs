@@ -162,7 +162,7 @@ impl PostgresStore {
         }
 
         if !batch.aggregate_metrics.is_empty() {
-            let mut rows: Vec<(&str, i64, i64, String, &str, Vec<u8>)> = batch
+            let mut rows: Vec<AggregateRow<'_>> = batch
                 .aggregate_metrics
                 .iter()
                 .map(|a| {
@@ -431,6 +431,9 @@ impl JobStore for PostgresStore {
         crate::jobs::sql::abandon_runs(&self.pool, before_ms, driftline_core::time::now_ms()).await
     }
 }
+
+/// An aggregate as inserted: deployment, start, end, metrics JSON, source, digest.
+type AggregateRow<'a> = (&'a str, i64, i64, String, &'a str, Vec<u8>);
 
 /// The indices of the batch's predictions in UUID order: the order rows are claimed and copied
 /// in, so that overlapping concurrent batches lock the same index entries in the same order.
