@@ -12,9 +12,18 @@ use sqlx::{Connection, PgConnection};
 
 /// The deployment every generated prediction belongs to.
 pub const DEPLOYMENT: &str = "crn:bench:deployment/churn";
-/// Start of the generated predictions' time range (2023-11-14).
+/// A fixed receive time stamped on the reference rows.
 pub const T0: i64 = 1_700_000_000_000;
 const DAYS: i64 = 7;
+const DAY_MS: i64 = 86_400_000;
+
+/// Start of the generated predictions' time range: the start of yesterday (UTC), so that they
+/// fall on the day partitions a Postgres store keeps ready, as live traffic does.
+pub fn base_ms() -> i64 {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64;
+    (now / DAY_MS - 1) * DAY_MS
+}
 
 /// One generated prediction, kept as the fields a COPY needs.
 pub struct Row {
@@ -27,10 +36,11 @@ pub struct Row {
 }
 
 /// `n` churn-style predictions (7 inputs and a score, about 450 bytes of wire JSON each) spread
-/// over 7 days, the same for the same `n`.
+/// over 7 days from [`base_ms`], the same for the same `n` and day.
 pub fn generate(n: usize) -> Vec<Row> {
     let mut rng = StdRng::seed_from_u64(7);
-    let span = DAYS * 86_400_000;
+    let span = DAYS * DAY_MS;
+    let base = base_ms();
     (0..n)
         .map(|i| {
             let plan = ["basic", "standard", "premium"][rng.random_range(0..3)];
@@ -44,7 +54,7 @@ pub fn generate(n: usize) -> Vec<Row> {
             });
             Row {
                 uuid: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
-                start: T0 + (i as i64 * span) / n as i64,
+                start: base + (i as i64 * span) / n as i64,
                 metrics: metrics.to_string(),
             }
         })
@@ -60,6 +70,34 @@ pub fn wire(row: &Row) -> String {
         row.start + 15,
         row.metrics
     )
+}
+
+/// The `predictions` columns the SQLite store writes, in the order of [`sqlite_values`].
+pub fn sqlite_columns() -> &'static [&'static str] {
+    &[
+        "uuid",
+        "model_crn",
+        "model_build_crn",
+        "model_deployment_crn",
+        "start_timestamp_ms",
+        "end_timestamp_ms",
+        "metrics",
+        "received_at_ms",
+    ]
+}
+
+/// One row's values for [`sqlite_columns`], as the SQLite store writes them.
+pub fn sqlite_values(row: &Row) -> serde_json::Value {
+    json!([
+        row.uuid.to_string(),
+        "crn:bench:model/churn",
+        "crn:bench:build/1",
+        DEPLOYMENT,
+        row.start,
+        row.start + 15,
+        row.metrics,
+        T0
+    ])
 }
 
 /// Drops and creates database `name` on the server of `server_url`; returns its URL.
@@ -106,6 +144,64 @@ pub async fn copy_rows(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(copied == rows.len() as u64, "copied {copied} rows");
     Ok(seconds)
+}
+
+/// A plain `COPY … FROM STDIN (FORMAT csv)` of the rows' UUIDs and metrics into a minimal table
+/// (`uuid` primary key and a `jsonb` column) at `url`: the least any store of these events does.
+/// Returns the seconds taken.
+pub async fn copy_minimal(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
+    let mut conn = PgConnection::connect(url).await?;
+    sqlx::query("CREATE TABLE minimal (uuid uuid PRIMARY KEY, metrics jsonb NOT NULL)").execute(&mut conn).await?;
+    let started = Instant::now();
+    let mut copy = conn.copy_in_raw("COPY minimal (uuid, metrics) FROM STDIN (FORMAT csv)").await?;
+    let mut buf = String::with_capacity(1 << 20);
+    for row in rows {
+        buf.push_str(&format!("{},{}\n", row.uuid, csv_field(&row.metrics)));
+        if buf.len() > 1 << 20 {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    copy.send(buf.as_bytes()).await?;
+    let copied = copy.finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(copied == rows.len() as u64, "copied {copied} rows");
+    Ok(seconds)
+}
+
+/// Python's sqlite3 `executemany` of the rows into a fresh SQLite file with driftline's schema
+/// (its migrations, in order), 1,000 rows per transaction, WAL, `synchronous=FULL`
+/// (`benches/sqlite_executemany.py`). `columns` and `values` give the `predictions` columns the
+/// store writes and each row's values for them. Returns the seconds the inserts took.
+pub fn python_executemany(columns: &[&str], values: impl Iterator<Item = serde_json::Value>) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+    let mut files: Vec<_> = std::fs::read_dir(&migrations)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    files.sort();
+    let mut schema = String::new();
+    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "sql")) {
+        schema.push_str(&std::fs::read_to_string(file)?);
+        schema.push('\n');
+    }
+    std::fs::write(dir.path().join("schema.sql"), schema)?;
+    let mut rows = std::io::BufWriter::new(std::fs::File::create(dir.path().join("rows.jsonl"))?);
+    writeln!(rows, "{}", serde_json::to_string(columns)?)?;
+    for v in values {
+        writeln!(rows, "{v}")?;
+    }
+    rows.flush()?;
+    drop(rows);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sqlite_executemany.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--db", &dir.path().join("ref.sqlite").display().to_string()])
+        .args(["--rows", &dir.path().join("rows.jsonl").display().to_string()])
+        .args(["--schema", &dir.path().join("schema.sql").display().to_string()])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "the Python reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    answer["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("the Python reference printed no seconds"))
 }
 
 /// A field of `/proc/PID/status` in KiB (`VmHWM:` peak RSS, `VmRSS:` current RSS); 0 if unknown.

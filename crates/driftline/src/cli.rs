@@ -243,8 +243,9 @@ impl HttpArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct AdminKeyArgs {
     /// A file holding the bootstrap admin key (at least 16 characters; surrounding whitespace is
-    /// ignored). The key can also come from the environment variable DRIFTLINE_ADMIN_KEY. Without
-    /// either, and with no key stored, serve creates an admin key and prints it once.
+    /// ignored). The key can also come from the environment variable DRIFTLINE_ADMIN_KEY, never
+    /// from the command line. Without either, and with no key stored, serve creates an admin key
+    /// and prints it once.
     #[arg(long, env = "DRIFTLINE_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
 }
