@@ -110,14 +110,20 @@ pub struct AggregateMetrics {
     pub end_timestamp_ms: i64,
     /// The aggregate metrics.
     pub metrics: Metrics,
-    /// Who computed them: `user`, or `drift:<job>` for a drift job. Defaults to `user`.
-    #[serde(default = "default_source")]
+    /// Who computed them: `user`, or `drift:<job>` for a drift job. Defaults to `user` when
+    /// absent or null.
+    #[serde(default = "default_source", deserialize_with = "source_or_default")]
+    #[schemars(with = "Option<String>")]
     #[schemars(regex(pattern = r"^(user|drift:.+)$"))]
     pub source: String,
 }
 
 fn default_source() -> String {
     "user".to_owned()
+}
+
+fn source_or_default<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_else(default_source))
 }
 
 /// The JSON Schema of v1 events, generated from these types (`docs/events.schema.json`).
