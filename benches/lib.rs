@@ -14,7 +14,6 @@ use sqlx::{Connection, PgConnection};
 pub const DEPLOYMENT: &str = "crn:bench:deployment/churn";
 /// A fixed receive time stamped on the reference rows.
 pub const T0: i64 = 1_700_000_000_000;
-const DAYS: i64 = 7;
 const DAY_MS: i64 = 86_400_000;
 
 /// Start of the generated predictions' time range: the start of yesterday (UTC), so that they
@@ -36,10 +35,10 @@ pub struct Row {
 }
 
 /// `n` churn-style predictions (7 inputs and a score, about 450 bytes of wire JSON each) spread
-/// over 7 days from [`base_ms`], the same for the same `n` and day.
+/// over the 24 hours from [`base_ms`], the same for the same `n` but for their times.
 pub fn generate(n: usize) -> Vec<Row> {
     let mut rng = StdRng::seed_from_u64(7);
-    let span = DAYS * DAY_MS;
+    let span = DAY_MS;
     let base = base_ms();
     (0..n)
         .map(|i| {
@@ -117,33 +116,23 @@ fn csv_field(s: &str) -> String {
 pub async fn copy_rows(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
     let store = PostgresStore::connect(url).await?;
     let mut conn = store.pool().acquire().await?;
-    let started = Instant::now();
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, start_timestamp_ms, \
-             end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
-        )
-        .await?;
-    let mut buf = String::with_capacity(1 << 20);
-    for row in rows {
-        buf.push_str(&format!(
-            "{},crn:bench:model/churn,crn:bench:build/1,{DEPLOYMENT},{},{},{},{}\n",
-            row.uuid,
-            row.start,
-            row.start + 15,
-            csv_field(&row.metrics),
-            T0
-        ));
-        if buf.len() > 1 << 20 {
-            copy.send(buf.as_bytes()).await?;
-            buf.clear();
-        }
-    }
-    copy.send(buf.as_bytes()).await?;
-    let copied = copy.finish().await?;
-    let seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(copied == rows.len() as u64, "copied {copied} rows");
-    Ok(seconds)
+    copy_csv(
+        &mut conn,
+        "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, start_timestamp_ms, \
+         end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
+        rows,
+        |row| {
+            format!(
+                "{},crn:bench:model/churn,crn:bench:build/1,{DEPLOYMENT},{},{},{},{}\n",
+                row.uuid,
+                row.start,
+                row.start + 15,
+                csv_field(&row.metrics),
+                T0
+            )
+        },
+    )
+    .await
 }
 
 /// A plain `COPY … FROM STDIN (FORMAT csv)` of the rows' UUIDs and metrics into a minimal table
@@ -152,11 +141,25 @@ pub async fn copy_rows(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
 pub async fn copy_minimal(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
     let mut conn = PgConnection::connect(url).await?;
     sqlx::query("CREATE TABLE minimal (uuid uuid PRIMARY KEY, metrics jsonb NOT NULL)").execute(&mut conn).await?;
+    copy_csv(&mut conn, "COPY minimal (uuid, metrics) FROM STDIN (FORMAT csv)", rows, |row| {
+        format!("{},{}\n", row.uuid, csv_field(&row.metrics))
+    })
+    .await
+}
+
+/// Runs `statement` (a `COPY … FROM STDIN`) with each row's `line`, sent in 1 MiB pieces, and
+/// checks every row arrived. Returns the seconds taken.
+async fn copy_csv(
+    conn: &mut PgConnection,
+    statement: &str,
+    rows: &[Row],
+    line: impl Fn(&Row) -> String,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let mut copy = conn.copy_in_raw("COPY minimal (uuid, metrics) FROM STDIN (FORMAT csv)").await?;
+    let mut copy = conn.copy_in_raw(statement).await?;
     let mut buf = String::with_capacity(1 << 20);
     for row in rows {
-        buf.push_str(&format!("{},{}\n", row.uuid, csv_field(&row.metrics)));
+        buf.push_str(&line(row));
         if buf.len() > 1 << 20 {
             copy.send(buf.as_bytes()).await?;
             buf.clear();

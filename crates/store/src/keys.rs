@@ -107,12 +107,14 @@ pub fn hash_key(secret: &str) -> String {
 
 /// The key statements, one implementation for both backends (both take `$N` placeholders).
 pub(crate) mod sql {
-    use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+    use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
     use super::{ApiKey, Scope};
+    use crate::sql::Sql;
     use crate::Error;
 
-    type KeyRow = (String, String, String, Option<String>, i64, Option<i64>);
+    pub(crate) type KeyRow = (String, String, String, Option<String>, i64, Option<i64>);
+    pub(crate) type HashedKeyRow = (String, String, String, String, Option<String>, i64, Option<i64>);
 
     const COLUMNS: &str = "id, name, scope, model_deployment_crn, created_at_ms, revoked_at_ms";
 
@@ -127,8 +129,7 @@ pub(crate) mod sql {
         })
     }
 
-    /// Stores a new key (its hash only).
-    pub(crate) async fn insert_key<DB>(pool: &Pool<DB>, key: &ApiKey, key_hash: &str) -> Result<(), Error>
+    impl<DB> Sql<'_, DB>
     where
         DB: Database,
         for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -136,89 +137,68 @@ pub(crate) mod sql {
         for<'q> &'q str: Encode<'q, DB> + Type<DB>,
         for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
         for<'q> i64: Encode<'q, DB> + Type<DB>,
-    {
-        sqlx::query::<DB>(
-            "INSERT INTO api_keys (id, name, scope, model_deployment_crn, key_hash, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(key.id.as_str())
-        .bind(key.name.as_str())
-        .bind(key.scope.as_str())
-        .bind(key.deployment.as_deref())
-        .bind(key_hash)
-        .bind(key.created_at_ms)
-        .execute(pool)
-        .await
-        .map_err(Error::db("insert key"))?;
-        Ok(())
-    }
-
-    /// The active key with this hash.
-    pub(crate) async fn find_key<DB>(pool: &Pool<DB>, key_hash: &str) -> Result<Option<ApiKey>, Error>
-    where
-        DB: Database,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-        for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-        for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-        for<'r> KeyRow: FromRow<'r, DB::Row>,
-    {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL");
-        let row = sqlx::query_as::<DB, KeyRow>(&sql)
-            .bind(key_hash)
-            .fetch_optional(pool)
-            .await
-            .map_err(Error::db("find key"))?;
-        row.map(key).transpose()
-    }
-
-    /// Every key, newest first.
-    pub(crate) async fn list_keys<DB>(pool: &Pool<DB>) -> Result<Vec<ApiKey>, Error>
-    where
-        DB: Database,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-        for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-        for<'r> KeyRow: FromRow<'r, DB::Row>,
-    {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at_ms DESC, id");
-        let rows = sqlx::query_as::<DB, KeyRow>(&sql).fetch_all(pool).await.map_err(Error::db("list keys"))?;
-        rows.into_iter().map(key).collect()
-    }
-
-    /// Every active key with its hash.
-    pub(crate) async fn active_keys<DB>(pool: &Pool<DB>) -> Result<Vec<(String, ApiKey)>, Error>
-    where
-        DB: Database,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-        for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-        for<'r> (String, String, String, String, Option<String>, i64, Option<i64>): FromRow<'r, DB::Row>,
-    {
-        let sql = format!("SELECT key_hash, {COLUMNS} FROM api_keys WHERE revoked_at_ms IS NULL");
-        let rows = sqlx::query_as::<DB, (String, String, String, String, Option<String>, i64, Option<i64>)>(&sql)
-            .fetch_all(pool)
-            .await
-            .map_err(Error::db("list active keys"))?;
-        rows.into_iter().map(|r| Ok((r.0, key((r.1, r.2, r.3, r.4, r.5, r.6))?))).collect()
-    }
-
-    /// Revokes the active key `id`; false when there is none.
-    pub(crate) async fn revoke_key<DB>(pool: &Pool<DB>, id: &str) -> Result<bool, Error>
-    where
-        DB: Database,
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-        for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-        for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-        for<'q> i64: Encode<'q, DB> + Type<DB>,
         for<'r> (String,): FromRow<'r, DB::Row>,
+        for<'r> KeyRow: FromRow<'r, DB::Row>,
+        for<'r> HashedKeyRow: FromRow<'r, DB::Row>,
     {
-        let revoked = sqlx::query_scalar::<DB, String>(
-            "UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL RETURNING id",
-        )
-        .bind(driftline_core::time::now_ms())
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(Error::db("revoke key"))?;
-        Ok(revoked.is_some())
+        /// Stores a new key (its hash only).
+        pub(crate) async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
+            sqlx::query::<DB>(
+                "INSERT INTO api_keys (id, name, scope, model_deployment_crn, key_hash, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(key.id.as_str())
+            .bind(key.name.as_str())
+            .bind(key.scope.as_str())
+            .bind(key.deployment.as_deref())
+            .bind(key_hash)
+            .bind(key.created_at_ms)
+            .execute(self.0)
+            .await
+            .map_err(Error::db("insert key"))?;
+            Ok(())
+        }
+
+        /// The active key with this hash.
+        pub(crate) async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
+            let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL");
+            let row = sqlx::query_as::<DB, KeyRow>(&sql)
+                .bind(key_hash)
+                .fetch_optional(self.0)
+                .await
+                .map_err(Error::db("find key"))?;
+            row.map(key).transpose()
+        }
+
+        /// Every key, newest first.
+        pub(crate) async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
+            let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at_ms DESC, id");
+            let rows = sqlx::query_as::<DB, KeyRow>(&sql).fetch_all(self.0).await.map_err(Error::db("list keys"))?;
+            rows.into_iter().map(key).collect()
+        }
+
+        /// Every active key with its hash.
+        pub(crate) async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, Error> {
+            let sql = format!("SELECT key_hash, {COLUMNS} FROM api_keys WHERE revoked_at_ms IS NULL");
+            let rows = sqlx::query_as::<DB, HashedKeyRow>(&sql)
+                .fetch_all(self.0)
+                .await
+                .map_err(Error::db("list active keys"))?;
+            rows.into_iter().map(|r| Ok((r.0, key((r.1, r.2, r.3, r.4, r.5, r.6))?))).collect()
+        }
+
+        /// Revokes the active key `id`; false when there is none.
+        pub(crate) async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
+            let revoked = sqlx::query_scalar::<DB, String>(
+                "UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL RETURNING id",
+            )
+            .bind(driftline_core::time::now_ms())
+            .bind(id)
+            .fetch_optional(self.0)
+            .await
+            .map_err(Error::db("revoke key"))?;
+            Ok(revoked.is_some())
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod positions;
 pub mod postgres;
 pub mod read;
 pub mod sqlite;
+mod sql;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;

@@ -308,65 +308,65 @@ impl EventStore for SqliteStore {
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
-        crate::keys::sql::insert_key(&self.writer, key, key_hash).await
+        crate::sql::Sql(&self.writer).insert_key(key, key_hash).await
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
-        crate::keys::sql::find_key(&self.reader, key_hash).await
+        crate::sql::Sql(&self.reader).find_key(key_hash).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
-        crate::keys::sql::list_keys(&self.reader).await
+        crate::sql::Sql(&self.reader).list_keys().await
     }
 
     async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, Error> {
-        crate::keys::sql::active_keys(&self.health).await
+        crate::sql::Sql(&self.health).active_keys().await
     }
 
     async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
-        crate::keys::sql::revoke_key(&self.writer, id).await
+        crate::sql::Sql(&self.writer).revoke_key(id).await
     }
 }
 
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
-        crate::jobs::sql::create_job(&self.writer, job).await
+        crate::sql::Sql(&self.writer).create_job(job).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<crate::StoredJob>, Error> {
-        crate::jobs::sql::job(&self.reader, name).await
+        crate::sql::Sql(&self.reader).job(name).await
     }
 
     async fn jobs(&self) -> Result<Vec<crate::StoredJob>, Error> {
-        crate::jobs::sql::jobs(&self.reader).await
+        crate::sql::Sql(&self.reader).jobs().await
     }
 
     async fn delete_job(&self, name: &str) -> Result<bool, Error> {
-        crate::jobs::sql::delete_job(&self.writer, name).await
+        crate::sql::Sql(&self.writer).delete_job(name).await
     }
 
     async fn begin_run(&self, run: &crate::NewRun<'_>) -> Result<Option<i64>, Error> {
-        crate::jobs::sql::begin_run(&self.writer, run).await
+        crate::sql::Sql(&self.writer).begin_run(run).await
     }
 
     async fn finish_run(&self, id: i64, outcome: &crate::RunOutcome) -> Result<(), Error> {
-        crate::jobs::sql::finish_run(&self.writer, id, outcome).await
+        crate::sql::Sql(&self.writer).finish_run(id, outcome).await
     }
 
     async fn runs(&self, job: &str, limit: u32) -> Result<Vec<crate::StoredRun>, Error> {
-        crate::jobs::sql::runs(&self.reader, job, i64::from(limit)).await
+        crate::sql::Sql(&self.reader).runs(job, i64::from(limit)).await
     }
 
     async fn run(&self, job: &str, id: i64) -> Result<Option<crate::StoredRun>, Error> {
-        crate::jobs::sql::run(&self.reader, job, id).await
+        crate::sql::Sql(&self.reader).run(job, id).await
     }
 
     async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error> {
-        crate::jobs::sql::run_reports(&self.reader, job, id).await
+        crate::sql::Sql(&self.reader).run_reports(job, id).await
     }
 
     async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
-        crate::jobs::sql::abandon_runs(&self.writer, before_ms, driftline_core::time::now_ms()).await
+        crate::sql::Sql(&self.writer).abandon_runs(before_ms, driftline_core::time::now_ms()).await
     }
 }

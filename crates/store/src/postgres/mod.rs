@@ -369,66 +369,66 @@ async fn read_transaction(
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn insert_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), Error> {
-        crate::keys::sql::insert_key(&self.pool, key, key_hash).await
+        crate::sql::Sql(&self.pool).insert_key(key, key_hash).await
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
-        crate::keys::sql::find_key(&self.pool, key_hash).await
+        crate::sql::Sql(&self.pool).find_key(key_hash).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
-        crate::keys::sql::list_keys(&self.pool).await
+        crate::sql::Sql(&self.pool).list_keys().await
     }
 
     async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, Error> {
-        crate::keys::sql::active_keys(&self.health).await
+        crate::sql::Sql(&self.health).active_keys().await
     }
 
     async fn revoke_key(&self, id: &str) -> Result<bool, Error> {
-        crate::keys::sql::revoke_key(&self.pool, id).await
+        crate::sql::Sql(&self.pool).revoke_key(id).await
     }
 }
 
 #[async_trait]
 impl JobStore for PostgresStore {
     async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
-        crate::jobs::sql::create_job(&self.pool, job).await
+        crate::sql::Sql(&self.pool).create_job(job).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<crate::StoredJob>, Error> {
-        crate::jobs::sql::job(&self.pool, name).await
+        crate::sql::Sql(&self.pool).job(name).await
     }
 
     async fn jobs(&self) -> Result<Vec<crate::StoredJob>, Error> {
-        crate::jobs::sql::jobs(&self.pool).await
+        crate::sql::Sql(&self.pool).jobs().await
     }
 
     async fn delete_job(&self, name: &str) -> Result<bool, Error> {
-        crate::jobs::sql::delete_job(&self.pool, name).await
+        crate::sql::Sql(&self.pool).delete_job(name).await
     }
 
     async fn begin_run(&self, run: &crate::NewRun<'_>) -> Result<Option<i64>, Error> {
-        crate::jobs::sql::begin_run(&self.pool, run).await
+        crate::sql::Sql(&self.pool).begin_run(run).await
     }
 
     async fn finish_run(&self, id: i64, outcome: &crate::RunOutcome) -> Result<(), Error> {
-        crate::jobs::sql::finish_run(&self.pool, id, outcome).await
+        crate::sql::Sql(&self.pool).finish_run(id, outcome).await
     }
 
     async fn runs(&self, job: &str, limit: u32) -> Result<Vec<crate::StoredRun>, Error> {
-        crate::jobs::sql::runs(&self.pool, job, i64::from(limit)).await
+        crate::sql::Sql(&self.pool).runs(job, i64::from(limit)).await
     }
 
     async fn run(&self, job: &str, id: i64) -> Result<Option<crate::StoredRun>, Error> {
-        crate::jobs::sql::run(&self.pool, job, id).await
+        crate::sql::Sql(&self.pool).run(job, id).await
     }
 
     async fn run_reports(&self, job: &str, id: i64) -> Result<Option<(Option<String>, Option<String>)>, Error> {
-        crate::jobs::sql::run_reports(&self.pool, job, id).await
+        crate::sql::Sql(&self.pool).run_reports(job, id).await
     }
 
     async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
-        crate::jobs::sql::abandon_runs(&self.pool, before_ms, driftline_core::time::now_ms()).await
+        crate::sql::Sql(&self.pool).abandon_runs(before_ms, driftline_core::time::now_ms()).await
     }
 }
 
