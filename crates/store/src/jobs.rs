@@ -138,17 +138,17 @@ pub(crate) mod sql {
 
     impl<DB> Sql<'_, DB>
     where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'r> (String,): FromRow<'r, DB::Row>,
-    for<'r> (i64,): FromRow<'r, DB::Row>,
-    for<'r> JobRow: FromRow<'r, DB::Row>,
-    for<'r> RunRow: FromRow<'r, DB::Row>,
-    for<'r> ReportRow: FromRow<'r, DB::Row>,
+        DB: Database,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+        for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> (String,): FromRow<'r, DB::Row>,
+        for<'r> (i64,): FromRow<'r, DB::Row>,
+        for<'r> JobRow: FromRow<'r, DB::Row>,
+        for<'r> RunRow: FromRow<'r, DB::Row>,
+        for<'r> ReportRow: FromRow<'r, DB::Row>,
     {
         /// Stores a new job; `false` when one of that name exists.
         pub(crate) async fn create_job(&self, job: &StoredJob) -> Result<bool, Error> {
@@ -174,7 +174,12 @@ pub(crate) mod sql {
             .fetch_optional(self.0)
             .await
             .map_err(Error::db("read drift job"))?;
-            Ok(row.map(|(name, spec, created_at_ms, updated_at_ms)| StoredJob { name, spec, created_at_ms, updated_at_ms }))
+            Ok(row.map(|(name, spec, created_at_ms, updated_at_ms)| StoredJob {
+                name,
+                spec,
+                created_at_ms,
+                updated_at_ms,
+            }))
         }
 
         pub(crate) async fn jobs(&self) -> Result<Vec<StoredJob>, Error> {
@@ -186,7 +191,12 @@ pub(crate) mod sql {
             .map_err(Error::db("list drift jobs"))?;
             Ok(rows
                 .into_iter()
-                .map(|(name, spec, created_at_ms, updated_at_ms)| StoredJob { name, spec, created_at_ms, updated_at_ms })
+                .map(|(name, spec, created_at_ms, updated_at_ms)| StoredJob {
+                    name,
+                    spec,
+                    created_at_ms,
+                    updated_at_ms,
+                })
                 .collect())
         }
 
@@ -242,8 +252,9 @@ pub(crate) mod sql {
 
         /// The newest `limit` runs of a job, newest first.
         pub(crate) async fn runs(&self, job: &str, limit: i64) -> Result<Vec<StoredRun>, Error> {
-            let sql =
-                format!("SELECT {RUN_COLUMNS} FROM drift_runs WHERE job = $1 ORDER BY scheduled_ms DESC, id DESC LIMIT $2");
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM drift_runs WHERE job = $1 ORDER BY scheduled_ms DESC, id DESC LIMIT $2"
+            );
             let rows = sqlx::query_as::<DB, RunRow>(&sql)
                 .bind(job)
                 .bind(limit)
@@ -266,12 +277,14 @@ pub(crate) mod sql {
 
         /// The JSON and HTML reports of a run, when it wrote them.
         pub(crate) async fn run_reports(&self, job: &str, id: i64) -> Result<Option<ReportRow>, Error> {
-            sqlx::query_as::<DB, ReportRow>("SELECT report_json, report_html FROM drift_runs WHERE job = $1 AND id = $2")
-                .bind(job)
-                .bind(id)
-                .fetch_optional(self.0)
-                .await
-                .map_err(Error::db("read drift report"))
+            sqlx::query_as::<DB, ReportRow>(
+                "SELECT report_json, report_html FROM drift_runs WHERE job = $1 AND id = $2",
+            )
+            .bind(job)
+            .bind(id)
+            .fetch_optional(self.0)
+            .await
+            .map_err(Error::db("read drift report"))
         }
 
         /// Marks runs still `running` that started before `before_ms` as failed: their process died.

@@ -11,8 +11,8 @@ pub mod open;
 pub mod positions;
 pub mod postgres;
 pub mod read;
-pub mod sqlite;
 mod sql;
+pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
