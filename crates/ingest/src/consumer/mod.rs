@@ -49,6 +49,9 @@ use self::lanes::{GapKind, Lane, Message};
 use self::writer::Written;
 use crate::metrics::IngestMetrics;
 
+/// How long a seek back may take to show before it is made again.
+const REREAD_PATIENCE: Duration = Duration::from_secs(5);
+
 /// What the polling thread, its rebalance callback and the writer threads share.
 pub(crate) struct Shared {
     config: KafkaConfig,
@@ -89,6 +92,8 @@ struct Poller {
     cursors: HashMap<i32, Cursor>,
     /// Next offsets stored since the last advisory Kafka commit.
     written: HashMap<i32, i64>,
+    /// Partitions re-read after a gap: since when, from where, and how often the seek was made.
+    rereads: HashMap<i32, (Instant, i64, u32)>,
     /// Since when this group member has had no partitions.
     idle_since: Option<Instant>,
     /// When it last said so.
@@ -142,6 +147,7 @@ impl ConsumerContext for IngestContext {
                 poller.release();
                 shared.releasing.store(false, Ordering::SeqCst);
                 poller.cursors.clear();
+                poller.rereads.clear();
                 shared.metrics.clear_lag();
                 tracing::info!("partitions revoked");
                 if let Err(e) = consumer.unassign() {
@@ -165,6 +171,7 @@ impl Poller {
             in_flight: 0,
             cursors: HashMap::new(),
             written: HashMap::new(),
+            rereads: HashMap::new(),
             idle_since: None,
             idle_warned: None,
         }
@@ -267,6 +274,7 @@ impl Poller {
                         tracing::warn!(partition, error = %e, "cannot seek back; repositioning every partition");
                         self.phase = Phase::Resync;
                     }
+                    self.rereads.insert(partition, (Instant::now(), to, 0));
                     return;
                 }
             }
@@ -290,6 +298,36 @@ impl Poller {
                 }
             }
             Admit::Drop | Admit::SeekBack { .. } => {}
+        }
+    }
+
+    /// A re-read that does not show within [`REREAD_PATIENCE`] (the seek did not take, and
+    /// nothing more arrives) is asked for again, up to three times, and then every partition is
+    /// repositioned from the store: a partition never waits silently.
+    fn check_rereads(&mut self, shared: &Shared, consumer: &BaseConsumer<IngestContext>) {
+        let cursors = &self.cursors;
+        self.rereads.retain(|p, _| cursors.get(p).is_some_and(Cursor::is_rereading));
+        let mut resync = false;
+        for (&partition, (since, to, attempts)) in self.rereads.iter_mut() {
+            if since.elapsed() < REREAD_PATIENCE {
+                continue;
+            }
+            *attempts += 1;
+            *since = Instant::now();
+            if *attempts > 3 {
+                resync = true;
+                continue;
+            }
+            tracing::warn!(partition, from = *to, "the re-read of a partition has not begun; seeking again");
+            if let Err(e) = consumer.seek(&shared.config.topic, partition, Offset::Offset(*to), Duration::from_secs(10))
+            {
+                tracing::warn!(partition, error = %e, "cannot seek back");
+            }
+        }
+        if resync {
+            tracing::warn!("a partition's re-read never began; repositioning every partition from the store");
+            self.rereads.clear();
+            self.phase = Phase::Resync;
         }
     }
 
@@ -370,6 +408,7 @@ impl Poller {
         for lane in &mut self.lanes {
             lane.take();
         }
+        self.rereads.clear();
         let partitions: Vec<i32> = self.cursors.keys().copied().collect();
         let starts = self.position(shared, consumer, &partitions);
         for (partition, start) in starts {
@@ -618,6 +657,7 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
             Some(Err(_)) | None => {}
         }
         poller.hand_off_lingering(config.linger);
+        poller.check_rereads(shared, consumer);
         poller.resync_if_due(shared, consumer);
         if config.partitions == Partitions::Group {
             poller.check_idle(shared);
