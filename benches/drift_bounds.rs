@@ -10,11 +10,10 @@
 //! $CARGO_TARGET_DIR/release/drift_bounds [--rows 200000] [--categories 60000] [--text-chars 900]
 //! ```
 
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context;
-use driftline_benches::fresh_database;
+use driftline_benches::{create_and_time_job, fresh_database, TimedRun};
 use driftline_core::{DelayedMetrics, Metrics, Prediction};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::{EventStore, WriteBatch};
@@ -111,29 +110,16 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let driftline = std::env::current_exe()?.with_file_name("driftline");
-    let create = Command::new(&driftline)
-        .args(["drift", "job", "create", "bounds", "--deployment", DEPLOYMENT, "--window", "1d"])
-        .args(["--reference", &format!("baseline:{D0}..{}", D0 + DAY)])
-        .args(["--features", "input.note,input.sku,input.amount", "--database-url", &url])
-        .output()?;
-    anyhow::ensure!(create.status.success(), "job create failed: {}", String::from_utf8_lossy(&create.stderr));
+    let flags: Vec<String> =
+        ["--deployment", DEPLOYMENT, "--window", "1d", "--features", "input.note,input.sku,input.amount"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain([format!("--reference=baseline:{D0}..{}", D0 + DAY)])
+            .collect();
     let reports = tempfile::tempdir()?;
-    let timing = reports.path().join("time.txt");
-    let run = Command::new("/usr/bin/time")
-        .args(["-f", "%e %M", "-o"])
-        .arg(&timing)
-        .arg(&driftline)
-        .args(["drift", "job", "run", "bounds", "--at", &(D0 + 2 * DAY).to_string(), "--database-url", &url])
-        .arg("--output-dir")
-        .arg(reports.path())
-        .output()?;
-    anyhow::ensure!(run.status.success(), "job run failed: {}", String::from_utf8_lossy(&run.stderr));
-    print!("{}", String::from_utf8_lossy(&run.stdout));
-    let measured = std::fs::read_to_string(&timing)?;
-    let mut parts = measured.split_whitespace();
-    let seconds: f64 = parts.next().context("time output")?.parse()?;
-    let kib: f64 = parts.next().context("time output")?.parse()?;
+    let TimedRun { stdout, seconds, peak_kib: kib } =
+        create_and_time_job("bounds", &flags, D0 + 2 * DAY, &url, reports.path())?;
+    print!("{stdout}");
     let size = |extension: &str| -> anyhow::Result<u64> {
         let path = reports.path().join(format!("bounds-run1.{extension}"));
         Ok(std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?.len())

@@ -207,6 +207,51 @@ pub fn python_executemany(columns: &[&str], values: impl Iterator<Item = serde_j
     answer["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("the Python reference printed no seconds"))
 }
 
+/// What a timed drift job run measured.
+pub struct TimedRun {
+    /// What the run printed.
+    pub stdout: String,
+    /// Wall-clock seconds of the whole process.
+    pub seconds: f64,
+    /// Its peak RSS, KiB.
+    pub peak_kib: f64,
+}
+
+/// Creates drift job `name` with `create_flags` through the `driftline` binary beside this one,
+/// then runs it for the window ending at `at` under `/usr/bin/time`, writing its reports into
+/// `reports_dir`.
+pub fn create_and_time_job(
+    name: &str,
+    create_flags: &[String],
+    at: i64,
+    url: &str,
+    reports_dir: &std::path::Path,
+) -> anyhow::Result<TimedRun> {
+    use anyhow::Context;
+    let driftline = std::env::current_exe()?.with_file_name("driftline");
+    let create = std::process::Command::new(&driftline)
+        .args(["drift", "job", "create", name])
+        .args(create_flags)
+        .args(["--database-url", url])
+        .output()?;
+    anyhow::ensure!(create.status.success(), "job create failed: {}", String::from_utf8_lossy(&create.stderr));
+    let timing = reports_dir.join("time.txt");
+    let run = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%e %M", "-o"])
+        .arg(&timing)
+        .arg(&driftline)
+        .args(["drift", "job", "run", name, "--at", &at.to_string(), "--database-url", url])
+        .arg("--output-dir")
+        .arg(reports_dir)
+        .output()?;
+    anyhow::ensure!(run.status.success(), "job run failed: {}", String::from_utf8_lossy(&run.stderr));
+    let measured = std::fs::read_to_string(&timing)?;
+    let mut parts = measured.split_whitespace();
+    let seconds: f64 = parts.next().context("time output")?.parse()?;
+    let peak_kib: f64 = parts.next().context("time output")?.parse()?;
+    Ok(TimedRun { stdout: String::from_utf8_lossy(&run.stdout).into_owned(), seconds, peak_kib })
+}
+
 /// A field of `/proc/PID/status` in KiB (`VmHWM:` peak RSS, `VmRSS:` current RSS); 0 if unknown.
 pub fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
