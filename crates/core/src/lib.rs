@@ -11,4 +11,4 @@ pub use event::{AggregateMetrics, DelayedMetrics, Event, Metrics, Prediction, Wi
 pub use limits::Limits;
 /// The crate's error: why an event was refused.
 pub use validate::Rejection as Error;
-pub use validate::{parse_event, parse_event_value, Rejection};
+pub use validate::{check_event_size, parse_event, parse_event_value, Rejection};

@@ -50,18 +50,23 @@ const DELAYED_FIELDS: &[&str] = &["v", "type", "uuid", "timestamp_ms", "metrics"
 const AGGREGATE_FIELDS: &[&str] =
     &["v", "type", "model_deployment_crn", "start_timestamp_ms", "end_timestamp_ms", "metrics", "source"];
 
-/// Parses and validates one encoded event.
-pub fn parse_event(raw: &[u8], limits: &Limits) -> Result<Event, Rejection> {
-    if raw.len() > limits.max_event_bytes {
+/// Refuses an encoded event of `len` bytes over the limit of bytes per event.
+pub fn check_event_size(len: usize, limits: &Limits) -> Result<(), Rejection> {
+    if len > limits.max_event_bytes {
         return Err(Rejection::new(
             "event",
             format!(
-                "is {} bytes, over the limit of {} bytes per event; send fewer metrics per event",
-                raw.len(),
+                "is {len} bytes, over the limit of {} bytes per event; send fewer metrics per event",
                 limits.max_event_bytes
             ),
         ));
     }
+    Ok(())
+}
+
+/// Parses and validates one encoded event.
+pub fn parse_event(raw: &[u8], limits: &Limits) -> Result<Event, Rejection> {
+    check_event_size(raw.len(), limits)?;
     let value: Value = serde_json::from_slice(raw)
         .map_err(|e| Rejection::new("event", format!("is not valid JSON ({e}); send one JSON object per event")))?;
     parse_event_value(value, limits)

@@ -52,6 +52,8 @@ pub struct Assembly {
     pub refusals: Vec<Refusal>,
     /// Refusals beyond the cap of dead letters kept for one write: counted, not kept.
     pub unkept: u64,
+    /// Events that passed validation but the store refused (set aside by isolation).
+    pub store_refused: u64,
     /// Most dead letters kept for one write (`None`: all).
     dead_letter_cap: Option<usize>,
 }
@@ -123,6 +125,7 @@ impl Assembly {
             }
             self.batch.dead_letters.push(origin.dead_letter(reason.clone(), self.batch.received_at_ms));
             self.refusals.push(Refusal { index: origin.index, reason });
+            self.store_refused += 1;
         }
     }
 

@@ -88,10 +88,8 @@ pub async fn intake(
             key: None,
         });
     }
-    let validated = assembly.refusals.len();
     let outcome = crate::isolate::write_isolating(store, &mut assembly).await?;
-    let store_refused = (assembly.refusals.len() - validated) as u64;
-    let unkept = assembly.unkept;
+    let (store_refused, unkept) = (assembly.store_refused, assembly.unkept);
     let mut refusals = assembly.refusals;
     refusals.sort_by_key(|r| r.index);
     let rejected = refusals.len() as u64;

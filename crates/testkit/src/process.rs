@@ -11,6 +11,16 @@ fn signal(child: &Child, signal: &str) {
     let _ = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
 }
 
+/// Where a child's log (stderr) goes: appended to `log`, or to the test's stderr.
+fn log_to(log: Option<&Path>) -> Stdio {
+    match log {
+        Some(path) => {
+            Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the process log"))
+        }
+        None => Stdio::inherit(),
+    }
+}
+
 /// Reads a child's stdout on a thread of its own and hands each line over, so the child never
 /// blocks on a full pipe.
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
@@ -52,12 +62,7 @@ impl IngestProcess {
     /// Starts `bin ingest ARGS --metrics-listen 127.0.0.1:0`. Its log (stderr) goes to `log`
     /// (appended) when given, else to the test's stderr.
     pub fn start(bin: &Path, args: &[String], log: Option<&Path>) -> IngestProcess {
-        let stderr = match log {
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the ingest log"),
-            ),
-            None => Stdio::inherit(),
-        };
+        let stderr = log_to(log);
         let mut child = Command::new(bin)
             .arg("ingest")
             .args(args)
@@ -128,12 +133,7 @@ impl ServerProcess {
     /// waits until it listens. Its log (stderr) goes to `log` (appended) when given, else to the
     /// test's stderr.
     pub fn start(bin: &Path, args: &[String], env: &[(&str, &str)], log: Option<&Path>) -> ServerProcess {
-        let stderr = match log {
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the server log"),
-            ),
-            None => Stdio::inherit(),
-        };
+        let stderr = log_to(log);
         let mut child = Command::new(bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use driftline_core::time::now_ms;
-use driftline_core::{parse_event_value, Event, Rejection};
+use driftline_core::{check_event_size, parse_event_value, Event};
 use driftline_ingest::{decode_body, intake, BodyFormat, Decoded, IntakeReport};
 use driftline_store::Scope;
 use serde_json::{json, Value};
@@ -146,15 +146,7 @@ async fn post_one(
 
 /// The body of a one-call endpoint as a JSON object, within the event size limit.
 fn json_object(state: &AppState, bytes: &Bytes, fields: &str) -> Result<serde_json::Map<String, Value>, Problem> {
-    if bytes.len() > state.limits.max_event_bytes {
-        let rejection = Rejection::new(
-            "event",
-            format!(
-                "is {} bytes, over the limit of {} bytes per event; send fewer metrics per event",
-                bytes.len(),
-                state.limits.max_event_bytes
-            ),
-        );
+    if let Err(rejection) = check_event_size(bytes.len(), &state.limits) {
         return Err(Problem::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "Payload Too Large",

@@ -97,7 +97,7 @@ pub(crate) async fn body(State(state): State<AppState>, request: Request, next: 
         // The compressed body and what it inflates to.
         Encoding::Gzip => length.unwrap_or(limit) + limit,
     };
-    let kib = (reserve.div_ceil(1024).max(1)).min(state.body_kib_total()) as u32;
+    let kib = reserve.div_ceil(1024).max(1).min(state.http.inflight_body_kib()) as u32;
     let Ok(permit) = state.body_kib.clone().try_acquire_many_owned(kib) else {
         return Problem::busy(
             "the server is receiving as many request bytes as it allows at once; try again in a second",
@@ -125,12 +125,6 @@ pub(crate) async fn body(State(state): State<AppState>, request: Request, next: 
     let response = next.run(Request::from_parts(parts, body)).await;
     drop(permit);
     response
-}
-
-impl AppState {
-    fn body_kib_total(&self) -> usize {
-        self.http.max_inflight_body_bytes.div_ceil(1024).max(1)
-    }
 }
 
 /// Inflates a gzip body, refusing one that inflates past `limit` bytes.

@@ -44,6 +44,13 @@ pub(crate) struct HttpSettings {
     pub(crate) key_refresh: Duration,
 }
 
+impl HttpSettings {
+    /// The server-wide budget of request body bytes in flight, in KiB (at least 1).
+    pub(crate) fn inflight_body_kib(&self) -> usize {
+        self.max_inflight_body_bytes.div_ceil(1024).max(1)
+    }
+}
+
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
@@ -91,7 +98,7 @@ impl AppState {
             metrics,
             drift,
             requests: Arc::new(Semaphore::new(http.max_concurrent_requests)),
-            body_kib: Arc::new(Semaphore::new(http.max_inflight_body_bytes.div_ceil(1024).max(1))),
+            body_kib: Arc::new(Semaphore::new(http.inflight_body_kib())),
             http,
         }
     }

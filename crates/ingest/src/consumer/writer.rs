@@ -110,7 +110,6 @@ fn write(shared: &Shared, messages: Vec<Message>) -> Written {
     }
     assembly.batch.dead_letters.extend(gaps);
     assembly.set_positions(positions);
-    let refused_by_validation = assembly.refusals.len();
     let mut retry = Retry::new();
     loop {
         let started = Instant::now();
@@ -122,8 +121,7 @@ fn write(shared: &Shared, messages: Vec<Message>) -> Written {
                     outcome.duplicate_events(),
                     assembly.refusals.len() as u64,
                 );
-                let refused_by_store = assembly.refusals.len() - refused_by_validation;
-                shared.metrics.store_refused.fetch_add(refused_by_store as u64, Ordering::Relaxed);
+                shared.metrics.store_refused.fetch_add(assembly.store_refused, Ordering::Relaxed);
                 return Written::Stored(
                     assembly.batch.positions.iter().map(|p| (p.partition, p.next_offset)).collect(),
                 );
