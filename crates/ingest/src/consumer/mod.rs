@@ -610,7 +610,6 @@ fn assign(shared: &Shared, consumer: &BaseConsumer<IngestContext>) -> Result<(),
     }
     consumer.assign(&tpl).map_err(|e| crate::Error::Kafka(format!("cannot assign {partitions:?}: {e}")))?;
     poller.assigned(shared, partitions.len());
-    poller.idle_since = None;
     tracing::info!(?starts, "partitions assigned by this consumer; reading from the stored offsets");
     Ok(())
 }
