@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use driftline_benches::{create_and_time_job, fresh_database, TimedRun};
-use driftline_core::{DelayedMetrics, Metrics, Prediction};
+use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::{EventStore, WriteBatch};
 use rand::rngs::StdRng;
@@ -50,8 +50,8 @@ fn settings() -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-fn metrics(v: serde_json::Value) -> Metrics {
-    v.as_object().expect("object").clone()
+fn metrics(v: serde_json::Value) -> MetricsJson {
+    v.as_object().expect("object").clone().into()
 }
 
 #[tokio::main]

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use driftline_benches::{create_and_time_job, fresh_database, TimedRun};
-use driftline_core::{DelayedMetrics, Metrics, Prediction};
+use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::{EventStore, WriteBatch};
 use rand::rngs::StdRng;
@@ -23,8 +23,8 @@ const DEPLOYMENT: &str = "crn:bench:deployment/drift";
 const D0: i64 = 1_793_491_200_000;
 const DAY: i64 = 86_400_000;
 
-fn metrics(v: serde_json::Value) -> Metrics {
-    v.as_object().expect("object").clone()
+fn metrics(v: serde_json::Value) -> MetricsJson {
+    v.as_object().expect("object").clone().into()
 }
 
 #[tokio::main]

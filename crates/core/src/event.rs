@@ -4,9 +4,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A metrics payload: any JSON object. Numeric leaves are numeric series; strings and booleans
-/// are categorical values.
+/// A metrics payload as a tree of values: any JSON object. Numeric leaves are numeric series;
+/// strings and booleans are categorical values. Events carry theirs as [`MetricsJson`] text.
 pub type Metrics = serde_json::Map<String, serde_json::Value>;
+
+pub use crate::metrics_json::MetricsJson;
 
 /// The current wire format version.
 pub const WIRE_VERSION: u8 = 1;
@@ -79,7 +81,7 @@ pub struct Prediction {
     #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
     pub end_timestamp_ms: i64,
     /// Inputs, outputs and anything else about the prediction.
-    pub metrics: Metrics,
+    pub metrics: MetricsJson,
 }
 
 /// Metrics that arrive after the prediction, such as its ground-truth label.
@@ -92,7 +94,7 @@ pub struct DelayedMetrics {
     #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
     pub timestamp_ms: i64,
     /// The metrics; their keys are merged into the prediction's metrics on read (later keys win).
-    pub metrics: Metrics,
+    pub metrics: MetricsJson,
 }
 
 /// Metrics computed over a deployment's predictions in a time range.
@@ -109,7 +111,7 @@ pub struct AggregateMetrics {
     #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
     pub end_timestamp_ms: i64,
     /// The aggregate metrics.
-    pub metrics: Metrics,
+    pub metrics: MetricsJson,
     /// Who computed them: `user`, or `drift:<job>` for a drift job. Defaults to `user` when
     /// absent or null.
     #[serde(default = "default_source", deserialize_with = "source_or_default")]
@@ -188,7 +190,7 @@ mod tests {
             "[a-z0-9:/._-]{1,40}"
         }
 
-        fn metrics() -> impl Strategy<Value = Metrics> {
+        fn metrics() -> impl Strategy<Value = MetricsJson> {
             let leaf = prop_oneof![
                 Just(Value::Null),
                 any::<bool>().prop_map(Value::from),
@@ -205,7 +207,8 @@ mod tests {
                         .prop_map(|m| Value::Object(m.into_iter().collect())),
                 ]
             });
-            prop::collection::btree_map("[^\\x00]{0,8}", value, 0..6).prop_map(|m| m.into_iter().collect())
+            prop::collection::btree_map("[^\\x00]{0,8}", value, 0..6)
+                .prop_map(|m| MetricsJson::from(m.into_iter().collect::<Metrics>()))
         }
 
         fn range() -> impl Strategy<Value = (i64, i64)> {
@@ -286,6 +289,24 @@ mod tests {
             fn the_validator_accepts_what_the_types_write(event in event()) {
                 let text = serde_json::to_vec(&WireEvent::from(event.clone())).unwrap();
                 prop_assert_eq!(parse_event(&text, &Limits::default()), Ok(event));
+            }
+
+            /// The one-pass read of an event's bytes and the read of its tree agree: the same
+            /// event, or the same rejection.
+            #[test]
+            fn streaming_and_tree_reads_agree(value in mutated()) {
+                let text = serde_json::to_vec(&value).unwrap();
+                prop_assert_eq!(parse_event(&text, &Limits::default()), parse_event_value(value, &Limits::default()));
+            }
+
+            /// ... and so they do at the limits of keys and nesting, where the one-pass read gives
+            /// up and the tree read names the rule.
+            #[test]
+            fn streaming_and_tree_reads_agree_at_the_limits(event in event(), keys in 0usize..8, depth in 1usize..4) {
+                let limits = Limits { max_metric_keys: keys, max_depth: depth, ..Limits::default() };
+                let value = serde_json::to_value(WireEvent::from(event)).unwrap();
+                let text = serde_json::to_vec(&value).unwrap();
+                prop_assert_eq!(parse_event(&text, &limits), parse_event_value(value, &limits));
             }
 
             /// Whatever the validator accepts, the types read as the same event; what it refuses is

@@ -6,8 +6,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::event::{AggregateMetrics, DelayedMetrics, Event, Metrics, Prediction, WIRE_VERSION};
+use crate::event::{AggregateMetrics, DelayedMetrics, Event, Prediction, WIRE_VERSION};
 use crate::limits::Limits;
+use crate::metrics_json::{Bounds, MetricsJson};
 use crate::time::date_string;
 
 /// Longest CRN accepted, in bytes.
@@ -65,8 +66,15 @@ pub fn check_event_size(len: usize, limits: &Limits) -> Result<(), Rejection> {
 }
 
 /// Parses and validates one encoded event.
+///
+/// The event's `metrics` are read in one pass straight into the text the store keeps, without
+/// a tree of values ([`MetricsJson`]); only when that pass meets something it does not accept
+/// is the event read again as a tree, to name what is wrong.
 pub fn parse_event(raw: &[u8], limits: &Limits) -> Result<Event, Rejection> {
     check_event_size(raw.len(), limits)?;
+    if let Ok(Streamed { fields, metrics }) = Streamed::read(raw, limits) {
+        return validate(fields, metrics, limits);
+    }
     let value: Value = serde_json::from_slice(raw)
         .map_err(|e| Rejection::new("event", format!("is not valid JSON ({e}); send one JSON object per event")))?;
     parse_event_value(value, limits)
@@ -74,6 +82,58 @@ pub fn parse_event(raw: &[u8], limits: &Limits) -> Result<Event, Rejection> {
 
 /// Validates one event already decoded as JSON. The caller checks the encoded size.
 pub fn parse_event_value(value: Value, limits: &Limits) -> Result<Event, Rejection> {
+    validate(value, None, limits)
+}
+
+/// An event read in one pass: its fields other than `metrics` as values, and its `metrics`
+/// (if present) as checked text.
+struct Streamed {
+    fields: Value,
+    metrics: Option<MetricsJson>,
+}
+
+impl Streamed {
+    /// Fails on anything unusual (invalid JSON, not an object, metrics the streaming pass does
+    /// not accept); the caller then takes the slow path, which says why.
+    fn read(raw: &[u8], limits: &Limits) -> Result<Streamed, serde_json::Error> {
+        let bounds = Bounds {
+            max_keys: limits.max_metric_keys,
+            max_depth: limits.max_depth,
+            allow_nul: limits.unchecked_text_for_tests,
+        };
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let streamed = serde::Deserializer::deserialize_map(&mut de, StreamedVisitor(&bounds))?;
+        de.end()?;
+        Ok(streamed)
+    }
+}
+
+struct StreamedVisitor<'b>(&'b Bounds);
+
+impl<'de> serde::de::Visitor<'de> for StreamedVisitor<'_> {
+    type Value = Streamed;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Streamed, A::Error> {
+        let mut fields = Map::new();
+        let mut metrics = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "metrics" {
+                metrics = Some(map.next_value_seed(MetricsJson::seed(self.0))?);
+            } else {
+                fields.insert(key, map.next_value()?);
+            }
+        }
+        Ok(Streamed { fields: Value::Object(fields), metrics })
+    }
+}
+
+/// Validates an event's fields; `metrics`, when given, was read by the streaming pass and is
+/// not among `value`'s fields.
+fn validate(value: Value, metrics: Option<MetricsJson>, limits: &Limits) -> Result<Event, Rejection> {
     let Value::Object(mut obj) = value else {
         return Err(Rejection::new(
             "event",
@@ -119,7 +179,7 @@ pub fn parse_event_value(value: Value, limits: &Limits) -> Result<Event, Rejecti
             format!("is not a field of a {kind} event; allowed fields are {}", allowed.join(", ")),
         ));
     }
-    let mut fields = Fields { obj: &mut obj, limits };
+    let mut fields = Fields { obj: &mut obj, limits, metrics };
     let event = match kind.as_str() {
         "prediction" => {
             let uuid = fields.uuid("uuid")?;
@@ -164,6 +224,8 @@ pub fn parse_event_value(value: Value, limits: &Limits) -> Result<Event, Rejecti
 struct Fields<'a> {
     obj: &'a mut Map<String, Value>,
     limits: &'a Limits,
+    /// The metrics as the streaming pass read them, if it did.
+    metrics: Option<MetricsJson>,
 }
 
 impl Fields<'_> {
@@ -250,7 +312,10 @@ impl Fields<'_> {
         Ok((start, end))
     }
 
-    fn metrics(&mut self) -> Result<Metrics, Rejection> {
+    fn metrics(&mut self) -> Result<MetricsJson, Rejection> {
+        if let Some(metrics) = self.metrics.take() {
+            return Ok(metrics);
+        }
         let mut metrics = match self.required("metrics", "send a JSON object, e.g. {\"prediction\": 0.8}")? {
             Value::Object(m) => m,
             other => {
@@ -282,7 +347,7 @@ impl Fields<'_> {
                 format!("nests {depth} levels deep, over the limit of {}; flatten the payload", self.limits.max_depth),
             ));
         }
-        Ok(metrics)
+        Ok(MetricsJson::from(metrics))
     }
 
     fn source(&mut self) -> Result<String, Rejection> {
@@ -425,7 +490,7 @@ mod tests {
             panic!("not a prediction")
         };
         assert_eq!(p.model_deployment_crn, "crn:dep/1");
-        assert_eq!(p.metrics["input"]["tenure"], json!(12));
+        assert_eq!(p.metrics.to_map()["input"]["tenure"], json!(12));
 
         let delayed = json!({"v":1,"type":"delayed_metrics","uuid":"2f1c7a3e-9b0d-4c55-8e21-6a7f0d9c1b42",
             "timestamp_ms":1_700_000_360_000_i64,"metrics":{"label":1}});
@@ -578,6 +643,22 @@ mod tests {
         let mut e = prediction();
         e["metrics"] = json!({"a": "x\u{0}"});
         assert!(parse_event_value(e, &hooked).is_ok());
+    }
+
+    #[test]
+    fn encoded_events_with_nul_in_metrics_are_refused_as_their_trees_are() {
+        for metrics in [json!({"a": {"b": ["x", "y\u{0}"]}}), json!({"k\u{0}": 1})] {
+            let mut e = prediction();
+            e["metrics"] = metrics;
+            let text = serde_json::to_vec(&e).unwrap();
+            let streamed = parse_event(&text, &Limits::default()).unwrap_err();
+            assert!(streamed.field.starts_with("metrics.") && streamed.rule.contains("NUL"), "{streamed}");
+            assert_eq!(streamed, reject(e));
+        }
+        // Repeated keys: the last one counts, in the metrics and at the top.
+        let text = br#"{"v":1,"type":"delayed_metrics","uuid":"2f1c7a3e-9b0d-4c55-8e21-6a7f0d9c1b42","timestamp_ms":1700000000000,"metrics":{"label":0,"label":1},"timestamp_ms":1700000000001}"#;
+        let Event::DelayedMetrics(d) = parse_event(text, &Limits::default()).unwrap() else { panic!() };
+        assert_eq!((d.timestamp_ms, d.metrics.to_map()["label"].clone()), (1_700_000_000_001, json!(1)));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use driftline_core::{DelayedMetrics, Metrics, Prediction};
+use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
 use driftline_drift::job::run::run_job;
 use driftline_drift::job::schedule::ScheduleSpec;
 use driftline_drift::job::scheduler::{self, SchedulerConfig};
@@ -29,8 +29,8 @@ const DAY: i64 = 86_400_000;
 const D0: i64 = 1_793_491_200_000;
 const DEPLOYMENT: &str = "crn:test:deployment/churn";
 
-fn metrics(value: serde_json::Value) -> Metrics {
-    value.as_object().expect("object").clone()
+fn metrics(value: serde_json::Value) -> MetricsJson {
+    value.as_object().expect("object").clone().into()
 }
 
 /// `per_day` predictions on each of `days` days from D0; from `drift_from` on, `tenure` moves up

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::Server;
-use driftline_core::{DelayedMetrics, Metrics, Prediction};
+use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
 use driftline_store::{StoreConfig, StoredJob, WriteBatch};
 use driftline_testkit::TestDatabase;
 use rand::rngs::StdRng;
@@ -181,8 +181,8 @@ fn bad_input_is_named() {
     assert!(err.contains("missing.csv"), "{err}");
 }
 
-fn metrics(v: Value) -> Metrics {
-    v.as_object().unwrap().clone()
+fn metrics(v: Value) -> MetricsJson {
+    v.as_object().unwrap().clone().into()
 }
 
 /// Five days of predictions (the last two drifted) with labels, into the SQLite file.

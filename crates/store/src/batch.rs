@@ -93,11 +93,6 @@ impl WriteBatch {
     }
 }
 
-/// A metrics payload as JSON text (keys sorted at every level), as both backends store it.
-pub(crate) fn metrics_json(metrics: &driftline_core::Metrics) -> String {
-    serde_json::to_string(metrics).expect("metrics serialise to JSON")
-}
-
 /// Identity of a metrics payload: the first 16 bytes of the SHA-256 of its canonical JSON
 /// (keys sorted at every level, as `serde_json` writes them).
 pub(crate) fn digest(metrics_json: &str) -> Vec<u8> {

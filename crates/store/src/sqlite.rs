@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::batch::{digest, metrics_json, DeadLetter, WriteBatch, WriteOutcome};
+use crate::batch::{digest, DeadLetter, WriteBatch, WriteOutcome};
 use crate::keys::ApiKey;
 use crate::open::StoreOptions;
 use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, Window};
@@ -89,7 +89,7 @@ impl SqliteStore {
                     .push_bind(p.model_deployment_crn.as_str())
                     .push_bind(p.start_timestamp_ms)
                     .push_bind(p.end_timestamp_ms)
-                    .push_bind(metrics_json(&p.metrics))
+                    .push_bind(p.metrics.as_str())
                     .push_bind(at);
             });
             q.push(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid");
@@ -109,7 +109,7 @@ impl SqliteStore {
                 "INSERT INTO delayed_metrics (uuid, timestamp_ms, digest, metrics, received_at_ms, model_deployment_crn) ",
             );
             q.push_values(chunk, |mut row, d| {
-                let metrics = metrics_json(&d.metrics);
+                let metrics = d.metrics.canonical();
                 row.push_bind(d.uuid.to_string())
                     .push_bind(d.timestamp_ms)
                     .push_bind(digest(&metrics))
@@ -129,7 +129,7 @@ impl SqliteStore {
                  digest, metrics, source, received_at_ms) ",
             );
             q.push_values(chunk, |mut row, a| {
-                let metrics = metrics_json(&a.metrics);
+                let metrics = a.metrics.canonical();
                 row.push_bind(a.model_deployment_crn.as_str())
                     .push_bind(a.start_timestamp_ms)
                     .push_bind(a.end_timestamp_ms)

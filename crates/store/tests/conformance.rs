@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use driftline_core::{AggregateMetrics, DelayedMetrics, Event, Metrics, Prediction};
+use driftline_core::{AggregateMetrics, DelayedMetrics, Event, MetricsJson, Prediction};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
 use driftline_store::{
@@ -17,8 +17,8 @@ use uuid::Uuid;
 const T0: i64 = 1_700_000_000_000;
 const DAY: i64 = 86_400_000;
 
-fn metrics(value: serde_json::Value) -> Metrics {
-    value.as_object().expect("object").clone()
+fn metrics(value: serde_json::Value) -> MetricsJson {
+    value.as_object().expect("object").clone().into()
 }
 
 fn prediction(deployment: &str, start: i64, score: f64) -> Prediction {
@@ -61,7 +61,7 @@ async fn writes_and_reads_back_with_delayed_metrics_merged(store: Arc<dyn Store>
 
     let read = read_all(&*store, Selection::Deployment("dep-a".into()), everything()).await;
     assert_eq!(read.iter().map(|r| r.uuid).collect::<Vec<_>>(), vec![b.uuid, a.uuid], "ordered by start time");
-    assert_eq!(read[0].metrics, b.metrics, "no delayed metrics: unchanged");
+    assert_eq!(read[0].metrics, b.metrics.to_map(), "no delayed metrics: unchanged");
     assert_eq!(read[1].metrics["label"], json!(1));
     assert_eq!(read[1].metrics["note"], json!("early"));
     assert_eq!(read[1].metrics["prediction"], json!(0.9));
@@ -106,7 +106,7 @@ async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     let read = read_all(&*store, Selection::Deployment("dep".into()), Window { start_ms: T0, end_ms: T0 + 1 }).await;
     assert_eq!(read.len(), 2);
     let original = read.iter().find(|r| r.uuid == first[0].uuid).unwrap();
-    assert_eq!(original.metrics, first[0].metrics, "the first write is kept");
+    assert_eq!(original.metrics, first[0].metrics.to_map(), "the first write is kept");
 
     // A repeat inside a batch none of whose UUIDs is stored yet (on Postgres the optimistic
     // claim, without its ON CONFLICT fallback): the first is stored, the repeat reported.
@@ -120,7 +120,7 @@ async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     let read =
         read_all(&*store, Selection::Deployment("dep".into()), Window { start_ms: T0 + 7, end_ms: T0 + 8 }).await;
     assert_eq!(read.len(), 1);
-    assert_eq!(read[0].metrics, x.metrics, "the first of the batch is kept");
+    assert_eq!(read[0].metrics, x.metrics.to_map(), "the first of the batch is kept");
 }
 
 async fn retried_metrics_are_stored_once(store: Arc<dyn Store>) {
@@ -169,7 +169,7 @@ async fn awkward_text_round_trips(store: Arc<dyn Store>) {
     store.write(&batch_of(vec![p.clone()])).await.unwrap();
     let read = read_all(&*store, Selection::Deployment(p.model_deployment_crn.clone()), everything()).await;
     assert_eq!(read.len(), 1);
-    assert_eq!((read[0].model_crn.as_str(), &read[0].metrics), (p.model_crn.as_str(), &p.metrics));
+    assert_eq!((read[0].model_crn.as_str(), &read[0].metrics), (p.model_crn.as_str(), &p.metrics.to_map()));
 }
 
 fn pos(partition: i32, from: i64, next_offset: i64) -> SourcePosition {
@@ -303,7 +303,7 @@ async fn a_probe_writes_nothing(store: Arc<dyn Store>) {
         model_deployment_crn: "dep".into(),
         start_timestamp_ms: T0,
         end_timestamp_ms: T0,
-        metrics: Metrics::new(),
+        metrics: MetricsJson::from(serde_json::Map::new()),
         source: "drift:a\u{0}b".into(),
     };
     let e = store.probe(&WriteBatch { aggregate_metrics: vec![bad.clone()], ..WriteBatch::new(T0) }).await.unwrap_err();

@@ -23,7 +23,7 @@ pub(crate) async fn write_aggregate(
         model_deployment_crn: spec.deployment.clone(),
         start_timestamp_ms: window.start_ms,
         end_timestamp_ms: window.end_ms,
-        metrics: aggregate.clone(),
+        metrics: aggregate.clone().into(),
         source: format!("drift:{}", spec.name),
     });
     store.write(&batch).await?;

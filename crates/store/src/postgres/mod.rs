@@ -20,7 +20,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use self::copy::{claim_row, copy_in, prediction_row};
-use crate::batch::{digest, metrics_json, DeadLetter, WriteBatch, WriteOutcome};
+use crate::batch::{digest, DeadLetter, WriteBatch, WriteOutcome};
 use crate::keys::ApiKey;
 use crate::open::{redact, StoreOptions};
 use crate::read::{spawn_reader, text_safe, RawAggregate, RawRecord, Selection, Window};
@@ -136,7 +136,7 @@ impl PostgresStore {
                 .delayed_metrics
                 .iter()
                 .map(|d| {
-                    let m = metrics_json(&d.metrics);
+                    let m = d.metrics.canonical();
                     let h = digest(&m);
                     (d.uuid, d.timestamp_ms, m, h)
                 })
@@ -166,7 +166,7 @@ impl PostgresStore {
                 .aggregate_metrics
                 .iter()
                 .map(|a| {
-                    let m = metrics_json(&a.metrics);
+                    let m = a.metrics.canonical();
                     let h = digest(&m);
                     (a.model_deployment_crn.as_str(), a.start_timestamp_ms, a.end_timestamp_ms, m, a.source.as_str(), h)
                 })
