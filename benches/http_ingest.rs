@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use driftline_benches::{
-    copy_minimal, copy_rows, fresh_database, generate, python_executemany, sqlite_columns, sqlite_values, status_kib,
-    wire, DEPLOYMENT,
+    copy_minimal, copy_rows, copy_rows_binary, fresh_database, generate, python_executemany, sqlite_columns,
+    sqlite_values, status_kib, wire, DEPLOYMENT,
 };
 use futures::{StreamExt, TryStreamExt};
 
@@ -190,6 +190,8 @@ async fn main() -> anyhow::Result<()> {
     let postgres = http_run(&o, &bodies, &["--database-url".into(), pg_url]).await?;
     let copy_url = fresh_database(&o.server_url, "driftline_bench_copy").await?;
     let copy = copy_rows(&copy_url, &rows).await?;
+    let binary_url = fresh_database(&o.server_url, "driftline_bench_copy_binary").await?;
+    let binary = copy_rows_binary(&copy_url, &binary_url, rows.len()).await?;
     let minimal_url = fresh_database(&o.server_url, "driftline_bench_minimal").await?;
     let minimal = copy_minimal(&minimal_url, &rows).await?;
     let executemany = python_executemany(sqlite_columns(), rows.iter().map(sqlite_values))?;
@@ -203,7 +205,12 @@ async fn main() -> anyhow::Result<()> {
         (
             "HTTP → Postgres",
             &postgres,
-            format!("{:.2}× COPY, {:.2}× COPY minimal", copy / postgres.seconds, minimal / postgres.seconds),
+            format!(
+                "{:.2}× COPY, {:.2}× COPY minimal, {:.2}× binary COPY",
+                copy / postgres.seconds,
+                minimal / postgres.seconds,
+                binary / postgres.seconds
+            ),
         ),
     ] {
         println!(
@@ -222,5 +229,6 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| COPY → Postgres, same schema (reference) | {copy:.2} | {:.0} | — | — | — | — |", rate(copy));
     println!("| COPY → Postgres, minimal table (reference) | {minimal:.2} | {:.0} | — | — | — | — |", rate(minimal));
+    println!("| binary COPY → Postgres, same schema (reference) | {binary:.2} | {:.0} | — | — | — | — |", rate(binary));
     Ok(())
 }

@@ -135,6 +135,33 @@ pub async fn copy_rows(url: &str, rows: &[Row]) -> anyhow::Result<f64> {
     .await
 }
 
+/// The same rows as [`copy_rows`] copied them into `from_url`, sent again with a binary `COPY`
+/// into the driftline schema at `to_url`. The binary data is Postgres's own (`COPY … TO STDOUT
+/// (FORMAT binary)` of the copied rows, read before the clock starts), so this reference does
+/// not depend on driftline's encoder. Returns the seconds taken.
+pub async fn copy_rows_binary(from_url: &str, to_url: &str, rows: usize) -> anyhow::Result<f64> {
+    use futures::TryStreamExt;
+    const COLUMNS: &str =
+        "uuid, model_crn, model_build_crn, model_deployment_crn, start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms";
+    let mut source = PgConnection::connect(from_url).await?;
+    let data: Vec<bytes::Bytes> = source
+        .copy_out_raw(&format!("COPY (SELECT {COLUMNS} FROM predictions) TO STDOUT (FORMAT binary)"))
+        .await?
+        .try_collect()
+        .await?;
+    let store = PostgresStore::connect(to_url).await?;
+    let mut conn = store.pool().acquire().await?;
+    let started = Instant::now();
+    let mut copy = conn.copy_in_raw(&format!("COPY predictions ({COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+    for piece in &data {
+        copy.send(piece.as_ref()).await?;
+    }
+    let copied = copy.finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(copied == rows as u64, "copied {copied} rows");
+    Ok(seconds)
+}
+
 /// A plain `COPY … FROM STDIN (FORMAT csv)` of the rows' UUIDs and metrics into a minimal table
 /// (`uuid` primary key and a `jsonb` column) at `url`: the least any store of these events does.
 /// Returns the seconds taken.

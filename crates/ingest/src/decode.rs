@@ -157,22 +157,23 @@ fn split_array(body: &[u8], max: usize) -> Result<Vec<Range<usize>>, Error> {
     let mut elements = Vec::new();
     let mut brackets: Vec<u8> = Vec::new();
     let mut in_string = false;
-    let mut escaped = false;
     let mut start: Option<usize> = None;
     let mut i = open + 1;
     let mut closed = None;
     while i < body.len() {
-        let b = body[i];
         if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+            // Straight to the string's next quote or backslash; an escape skips what it escapes.
+            match memchr::memchr2(b'"', b'\\', &body[i..]) {
+                Some(k) if body[i + k] == b'\\' => i += k + 2,
+                Some(k) => {
+                    in_string = false;
+                    i += k + 1;
+                }
+                None => i = body.len(),
             }
-            i += 1;
             continue;
         }
+        let b = body[i];
         match b {
             b'"' => {
                 in_string = true;

@@ -1,7 +1,7 @@
 //! The production backend: Postgres, with `predictions` range-partitioned by day.
 //!
-//! Writes are one transaction per batch: `COPY` for predictions and their UUID claims, array
-//! parameters (`UNNEST`) for the rest, never a statement per row. Rows go in sorted by their
+//! Writes are one transaction per batch: binary `COPY` for predictions and their UUID claims,
+//! array parameters (`UNNEST`) for the rest, never a statement per row. Rows go in sorted by their
 //! unique key, so two writers of overlapping batches take their locks in the same order and
 //! cannot deadlock. Day partitions are made ahead by a background task ([`partitions`]), never
 //! inside a write. Every connection runs with a statement and a lock timeout, and reads run
@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 use uuid::Uuid;
 
-use self::copy::{claim_row, copy_in, prediction_row};
+use self::copy::{copy_in, BinaryRows};
 use crate::batch::{digest, DeadLetter, WriteBatch, WriteOutcome};
 use crate::keys::ApiKey;
 use crate::open::{redact, StoreOptions};
@@ -116,15 +116,15 @@ impl PostgresStore {
             if outcome.predictions > 0 {
                 // The rows themselves go in with COPY, in UUID order, inside the same
                 // transaction: the fastest bulk path Postgres has. Only the claimed UUIDs.
-                let mut csv = Vec::with_capacity(batch.predictions.len() * 512);
+                let mut rows = BinaryRows::with_capacity(batch.predictions.len() * 512);
                 for i in uuid_order(batch).into_iter().filter(|&i| keep[i]) {
-                    prediction_row(&mut csv, &batch.predictions[i], at);
+                    rows.prediction(&batch.predictions[i], at);
                 }
                 copy_in(
                     tx,
                     "COPY predictions (uuid, model_crn, model_build_crn, model_deployment_crn, \
-                     start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT csv)",
-                    &csv,
+                     start_timestamp_ms, end_timestamp_ms, metrics, received_at_ms) FROM STDIN (FORMAT binary)",
+                    &rows.finish(),
                 )
                 .await
                 .map_err(Error::db("copy predictions"))?;
@@ -455,15 +455,15 @@ async fn claim(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, batch: &WriteBatc
     let mut seen = HashSet::with_capacity(batch.predictions.len());
     let firsts: Vec<bool> = batch.predictions.iter().map(|p| seen.insert(p.uuid)).collect();
     let order = uuid_order(batch);
-    let mut csv = Vec::with_capacity(batch.predictions.len() * 80);
+    let mut rows = BinaryRows::with_capacity(batch.predictions.len() * 80);
     for &i in order.iter().filter(|&&i| firsts[i]) {
-        claim_row(&mut csv, &batch.predictions[i]);
+        rows.claim(&batch.predictions[i]);
     }
     sqlx::query("SAVEPOINT claim").execute(&mut **tx).await.map_err(Error::db("claim prediction uuids"))?;
     let copied = copy_in(
         tx,
-        "COPY prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) FROM STDIN (FORMAT csv)",
-        &csv,
+        "COPY prediction_ids (uuid, model_deployment_crn, start_timestamp_ms) FROM STDIN (FORMAT binary)",
+        &rows.finish(),
     )
     .await;
     match copied {
