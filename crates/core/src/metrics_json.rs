@@ -108,9 +108,9 @@ impl JsonSchema for MetricsJson {
 /// `max_depth` levels deep (the metrics object is level 1), and NUL characters only if allowed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
-    pub max_keys: usize,
-    pub max_depth: usize,
-    pub allow_nul: bool,
+    pub(crate) max_keys: usize,
+    pub(crate) max_depth: usize,
+    pub(crate) allow_nul: bool,
 }
 
 impl Bounds {
