@@ -1,0 +1,300 @@
+"""The process-wide client: configuration, the sender, the development server and the calls."""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import functools
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+
+from . import _http
+from ._config import DEV_MODEL_BUILD_CRN, DEV_MODEL_CRN, DEV_MODEL_DEPLOYMENT_CRN, Config
+from ._devserver import DevServer
+from ._encode import dumps
+from ._sender import Sender
+from .errors import DriftlineError
+
+log = logging.getLogger("driftline")
+
+#: The metrics key under which the decorator records sizes and failures of a prediction.
+RESERVED_KEY = "_driftline"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar("driftline_prediction", default=None)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Client:
+    """One configuration, one queue and sender thread, and the development server if used."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dev_server: Optional[DevServer] = DevServer() if config.uses_dev_server else None
+        self.sender = Sender(
+            self.target,
+            queue_size=config.queue_size,
+            batch_size=config.batch_size,
+            linger_ms=config.linger_ms,
+            request_timeout_s=config.request_timeout_s,
+            max_backoff_s=config.max_backoff_s,
+            on_unreachable=self._dev_unreachable if self.dev_server else None,
+        )
+
+    def target(self) -> Tuple[str, Optional[str]]:
+        if self.dev_server is not None:
+            return self.dev_server.target()
+        assert self.config.url is not None
+        return self.config.url, self.config.api_key
+
+    def _dev_unreachable(self) -> None:
+        # The shared server may have been stopped by the process that started it: start or
+        # find another one on the same store before the next attempt.
+        assert self.dev_server is not None
+        self.dev_server.url = None
+
+    def identity(self) -> Tuple[str, str, str]:
+        c = self.config
+        return (
+            c.model_crn or DEV_MODEL_CRN,
+            c.model_build_crn or DEV_MODEL_BUILD_CRN,
+            c.model_deployment_crn or DEV_MODEL_DEPLOYMENT_CRN,
+        )
+
+    def close(self) -> bool:
+        try:
+            return self.sender.close(self.config.exit_flush_timeout_s)
+        finally:
+            if self.dev_server is not None:
+                self.dev_server.stop()
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def read_lines(self, params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        """The predictions of a window, one dict at a time, streamed as NDJSON."""
+        self.sender.flush(self.config.request_timeout_s)
+        url, key = self.target()
+        for line in _http.get_lines(url, key, "/api/v1/read_metrics", dict(params, format="ndjson"), self.config.request_timeout_s):
+            row = json.loads(line)
+            if isinstance(row, dict) and set(row) == {"error"}:
+                raise DriftlineError(f"reading metrics failed on the server: {row['error']}; read the window again")
+            yield row
+
+
+_lock = threading.RLock()
+_client: Optional[Client] = None
+_atexit_registered = False
+
+
+def get_client() -> Client:
+    """The current client, made from the environment on first use."""
+    global _client
+    with _lock:
+        if _client is None:
+            _install(Client(Config.from_env()))
+        assert _client is not None
+        return _client
+
+
+def _install(client: Client) -> None:
+    global _client, _atexit_registered
+    _client = client
+    if not _atexit_registered:
+        atexit.register(_close_at_exit)
+        _atexit_registered = True
+
+
+def _close_at_exit() -> None:
+    global _client
+    with _lock:
+        client, _client = _client, None
+    if client is not None:
+        try:
+            client.close()
+        except Exception as err:  # never fail the interpreter's exit
+            log.warning("driftline: closing at exit failed: %s", err)
+
+
+def configure(config: Config) -> Client:
+    """Replace the current client (flushing and closing the previous one) with a new one."""
+    global _client
+    with _lock:
+        old, _client = _client, None
+        if old is not None:
+            old.close()
+        client = Client(config)
+        _install(client)
+        return client
+
+
+def shutdown() -> bool:
+    """Flush and stop the current client; the next call makes a new one from the environment."""
+    global _client
+    with _lock:
+        old, _client = _client, None
+    return old.close() if old is not None else True
+
+
+# ---- tracking -----------------------------------------------------------------------------
+
+
+def track_metric(key: str, value: Any) -> None:
+    """Attach ``key: value`` to the prediction being made in this thread (or task)."""
+    metrics = _current.get()
+    if metrics is None:
+        log.warning(
+            "driftline: track_metric(%r) called outside a predict function decorated with "
+            "@models.cml_model(metrics=True); the value is ignored",
+            key,
+        )
+        return
+    metrics[str(key)] = value
+
+
+def _size(value: Any) -> Optional[int]:
+    try:
+        return len(dumps(value).encode("utf-8"))
+    except Exception:
+        return None
+
+
+def instrument(func: F) -> F:
+    """Wrap a predict function so each call is recorded as one prediction event."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Dict[str, Any]:
+        prediction_uuid = str(uuid.uuid4())
+        metrics: Dict[str, Any] = {}
+        token = _current.set(metrics)
+        start = now_ms()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as err:
+            end = now_ms()
+            _current.reset(token)
+            _enqueue_prediction(prediction_uuid, start, end, metrics, args, kwargs, None, err)
+            raise
+        end = now_ms()
+        _current.reset(token)
+        _enqueue_prediction(prediction_uuid, start, end, metrics, args, kwargs, result, None)
+        return {"uuid": prediction_uuid, "prediction": result}
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _enqueue_prediction(
+    prediction_uuid: str,
+    start: int,
+    end: int,
+    metrics: Dict[str, Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    result: Any,
+    error: Optional[BaseException],
+) -> None:
+    try:
+        client = get_client()
+        model_crn, build_crn, deployment_crn = client.identity()
+        payload = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
+        technical: Dict[str, Any] = {"input_bytes": _size(payload)}
+        if error is None:
+            technical["output_bytes"] = _size(result)
+        else:
+            technical["error"] = {"type": type(error).__name__, "message": str(error)}
+        metrics[RESERVED_KEY] = technical
+        event = {
+            "v": 1,
+            "type": "prediction",
+            "uuid": prediction_uuid,
+            "model_crn": model_crn,
+            "model_build_crn": build_crn,
+            "model_deployment_crn": deployment_crn,
+            "start_timestamp_ms": start,
+            "end_timestamp_ms": max(end, start),
+            "metrics": metrics,
+        }
+        client.sender.put(dumps(event))
+    except Exception as err:  # tracking must never fail a prediction
+        log.warning("driftline: could not record prediction %s: %s", prediction_uuid, err)
+
+
+def track_delayed_metrics(metrics: Dict[str, Any], prediction_uuid: str, timestamp_ms: Optional[int] = None) -> None:
+    """Queue metrics that arrived later (ground truth) for an earlier prediction."""
+    if not isinstance(metrics, dict):
+        raise TypeError("metrics must be a dict such as {'label': 1}")
+    str(uuid.UUID(str(prediction_uuid)))  # a clear ValueError now rather than a rejection later
+    event = {
+        "v": 1,
+        "type": "delayed_metrics",
+        "uuid": str(prediction_uuid),
+        "timestamp_ms": now_ms() if timestamp_ms is None else int(timestamp_ms),
+        "metrics": metrics,
+    }
+    get_client().sender.put(dumps(event))
+
+
+def track_aggregate_metrics(
+    metrics: Dict[str, Any],
+    start_timestamp_ms: int,
+    end_timestamp_ms: int,
+    model_deployment_crn: Optional[str] = None,
+) -> None:
+    """Queue metrics computed over a window of a deployment's predictions."""
+    if not isinstance(metrics, dict):
+        raise TypeError("metrics must be a dict such as {'roc_auc': 0.91}")
+    client = get_client()
+    event = {
+        "v": 1,
+        "type": "aggregate_metrics",
+        "model_deployment_crn": model_deployment_crn or client.identity()[2],
+        "start_timestamp_ms": int(start_timestamp_ms),
+        "end_timestamp_ms": int(end_timestamp_ms),
+        "metrics": metrics,
+    }
+    client.sender.put(dumps(event))
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+
+def window_params(
+    model_crn: Optional[str],
+    model_build_crn: Optional[str],
+    model_deployment_crn: Optional[str],
+    start_timestamp_ms: Optional[int],
+    end_timestamp_ms: Optional[int],
+) -> Dict[str, Any]:
+    """The query of a window; without any CRN, this process's deployment."""
+    given = {
+        "model_crn": model_crn,
+        "model_build_crn": model_build_crn,
+        "model_deployment_crn": model_deployment_crn,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        given = {"model_deployment_crn": get_client().identity()[2]}
+    return dict(
+        given,
+        start_timestamp_ms=None if start_timestamp_ms is None else int(start_timestamp_ms),
+        end_timestamp_ms=None if end_timestamp_ms is None else int(end_timestamp_ms),
+    )
+
+
+def read_rows(params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+    return get_client().read_lines(params)
+
+
+def read_aggregates(params: Dict[str, Any]) -> List[Dict[str, Any]]:
+    client = get_client()
+    client.sender.flush(client.config.request_timeout_s)
+    url, key = client.target()
+    answer = _http.get_json(url, key, "/api/v1/aggregate_metrics", params, client.config.request_timeout_s)
+    return list(answer.get("metrics", [])) if isinstance(answer, dict) else []

@@ -1,0 +1,64 @@
+"""Where events go and who sends them: from the environment, or from ``driftline.init(...)``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+#: CRNs used in development mode when the replica's identity is not configured.
+DEV_MODEL_CRN = "crn:driftline:dev:model/dev"
+DEV_MODEL_BUILD_CRN = "crn:driftline:dev:build/dev"
+DEV_MODEL_DEPLOYMENT_CRN = "crn:driftline:dev:deployment/dev"
+
+
+def _env(name: str) -> Optional[str]:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _env_number(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number; set it to a number or unset it") from None
+
+
+@dataclass
+class Config:
+    """The client's settings. ``url`` None means development mode on the embedded server."""
+
+    url: Optional[str] = None
+    api_key: Optional[str] = None
+    model_crn: Optional[str] = None
+    model_build_crn: Optional[str] = None
+    model_deployment_crn: Optional[str] = None
+    dev: bool = False
+    queue_size: int = 100_000
+    batch_size: int = 1_000
+    linger_ms: float = 200.0
+    request_timeout_s: float = 30.0
+    max_backoff_s: float = 5.0
+    exit_flush_timeout_s: float = 10.0
+
+    @property
+    def uses_dev_server(self) -> bool:
+        """Whether events go to the local development server started by the client."""
+        return self.url is None
+
+    @classmethod
+    def from_env(cls) -> "Config":
+        """Settings from ``DRIFTLINE_*`` environment variables, with defaults for the rest."""
+        return cls(
+            url=_env("DRIFTLINE_URL"),
+            api_key=_env("DRIFTLINE_API_KEY"),
+            model_crn=_env("DRIFTLINE_MODEL_CRN"),
+            model_build_crn=_env("DRIFTLINE_MODEL_BUILD_CRN"),
+            model_deployment_crn=_env("DRIFTLINE_MODEL_DEPLOYMENT_CRN"),
+            queue_size=int(_env_number("DRIFTLINE_QUEUE_SIZE", 100_000)),
+            batch_size=int(_env_number("DRIFTLINE_BATCH_SIZE", 1_000)),
+            linger_ms=_env_number("DRIFTLINE_LINGER_MS", 200.0),
+        )
