@@ -7,6 +7,7 @@ import contextvars
 import functools
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -160,7 +161,12 @@ def track_metric(key: str, value: Any) -> None:
 
 
 def _size(value: Any) -> Optional[int]:
+    """Bytes of ``value`` as JSON."""
     try:
+        if type(value) is int or type(value) is bool:
+            return len(dumps(value))
+        if type(value) is float:
+            return len(repr(value)) if math.isfinite(value) else 4  # NaN and infinities: null
         return len(dumps(value).encode("utf-8"))
     except Exception:
         return None

@@ -39,10 +39,16 @@ def _plain(obj: Any, depth: int = 0) -> Any:
     return _plain(converted, depth + 1)
 
 
+# One encoder for every call: `json.dumps` with non-default options builds a new one each time,
+# which costs more than encoding a small event.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default).encode
+_encode_plain = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def dumps(obj: Any) -> str:
     """Encode ``obj`` as compact JSON that driftline accepts; never raises for odd values."""
     try:
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_default)
+        return _encode(obj)
     except (ValueError, TypeError, RecursionError):
         # A NaN or infinity, a key that is not a string, or a cycle: convert to plain values.
-        return json.dumps(_plain(obj), separators=(",", ":"), allow_nan=False)
+        return _encode_plain(_plain(obj))

@@ -79,7 +79,10 @@ class Sender:
                 self._counts["dropped"] += 1
             self._queue.append((time.monotonic(), event_json))
             self._counts["enqueued"] += 1
-            if len(self._queue) >= self._batch_size or len(self._queue) == 1:
+            # Wake the thread when a linger starts or a batch fills, not on every event: a
+            # thread waiting out a backoff would otherwise be woken by every prediction.
+            queued = len(self._queue)
+            if queued == 1 or queued == self._batch_size:
                 self._cond.notify_all()
 
     # ---- the caller's side ----------------------------------------------------------------
