@@ -43,10 +43,9 @@ impl MetricsJson {
     /// object within them (the caller finds out why on the slow path).
     pub(crate) fn transcode(text: &[u8], bounds: &Bounds) -> Option<MetricsJson> {
         let mut de = serde_json::Deserializer::from_slice(text);
-        let mut pass = Pass { out: Vec::with_capacity(text.len()), bounds, keys: 0 };
-        Root(&mut pass).deserialize(&mut de).ok()?;
+        let metrics = MetricsJson::seed(bounds).deserialize(&mut de).ok()?;
         de.end().ok()?;
-        Some(MetricsJson(String::from_utf8(pass.out).ok()?))
+        Some(metrics)
     }
 
     /// Reads the value of a `metrics` field as a deserializer hands it over, within `bounds`.

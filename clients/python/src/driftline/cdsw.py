@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
-from . import _client
+from . import _client, metrics_v1
 from ._config import DEV_MODEL_BUILD_CRN, DEV_MODEL_CRN, DEV_MODEL_DEPLOYMENT_CRN
 from .metrics_v1 import (
     read_aggregate_metrics,
@@ -38,10 +38,5 @@ __all__ = [
     "model_metrics",
     "cml_model",
     "model",
-    "track_metric",
-    "track_delayed_metrics",
-    "track_aggregate_metrics",
-    "read_metrics",
-    "read_metrics_arrow",
-    "read_aggregate_metrics",
+    *metrics_v1.__all__,
 ]
