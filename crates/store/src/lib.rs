@@ -1,6 +1,7 @@
 //! driftline-store owns durable state: the append-only event tables (`predictions`,
 //! `delayed_metrics`, `aggregate_metrics`, `dead_letters`), the source positions written in the
-//! same transaction as the events they cover (`ingest_offsets`), and API keys. One [`Store`]
+//! same transaction as the events they cover (`ingest_offsets`), API keys, and the rollup tables
+//! with their invalidation log (the summaries in them are driftline-rollup's). One [`Store`]
 //! trait, two backends on sqlx: SQLite (one file, the embedded default) and Postgres (predictions
 //! range-partitioned by day). Migrations are applied when a store is opened.
 
@@ -11,6 +12,7 @@ pub mod open;
 pub mod positions;
 pub mod postgres;
 pub mod read;
+pub mod rollups;
 mod sql;
 pub mod sqlite;
 
@@ -25,6 +27,7 @@ pub use jobs::{NewRun, RunOutcome, RunStatus, StoredJob, StoredRun};
 pub use keys::{ApiKey, NewKey, Scope};
 pub use open::{open, StoreConfig, StoreOptions};
 pub use read::{ReadRecord, Selection, StoredAggregate, Window};
+pub use rollups::{Resolution, RollupStore};
 
 /// A stream of read records, in prediction start-time order.
 pub type RecordStream = Pin<Box<dyn Stream<Item = Result<ReadRecord, Error>> + Send>>;
@@ -139,10 +142,10 @@ pub trait JobStore: Send + Sync + 'static {
     async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error>;
 }
 
-/// A whole store: events, keys and jobs on one database.
-pub trait Store: EventStore + KeyStore + JobStore {}
+/// A whole store: events, keys, jobs and rollups on one database.
+pub trait Store: EventStore + KeyStore + JobStore + RollupStore {}
 
-impl<T: EventStore + KeyStore + JobStore> Store for T {}
+impl<T: EventStore + KeyStore + JobStore + RollupStore> Store for T {}
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +209,13 @@ pub enum Error {
     ReadTimeout {
         /// The budget.
         budget: std::time::Duration,
+    },
+    /// Another rollup worker committed since this one planned its step; nothing of the step was
+    /// written. Read the state again and plan anew.
+    #[error("another rollup worker moved the rollups since generation {planned_on}; this step was not written, plan it again")]
+    RollupMoved {
+        /// The generation the step was planned on.
+        planned_on: i64,
     },
     /// The database URL names no backend driftline knows.
     #[error("unsupported database URL `{0}`; use sqlite://PATH or postgres://USER@HOST/DB")]

@@ -9,6 +9,7 @@
 
 mod copy;
 pub mod partitions;
+mod rollups;
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
@@ -110,8 +111,9 @@ impl PostgresStore {
         outcome: &mut WriteOutcome,
     ) -> Result<(), Error> {
         let at = batch.received_at_ms;
+        let mut keep = Vec::new();
         if !batch.predictions.is_empty() {
-            let keep = claim(tx, batch).await?;
+            keep = claim(tx, batch).await?;
             outcome.record_predictions(batch, &keep);
             if outcome.predictions > 0 {
                 // The rows themselves go in with COPY, in UUID order, inside the same
@@ -128,6 +130,10 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(Error::db("copy predictions"))?;
+                let deployments = crate::rollups::new_deployments(batch, &keep);
+                if !deployments.is_empty() {
+                    crate::rollups::sql::postgres::note_deployments(tx, &deployments, at).await?;
+                }
             }
         }
 
@@ -191,6 +197,8 @@ impl PostgresStore {
             outcome.aggregate_metrics = done.rows_affected();
             outcome.aggregate_duplicates = rows.len() as u64 - done.rows_affected();
         }
+        // Last, just before the commit: the share lock on the rollup mark is held briefly.
+        rollups::mark_late(tx, batch, &keep).await?;
         Ok(())
     }
 }

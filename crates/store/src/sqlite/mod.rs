@@ -16,6 +16,8 @@ use crate::open::StoreOptions;
 use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, Window};
 use crate::{AggregateStream, Counts, Error, EventStore, JobStore, KeyStore, RecordStream};
 
+mod rollups;
+
 /// Rows per multi-row INSERT: 8 columns each stays far below SQLite's bound-parameter limit.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -103,6 +105,10 @@ impl SqliteStore {
         }
         let keep = batch.first_of(&inserted);
         outcome.record_predictions(batch, &keep);
+        let deployments = crate::rollups::new_deployments(batch, &keep);
+        if !deployments.is_empty() {
+            crate::rollups::sql::sqlite::note_deployments(tx, &deployments, at).await?;
+        }
 
         for chunk in batch.delayed_metrics.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -143,6 +149,9 @@ impl SqliteStore {
             outcome.aggregate_metrics += done.rows_affected();
         }
         outcome.aggregate_duplicates = batch.aggregate_metrics.len() as u64 - outcome.aggregate_metrics;
+        // After the inserts: this transaction holds SQLite's write lock, so the worker's mark
+        // cannot move until it commits.
+        rollups::mark_late(tx, batch, &keep).await?;
         Ok(())
     }
 }

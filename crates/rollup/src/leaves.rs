@@ -1,0 +1,231 @@
+//! What a prediction contributes to the rollups: the leaves of its metrics (delayed metrics
+//! merged in, later keys winning, as `read_metrics` shows them) under dotted paths, and the
+//! technical series the store derives itself.
+
+use driftline_store::rollups::SourceRow;
+use serde_json::{Map, Value};
+
+use crate::Error;
+
+/// Technical series: every prediction counts once in `@predictions`.
+pub const PREDICTIONS: &str = "@predictions";
+/// Technical series: end minus start of each prediction, ms.
+pub const LATENCY_MS: &str = "@latency_ms";
+/// Technical series: the size of each prediction event in its compact wire form, bytes.
+pub const EVENT_BYTES: &str = "@event_bytes";
+/// Technical series: delayed metrics events joined to each labelled prediction.
+pub const LABELS: &str = "@labels";
+
+/// Whether a path is one of the store's own (they start with `@`; user paths cannot).
+pub fn is_technical(path: &str) -> bool {
+    path.starts_with('@')
+}
+
+/// One leaf value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf<'a> {
+    /// A number.
+    Number(f64),
+    /// A string, or a boolean as `true` / `false`.
+    Category(&'a str),
+}
+
+/// A prediction read for rolling: its merged metrics and what the technical series need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Start, ms since the epoch.
+    pub start_ms: i64,
+    /// Merged metrics.
+    pub metrics: Map<String, Value>,
+    /// End minus start.
+    pub latency_ms: f64,
+    /// Compact event size.
+    pub event_bytes: f64,
+    /// Delayed metrics events merged in.
+    pub labels: usize,
+}
+
+impl Point {
+    /// Decodes a source row, merging its delayed metrics into its metrics.
+    pub fn from_source(row: &SourceRow) -> Result<Self, Error> {
+        let mut metrics: Map<String, Value> = serde_json::from_str(&row.metrics)
+            .map_err(|e| Error::Stored(format!("metrics of prediction {}: {e}", row.uuid)))?;
+        let event_bytes = event_bytes(row, &metrics);
+        let mut labels = 0;
+        if let Some(text) = &row.delayed {
+            let delayed: Vec<Value> = serde_json::from_str(text)
+                .map_err(|e| Error::Stored(format!("delayed metrics of prediction {}: {e}", row.uuid)))?;
+            for item in delayed {
+                if let Value::Object(obj) = item {
+                    labels += 1;
+                    metrics.extend(obj);
+                }
+            }
+        }
+        Ok(Point {
+            start_ms: row.start_timestamp_ms,
+            metrics,
+            latency_ms: (row.end_timestamp_ms - row.start_timestamp_ms) as f64,
+            event_bytes,
+            labels,
+        })
+    }
+
+    /// Calls `f` with every leaf: the technical series first, then the metrics' leaves under
+    /// their dotted paths (array elements under their index). Nulls, empty objects and empty
+    /// arrays have no leaves.
+    pub fn for_each_leaf(
+        &self,
+        path: &mut String,
+        mut f: impl FnMut(&str, Leaf<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        f(PREDICTIONS, Leaf::Number(1.0))?;
+        f(LATENCY_MS, Leaf::Number(self.latency_ms))?;
+        f(EVENT_BYTES, Leaf::Number(self.event_bytes))?;
+        if self.labels > 0 {
+            f(LABELS, Leaf::Number(self.labels as f64))?;
+        }
+        path.clear();
+        for (key, value) in &self.metrics {
+            walk(path, key, value, &mut f)?;
+        }
+        Ok(())
+    }
+}
+
+fn walk(
+    path: &mut String,
+    key: &str,
+    value: &Value,
+    f: &mut impl FnMut(&str, Leaf<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+    let result = match value {
+        Value::Null => Ok(()),
+        Value::Bool(b) => f(path, Leaf::Category(if *b { "true" } else { "false" })),
+        Value::Number(n) => f(path, Leaf::Number(n.as_f64().unwrap_or(f64::NAN))),
+        Value::String(s) => f(path, Leaf::Category(s)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| walk(path, k, v, f)),
+        Value::Array(items) => {
+            let mut index = itoa_buf();
+            items.iter().enumerate().try_for_each(|(i, v)| walk(path, index.format(i), v, f))
+        }
+    };
+    path.truncate(len);
+    result
+}
+
+/// A small reusable formatter of array indices.
+struct IndexBuf(String);
+
+fn itoa_buf() -> IndexBuf {
+    IndexBuf(String::new())
+}
+
+impl IndexBuf {
+    fn format(&mut self, i: usize) -> &str {
+        use std::fmt::Write;
+        self.0.clear();
+        let _ = write!(self.0, "{i}");
+        &self.0
+    }
+}
+
+/// The size of the prediction event in its compact wire form as driftline stores it:
+/// `{"v":1,"type":"prediction","uuid":…,"model_crn":…,"model_build_crn":…,
+/// "model_deployment_crn":…,"start_timestamp_ms":…,"end_timestamp_ms":…,"metrics":…}`.
+fn event_bytes(row: &SourceRow, metrics: &Map<String, Value>) -> f64 {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let fields = [row.uuid.as_str(), &row.model_crn, &row.model_build_crn, &row.model_deployment_crn];
+    for s in fields {
+        let _ = serde_json::to_writer(&mut count, s);
+    }
+    let _ = serde_json::to_writer(&mut count, metrics);
+    let digits = |n: i64| n.to_string().len();
+    let fixed = r#"{"v":1,"type":"prediction","uuid":,"model_crn":,"model_build_crn":,"model_deployment_crn":,"start_timestamp_ms":,"end_timestamp_ms":,"metrics":}"#.len();
+    (fixed + count.0 + digits(row.start_timestamp_ms) + digits(row.end_timestamp_ms)) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(metrics: &str, delayed: Option<&str>) -> SourceRow {
+        SourceRow {
+            model_deployment_crn: "crn:dep".into(),
+            uuid: "6f9619ff-8b86-d011-b42d-00c04fc964ff".into(),
+            model_crn: "crn:m".into(),
+            model_build_crn: "crn:b".into(),
+            start_timestamp_ms: 1_700_000_000_000,
+            end_timestamp_ms: 1_700_000_000_012,
+            metrics: metrics.into(),
+            delayed: delayed.map(str::to_owned),
+        }
+    }
+
+    fn leaves(p: &Point) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        p.for_each_leaf(&mut String::new(), |path, leaf| {
+            out.push((path.to_owned(), format!("{leaf:?}")));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn leaves_have_dotted_paths_and_labels_merge_in() {
+        let p = Point::from_source(&row(
+            r#"{"input":{"tenure":12,"plan":"basic","flags":[true,null],"none":null},"prediction":0.83,"label":null}"#,
+            Some(r#"[{"label":0},{"label":1,"note":"late"}]"#),
+        ))
+        .unwrap();
+        let got = leaves(&p);
+        let want: Vec<(String, String)> = [
+            ("@predictions", "Number(1.0)"),
+            ("@latency_ms", "Number(12.0)"),
+            ("@event_bytes", &format!("Number({:?})", p.event_bytes)),
+            ("@labels", "Number(2.0)"),
+            ("input.flags.0", "Category(\"true\")"),
+            ("input.plan", "Category(\"basic\")"),
+            ("input.tenure", "Number(12.0)"),
+            ("label", "Number(1.0)"),
+            ("note", "Category(\"late\")"),
+            ("prediction", "Number(0.83)"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn event_bytes_is_the_compact_wire_size() {
+        let r = row(r#"{"a":1,"b":"x"}"#, None);
+        let p = Point::from_source(&r).unwrap();
+        let wire = serde_json::json!({"v":1,"type":"prediction","uuid":r.uuid,"model_crn":r.model_crn,
+            "model_build_crn":r.model_build_crn,"model_deployment_crn":r.model_deployment_crn,
+            "start_timestamp_ms":r.start_timestamp_ms,"end_timestamp_ms":r.end_timestamp_ms,"metrics":{"a":1,"b":"x"}});
+        assert_eq!(p.event_bytes, serde_json::to_string(&wire).unwrap().len() as f64);
+    }
+
+    #[test]
+    fn stored_text_that_is_not_json_is_an_error() {
+        assert!(Point::from_source(&row("{", None)).is_err());
+        assert!(Point::from_source(&row("{}", Some("["))).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Rollups on Postgres: the announcement barrier, the source query, and the invalidation marks
+//! event writes add.
+//!
+//! The barrier is the `rollup_state` row. Every event write, last thing before it commits,
+//! reads `rolling_to_ms` with `FOR SHARE` and marks the minutes it added to before that mark
+//! dirty. The worker announces a new mark with an `UPDATE` of that row, which waits for every
+//! write holding the row's share lock to commit; writes that come later wait for the
+//! announcement and read the new mark. So once the announcement returns, a read of the source
+//! sees every event before the mark that is not in the invalidation log.
+
+use async_trait::async_trait;
+use sqlx::Postgres;
+use uuid::Uuid;
+
+use super::read_transaction;
+use super::PostgresStore;
+use crate::batch::WriteBatch;
+use crate::read::spawn_reader;
+use crate::rollups::{
+    dirty_minutes_of, DirtyEntry, PathEntry, Resolution, RollupCommit, RollupRow, RollupState, RollupStore, SourceRow,
+    SourceStream,
+};
+use crate::sql::Sql;
+use crate::{Error, Window};
+
+/// Marks, in the write's transaction, the minutes its events add to that were already rolled
+/// or are being rolled.
+pub(super) async fn mark_late(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    batch: &WriteBatch,
+    kept: &[bool],
+) -> Result<(), Error> {
+    let any_prediction = kept.iter().any(|&k| k);
+    if !any_prediction && batch.delayed_metrics.is_empty() {
+        return Ok(());
+    }
+    let rolling_to: Option<i64> = sqlx::query_scalar("SELECT rolling_to_ms FROM rollup_state WHERE id = 1 FOR SHARE")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(Error::db("read the rollup mark"))?;
+    let Some(rolling_to) = rolling_to else { return Ok(()) };
+    let mut minutes = dirty_minutes_of(
+        batch
+            .predictions
+            .iter()
+            .zip(kept)
+            .filter(|(_, &k)| k)
+            .map(|(p, _)| (p.model_deployment_crn.as_str(), p.start_timestamp_ms)),
+        rolling_to,
+    );
+    if !batch.delayed_metrics.is_empty() {
+        let uuids: Vec<Uuid> = batch.delayed_metrics.iter().map(|d| d.uuid).collect();
+        let labelled: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT model_deployment_crn, start_timestamp_ms FROM prediction_ids \
+             WHERE uuid = ANY($1) AND start_timestamp_ms < $2",
+        )
+        .bind(&uuids)
+        .bind(rolling_to)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(Error::db("find labelled predictions"))?;
+        minutes.extend(dirty_minutes_of(labelled.iter().map(|(d, s)| (d.as_str(), *s)), rolling_to));
+        minutes.sort();
+        minutes.dedup();
+    }
+    if !minutes.is_empty() {
+        crate::rollups::sql::postgres::mark_dirty(tx, &minutes).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RollupStore for PostgresStore {
+    async fn rollup_state(&self) -> Result<RollupState, Error> {
+        Sql(&self.pool).rollup_state().await
+    }
+
+    async fn deployments(&self) -> Result<Vec<String>, Error> {
+        Sql(&self.pool).deployments().await
+    }
+
+    async fn next_start_ms(&self, deployment: &str, from_ms: i64) -> Result<Option<i64>, Error> {
+        Sql(&self.pool).next_start_ms(deployment, from_ms).await
+    }
+
+    async fn announce_rolling(&self, to_ms: i64) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE rollup_state SET rolling_to_ms = greatest(coalesce(rolling_to_ms, $1), $1), updated_at_ms = $2 \
+             WHERE id = 1",
+        )
+        .bind(to_ms)
+        .bind(driftline_core::time::now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("announce rolling"))?;
+        Ok(())
+    }
+
+    fn rollup_source(&self, deployment: &str, window: Window) -> SourceStream {
+        let pool = self.pool.clone();
+        let budget = self.options.read_timeout;
+        let deployment = deployment.to_owned();
+        spawn_reader(budget, move |sink| async move {
+            let mut tx = match read_transaction(&pool, budget).await {
+                Ok(tx) => tx,
+                Err(e) => return sink.fail(e).await,
+            };
+            let rows = sqlx::query_as::<_, SourceRow>(
+                "SELECT p.model_deployment_crn, p.uuid::text AS uuid, p.model_crn, p.model_build_crn, \
+                 p.start_timestamp_ms, p.end_timestamp_ms, p.metrics::text AS metrics, \
+                 (SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
+                  WHERE d.uuid = p.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn)) \
+                 AS delayed \
+                 FROM predictions p WHERE p.model_deployment_crn = $1 AND p.start_timestamp_ms >= $2 \
+                 AND p.start_timestamp_ms < $3 ORDER BY p.start_timestamp_ms, p.uuid",
+            )
+            .bind(&deployment)
+            .bind(window.start_ms)
+            .bind(window.end_ms)
+            .fetch(&mut *tx);
+            sink.drain(rows, Ok).await;
+        })
+    }
+
+    async fn dirty(&self, limit: u32) -> Result<Vec<DirtyEntry>, Error> {
+        Sql(&self.pool).dirty(limit).await
+    }
+
+    async fn dirty_minutes(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
+        Sql(&self.pool).dirty_minutes(deployment, window).await
+    }
+
+    async fn rollup_rows(
+        &self,
+        resolution: Resolution,
+        deployment: &str,
+        path: Option<&str>,
+        window: Window,
+    ) -> Result<Vec<RollupRow>, Error> {
+        Sql(&self.pool).rollup_rows(resolution, deployment, path, window).await
+    }
+
+    async fn rollup_paths(&self, deployment: &str) -> Result<Vec<PathEntry>, Error> {
+        Sql(&self.pool).rollup_paths(deployment).await
+    }
+
+    async fn commit_rollup(&self, commit: &RollupCommit) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(Error::db("begin rollup"))?;
+        crate::rollups::sql::postgres::apply_commit(&mut tx, commit, driftline_core::time::now_ms()).await?;
+        tx.commit().await.map_err(Error::db("commit rollup"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! Rollup tables: what the rollup worker reads and writes, and the invalidation log that event
+//! writes add to. The summaries themselves (sketches, merging) belong to driftline-rollup; here
+//! they are rows.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures::Stream;
+
+use crate::batch::WriteBatch;
+use crate::{Error, Window};
+
+pub(crate) mod sql;
+
+/// A rollup resolution: the length of its buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resolution {
+    /// One minute: rolled from raw events.
+    Minute,
+    /// One hour: merged from minutes.
+    Hour,
+    /// One day (UTC): merged from hours.
+    Day,
+}
+
+impl Resolution {
+    /// Every resolution, finest first.
+    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+    /// Bucket length in milliseconds.
+    pub const fn ms(self) -> i64 {
+        match self {
+            Resolution::Minute => 60_000,
+            Resolution::Hour => 3_600_000,
+            Resolution::Day => 86_400_000,
+        }
+    }
+
+    /// The start of the bucket holding `t`.
+    pub const fn floor(self, t: i64) -> i64 {
+        t.div_euclid(self.ms()) * self.ms()
+    }
+
+    /// `1m`, `1h` or `1d`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Resolution::Minute => "1m",
+            Resolution::Hour => "1h",
+            Resolution::Day => "1d",
+        }
+    }
+
+    /// The table holding this resolution's buckets.
+    pub(crate) const fn table(self) -> &'static str {
+        match self {
+            Resolution::Minute => "rollups_1m",
+            Resolution::Hour => "rollups_1h",
+            Resolution::Day => "rollups_1d",
+        }
+    }
+
+    /// The next coarser resolution, whose buckets are merged from this one's.
+    pub const fn coarser(self) -> Option<Resolution> {
+        match self {
+            Resolution::Minute => Some(Resolution::Hour),
+            Resolution::Hour => Some(Resolution::Day),
+            Resolution::Day => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Resolution {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "1m" => Ok(Resolution::Minute),
+            "1h" => Ok(Resolution::Hour),
+            "1d" => Ok(Resolution::Day),
+            other => Err(format!("`{other}` is not a rollup step; use 1m, 1h or 1d")),
+        }
+    }
+}
+
+/// One stored summary of one metric path of one deployment over one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupRow {
+    /// The deployment.
+    pub model_deployment_crn: String,
+    /// The metric's dotted path (`input.tenure`, `label`, `@latency_ms`).
+    pub path: String,
+    /// Start of the bucket, ms since the epoch.
+    pub bucket_start_ms: i64,
+    /// Numeric values seen.
+    pub n_numeric: i64,
+    /// Their sum.
+    pub sum: f64,
+    /// Their minimum (`None` when there were none).
+    pub min: Option<f64>,
+    /// Their maximum.
+    pub max: Option<f64>,
+    /// Sum of squared deviations from their mean.
+    pub m2: f64,
+    /// Their DataSketches KLL sketch, standard serialization.
+    pub sketch: Option<Vec<u8>>,
+    /// String and boolean values seen.
+    pub n_categorical: i64,
+    /// Counts of the most frequent values, a JSON object.
+    pub value_counts: Option<String>,
+    /// Values counted but not among the kept ones.
+    pub other_count: i64,
+}
+
+/// Where the worker stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupState {
+    /// The worker announced it is rolling predictions that start before this.
+    pub rolling_to_ms: Option<i64>,
+    /// Every prediction starting before this is rolled (or its minute is in the dirty log).
+    pub rolled_to_ms: Option<i64>,
+    /// Retention removed raw events starting before this.
+    pub raw_kept_from_ms: Option<i64>,
+    /// Grows with every commit of the worker.
+    pub generation: i64,
+}
+
+/// One entry of the invalidation log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyEntry {
+    /// Its id, by which it is cleared.
+    pub id: i64,
+    /// The deployment.
+    pub model_deployment_crn: String,
+    /// The stale minute's start.
+    pub bucket_start_ms: i64,
+}
+
+/// A prediction as the worker reads it: its stored metrics and delayed metrics as JSON text.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SourceRow {
+    /// The deployment.
+    pub model_deployment_crn: String,
+    /// The prediction's UUID as text.
+    pub uuid: String,
+    /// The model's CRN.
+    pub model_crn: String,
+    /// The build's CRN.
+    pub model_build_crn: String,
+    /// Start, ms since the epoch.
+    pub start_timestamp_ms: i64,
+    /// End, ms since the epoch.
+    pub end_timestamp_ms: i64,
+    /// The prediction's metrics (a JSON object).
+    pub metrics: String,
+    /// Its delayed metrics, oldest first (a JSON array of objects), if any.
+    pub delayed: Option<String>,
+}
+
+/// A stream of source rows.
+pub type SourceStream = Pin<Box<dyn Stream<Item = Result<SourceRow, Error>> + Send>>;
+
+/// A metric path's standing under the per-deployment cardinality guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathEntry {
+    /// The deployment.
+    pub model_deployment_crn: String,
+    /// The path.
+    pub path: String,
+    /// Whether it is rolled up; false when the deployment had reached its path limit.
+    pub admitted: bool,
+    /// Values of a refused path that were not rolled up.
+    pub refused_values: i64,
+}
+
+/// One atomic step of the worker: rollup rows replaced, the dirty entries this clears, and the
+/// new watermark, all in one transaction, so a crash anywhere leaves either all or none of it.
+#[derive(Debug, Clone, Default)]
+pub struct RollupCommit {
+    /// The state the step was planned on; the commit fails with [`Error::RollupMoved`] when the
+    /// stored generation is no longer this.
+    pub generation: i64,
+    /// Buckets replaced whole, of every deployment: resolution and `[start, end)`.
+    pub replace_ranges: Vec<(Resolution, Window)>,
+    /// Buckets replaced whole, of one deployment: resolution, deployment, bucket start.
+    pub replace_buckets: Vec<(Resolution, String, i64)>,
+    /// The new rows.
+    pub rows: Vec<(Resolution, RollupRow)>,
+    /// The new `rolled_to_ms`, when the step moves it.
+    pub rolled_to_ms: Option<i64>,
+    /// Invalidation log entries this step has re-rolled.
+    pub cleared: Vec<i64>,
+    /// Paths newly admitted or refused, and values added to refused paths' counts.
+    pub paths: Vec<PathEntry>,
+}
+
+/// What the rollup worker needs of the store.
+#[async_trait]
+pub trait RollupStore: Send + Sync + 'static {
+    /// The worker's progress.
+    async fn rollup_state(&self) -> Result<RollupState, Error>;
+
+    /// Every deployment that has sent a prediction.
+    async fn deployments(&self) -> Result<Vec<String>, Error>;
+
+    /// The earliest start at or after `from_ms` of a stored prediction of `deployment`.
+    async fn next_start_ms(&self, deployment: &str, from_ms: i64) -> Result<Option<i64>, Error>;
+
+    /// Announces that predictions starting before `to_ms` are about to be rolled. When it
+    /// returns, every event write that began before has committed, and every later one marks
+    /// the minutes it adds to before `to_ms` dirty; a read of the source from then on misses
+    /// nothing that is not in the dirty log.
+    async fn announce_rolling(&self, to_ms: i64) -> Result<(), Error>;
+
+    /// The predictions of `deployment` starting in `window`, by start time then UUID, each
+    /// with its delayed metrics.
+    fn rollup_source(&self, deployment: &str, window: Window) -> SourceStream;
+
+    /// The oldest `limit` entries of the invalidation log.
+    async fn dirty(&self, limit: u32) -> Result<Vec<DirtyEntry>, Error>;
+
+    /// The minutes of `deployment` in `window` with pending invalidation entries.
+    async fn dirty_minutes(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error>;
+
+    /// Rollup rows of one resolution whose bucket starts in `window`: of one deployment (and
+    /// one path when given), ordered by path then bucket.
+    async fn rollup_rows(
+        &self,
+        resolution: Resolution,
+        deployment: &str,
+        path: Option<&str>,
+        window: Window,
+    ) -> Result<Vec<RollupRow>, Error>;
+
+    /// The paths known for a deployment under the cardinality guard.
+    async fn rollup_paths(&self, deployment: &str) -> Result<Vec<PathEntry>, Error>;
+
+    /// Commits one step of the worker in one transaction.
+    async fn commit_rollup(&self, commit: &RollupCommit) -> Result<(), Error>;
+}
+
+/// The distinct deployments of the predictions a write keeps.
+pub(crate) fn new_deployments<'a>(batch: &'a WriteBatch, keep: &[bool]) -> Vec<&'a str> {
+    let mut out: Vec<&str> =
+        batch.predictions.iter().zip(keep).filter(|(_, &k)| k).map(|(p, _)| p.model_deployment_crn.as_str()).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The minute buckets of `(deployment, start)` pairs, distinct, for the invalidation log.
+pub(crate) fn dirty_minutes_of<'a>(
+    events: impl IntoIterator<Item = (&'a str, i64)>,
+    rolling_to_ms: i64,
+) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = events
+        .into_iter()
+        .filter(|&(_, start)| start < rolling_to_ms)
+        .map(|(d, start)| (d.to_owned(), Resolution::Minute.floor(start)))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_floor_towards_minus_infinity() {
+        assert_eq!(Resolution::Minute.floor(119_999), 60_000);
+        assert_eq!(Resolution::Minute.floor(-1), -60_000);
+        assert_eq!(Resolution::Day.floor(86_400_000 * 3 + 5), 86_400_000 * 3);
+        assert_eq!("1h".parse::<Resolution>(), Ok(Resolution::Hour));
+        assert!("5m".parse::<Resolution>().unwrap_err().contains("1m, 1h or 1d"));
+    }
+
+    #[test]
+    fn only_minutes_before_the_announced_mark_are_dirty() {
+        let got = dirty_minutes_of([("a", 61_000), ("a", 65_000), ("b", 1_000), ("a", 200_000)], 180_000);
+        assert_eq!(got, vec![("a".to_owned(), 60_000), ("b".to_owned(), 0)]);
+    }
+}
