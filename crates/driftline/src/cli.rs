@@ -34,6 +34,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::drift::DriftCommand,
     },
+    /// Roll raw events up into 1-minute, 1-hour and 1-day summaries (the worker `serve` runs
+    /// too), once with --once or until interrupted.
+    Rollup(Box<crate::rollup::RollupCommandArgs>),
+    /// One metric of one deployment over time, one row per bucket, from rollups and raw rows.
+    Series(Box<crate::rollup::SeriesArgs>),
     /// Create, list and revoke API keys.
     Keys {
         #[command(subcommand)]

@@ -7,6 +7,7 @@
 //! batch is sent twice, as a retrying client would.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -170,6 +171,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = stop.send(());
     server.await??;
     let drift = drift_job(store.as_ref(), &args, start_ms, end_ms).await?;
+    let rollup = rollup_series(store.clone(), start_ms, end_ms).await?;
     store.close().await;
 
     println!();
@@ -199,9 +201,49 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("  report of the last run: {}", drift.report.display());
     println!();
+    println!(
+        "  rollups: {} predictions rolled into 1m/1h/1d summaries in {:.2} s; daily input.monthly_charges from them",
+        rollup.predictions, rollup.seconds
+    );
+    println!("  (GET /api/v1/series?model_deployment_crn={DEPLOYMENT}&metric=input.monthly_charges&step=1d&quantiles=0.5,0.9&source=rollup):");
+    for line in rollup.table.lines() {
+        println!("    {line}");
+    }
+    println!();
     println!("  The demo data is in {}. Serve it with:", path.display());
     println!("    driftline serve --database-url {url}");
     Ok(())
+}
+
+/// What the demo's rollup step shows.
+struct RollupSummary {
+    predictions: u64,
+    seconds: f64,
+    table: String,
+}
+
+/// Rolls the demo's predictions up (as the worker in `serve` does) and reads a daily series of
+/// a drifting input from the rollups alone.
+async fn rollup_series(store: Arc<dyn Store>, start_ms: i64, end_ms: i64) -> anyhow::Result<RollupSummary> {
+    let started = Instant::now();
+    let options = driftline_rollup::WorkerOptions { lateness: std::time::Duration::ZERO, ..Default::default() };
+    let mut worker = driftline_rollup::Worker::new(store.clone(), options);
+    // Rolled up to the end of the demo's last complete day.
+    let progress = worker.catch_up(end_ms / DAY_MS * DAY_MS, |_| {}).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let query = driftline_rollup::SeriesQuery {
+        deployment: DEPLOYMENT.into(),
+        path: "input.monthly_charges".into(),
+        window: driftline_store::Window { start_ms, end_ms },
+        step: driftline_store::Resolution::Day,
+        source: driftline_rollup::Source::Rollup,
+        quantiles: vec![0.5, 0.9],
+        include_sketch: false,
+    };
+    let answer = driftline_rollup::series(store.as_ref(), &query, options.summary).await?;
+    let mut table = String::new();
+    crate::rollup::write_table(&mut table, &answer, &query);
+    Ok(RollupSummary { predictions: progress.predictions, seconds, table })
 }
 
 const JOB: &str = "churn-daily";

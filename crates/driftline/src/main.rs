@@ -10,6 +10,7 @@ mod drift_api;
 mod ingest;
 mod keys;
 mod problem;
+mod rollup;
 mod serve;
 mod server;
 
@@ -43,6 +44,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             cli::Command::Serve(args) => serve::run(*args).await,
             cli::Command::Ingest(args) => ingest::run(*args).await,
             cli::Command::Demo(args) => demo::run(args).await,
+            cli::Command::Rollup(args) => rollup::run(*args).await,
+            cli::Command::Series(args) => rollup::series(*args).await,
             cli::Command::Keys { command } => keys::run(command).await,
             cli::Command::Drift { command } => drift::run(command).await,
         }

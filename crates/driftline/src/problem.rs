@@ -120,6 +120,19 @@ impl From<driftline_store::Error> for Problem {
     }
 }
 
+impl From<driftline_rollup::Error> for Problem {
+    fn from(e: driftline_rollup::Error) -> Self {
+        match e {
+            driftline_rollup::Error::Store(e) => e.into(),
+            driftline_rollup::Error::Query(_) => Problem::bad_request(e.to_string()),
+            driftline_rollup::Error::Sketch(_) | driftline_rollup::Error::Stored(_) => {
+                tracing::error!(error = %e, "rollup failure");
+                Problem::internal(format!("{e}; this needs an operator"))
+            }
+        }
+    }
+}
+
 impl From<driftline_ingest::Error> for Problem {
     fn from(e: driftline_ingest::Error) -> Self {
         match e {

@@ -28,6 +28,11 @@ pub(crate) struct ServeArgs {
     kafka_brokers: Option<String>,
     #[command(flatten)]
     drift: crate::drift::DriftServeArgs,
+    /// Do not run the rollup worker in this process (run `driftline rollup` elsewhere).
+    #[arg(long, env = "DRIFTLINE_NO_ROLLUP")]
+    no_rollup: bool,
+    #[command(flatten)]
+    rollup: crate::rollup::RollupArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
@@ -52,7 +57,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let key_refresh = keys.spawn_refresh(http.key_refresh);
     let metrics = Arc::new(IngestMetrics::default());
     let drift = args.drift.settings(&args.store);
-    let state = server::AppState::new(store.clone(), limits, keys, metrics.clone(), http, drift);
+    let mut state = server::AppState::new(store.clone(), limits, keys, metrics.clone(), http, drift);
+    state.rollup = args.rollup.summary();
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let consumer = match &args.kafka_brokers {
@@ -69,10 +75,21 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = scheduler_stopped.await;
         }))
     });
+    let (stop_rollup, rollup_stopped) = tokio::sync::oneshot::channel::<()>();
+    let rollup = (!args.no_rollup).then(|| {
+        let worker = driftline_rollup::Worker::new(store.clone(), args.rollup.worker());
+        tokio::spawn(worker.run(async {
+            let _ = rollup_stopped.await;
+        }))
+    });
     println!("driftline listening on http://{addr} (store: {})", args.store.config().location());
     tracing::info!(%addr, store = %args.store.config().location(), kafka = args.kafka_brokers.is_some(), "serving");
     server::serve(state, listener, crate::shutdown_signal()).await?;
     let _ = stop_scheduler.send(());
+    let _ = stop_rollup.send(());
+    if let Some(rollup) = rollup {
+        rollup.await?;
+    }
     if let Some(scheduler) = scheduler {
         scheduler.await?;
     }

@@ -135,6 +135,9 @@ fn rank_key(q: f64) -> String {
     format!("{q}")
 }
 
+/// Most buckets one series answer may span.
+pub const MAX_BUCKETS: i64 = 100_000;
+
 /// Reads a series.
 pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOptions) -> Result<Series, Error> {
     if query.window.end_ms <= query.window.start_ms {
@@ -149,6 +152,13 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
     let step = query.step;
     let first = step.floor(query.window.start_ms);
     let last = step.floor(query.window.end_ms - 1) + step.ms();
+    let buckets = (last - first) / step.ms();
+    if buckets > MAX_BUCKETS {
+        return Err(Error::Query(format!(
+            "the window holds {buckets} buckets of {}, more than {MAX_BUCKETS}; ask for a coarser step or a shorter window",
+            step.name()
+        )));
+    }
     let state = store.rollup_state().await?;
     let rolled = match (query.source, state.rolled_to_ms) {
         (Source::Raw, _) | (_, None) => first,
@@ -193,6 +203,8 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
 }
 
 /// Summaries of one path over `range` at `step`, from raw rows, as the worker would make them.
+/// The range is read a day (or one step, if longer) at a time, so memory holds at most a day
+/// of minute summaries whatever the range.
 async fn from_raw(
     store: &dyn Store,
     deployment: &str,
@@ -201,12 +213,21 @@ async fn from_raw(
     step: Resolution,
     options: SummaryOptions,
 ) -> Result<Vec<Bucketed>, Error> {
-    let (mut buckets, _) = roll_minutes(store, deployment, range, options, Paths::Only(path)).await?;
-    let mut resolution = Resolution::Minute;
-    while resolution != step {
-        let coarser = resolution.coarser().expect("a step coarser than a minute is an hour or a day");
-        buckets = merge_up(&buckets, coarser, options)?;
-        resolution = coarser;
+    let piece = step.ms().max(Resolution::Day.ms());
+    let mut out = Vec::new();
+    let mut from = range.start_ms;
+    while from < range.end_ms {
+        let to = (step.floor(from) + piece).min(range.end_ms);
+        let window = Window { start_ms: from, end_ms: to };
+        let (mut buckets, _) = roll_minutes(store, deployment, window, options, Paths::Only(path)).await?;
+        let mut resolution = Resolution::Minute;
+        while resolution != step {
+            let coarser = resolution.coarser().expect("a step coarser than a minute is an hour or a day");
+            buckets = merge_up(&buckets, coarser, options)?;
+            resolution = coarser;
+        }
+        out.extend(buckets);
+        from = to;
     }
-    Ok(buckets)
+    Ok(out)
 }

@@ -8,6 +8,7 @@
 mod events;
 mod guard;
 mod reads;
+mod series;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub(crate) struct AppState {
     pub(crate) http: HttpSettings,
     /// What the drift jobs API needs: where reference files may be read.
     pub(crate) drift: crate::drift_api::DriftSettings,
+    /// How series reads summarise raw rows (the rollup worker's settings).
+    pub(crate) rollup: driftline_rollup::SummaryOptions,
     /// Requests being served.
     requests: Arc<Semaphore>,
     /// Request body bytes being received, in KiB.
@@ -97,6 +100,7 @@ impl AppState {
             keys,
             metrics,
             drift,
+            rollup: driftline_rollup::SummaryOptions::default(),
             requests: Arc::new(Semaphore::new(http.max_concurrent_requests)),
             body_kib: Arc::new(Semaphore::new(http.inflight_body_kib())),
             http,
@@ -115,6 +119,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/delayed_metrics", post(events::post_delayed_metrics))
         .route("/api/v1/aggregate_metrics", post(events::post_aggregate_metrics).get(reads::get_aggregate_metrics))
         .route("/api/v1/read_metrics", get(reads::read_metrics))
+        .route("/api/v1/series", get(series::get_series))
         .route("/api/v1/stats", get(reads::stats))
         .merge(crate::drift_api::routes())
         .fallback(|| async { Problem::not_found("no such endpoint; see the README for the API") })
