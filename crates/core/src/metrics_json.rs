@@ -104,17 +104,19 @@ impl JsonSchema for MetricsJson {
 }
 
 /// What the streaming pass accepts: at most `max_keys` object keys in all, containers at most
-/// `max_depth` levels deep (the metrics object is level 1), and NUL characters only if allowed.
+/// `max_depth` levels deep (the metrics object is level 1), NUL characters only if allowed, and
+/// top-level keys starting with `@` (reserved for the series the store derives) only if allowed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
     pub(crate) max_keys: usize,
     pub(crate) max_depth: usize,
     pub(crate) allow_nul: bool,
+    pub(crate) allow_reserved: bool,
 }
 
 impl Bounds {
     /// No bounds beyond the JSON reader's own.
-    const NONE: Bounds = Bounds { max_keys: usize::MAX, max_depth: usize::MAX, allow_nul: true };
+    const NONE: Bounds = Bounds { max_keys: usize::MAX, max_depth: usize::MAX, allow_nul: true, allow_reserved: true };
 }
 
 /// The state of one pass: the text written so far and the keys seen.
@@ -253,7 +255,7 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
             if !first {
                 self.pass.out.push(b',');
             }
-            if map.next_key_seed(Key(&mut *self.pass))?.is_none() {
+            if map.next_key_seed(Key { pass: &mut *self.pass, top: self.level == 1 })?.is_none() {
                 if !first {
                     self.pass.out.pop();
                 }
@@ -268,8 +270,11 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 }
 
-/// An object key: counted, checked for NUL, written.
-struct Key<'p, 'b>(&'p mut Pass<'b>);
+/// An object key: counted, checked for NUL (and, at the top, for the reserved `@`), written.
+struct Key<'p, 'b> {
+    pass: &'p mut Pass<'b>,
+    top: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
     type Value = ();
@@ -287,11 +292,15 @@ impl<'de> Visitor<'de> for Key<'_, '_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.0.keys += 1;
-        if self.0.keys > self.0.bounds.max_keys || (!self.0.bounds.allow_nul && v.contains('\0')) {
+        let bounds = self.pass.bounds;
+        self.pass.keys += 1;
+        if self.pass.keys > bounds.max_keys
+            || (!bounds.allow_nul && v.contains('\0'))
+            || (self.top && !bounds.allow_reserved && v.starts_with('@'))
+        {
             return Err(give_up());
         }
-        serde_json::to_writer(&mut self.0.out, v).map_err(|_| give_up())?;
+        serde_json::to_writer(&mut self.pass.out, v).map_err(|_| give_up())?;
         Ok(())
     }
 }
@@ -301,7 +310,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const LOOSE: Bounds = Bounds { max_keys: 1_000, max_depth: 64, allow_nul: false };
+    const LOOSE: Bounds = Bounds { max_keys: 1_000, max_depth: 64, allow_nul: false, allow_reserved: false };
 
     fn pass(text: &str) -> Option<String> {
         MetricsJson::transcode(text.as_bytes(), &LOOSE).map(|m| m.0)

@@ -100,6 +100,7 @@ impl Streamed {
             max_keys: limits.max_metric_keys,
             max_depth: limits.max_depth,
             allow_nul: limits.unchecked_text_for_tests,
+            allow_reserved: false,
         };
         let mut de = serde_json::Deserializer::from_slice(raw);
         let streamed = serde::Deserializer::deserialize_map(&mut de, StreamedVisitor(&bounds))?;
@@ -339,6 +340,13 @@ impl Fields<'_> {
             return Err(Rejection::new(
                 path,
                 "contains a NUL character (\\u0000), which the store cannot keep; remove it or encode the value",
+            ));
+        }
+        if let Some(key) = metrics.keys().find(|k| k.starts_with('@')) {
+            return Err(Rejection::new(
+                format!("metrics.{key}"),
+                "starts with @, which is reserved for the series driftline derives itself (@predictions, @latency_ms, \
+                 @event_bytes, @labels); rename the metric",
             ));
         }
         if depth > self.limits.max_depth {
@@ -626,6 +634,23 @@ mod tests {
         let mut e = prediction();
         e["metrics"] = json!({"a": 1, "b": [1, {"fine": "yes", "c": "x\u{0}"}]});
         assert_eq!(reject(e).field, "metrics.b[1].c");
+    }
+
+    #[test]
+    fn top_level_metric_keys_starting_with_at_are_reserved_on_both_paths() {
+        let mut e = prediction();
+        e["metrics"] = json!({"prediction": 0.5, "@latency_ms": 3});
+        let r = reject(e.clone());
+        assert_eq!(r.field, "metrics.@latency_ms");
+        assert!(r.rule.contains("reserved"), "{r}");
+        let streamed = parse_event(e.to_string().as_bytes(), &Limits::default()).expect_err("must be rejected");
+        assert_eq!(streamed, r, "the streaming pass refuses it the same way");
+        let mut delayed = json!({"v":1,"type":"delayed_metrics","uuid":"2f1c7a3e-9b0d-4c55-8e21-6a7f0d9c1b42",
+            "timestamp_ms":1_700_000_000_000_i64,"metrics":{"@labels": 1}});
+        assert_eq!(reject(delayed.clone()).field, "metrics.@labels");
+        // Deeper keys are ordinary: their paths do not start with @.
+        delayed["metrics"] = json!({"label": {"@source": "crm"}});
+        assert!(parse_event(delayed.to_string().as_bytes(), &Limits::default()).is_ok());
     }
 
     #[test]
