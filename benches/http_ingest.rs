@@ -70,7 +70,10 @@ struct Server {
 impl Server {
     fn start(driftline: &PathBuf, store_args: &[String]) -> anyhow::Result<Server> {
         let mut child = Command::new(driftline)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            // Intake alone, as the references measure COPY alone: the rollup worker (whose speed
+            // benches/rollup.rs measures) would otherwise roll these 2023 events up, and its
+            // retention remove them, while they arrive.
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-rollup"])
             .args(store_args)
             .env("DRIFTLINE_ADMIN_KEY", KEY)
             .env("DRIFTLINE_LOG", "warn,sqlx=error")

@@ -37,6 +37,8 @@ pub(crate) enum Command {
     /// Roll raw events up into 1-minute, 1-hour and 1-day summaries (the worker `serve` runs
     /// too), once with --once or until interrupted.
     Rollup(Box<crate::rollup::RollupCommandArgs>),
+    /// Rebuild the rollups and the invalidation log from the events still stored.
+    Replay(Box<crate::rollup::ReplayArgs>),
     /// One metric of one deployment over time, one row per bucket, from rollups and raw rows.
     Series(Box<crate::rollup::SeriesArgs>),
     /// Create, list and revoke API keys.

@@ -46,6 +46,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             cli::Command::Demo(args) => demo::run(args).await,
             cli::Command::Rollup(args) => rollup::run(*args).await,
             cli::Command::Series(args) => rollup::series(*args).await,
+            cli::Command::Replay(args) => rollup::replay(*args).await,
             cli::Command::Keys { command } => keys::run(command).await,
             cli::Command::Drift { command } => drift::run(command).await,
         }

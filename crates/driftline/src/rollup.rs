@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use driftline_rollup::worker::Step;
-use driftline_rollup::{SeriesQuery, Source, SummaryOptions, Worker, WorkerOptions};
+use driftline_rollup::{Retention, SeriesQuery, Source, SummaryOptions, Worker, WorkerOptions};
 use driftline_store::{Resolution, Window};
 
 use crate::cli::StoreArgs;
@@ -31,6 +31,27 @@ pub(crate) struct RollupArgs {
     /// Seconds between rounds of the worker once it has caught up.
     #[arg(long, env = "DRIFTLINE_ROLLUP_POLL_SECS", default_value_t = 10)]
     rollup_poll_secs: u64,
+    /// Keep raw predictions and delayed metrics this long (by prediction start), then remove
+    /// them once their minutes are rolled up: 14d, 48h, 2y, or forever.
+    #[arg(long, env = "DRIFTLINE_RETAIN_RAW", default_value = "14d", value_parser = parse_retention)]
+    retain_raw: Retention1,
+    /// Keep 1-minute rollups this long.
+    #[arg(long = "retain-1m", env = "DRIFTLINE_RETAIN_1M", default_value = "90d", value_parser = parse_retention)]
+    retain_1m: Retention1,
+    /// Keep 1-hour rollups this long (1-day rollups are kept for ever).
+    #[arg(long = "retain-1h", env = "DRIFTLINE_RETAIN_1H", default_value = "2y", value_parser = parse_retention)]
+    retain_1h: Retention1,
+    /// Keep dead letters this long (by when they were received).
+    #[arg(long, env = "DRIFTLINE_RETAIN_DEAD_LETTERS", default_value = "30d", value_parser = parse_retention)]
+    retain_dead_letters: Retention1,
+}
+
+/// One retention setting: how long, or for ever (`None`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention1(Option<Duration>);
+
+fn parse_retention(text: &str) -> Result<Retention1, String> {
+    driftline_rollup::retention::parse_retention(text).map(Retention1)
 }
 
 impl RollupArgs {
@@ -38,20 +59,33 @@ impl RollupArgs {
         SummaryOptions { k: self.sketch_k, top_k: self.rollup_top_k.max(1) }
     }
 
-    pub(crate) fn worker(&self) -> WorkerOptions {
-        WorkerOptions {
+    pub(crate) fn retention(&self) -> anyhow::Result<Retention> {
+        let retention = Retention {
+            raw: self.retain_raw.0,
+            minute: self.retain_1m.0,
+            hour: self.retain_1h.0,
+            dead_letters: self.retain_dead_letters.0,
+        };
+        retention.check().map_err(anyhow::Error::msg)?;
+        Ok(retention)
+    }
+
+    pub(crate) fn worker(&self) -> anyhow::Result<WorkerOptions> {
+        Ok(WorkerOptions {
             lateness: Duration::from_secs(self.rollup_lateness_secs),
             summary: self.summary(),
             max_paths: self.rollup_max_paths,
             poll: Duration::from_secs(self.rollup_poll_secs.max(1)),
+            retention: self.retention()?,
             ..WorkerOptions::default()
-        }
+        })
     }
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct RollupCommandArgs {
-    /// Roll up what is complete, then exit (otherwise keep rolling until interrupted).
+    /// Roll up what is complete, apply the retention, then exit (otherwise keep rolling until
+    /// interrupted).
     #[arg(long)]
     once: bool,
     #[command(flatten)]
@@ -61,8 +95,9 @@ pub(crate) struct RollupCommandArgs {
 }
 
 pub(crate) async fn run(args: RollupCommandArgs) -> anyhow::Result<()> {
+    let options = args.rollup.worker()?;
     let store = args.store.open().await?;
-    let mut worker = Worker::new(store.clone(), args.rollup.worker());
+    let mut worker = Worker::new(store.clone(), options);
     if !args.once {
         println!("rolling up {} until interrupted", args.store.config().location());
         worker.run(crate::shutdown_signal()).await;
@@ -91,6 +126,22 @@ pub(crate) async fn run(args: RollupCommandArgs) -> anyhow::Result<()> {
         println!(
             "{} late events were for minutes whose raw events retention had removed; those rollups stay as they were",
             progress.beyond_retention
+        );
+    }
+    let retained =
+        driftline_rollup::retention::apply(store.as_ref(), &options.retention, driftline_core::time::now_ms()).await?;
+    let raw = retained.raw;
+    if raw.predictions + raw.delayed_metrics + retained.minute_rollups + retained.hour_rollups + retained.dead_letters
+        > 0
+    {
+        println!(
+            "retention removed {} predictions and {} delayed metrics{}, {} 1-minute and {} 1-hour rollups, {} dead letters",
+            raw.predictions,
+            raw.delayed_metrics,
+            if raw.partitions > 0 { format!(" ({} day partitions dropped)", raw.partitions) } else { String::new() },
+            retained.minute_rollups,
+            retained.hour_rollups,
+            retained.dead_letters
         );
     }
     for d in store.deployments().await? {
@@ -148,6 +199,53 @@ pub(crate) struct SeriesArgs {
     rollup: RollupArgs,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    rollup: RollupArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let options = args.rollup.worker()?;
+    let store = args.store.open().await?;
+    let bar = indicatif::ProgressBar::hidden();
+    let started = std::time::Instant::now();
+    let replayed = driftline_rollup::replay::replay(
+        store.clone(),
+        options,
+        driftline_core::time::now_ms(),
+        |total| {
+            bar.set_length(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} rolling {pos}/{len} predictions [{bar:40}] {percent}% {per_sec} eta {eta}",
+                )
+                .expect("a valid progress template")
+                .progress_chars("=> "),
+            );
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        },
+        |predictions| bar.inc(predictions),
+    )
+    .await?;
+    bar.finish_and_clear();
+    store.close().await;
+    let p = replayed.progress;
+    let from =
+        replayed.from_ms.map_or_else(|| "all rollups".to_owned(), |t| format!("rollups from {}", format_time(t)));
+    println!(
+        "replayed {from}: {} predictions rolled in {} steps, {} rows written, in {:.1} s; complete up to {}",
+        p.predictions,
+        p.steps,
+        p.rows,
+        started.elapsed().as_secs_f64(),
+        p.rolled_to_ms.map_or_else(|| "nothing yet".to_owned(), format_time)
+    );
+    Ok(())
 }
 
 pub(crate) async fn series(args: SeriesArgs) -> anyhow::Result<()> {

@@ -45,6 +45,7 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let limits = args.limits.limits()?;
+    let rollup_options = args.rollup.worker()?;
     let http = args.http.settings(&limits)?;
     let admin_key = args.admin_key.key()?;
     let store = args.store.open().await?;
@@ -77,7 +78,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let (stop_rollup, rollup_stopped) = tokio::sync::oneshot::channel::<()>();
     let rollup = (!args.no_rollup).then(|| {
-        let worker = driftline_rollup::Worker::new(store.clone(), args.rollup.worker());
+        let worker = driftline_rollup::Worker::new(store.clone(), rollup_options);
         tokio::spawn(worker.run(async {
             let _ = rollup_stopped.await;
         }))

@@ -7,12 +7,15 @@
 //! (`driftline_store::rollups`); what goes into them is decided here.
 
 pub mod leaves;
+pub mod replay;
+pub mod retention;
 pub mod roll;
 pub mod series;
 pub mod sketch;
 pub mod summary;
 pub mod worker;
 
+pub use retention::{Retained, Retention};
 pub use series::{series, Series, SeriesPoint, SeriesQuery, Source};
 pub use sketch::Sketch;
 pub use summary::{Summary, SummaryOptions};

@@ -32,11 +32,15 @@ pub struct WorkerOptions {
     pub dirty_batch: u32,
     /// Pause between rounds once caught up.
     pub poll: Duration,
+    /// What is removed, and when.
+    pub retention: crate::retention::Retention,
+    /// How often [`Worker::run`] applies the retention.
+    pub retention_every: Duration,
 }
 
 impl Default for WorkerOptions {
     /// 5 minutes lateness, k = 200, top 100, 1,000 paths, 1,000 log entries per step, a round
-    /// every 10 s.
+    /// every 10 s, the default retention applied every hour.
     fn default() -> Self {
         WorkerOptions {
             lateness: Duration::from_secs(300),
@@ -44,6 +48,8 @@ impl Default for WorkerOptions {
             max_paths: 1_000,
             dirty_batch: 1_000,
             poll: Duration::from_secs(10),
+            retention: crate::retention::Retention::default(),
+            retention_every: Duration::from_secs(3_600),
         }
     }
 }
@@ -157,10 +163,12 @@ impl Worker {
         Ok(progress)
     }
 
-    /// Runs until `shutdown` resolves: catches up, waits `poll`, again. Failures are logged and
-    /// retried after the same pause; nothing is lost by a failed step.
+    /// Runs until `shutdown` resolves: catches up, applies the retention when it is due, waits
+    /// `poll`, again. Failures are logged and retried after the same pause; nothing is lost by a
+    /// failed step.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut retained_at: Option<std::time::Instant> = None;
         loop {
             let round = self.catch_up(driftline_core::time::now_ms(), |_| {});
             let outcome = tokio::select! {
@@ -172,6 +180,25 @@ impl Worker {
                 Ok(p) if p.steps > 0 => tracing::debug!(steps = p.steps, predictions = p.predictions, "rolled up"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "rollup step failed; retrying after the pause"),
+            }
+            if retained_at.is_none_or(|at| at.elapsed() >= self.options.retention_every) {
+                let pass = crate::retention::apply(
+                    self.store.as_ref(),
+                    &self.options.retention,
+                    driftline_core::time::now_ms(),
+                );
+                let outcome = tokio::select! {
+                    biased;
+                    _ = &mut shutdown => return,
+                    outcome = pass => outcome,
+                };
+                match outcome {
+                    Ok(done) => {
+                        retained_at = Some(std::time::Instant::now());
+                        tracing::info!(?done, "retention applied");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "retention failed; trying again after the pause"),
+                }
             }
             tokio::select! {
                 biased;

@@ -4,16 +4,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
+use driftline_rollup::replay::replay;
+use driftline_rollup::retention::{apply, Retention};
 use driftline_rollup::worker::{Progress, Step};
 use driftline_rollup::{series, SeriesQuery, Source, SummaryOptions, Worker, WorkerOptions};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::rollups::RollupRow;
 use driftline_store::sqlite::SqliteStore;
+use driftline_store::{DeadLetter, Selection};
 use driftline_store::{Resolution, Store, Window, WriteBatch};
 use driftline_testkit::TestDatabase;
+use futures::TryStreamExt;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// 2023-11-14T00:00:00Z, a day boundary.
@@ -393,6 +398,8 @@ both_backends!(
     late_events_are_rerolled_and_answers_stay_exact_meanwhile,
     paths_over_the_limit_are_counted_not_rolled,
     a_stretch_without_predictions_is_crossed_in_few_steps,
+    retention_removes_only_what_is_rolled,
+    replay_rebuilds_what_the_worker_made,
 );
 
 #[tokio::test]
@@ -438,4 +445,167 @@ async fn postgres_any_arrival_order_gives_the_same_rollups() {
         .await;
     }
     assert!(rerolled > 0, "late events were re-rolled along the way");
+}
+
+const DAYS: i64 = 20;
+
+fn days(n: u64) -> Option<Duration> {
+    Some(Duration::from_secs(n * 86_400))
+}
+
+/// Twenty days of predictions, every 20 minutes, half of them labelled.
+fn twenty_days() -> (Vec<Prediction>, Vec<DelayedMetrics>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let (mut predictions, mut labels) = (Vec::new(), Vec::new());
+    let mut t = T0 + 1_000;
+    while t < T0 + DAYS * DAY {
+        let p = prediction("dep-a", t, rng.random_range(0..60), ["basic", "pro"][rng.random_range(0..2)], rng.random());
+        if rng.random_bool(0.5) {
+            labels.push(label(p.uuid, t + HOUR, rng.random_range(0..2)));
+        }
+        predictions.push(p);
+        t += 20 * MINUTE;
+    }
+    (predictions, labels)
+}
+
+async fn raw_count(store: &dyn Store, window: Window) -> usize {
+    let rows: Vec<_> = store.read_window(Selection::Deployment("dep-a".into()), window).try_collect().await.unwrap();
+    rows.len()
+}
+
+async fn day_series(store: &dyn Store, path: &str, source: Source) -> driftline_rollup::Series {
+    series(store, &query("dep-a", path, Resolution::Day, source, T0, T0 + DAYS * DAY), SummaryOptions::default())
+        .await
+        .unwrap()
+}
+
+async fn retention_removes_only_what_is_rolled(store: Arc<dyn Store>) {
+    let (predictions, labels) = twenty_days();
+    write(&*store, predictions.clone(), labels.clone()).await;
+    let now = T0 + DAYS * DAY + HOUR;
+
+    // The worker "crashed" after announcing a range and before committing it: nothing is
+    // rolled yet, and retention removes nothing, however old the events.
+    store.announce_rolling(T0 + 5 * DAY).await.unwrap();
+    let none = apply(&*store, &Retention::default(), now).await.unwrap();
+    assert_eq!(none.raw.predictions, 0);
+    assert_eq!(raw_count(&*store, Window { start_ms: 0, end_ms: i64::MAX }).await, predictions.len());
+
+    catch_up(&store, now).await;
+    let before_labels = day_series(&*store, "label", Source::Auto).await;
+    let before_tenure = day_series(&*store, "input.tenure", Source::Auto).await;
+
+    // A crash between recording the cut and deleting: the cut holds, nothing is lost.
+    let cut = now - 14 * DAY;
+    store.mark_raw_removed(cut - HOUR).await.unwrap();
+    assert_eq!(store.rollup_state().await.unwrap().raw_kept_from_ms, Some(cut - HOUR));
+    assert_eq!(day_series(&*store, "input.tenure", Source::Auto).await, before_tenure);
+
+    let retention = Retention { raw: days(14), minute: days(15), hour: days(730), dead_letters: days(30) };
+    let done = apply(&*store, &retention, now).await.unwrap();
+    let old = predictions.iter().filter(|p| p.start_timestamp_ms < cut).count();
+    assert_eq!(done.raw.predictions, old as u64);
+    let old_labels =
+        labels.iter().filter(|l| predictions.iter().any(|p| p.uuid == l.uuid && p.start_timestamp_ms < cut)).count();
+    assert_eq!(done.raw.delayed_metrics, old_labels as u64, "their delayed metrics go with them");
+    assert_eq!(raw_count(&*store, Window { start_ms: 0, end_ms: cut }).await, 0);
+    assert_eq!(raw_count(&*store, Window { start_ms: cut, end_ms: i64::MAX }).await, predictions.len() - old);
+    assert!(done.minute_rollups > 0, "minutes older than 15 days go");
+    assert!(all_rows(&*store, Resolution::Minute).await.keys().all(|k| k.2 >= T0 + 5 * DAY + HOUR));
+
+    // Answers from rollups do not change; raw rows answer only for what is left.
+    assert_eq!(day_series(&*store, "label", Source::Auto).await, before_labels);
+    assert_eq!(day_series(&*store, "input.tenure", Source::Auto).await, before_tenure);
+    let raw = day_series(&*store, "input.tenure", Source::Raw).await;
+    assert_eq!(raw.series.first().unwrap().bucket_start_ms, Resolution::Day.floor(cut));
+    assert_eq!(store.rollup_state().await.unwrap().raw_kept_from_ms, Some(cut));
+
+    // A late event for a minute whose raw rows are gone is counted, and changes nothing.
+    write(&*store, vec![prediction("dep-a", T0 + DAY + 7, 99, "pro", 0.5)], vec![]).await;
+    let progress = catch_up(&store, now).await;
+    assert_eq!(progress.beyond_retention, 1);
+    assert_eq!(day_series(&*store, "input.tenure", Source::Auto).await, before_tenure);
+
+    // Dead letters have their own clock.
+    let letter = |at: i64| DeadLetter {
+        received_at_ms: at,
+        source: "http:x#0".into(),
+        reason: "r".into(),
+        raw: b"{".to_vec(),
+        key: None,
+    };
+    store
+        .write(&WriteBatch { dead_letters: vec![letter(now - 40 * DAY), letter(now - DAY)], ..WriteBatch::new(now) })
+        .await
+        .unwrap();
+    assert_eq!(apply(&*store, &retention, now).await.unwrap().dead_letters, 1);
+    assert_eq!(store.dead_letters(10).await.unwrap().len(), 1);
+}
+
+async fn replay_rebuilds_what_the_worker_made(store: Arc<dyn Store>) {
+    let (predictions, labels) = twenty_days();
+    let (early, late): (Vec<_>, Vec<_>) = predictions.into_iter().partition(|p| p.start_timestamp_ms % 3 != 0);
+    write(&*store, early, labels[..labels.len() / 2].to_vec()).await;
+    let now = T0 + DAYS * DAY + HOUR;
+    catch_up(&store, now).await;
+    // Late predictions and labels, re-rolled incrementally.
+    write(&*store, late, labels[labels.len() / 2..].to_vec()).await;
+    assert!(catch_up(&store, now).await.minutes_rerolled > 0);
+    let incremental: Vec<_> = futures::future::join_all(Resolution::ALL.map(|r| {
+        let s = store.clone();
+        async move { all_rows(&*s, r).await }
+    }))
+    .await;
+
+    let mut total = None;
+    let mut stepped = 0;
+    let done = replay(store.clone(), options(), now, |t| total = Some(t), |n| stepped += n).await.unwrap();
+    assert_eq!(done.from_ms, None, "nothing was removed: everything is rebuilt");
+    assert_eq!((total, stepped), (Some(done.total), done.total));
+    for (resolution, before) in Resolution::ALL.into_iter().zip(&incremental) {
+        assert_eq!(&all_rows(&*store, resolution).await, before, "{} after replay", resolution.name());
+    }
+
+    // After retention, a replay rebuilds from the first whole day still held raw and keeps
+    // what came before.
+    let retention = Retention { raw: days(14), minute: None, hour: None, dead_letters: None };
+    apply(&*store, &retention, now).await.unwrap();
+    let kept_from = store.rollup_state().await.unwrap().raw_kept_from_ms.unwrap();
+    let done = replay(store.clone(), options(), now, |_| {}, |_| {}).await.unwrap();
+    let from = done.from_ms.unwrap();
+    assert!(from >= kept_from && from % DAY == 0 && from - kept_from < DAY);
+    for (resolution, before) in Resolution::ALL.into_iter().zip(&incremental) {
+        assert_eq!(&all_rows(&*store, resolution).await, before, "{} after a partial replay", resolution.name());
+    }
+}
+
+#[tokio::test]
+async fn postgres_retention_drops_whole_day_partitions() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    // Partitions for the three first days, as a server running then would have made.
+    for day in 0..3 {
+        store.make_partition(T0 / DAY + day).await.unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(store);
+    let predictions: Vec<Prediction> =
+        (0..5 * 24).map(|h| prediction("dep-a", T0 + h * HOUR + 5, h, "basic", 0.5)).collect();
+    let labels = vec![label(predictions[3].uuid, T0 + DAY, 1)];
+    write(&*store, predictions, labels).await;
+    let now = T0 + 16 * DAY + HOUR;
+    catch_up(&store, now).await;
+    let retention =
+        driftline_rollup::Retention { raw: Some(std::time::Duration::from_secs(14 * 86_400)), ..Default::default() };
+    let done = driftline_rollup::retention::apply(&*store, &retention, now).await.unwrap();
+    // Two whole days are past the cut (T0 + 2 d + 1 h): their partitions are dropped; the rest
+    // of the third day stays until the whole day is past it.
+    assert_eq!((done.raw.partitions, done.raw.predictions, done.raw.delayed_metrics), (2, 48, 1));
+    let left = store
+        .read_window(driftline_store::Selection::Deployment("dep-a".into()), Window { start_ms: 0, end_ms: i64::MAX });
+    let left: Vec<_> = futures::TryStreamExt::try_collect(left).await.unwrap();
+    assert_eq!(left.len(), 72);
+    // Their UUIDs are free again: the same events would be stored anew (and counted as late).
+    let lookup = store.deployments_of(&[left[0].uuid]).await.unwrap();
+    assert_eq!(lookup.len(), 1);
 }

@@ -38,7 +38,16 @@ impl Server {
         log: Option<&Path>,
     ) -> Server {
         let args: Vec<String> = store_args.iter().cloned().chain(extra.iter().map(|s| (*s).to_owned())).collect();
-        let process = ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_driftline")), &args, env, log);
+        // The tests' events are from 2023: with the default retention the server's rollup
+        // worker would remove them (and their fine rollups) as soon as they are rolled. Tests of
+        // retention pass --retain-* flags, which win over these.
+        let mut env = env.to_vec();
+        for keep in ["DRIFTLINE_RETAIN_RAW", "DRIFTLINE_RETAIN_1M", "DRIFTLINE_RETAIN_1H"] {
+            if !env.iter().any(|(k, _)| *k == keep) {
+                env.push((keep, "forever"));
+            }
+        }
+        let process = ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_driftline")), &args, &env, log);
         Server { base: process.base.clone(), banner: process.banner.clone(), process, client: reqwest::Client::new() }
     }
 

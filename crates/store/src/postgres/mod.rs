@@ -104,6 +104,13 @@ impl PostgresStore {
         partitions::make_ahead(&self.pool, self.options.partition_days_ahead).await
     }
 
+    /// Makes the partition of one day (days since 1970-01-01), moving that day's rows out of the
+    /// default partition: for backfills of past days, which the background task (yesterday
+    /// onwards) does not cover.
+    pub async fn make_partition(&self, day: i64) -> Result<(), Error> {
+        partitions::attach_day(&self.pool, day).await
+    }
+
     /// Writes the batch's events (not its positions) in `tx`.
     async fn write_events(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,

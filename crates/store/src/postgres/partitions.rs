@@ -26,6 +26,12 @@ pub fn partition_name(day: i64) -> String {
     format!("predictions_p{y:04}{m:02}{d:02}")
 }
 
+/// The day (since 1970-01-01) a partition named by [`partition_name`] holds.
+pub fn day_of_partition(name: &str) -> Option<i64> {
+    let date = chrono::NaiveDate::parse_from_str(name.strip_prefix("predictions_p")?, "%Y%m%d").ok()?;
+    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days())
+}
+
 /// Which days from yesterday to `days_ahead` days ahead have no partition yet.
 pub(crate) async fn missing_days(pool: &PgPool, days_ahead: u32) -> Result<Vec<i64>, Error> {
     let today = day_of(now_ms());
@@ -50,7 +56,7 @@ pub(crate) async fn make_ahead(pool: &PgPool, days_ahead: u32) -> Result<usize, 
 }
 
 /// Creates and attaches the partition of `day`, in one short transaction.
-async fn attach_day(pool: &PgPool, day: i64) -> Result<(), Error> {
+pub(crate) async fn attach_day(pool: &PgPool, day: i64) -> Result<(), Error> {
     let name = partition_name(day);
     let (from, to) = (day * DAY_MS, (day + 1) * DAY_MS);
     let mut tx = pool.begin().await.map_err(Error::db("begin partition creation"))?;
@@ -120,5 +126,7 @@ mod tests {
     #[test]
     fn partitions_are_named_by_utc_date() {
         assert_eq!(partition_name(day_of(1_700_000_000_000)), "predictions_p20231114");
+        assert_eq!(day_of_partition("predictions_p20231114"), Some(day_of(1_700_000_000_000)));
+        assert_eq!(day_of_partition("predictions_default"), None);
     }
 }

@@ -17,8 +17,8 @@ use super::PostgresStore;
 use crate::batch::WriteBatch;
 use crate::read::spawn_reader;
 use crate::rollups::{
-    dirty_minutes_of, DirtyEntry, PathEntry, Resolution, RollupCommit, RollupRow, RollupState, RollupStore, SourceRow,
-    SourceStream,
+    dirty_minutes_of, DirtyEntry, PathEntry, Removed, Resolution, RollupCommit, RollupRow, RollupState, RollupStore,
+    SourceRow, SourceStream, REMOVE_CHUNK,
 };
 use crate::sql::Sql;
 use crate::{Error, Window};
@@ -126,6 +126,10 @@ impl RollupStore for PostgresStore {
         Sql(&self.pool).dirty(limit).await
     }
 
+    async fn oldest_dirty_minute(&self) -> Result<Option<i64>, Error> {
+        Sql(&self.pool).oldest_dirty_minute().await
+    }
+
     async fn dirty_minutes(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
         Sql(&self.pool).dirty_minutes(deployment, window).await
     }
@@ -150,4 +154,117 @@ impl RollupStore for PostgresStore {
         tx.commit().await.map_err(Error::db("commit rollup"))?;
         Ok(())
     }
+
+    async fn reset_rollups(&self, from_ms: Option<i64>) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(Error::db("begin replay"))?;
+        crate::rollups::sql::postgres::reset(&mut tx, from_ms, driftline_core::time::now_ms()).await?;
+        tx.commit().await.map_err(Error::db("commit replay"))
+    }
+
+    async fn count_predictions_from(&self, from_ms: i64) -> Result<u64, Error> {
+        Sql(&self.pool).count_predictions_from(from_ms).await
+    }
+
+    async fn mark_raw_removed(&self, before_ms: i64) -> Result<(), Error> {
+        Sql(&self.pool).mark_raw_removed(before_ms, driftline_core::time::now_ms()).await
+    }
+
+    async fn remove_raw(&self, before_ms: i64) -> Result<Removed, Error> {
+        let mut removed = Removed::default();
+        for name in super::partitions::partitions(&self.pool).await? {
+            let Some(day) = super::partitions::day_of_partition(&name) else { continue };
+            if (day + 1) * driftline_core::time::DAY_MS > before_ms {
+                continue;
+            }
+            match drop_day(&self.pool, &name).await {
+                Ok((predictions, delayed)) => {
+                    removed.partitions += 1;
+                    removed.predictions += predictions;
+                    removed.delayed_metrics += delayed;
+                }
+                Err(e) if e.is_timeout() => {
+                    tracing::warn!(partition = %name, "retention could not get the partition's locks; trying again later");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Rows outside the day partitions, deployment by deployment along their index.
+        for deployment in Sql(&self.pool).deployments().await? {
+            loop {
+                let mut tx = self.pool.begin().await.map_err(Error::db("begin retention"))?;
+                let uuids: Vec<Uuid> = sqlx::query_scalar(&format!(
+                    "DELETE FROM predictions_default WHERE ctid IN (SELECT ctid FROM predictions_default \
+                     WHERE model_deployment_crn = $1 AND start_timestamp_ms < $2 LIMIT {REMOVE_CHUNK}) RETURNING uuid"
+                ))
+                .bind(&deployment)
+                .bind(before_ms)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Error::db("retention"))?;
+                let delayed = sqlx::query("DELETE FROM delayed_metrics WHERE uuid = ANY($1)")
+                    .bind(&uuids)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::db("retention"))?;
+                sqlx::query("DELETE FROM prediction_ids WHERE uuid = ANY($1)")
+                    .bind(&uuids)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::db("retention"))?;
+                tx.commit().await.map_err(Error::db("commit retention"))?;
+                removed.predictions += uuids.len() as u64;
+                removed.delayed_metrics += delayed.rows_affected();
+                if (uuids.len() as i64) < REMOVE_CHUNK {
+                    break;
+                }
+            }
+        }
+        removed.delayed_metrics += Sql(&self.pool)
+            .remove_in_chunks(
+                "delayed_metrics",
+                "id",
+                "timestamp_ms < $1 AND NOT EXISTS (SELECT 1 FROM prediction_ids i WHERE i.uuid = delayed_metrics.uuid)",
+                before_ms,
+            )
+            .await?;
+        Ok(removed)
+    }
+
+    async fn remove_rollups(&self, resolution: Resolution, before_ms: i64) -> Result<u64, Error> {
+        Sql(&self.pool)
+            .remove_in_chunks(
+                resolution.table(),
+                "model_deployment_crn, path, bucket_start_ms",
+                "bucket_start_ms < $1",
+                before_ms,
+            )
+            .await
+    }
+
+    async fn remove_dead_letters(&self, before_ms: i64) -> Result<u64, Error> {
+        Sql(&self.pool).remove_in_chunks("dead_letters", "id", "received_at_ms < $1", before_ms).await
+    }
+}
+
+/// Drops a whole day partition with the UUID claims and delayed metrics of its predictions, in
+/// one transaction under a short lock timeout; returns the predictions and delayed metrics
+/// removed.
+async fn drop_day(pool: &sqlx::PgPool, name: &str) -> Result<(u64, u64), Error> {
+    let mut tx = pool.begin().await.map_err(Error::db("begin retention"))?;
+    for setting in ["SET LOCAL lock_timeout = '2s'", "SET LOCAL statement_timeout = '10min'"] {
+        sqlx::query(setting).execute(&mut *tx).await.map_err(Error::db("retention"))?;
+    }
+    let delayed = sqlx::query(&format!("DELETE FROM delayed_metrics d USING {name} p WHERE d.uuid = p.uuid"))
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("retention"))?
+        .rows_affected();
+    let predictions = sqlx::query(&format!("DELETE FROM prediction_ids i USING {name} p WHERE i.uuid = p.uuid"))
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("retention"))?
+        .rows_affected();
+    sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await.map_err(Error::db("drop a day partition"))?;
+    tx.commit().await.map_err(Error::db("commit retention"))?;
+    Ok((predictions, delayed))
 }

@@ -218,6 +218,9 @@ pub trait RollupStore: Send + Sync + 'static {
     /// The oldest `limit` entries of the invalidation log.
     async fn dirty(&self, limit: u32) -> Result<Vec<DirtyEntry>, Error>;
 
+    /// The earliest minute named by the invalidation log, if any.
+    async fn oldest_dirty_minute(&self) -> Result<Option<i64>, Error>;
+
     /// The minutes of `deployment` in `window` with pending invalidation entries.
     async fn dirty_minutes(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error>;
 
@@ -236,7 +239,47 @@ pub trait RollupStore: Send + Sync + 'static {
 
     /// Commits one step of the worker in one transaction.
     async fn commit_rollup(&self, commit: &RollupCommit) -> Result<(), Error>;
+
+    /// Forgets the rollups whose bucket starts at or after `from_ms` (all of them when `None`)
+    /// and the whole invalidation log, and moves the watermark back to `from_ms` (to nothing
+    /// rolled when `None`, which also forgets the path admissions), in one transaction: the
+    /// start of a replay.
+    async fn reset_rollups(&self, from_ms: Option<i64>) -> Result<(), Error>;
+
+    /// How many stored predictions start at or after `from_ms`.
+    async fn count_predictions_from(&self, from_ms: i64) -> Result<u64, Error>;
+
+    /// Records that raw events starting before `before_ms` are being removed: from then on no
+    /// minute before it is re-rolled from raw rows (they may be partly gone). Never moves back.
+    async fn mark_raw_removed(&self, before_ms: i64) -> Result<(), Error>;
+
+    /// Removes the predictions starting before `before_ms` with their delayed metrics, and
+    /// delayed metrics older than it whose prediction is gone or never came. Postgres drops
+    /// whole day partitions; what remains is deleted in bounded chunks, each its own
+    /// transaction. Call [`RollupStore::mark_raw_removed`] first.
+    async fn remove_raw(&self, before_ms: i64) -> Result<Removed, Error>;
+
+    /// Removes the rollups of `resolution` whose bucket starts before `before_ms`, in bounded
+    /// chunks; returns how many.
+    async fn remove_rollups(&self, resolution: Resolution, before_ms: i64) -> Result<u64, Error>;
+
+    /// Removes dead letters received before `before_ms`, in bounded chunks; returns how many.
+    async fn remove_dead_letters(&self, before_ms: i64) -> Result<u64, Error>;
 }
+
+/// What a removal of raw events removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    /// Predictions.
+    pub predictions: u64,
+    /// Delayed metrics.
+    pub delayed_metrics: u64,
+    /// Day partitions dropped whole (Postgres).
+    pub partitions: u64,
+}
+
+/// Rows deleted per statement by retention.
+pub(crate) const REMOVE_CHUNK: i64 = 5_000;
 
 /// The distinct deployments of the predictions a write keeps.
 pub(crate) fn new_deployments<'a>(batch: &'a WriteBatch, keep: &[bool]) -> Vec<&'a str> {

@@ -155,6 +155,15 @@ where
             .collect())
     }
 
+    /// The earliest dirty minute.
+    pub(crate) async fn oldest_dirty_minute(&self) -> Result<Option<i64>, Error> {
+        let row: (Option<i64>,) = sqlx::query_as::<DB, (Option<i64>,)>("SELECT min(bucket_start_ms) FROM rollup_dirty")
+            .fetch_one(self.0)
+            .await
+            .map_err(Error::db("read the invalidation log"))?;
+        Ok(row.0)
+    }
+
     /// The distinct dirty minutes of a deployment in a window.
     pub(crate) async fn dirty_minutes(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
         let rows: Vec<(i64,)> = sqlx::query_as::<DB, (i64,)>(
@@ -192,6 +201,60 @@ where
             .await
             .map_err(Error::db("read rollups"))?;
         Ok(rows.into_iter().map(RollupRow::from).collect())
+    }
+
+    /// Records that raw events before `before_ms` are being removed.
+    pub(crate) async fn mark_raw_removed(&self, before_ms: i64, now_ms: i64) -> Result<(), Error> {
+        sqlx::query::<DB>(
+            "UPDATE rollup_state SET raw_kept_from_ms = CASE WHEN raw_kept_from_ms IS NULL OR raw_kept_from_ms < $1 \
+             THEN $1 ELSE raw_kept_from_ms END, updated_at_ms = $2 WHERE id = 1",
+        )
+        .bind(before_ms)
+        .bind(now_ms)
+        .execute(self.0)
+        .await
+        .map_err(Error::db("record raw retention"))?;
+        Ok(())
+    }
+
+    /// Deletes rows of `table` matched by `condition` (on `$1`) in chunks of
+    /// [`super::REMOVE_CHUNK`], each its own statement; returns how many. `key` names the
+    /// columns that identify a row.
+    pub(crate) async fn remove_in_chunks(
+        &self,
+        table: &str,
+        key: &str,
+        condition: &str,
+        bound: i64,
+    ) -> Result<u64, Error> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {})",
+            super::REMOVE_CHUNK
+        );
+        let mut removed = 0u64;
+        loop {
+            let done: Vec<(i64,)> = sqlx::query_as::<DB, (i64,)>(&format!("{sql} RETURNING CAST(1 AS BIGINT)"))
+                .bind(bound)
+                .fetch_all(self.0)
+                .await
+                .map_err(Error::db("retention"))?;
+            let n = done.len() as u64;
+            removed += n;
+            if n < super::REMOVE_CHUNK as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// How many predictions start at or after `from_ms`.
+    pub(crate) async fn count_predictions_from(&self, from_ms: i64) -> Result<u64, Error> {
+        let row: (i64,) =
+            sqlx::query_as::<DB, (i64,)>("SELECT count(*) FROM predictions WHERE start_timestamp_ms >= $1")
+                .bind(from_ms)
+                .fetch_one(self.0)
+                .await
+                .map_err(Error::db("count predictions"))?;
+        Ok(row.0 as u64)
     }
 
     /// The paths known for a deployment.
@@ -316,7 +379,37 @@ macro_rules! rollup_writes {
                 Ok(())
             }
 
-            /// Records in `tx` the deployments of a write (`first_seen_ms` the write's receive time).
+            /// Forgets rollups from `from_ms` on (all when `None`) and the invalidation log, and
+        /// moves the watermark back, in `tx`.
+        pub(crate) async fn reset(tx: &mut Transaction<'_, $db>, from_ms: Option<i64>, now_ms: i64) -> Result<(), Error> {
+            for resolution in Resolution::ALL {
+                let sql = format!("DELETE FROM {} WHERE bucket_start_ms >= $1", resolution.table());
+                sqlx::query::<$db>(&sql)
+                    .bind(from_ms.unwrap_or(i64::MIN))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Error::db("reset rollups"))?;
+            }
+            let mut statements = vec!["DELETE FROM rollup_dirty"];
+            if from_ms.is_none() {
+                statements.push("DELETE FROM rollup_paths");
+            }
+            for sql in statements {
+                sqlx::query::<$db>(sql).execute(&mut **tx).await.map_err(Error::db("reset rollups"))?;
+            }
+            sqlx::query::<$db>(
+                "UPDATE rollup_state SET rolled_to_ms = $1, rolling_to_ms = $1, generation = generation + 1, \
+                 updated_at_ms = $2 WHERE id = 1",
+            )
+            .bind(from_ms)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::db("reset rollups"))?;
+            Ok(())
+        }
+
+        /// Records in `tx` the deployments of a write (`first_seen_ms` the write's receive time).
             pub(crate) async fn note_deployments(
                 tx: &mut Transaction<'_, $db>,
                 deployments: &[&str],

@@ -11,8 +11,8 @@ use super::SqliteStore;
 use crate::batch::WriteBatch;
 use crate::read::spawn_reader;
 use crate::rollups::{
-    dirty_minutes_of, DirtyEntry, PathEntry, Resolution, RollupCommit, RollupRow, RollupState, RollupStore, SourceRow,
-    SourceStream,
+    dirty_minutes_of, DirtyEntry, PathEntry, Removed, Resolution, RollupCommit, RollupRow, RollupState, RollupStore,
+    SourceRow, SourceStream, REMOVE_CHUNK,
 };
 use crate::sql::Sql;
 use crate::{Error, Window};
@@ -121,6 +121,10 @@ impl RollupStore for SqliteStore {
         Sql(&self.writer).dirty(limit).await
     }
 
+    async fn oldest_dirty_minute(&self) -> Result<Option<i64>, Error> {
+        Sql(&self.writer).oldest_dirty_minute().await
+    }
+
     async fn dirty_minutes(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
         Sql(&self.reader).dirty_minutes(deployment, window).await
     }
@@ -144,5 +148,76 @@ impl RollupStore for SqliteStore {
         crate::rollups::sql::sqlite::apply_commit(&mut tx, commit, driftline_core::time::now_ms()).await?;
         tx.commit().await.map_err(Error::db("commit rollup"))?;
         Ok(())
+    }
+
+    async fn reset_rollups(&self, from_ms: Option<i64>) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await.map_err(Error::db("begin replay"))?;
+        crate::rollups::sql::sqlite::reset(&mut tx, from_ms, driftline_core::time::now_ms()).await?;
+        tx.commit().await.map_err(Error::db("commit replay"))
+    }
+
+    async fn count_predictions_from(&self, from_ms: i64) -> Result<u64, Error> {
+        Sql(&self.reader).count_predictions_from(from_ms).await
+    }
+
+    async fn mark_raw_removed(&self, before_ms: i64) -> Result<(), Error> {
+        Sql(&self.writer).mark_raw_removed(before_ms, driftline_core::time::now_ms()).await
+    }
+
+    async fn remove_raw(&self, before_ms: i64) -> Result<Removed, Error> {
+        let mut removed = Removed::default();
+        for deployment in Sql(&self.reader).deployments().await? {
+            loop {
+                let mut tx = self.writer.begin().await.map_err(Error::db("begin retention"))?;
+                let uuids: Vec<String> = sqlx::query_scalar(&format!(
+                    "DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions \
+                     WHERE model_deployment_crn = ?1 AND start_timestamp_ms < ?2 LIMIT {REMOVE_CHUNK}) RETURNING uuid"
+                ))
+                .bind(&deployment)
+                .bind(before_ms)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Error::db("retention"))?;
+                for chunk in uuids.chunks(UUIDS_PER_QUERY) {
+                    let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM delayed_metrics WHERE uuid IN (");
+                    let mut list = q.separated(", ");
+                    for u in chunk {
+                        list.push_bind(u.as_str());
+                    }
+                    q.push(")");
+                    let done = q.build().execute(&mut *tx).await.map_err(Error::db("retention"))?;
+                    removed.delayed_metrics += done.rows_affected();
+                }
+                tx.commit().await.map_err(Error::db("commit retention"))?;
+                removed.predictions += uuids.len() as u64;
+                if (uuids.len() as i64) < REMOVE_CHUNK {
+                    break;
+                }
+            }
+        }
+        removed.delayed_metrics += Sql(&self.writer)
+            .remove_in_chunks(
+                "delayed_metrics",
+                "id",
+                "timestamp_ms < $1 AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.uuid = delayed_metrics.uuid)",
+                before_ms,
+            )
+            .await?;
+        Ok(removed)
+    }
+
+    async fn remove_rollups(&self, resolution: Resolution, before_ms: i64) -> Result<u64, Error> {
+        Sql(&self.writer)
+            .remove_in_chunks(
+                resolution.table(),
+                "model_deployment_crn, path, bucket_start_ms",
+                "bucket_start_ms < $1",
+                before_ms,
+            )
+            .await
+    }
+
+    async fn remove_dead_letters(&self, before_ms: i64) -> Result<u64, Error> {
+        Sql(&self.writer).remove_in_chunks("dead_letters", "id", "received_at_ms < $1", before_ms).await
     }
 }
