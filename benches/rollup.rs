@@ -251,7 +251,7 @@ async fn keep_up_run(o: &Options, store_args: &[String]) -> anyhow::Result<(f64,
     let started = Instant::now();
     let out = Command::new(&o.driftline)
         .args(["rollup", "--once", "--rollup-lateness-secs", "0", "--retain-raw", "forever", "--retain-1m", "forever"])
-        .args(["--retain-1h", "forever"])
+        .args(["--retain-1h", "forever", "--retain-dead-letters", "forever"])
         .args(store_args)
         .env("DRIFTLINE_LOG", "warn,sqlx=error")
         .output()?;

@@ -41,6 +41,8 @@ pub enum Event {
     DelayedMetrics(DelayedMetrics),
     /// Metrics about a deployment over a time range.
     AggregateMetrics(AggregateMetrics),
+    /// Resource use of one replica of a deployment at one moment.
+    ReplicaStats(ReplicaStats),
 }
 
 impl Event {
@@ -50,6 +52,7 @@ impl Event {
             Event::Prediction(_) => "prediction",
             Event::DelayedMetrics(_) => "delayed_metrics",
             Event::AggregateMetrics(_) => "aggregate_metrics",
+            Event::ReplicaStats(_) => "replica_stats",
         }
     }
 
@@ -118,6 +121,29 @@ pub struct AggregateMetrics {
     #[schemars(with = "Option<String>")]
     #[schemars(regex(pattern = r"^(user|drift:.+)$"))]
     pub source: String,
+}
+
+/// Resource use of one replica (a process or pod serving a deployment) at one moment; rolled up
+/// as the series `@replica.<replica_id>.cpu_percent` and `@replica.<replica_id>.memory_bytes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaStats {
+    /// The model deployment's CRN.
+    #[schemars(length(min = 1, max = 1024))]
+    pub model_deployment_crn: String,
+    /// The replica's name: letters, digits, `-`, `_` and `:` (no dots: it becomes part of a
+    /// dotted series path).
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_:-]+$"))]
+    pub replica_id: String,
+    /// When the figures were taken, in milliseconds since the Unix epoch.
+    #[schemars(range(min = 946_684_800_000_i64, max = 4_102_444_800_000_i64))]
+    pub timestamp_ms: i64,
+    /// CPU use in percent of one core (above 100 on several cores).
+    #[schemars(range(min = 0.0, max = 100_000.0))]
+    pub cpu_percent: f64,
+    /// Resident memory in bytes.
+    #[schemars(range(max = 9_007_199_254_740_992_u64))]
+    pub memory_bytes: u64,
 }
 
 fn default_source() -> String {
@@ -244,6 +270,17 @@ mod tests {
                             end_timestamp_ms: e,
                             metrics: x,
                             source,
+                        })
+                    }
+                ),
+                (crn(), "[A-Za-z0-9_:-]{1,20}", MIN..MAX, 0.0..1000.0f64, 0u64..(1 << 40)).prop_map(
+                    |(d, r, t, c, m)| {
+                        Event::ReplicaStats(ReplicaStats {
+                            model_deployment_crn: d,
+                            replica_id: r,
+                            timestamp_ms: t,
+                            cpu_percent: c,
+                            memory_bytes: m,
                         })
                     }
                 ),

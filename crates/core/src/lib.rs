@@ -8,7 +8,7 @@ mod metrics_json;
 pub mod time;
 pub mod validate;
 
-pub use event::{AggregateMetrics, DelayedMetrics, Event, Metrics, MetricsJson, Prediction, WireEvent};
+pub use event::{AggregateMetrics, DelayedMetrics, Event, Metrics, MetricsJson, Prediction, ReplicaStats, WireEvent};
 pub use limits::Limits;
 /// The crate's error: why an event was refused.
 pub use validate::Rejection as Error;

@@ -6,7 +6,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::event::{AggregateMetrics, DelayedMetrics, Event, Prediction, WIRE_VERSION};
+use crate::event::{AggregateMetrics, DelayedMetrics, Event, Prediction, ReplicaStats, WIRE_VERSION};
 use crate::limits::Limits;
 use crate::metrics_json::{Bounds, MetricsJson};
 use crate::time::date_string;
@@ -48,6 +48,12 @@ const PREDICTION_FIELDS: &[&str] = &[
     "metrics",
 ];
 const DELAYED_FIELDS: &[&str] = &["v", "type", "uuid", "timestamp_ms", "metrics"];
+const REPLICA_FIELDS: &[&str] =
+    &["v", "type", "model_deployment_crn", "replica_id", "timestamp_ms", "cpu_percent", "memory_bytes"];
+/// Longest replica id, in bytes.
+const MAX_REPLICA_ID_BYTES: usize = 128;
+/// The event types, as named in error messages.
+const TYPES: &str = "\"prediction\", \"delayed_metrics\", \"aggregate_metrics\" or \"replica_stats\"";
 const AGGREGATE_FIELDS: &[&str] =
     &["v", "type", "model_deployment_crn", "start_timestamp_ms", "end_timestamp_ms", "metrics", "source"];
 
@@ -152,12 +158,7 @@ fn validate(value: Value, metrics: Option<MetricsJson>, limits: &Limits) -> Resu
         }
     }
     let kind = match obj.get("type") {
-        None => {
-            return Err(Rejection::new(
-                "type",
-                "is required; use \"prediction\", \"delayed_metrics\" or \"aggregate_metrics\"",
-            ))
-        }
+        None => return Err(Rejection::new("type", format!("is required; use {TYPES}"))),
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(Rejection::new("type", format!("must be a string, found {}", json_kind(other)))),
     };
@@ -165,14 +166,8 @@ fn validate(value: Value, metrics: Option<MetricsJson>, limits: &Limits) -> Resu
         "prediction" => PREDICTION_FIELDS,
         "delayed_metrics" => DELAYED_FIELDS,
         "aggregate_metrics" => AGGREGATE_FIELDS,
-        other => {
-            return Err(Rejection::new(
-                "type",
-                format!(
-                    "\"{other}\" is not an event type; use \"prediction\", \"delayed_metrics\" or \"aggregate_metrics\""
-                ),
-            ))
-        }
+        "replica_stats" => REPLICA_FIELDS,
+        other => return Err(Rejection::new("type", format!("\"{other}\" is not an event type; use {TYPES}"))),
     };
     if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(Rejection::new(
@@ -204,6 +199,24 @@ fn validate(value: Value, metrics: Option<MetricsJson>, limits: &Limits) -> Resu
             let timestamp_ms = fields.timestamp("timestamp_ms")?;
             let metrics = fields.metrics()?;
             Event::DelayedMetrics(DelayedMetrics { uuid, timestamp_ms, metrics })
+        }
+        "replica_stats" => {
+            let model_deployment_crn = fields.crn("model_deployment_crn")?;
+            let replica_id = fields.replica_id()?;
+            let timestamp_ms = fields.timestamp("timestamp_ms")?;
+            let cpu_percent = fields.number("cpu_percent", 0.0, 100_000.0, "percent of one core, e.g. 37.5")?;
+            let memory_bytes =
+                fields.number("memory_bytes", 0.0, 9_007_199_254_740_992.0, "resident bytes, e.g. 524288000")?;
+            if memory_bytes.fract() != 0.0 {
+                return Err(Rejection::new("memory_bytes", format!("{memory_bytes} is not a whole number of bytes")));
+            }
+            Event::ReplicaStats(ReplicaStats {
+                model_deployment_crn,
+                replica_id,
+                timestamp_ms,
+                cpu_percent,
+                memory_bytes: memory_bytes as u64,
+            })
         }
         _ => {
             let model_deployment_crn = fields.crn("model_deployment_crn")?;
@@ -301,6 +314,35 @@ impl Fields<'_> {
         Ok(ms)
     }
 
+    fn replica_id(&mut self) -> Result<String, Rejection> {
+        let hint = "name the replica with letters, digits, -, _ and : (such as \"churn-7d9f-x2k\")";
+        match self.required("replica_id", hint)? {
+            Value::String(s) => {
+                if s.is_empty() || s.len() > MAX_REPLICA_ID_BYTES {
+                    Err(Rejection::new("replica_id", format!("must be 1 to {MAX_REPLICA_ID_BYTES} bytes; {hint}")))
+                } else if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b)) {
+                    Err(Rejection::new("replica_id", format!("\"{}\" has other characters; {hint}", clip(&s))))
+                } else {
+                    Ok(s)
+                }
+            }
+            other => {
+                Err(Rejection::new("replica_id", format!("must be a string, found {}; {hint}", json_kind(&other))))
+            }
+        }
+    }
+
+    /// A number in `[min, max]`.
+    fn number(&mut self, name: &str, min: f64, max: f64, hint: &str) -> Result<f64, Rejection> {
+        match self.required(name, &format!("send a number: {hint}"))? {
+            Value::Number(n) => match n.as_f64() {
+                Some(x) if (min..=max).contains(&x) => Ok(x),
+                _ => Err(Rejection::new(name, format!("{n} is outside [{min}, {max}]; send {hint}"))),
+            },
+            other => Err(Rejection::new(name, format!("must be a number, found {}; send {hint}", json_kind(&other)))),
+        }
+    }
+
     fn range(&mut self) -> Result<(i64, i64), Rejection> {
         let start = self.timestamp("start_timestamp_ms")?;
         let end = self.timestamp("end_timestamp_ms")?;
@@ -346,7 +388,7 @@ impl Fields<'_> {
             return Err(Rejection::new(
                 format!("metrics.{key}"),
                 "starts with @, which is reserved for the series driftline derives itself (@predictions, @latency_ms, \
-                 @event_bytes, @labels); rename the metric",
+                 @event_bytes, @labels, @rejected, @replica.…); rename the metric",
             ));
         }
         if depth > self.limits.max_depth {
@@ -634,6 +676,36 @@ mod tests {
         let mut e = prediction();
         e["metrics"] = json!({"a": 1, "b": [1, {"fine": "yes", "c": "x\u{0}"}]});
         assert_eq!(reject(e).field, "metrics.b[1].c");
+    }
+
+    #[test]
+    fn replica_stats_are_checked_field_by_field() {
+        let stats = json!({"v":1,"type":"replica_stats","model_deployment_crn":"crn:dep/1","replica_id":"churn-7d9f:x2k",
+            "timestamp_ms":1_700_000_000_000_i64,"cpu_percent":37.5,"memory_bytes":524_288_000});
+        let Event::ReplicaStats(r) = parse_event(stats.to_string().as_bytes(), &Limits::default()).unwrap() else {
+            panic!("not replica stats")
+        };
+        assert_eq!((r.replica_id.as_str(), r.cpu_percent, r.memory_bytes), ("churn-7d9f:x2k", 37.5, 524_288_000));
+        for (field, value, says) in [
+            ("replica_id", json!("pod.1"), "other characters"),
+            ("replica_id", json!(""), "1 to 128 bytes"),
+            ("cpu_percent", json!(-1), "outside"),
+            ("cpu_percent", json!("high"), "must be a number"),
+            ("memory_bytes", json!(1.5), "whole number"),
+            ("timestamp_ms", json!(1_700_000_000), "seconds"),
+        ] {
+            let mut e = stats.clone();
+            e[field] = value;
+            let r = reject(e);
+            assert_eq!(r.field, field);
+            assert!(r.rule.contains(says), "{r}");
+        }
+        let mut e = stats.clone();
+        e["metrics"] = json!({});
+        assert!(reject(e).rule.contains("not a field of a replica_stats event"));
+        let mut e = stats;
+        e["type"] = json!("replica");
+        assert!(reject(e).rule.contains("\"replica_stats\""));
     }
 
     #[test]

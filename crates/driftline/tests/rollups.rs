@@ -226,7 +226,16 @@ async fn sigkill_flow(config: StoreConfig, store_args: Vec<String>, reference: S
         let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
             .args(["rollup", "--once", "--rollup-lateness-secs", "0"])
             // These 2023 events would be past every default retention.
-            .args(["--retain-raw", "forever", "--retain-1m", "forever", "--retain-1h", "forever"])
+            .args([
+                "--retain-raw",
+                "forever",
+                "--retain-1m",
+                "forever",
+                "--retain-1h",
+                "forever",
+                "--retain-dead-letters",
+                "forever",
+            ])
             .args(&store_args)
             .env("DRIFTLINE_LOG", "warn,sqlx=error")
             .stdout(Stdio::null())

@@ -47,7 +47,7 @@ pub struct Assembly {
     /// What goes to the store.
     pub batch: WriteBatch,
     /// Origins of `batch.predictions`, `batch.delayed_metrics` and `batch.aggregate_metrics`.
-    origins: [Vec<Origin>; 3],
+    origins: [Vec<Origin>; 4],
     /// Every event refused so far, in the order refused.
     pub refusals: Vec<Refusal>,
     /// Refusals beyond the cap of dead letters kept for one write: counted, not kept.
@@ -71,6 +71,7 @@ impl Assembly {
             Event::Prediction(_) => 0,
             Event::DelayedMetrics(_) => 1,
             Event::AggregateMetrics(_) => 2,
+            Event::ReplicaStats(_) => 3,
         };
         self.batch.push(event);
         self.origins[table].push(origin);
@@ -96,8 +97,8 @@ impl Assembly {
         self.origins.iter().map(Vec::len).sum()
     }
 
-    /// The events at these flat indices (predictions first, then delayed, then aggregate
-    /// metrics), as a batch of their own, for probing.
+    /// The events at these flat indices (predictions first, then delayed metrics, aggregate
+    /// metrics, replica figures), as a batch of their own, for probing.
     pub(crate) fn subset(&self, flat: &[usize]) -> WriteBatch {
         let mut batch = WriteBatch::new(self.batch.received_at_ms);
         for &i in flat {
@@ -105,7 +106,8 @@ impl Assembly {
             match table {
                 0 => batch.predictions.push(self.batch.predictions[at].clone()),
                 1 => batch.delayed_metrics.push(self.batch.delayed_metrics[at].clone()),
-                _ => batch.aggregate_metrics.push(self.batch.aggregate_metrics[at].clone()),
+                2 => batch.aggregate_metrics.push(self.batch.aggregate_metrics[at].clone()),
+                _ => batch.replica_stats.push(self.batch.replica_stats[at].clone()),
             }
         }
         batch
@@ -121,7 +123,8 @@ impl Assembly {
             match table {
                 0 => drop(self.batch.predictions.remove(at)),
                 1 => drop(self.batch.delayed_metrics.remove(at)),
-                _ => drop(self.batch.aggregate_metrics.remove(at)),
+                2 => drop(self.batch.aggregate_metrics.remove(at)),
+                _ => drop(self.batch.replica_stats.remove(at)),
             }
             self.batch.dead_letters.push(origin.dead_letter(reason.clone(), self.batch.received_at_ms));
             self.refusals.push(Refusal { index: origin.index, reason });
@@ -131,14 +134,14 @@ impl Assembly {
 
     /// Which table and row a flat index names.
     fn locate(&self, flat: usize) -> (usize, usize) {
-        let (p, d) = (self.origins[0].len(), self.origins[1].len());
-        if flat < p {
-            (0, flat)
-        } else if flat < p + d {
-            (1, flat - p)
-        } else {
-            (2, flat - p - d)
+        let mut at = flat;
+        for (table, origins) in self.origins.iter().enumerate() {
+            if at < origins.len() {
+                return (table, at);
+            }
+            at -= origins.len();
         }
+        (self.origins.len() - 1, at)
     }
 }
 

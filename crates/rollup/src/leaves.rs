@@ -16,9 +16,18 @@ pub const EVENT_BYTES: &str = "@event_bytes";
 /// Technical series: delayed metrics events joined to each labelled prediction.
 pub const LABELS: &str = "@labels";
 
-/// Whether a path is one of the store's own (they start with `@`; user paths cannot).
+/// Technical series: dead letters that name the deployment, by when they were received.
+pub const REJECTED: &str = "@rejected";
+
+/// The series of one replica's figure: `@replica.<id>.cpu_percent` or `….memory_bytes`.
+pub fn replica_path(replica_id: &str, figure: &str) -> String {
+    format!("@replica.{replica_id}.{figure}")
+}
+
+/// Whether a path is one of the store's fixed series, which the per-deployment path limit does
+/// not count (replica series count: every replica adds two).
 pub fn is_technical(path: &str) -> bool {
-    path.starts_with('@')
+    matches!(path, PREDICTIONS | LATENCY_MS | EVENT_BYTES | LABELS | REJECTED)
 }
 
 /// One leaf value.

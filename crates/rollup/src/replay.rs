@@ -33,7 +33,12 @@ pub async fn replay(
     mut on_step: impl FnMut(u64),
 ) -> Result<Replayed, Error> {
     let state = store.rollup_state().await?;
-    let from_ms = state.raw_kept_from_ms.map(|kept| Resolution::Day.floor(kept - 1) + Resolution::Day.ms());
+    // The first whole day still held raw, or the watermark if the worker has not got there:
+    // what lies between was never rolled and is rolled now.
+    let from_ms = state.raw_kept_from_ms.map(|kept| {
+        let day = Resolution::Day.floor(kept - 1) + Resolution::Day.ms();
+        state.rolled_to_ms.map_or(day, |rolled| day.min(rolled))
+    });
     let total = store.count_predictions_from(from_ms.unwrap_or(i64::MIN)).await?;
     store.reset_rollups(from_ms).await?;
     on_start(total);

@@ -6,7 +6,10 @@
 //! the invalidation log names (a late event is re-rolled before its minute's raw rows go). The
 //! store records the cut before it deletes anything, so a crash half-way leaves raw rows that
 //! are simply not used again. Minute rollups go after 90 days and only once their hour is
-//! rolled; hour rollups after 2 years and only once their day is; day rollups are kept.
+//! rolled; hour rollups after 2 years and only once their day is; day rollups are kept. Fine
+//! rollups that a re-roll would merge again (those of hours and days holding minutes whose raw
+//! rows are kept, or a logged minute) stay whatever their age. Dead letters (30 days) are kept
+//! at least as long as raw events, since a re-rolled minute counts its refused events again.
 
 use std::time::Duration;
 
@@ -55,6 +58,12 @@ impl Retention {
         }
         if !longer(self.minute, self.hour) {
             return Err("--retain-1h must be at least --retain-1m: hours are merged from minutes".into());
+        }
+        if !longer(self.raw, self.dead_letters) {
+            return Err(
+                "--retain-dead-letters must be at least --retain-raw: re-rolled minutes count their refused events again"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -109,27 +118,32 @@ pub async fn apply(store: &dyn Store, retention: &Retention, now_ms: i64) -> Res
     retention.check().map_err(Error::Query)?;
     let mut done = Retained::default();
     let state = store.rollup_state().await?;
-    if let Some(rolled_to) = state.rolled_to_ms {
-        if let Some(keep) = retention.raw {
-            let mut before = cutoff(now_ms, keep).min(rolled_to);
-            if let Some(dirty) = store.oldest_dirty_minute().await? {
-                before = before.min(dirty);
-            }
-            store.mark_raw_removed(before).await?;
-            done.raw = store.remove_raw(before).await?;
-            done.raw_before_ms = Some(before.max(state.raw_kept_from_ms.unwrap_or(i64::MIN)));
-        }
-        if let Some(keep) = retention.minute {
-            let before = cutoff(now_ms, keep).min(Resolution::Hour.floor(rolled_to));
-            done.minute_rollups = store.remove_rollups(Resolution::Minute, before).await?;
-        }
-        if let Some(keep) = retention.hour {
-            let before = cutoff(now_ms, keep).min(Resolution::Day.floor(rolled_to));
-            done.hour_rollups = store.remove_rollups(Resolution::Hour, before).await?;
+    let Some(rolled_to) = state.rolled_to_ms else { return Ok(done) };
+    // Nothing a re-roll may still need goes: not before the watermark, not from the earliest
+    // logged minute on.
+    let mut keep_from = rolled_to;
+    if let Some(dirty) = store.oldest_dirty_minute().await? {
+        keep_from = keep_from.min(dirty);
+    }
+    if let Some(keep) = retention.raw {
+        let before = cutoff(now_ms, keep).min(keep_from);
+        store.mark_raw_removed(before).await?;
+        done.raw = store.remove_raw(before).await?;
+        done.raw_before_ms = Some(before.max(state.raw_kept_from_ms.unwrap_or(i64::MIN)));
+        keep_from = keep_from.min(before);
+        if let Some(keep) = retention.dead_letters {
+            done.dead_letters = store.remove_dead_letters(cutoff(now_ms, keep).min(before)).await?;
         }
     }
-    if let Some(keep) = retention.dead_letters {
-        done.dead_letters = store.remove_dead_letters(cutoff(now_ms, keep)).await?;
+    // A re-roll of a minute merges its hour again from the stored minutes, and its day from the
+    // stored hours: those of minutes whose raw rows are kept stay.
+    if let Some(keep) = retention.minute {
+        let before = cutoff(now_ms, keep).min(Resolution::Hour.floor(keep_from));
+        done.minute_rollups = store.remove_rollups(Resolution::Minute, before).await?;
+    }
+    if let Some(keep) = retention.hour {
+        let before = cutoff(now_ms, keep).min(Resolution::Day.floor(keep_from));
+        done.hour_rollups = store.remove_rollups(Resolution::Hour, before).await?;
     }
     Ok(done)
 }
@@ -158,5 +172,7 @@ mod tests {
         assert!(r.check().is_err(), "raw kept for ever but minutes not");
         let r = Retention { raw: None, minute: None, hour: None, dead_letters: None };
         assert!(r.check().is_ok());
+        let r = Retention { dead_letters: Some(Duration::from_secs(DAY)), ..Retention::default() };
+        assert!(r.check().unwrap_err().contains("--retain-dead-letters"));
     }
 }

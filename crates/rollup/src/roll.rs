@@ -4,7 +4,7 @@
 //! by start then UUID, buckets by start), so a series computed from raw rows and one read from
 //! rollups hold the same numbers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use driftline_store::rollups::{PathEntry, RollupRow};
 use driftline_store::{Resolution, Store, Window};
@@ -49,6 +49,8 @@ impl Bucketed {
 #[derive(Debug, Default)]
 pub struct PathGuard {
     max_paths: usize,
+    /// Whether values of refused paths are counted (not while minutes are re-rolled).
+    quiet: bool,
     known: HashMap<String, HashMap<String, bool>>,
     /// Admissions and refused-value counts not yet committed.
     pending: HashMap<(String, String), PathEntry>,
@@ -67,6 +69,11 @@ impl PathGuard {
             self.known.insert(deployment.to_owned(), paths.into_iter().map(|p| (p.path, p.admitted)).collect());
         }
         Ok(())
+    }
+
+    /// Counts values of refused paths (the default) or not.
+    pub fn count_refused(&mut self, count: bool) {
+        self.quiet = !count;
     }
 
     /// Whether values of `path` are rolled up; counts them otherwise.
@@ -100,7 +107,7 @@ impl PathGuard {
                 a
             }
         };
-        if !admitted {
+        if !admitted && !self.quiet {
             let entry = self.pending.entry((deployment.to_owned(), path.to_owned())).or_insert_with(|| PathEntry {
                 model_deployment_crn: deployment.to_owned(),
                 path: path.to_owned(),
@@ -179,6 +186,40 @@ pub async fn roll_minutes(
         })?;
     }
     finish_minute(deployment, minute, &mut current, &mut out);
+    let (want_replicas, want_rejected) = match &paths {
+        Paths::Guarded(_) => (true, true),
+        Paths::Only(only) => (only.starts_with("@replica."), *only == crate::leaves::REJECTED),
+    };
+    // The store's own series from other tables: replica figures and refused events.
+    let mut other: BTreeMap<(i64, String), Summary> = BTreeMap::new();
+    if want_replicas {
+        for r in store.replica_source(deployment, window).await? {
+            let m = Resolution::Minute.floor(r.timestamp_ms);
+            for (figure, value) in [("cpu_percent", r.cpu_percent), ("memory_bytes", r.memory_bytes as f64)] {
+                let path = crate::leaves::replica_path(&r.replica_id, figure);
+                let keep = match &mut paths {
+                    Paths::Guarded(guard) => guard.admit(deployment, &path),
+                    Paths::Only(only) => *only == path,
+                };
+                if !keep {
+                    continue;
+                }
+                other.entry((m, path)).or_insert_with(|| Summary::new(options)).push_number(value)?;
+            }
+        }
+    }
+    if want_rejected {
+        for at in store.rejected_source(deployment, window).await? {
+            let key = (Resolution::Minute.floor(at), crate::leaves::REJECTED.to_owned());
+            other.entry(key).or_insert_with(|| Summary::new(options)).push_number(1.0)?;
+        }
+    }
+    out.extend(other.into_iter().map(|((start_ms, path), summary)| Bucketed {
+        deployment: deployment.to_owned(),
+        path,
+        start_ms,
+        summary,
+    }));
     sort(&mut out);
     Ok((out, read))
 }

@@ -160,8 +160,18 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
         )));
     }
     let state = store.rollup_state().await?;
+    // A path over the deployment's limit has no rollups: read it from raw rows.
+    let refused = store.rollup_paths(&query.deployment).await?.iter().any(|p| p.path == query.path && !p.admitted);
+    if refused && query.source == Source::Rollup {
+        return Err(Error::Query(format!(
+            "metric {} of {} is not rolled up: the deployment reached its limit of metric paths (--rollup-max-paths); \
+             read it with source=raw or source=auto",
+            query.path, query.deployment
+        )));
+    }
     let rolled = match (query.source, state.rolled_to_ms) {
         (Source::Raw, _) | (_, None) => first,
+        _ if refused => first,
         (_, Some(r)) => step.floor(r).clamp(first, last),
     };
 
@@ -175,8 +185,10 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
                 .dirty_minutes(&query.deployment, rolled_window)
                 .await?
                 .into_iter()
-                .filter(|&m| m >= kept_from)
                 .map(|m| step.floor(m))
+                // A bucket partly removed by retention stays as rolled until the worker re-rolls
+                // its minute (raw rows would give only part of it).
+                .filter(|&bucket| bucket >= kept_from)
                 .collect()
         } else {
             BTreeSet::new()

@@ -212,19 +212,27 @@ impl Worker {
     async fn roll_next(&mut self, state: &RollupState, now_ms: i64) -> Result<Step, Error> {
         let lateness = i64::try_from(self.options.lateness.as_millis()).unwrap_or(i64::MAX);
         let target = Resolution::Minute.floor(now_ms.saturating_sub(lateness));
-        let deployments = self.store.deployments().await?;
         let a = match state.rolled_to_ms {
             Some(a) => a,
-            None => match self.next_start(&deployments, i64::MIN).await? {
-                Some(first) => Resolution::Minute.floor(first),
-                None => return Ok(Step::Idle),
-            },
+            None => {
+                // Nothing rolled yet: announce first, so that whatever is written from now on
+                // before the target is logged, then find where the events begin.
+                self.store.announce_rolling(target).await?;
+                let deployments = self.store.deployments().await?;
+                match self.next_start(&deployments, i64::MIN).await? {
+                    Some(first) => Resolution::Minute.floor(first),
+                    None => return Ok(Step::Idle),
+                }
+            }
         };
         if a >= target {
             return Ok(Step::Idle);
         }
-        let b = self.range_end(&deployments, a, target).await?;
+        let b = self.range_end(&self.store.deployments().await?, a, target).await?;
         self.store.announce_rolling(b).await?;
+        // Read after the announcement: a deployment whose first events were written meanwhile
+        // is in the list.
+        let deployments = self.store.deployments().await?;
         let window = Window { start_ms: a, end_ms: b };
 
         let mut minutes = Vec::new();
@@ -333,13 +341,18 @@ impl Worker {
         if entries.is_empty() {
             return Ok(None);
         }
+        // Writes in flight (a late prediction and its label in two transactions, neither seeing
+        // the other) commit before the raw rows are read.
+        self.store.pass_barrier().await?;
+        let known: BTreeSet<String> = self.store.deployments().await?.into_iter().collect();
         let rolled_to = state.rolled_to_ms.unwrap_or(i64::MIN);
         let raw_from = state.raw_kept_from_ms.unwrap_or(i64::MIN);
         let mut targets: BTreeSet<(String, i64)> = BTreeSet::new();
         let mut beyond_retention = 0;
         for e in &entries {
-            // A minute at or past the watermark is rolled in its turn, late event included.
-            if e.bucket_start_ms >= rolled_to {
+            // A minute at or past the watermark is rolled in its turn, late event included; a
+            // deployment that sent nothing but refused events has no rollups.
+            if e.bucket_start_ms >= rolled_to || !known.contains(&e.model_deployment_crn) {
                 continue;
             }
             if e.bucket_start_ms < raw_from {
@@ -357,6 +370,8 @@ impl Worker {
 
         let mut minutes = Vec::new();
         let mut predictions = 0;
+        // Values of refused paths were counted when their minutes were first rolled.
+        self.guard.count_refused(false);
         for (d, m) in &targets {
             self.guard.load(self.store.as_ref(), d).await?;
             let window = Window { start_ms: *m, end_ms: m + Resolution::Minute.ms() };
@@ -366,6 +381,7 @@ impl Worker {
             minutes.extend(rolled);
             predictions += read;
         }
+        self.guard.count_refused(true);
         sort(&mut minutes);
 
         let hours_of = coarser_buckets(&targets, Resolution::Hour, rolled_to);

@@ -368,6 +368,75 @@ async fn a_stretch_without_predictions_is_crossed_in_few_steps(store: Arc<dyn St
     assert_eq!(counted, vec![(T0, 1), (T0 + 400 * DAY, 1)]);
 }
 
+async fn replica_figures_and_refused_events_roll_up(store: Arc<dyn Store>) {
+    let stats = |replica: &str, at: i64, cpu: f64| driftline_core::ReplicaStats {
+        model_deployment_crn: "dep-a".into(),
+        replica_id: replica.into(),
+        timestamp_ms: at,
+        cpu_percent: cpu,
+        memory_bytes: 1_000_000 + at as u64 % 1_000,
+    };
+    let figures: Vec<_> = (0..120)
+        .flat_map(|i| [stats("r-1", T0 + i * 30_000, i as f64), stats("r-2", T0 + i * 30_000 + 7, 50.0)])
+        .collect();
+    let refused = |at: i64, deployment: &str| DeadLetter {
+        received_at_ms: at,
+        source: "http:r#0".into(),
+        reason: "field `uuid`: is required".into(),
+        raw: format!(r#"{{"v":1,"type":"prediction","model_deployment_crn":"{deployment}"}}"#).into_bytes(),
+        key: None,
+    };
+    let batch = WriteBatch {
+        predictions: vec![prediction("dep-a", T0 + 5, 1, "basic", 0.5)],
+        replica_stats: figures.clone(),
+        dead_letters: vec![
+            refused(T0 + 1_000, "dep-a"),
+            refused(T0 + 2_000, "dep-a"),
+            refused(T0 + HOUR, "dep-a"),
+            refused(T0, "dep-z"),
+        ],
+        ..WriteBatch::new(T0)
+    };
+    let outcome = store.write(&batch).await.unwrap();
+    assert_eq!((outcome.replica_stats, outcome.dead_letters), (240, 4));
+    // A retried report is stored once.
+    let again =
+        store.write(&WriteBatch { replica_stats: figures[..10].to_vec(), ..WriteBatch::new(T0) }).await.unwrap();
+    assert_eq!((again.replica_stats, again.replica_duplicates), (0, 10));
+
+    let now = T0 + DAY + HOUR;
+    catch_up(&store, now).await;
+    let hour = |path: &str, source| query("dep-a", path, Resolution::Hour, source, T0, T0 + 2 * HOUR);
+    let cpu =
+        series(&*store, &hour("@replica.r-1.cpu_percent", Source::Rollup), SummaryOptions::default()).await.unwrap();
+    assert_eq!(cpu.series.len(), 1);
+    let p = &cpu.series[0];
+    assert_eq!((p.count, p.min, p.max, p.sum), (120, Some(0.0), Some(119.0), Some((0..120).sum::<i64>() as f64)));
+    let raw = series(&*store, &hour("@replica.r-1.cpu_percent", Source::Raw), SummaryOptions::default()).await.unwrap();
+    assert_eq!(raw, cpu);
+    let memory =
+        series(&*store, &hour("@replica.r-2.memory_bytes", Source::Rollup), SummaryOptions::default()).await.unwrap();
+    assert_eq!(memory.series[0].count, 120);
+    let rejected = series(&*store, &hour("@rejected", Source::Rollup), SummaryOptions::default()).await.unwrap();
+    let counts: Vec<(i64, u64)> = rejected.series.iter().map(|p| (p.bucket_start_ms, p.count)).collect();
+    assert_eq!(counts, vec![(T0, 2), (T0 + HOUR, 1)], "dead letters are counted for the deployment they name");
+    assert!(
+        !store.deployments().await.unwrap().contains(&"dep-z".to_owned()),
+        "naming a deployment in a refused event does not make it one"
+    );
+
+    // Late figures for a rolled minute are re-rolled.
+    store
+        .write(&WriteBatch { replica_stats: vec![stats("r-1", T0 + 10, 500.0)], ..WriteBatch::new(now) })
+        .await
+        .unwrap();
+    assert_eq!(store.dirty(10).await.unwrap().len(), 1);
+    catch_up(&store, now).await;
+    let cpu =
+        series(&*store, &hour("@replica.r-1.cpu_percent", Source::Rollup), SummaryOptions::default()).await.unwrap();
+    assert_eq!((cpu.series[0].count, cpu.series[0].max), (121, Some(500.0)));
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -400,6 +469,7 @@ both_backends!(
     a_stretch_without_predictions_is_crossed_in_few_steps,
     retention_removes_only_what_is_rolled,
     replay_rebuilds_what_the_worker_made,
+    replica_figures_and_refused_events_roll_up,
 );
 
 #[tokio::test]

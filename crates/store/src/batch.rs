@@ -1,6 +1,6 @@
 //! What one store write holds and what it reports.
 
-use driftline_core::{AggregateMetrics, DelayedMetrics, Event, Prediction};
+use driftline_core::{AggregateMetrics, DelayedMetrics, Event, Prediction, ReplicaStats};
 use uuid::Uuid;
 
 /// What a write covers of one source partition (for Kafka: a range of offsets), stored in the
@@ -40,6 +40,19 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
 }
 
+impl DeadLetter {
+    /// The deployment the raw bytes name in a top-level `model_deployment_crn` string, if they
+    /// are a JSON object that does: refused events are counted per deployment (`@rejected`).
+    pub fn named_deployment(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            model_deployment_crn: Option<String>,
+        }
+        let named: Named = serde_json::from_slice(&self.raw).ok()?;
+        named.model_deployment_crn.filter(|c| !c.is_empty() && c.len() <= 1024 && !c.contains('\0'))
+    }
+}
+
 /// One transaction's worth of writes.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
@@ -49,6 +62,8 @@ pub struct WriteBatch {
     pub delayed_metrics: Vec<DelayedMetrics>,
     /// Aggregate metrics.
     pub aggregate_metrics: Vec<AggregateMetrics>,
+    /// Replica resource figures.
+    pub replica_stats: Vec<ReplicaStats>,
     /// Refused events.
     pub dead_letters: Vec<DeadLetter>,
     /// Source positions committed with the events.
@@ -72,12 +87,13 @@ impl WriteBatch {
             Event::Prediction(p) => self.predictions.push(p),
             Event::DelayedMetrics(d) => self.delayed_metrics.push(d),
             Event::AggregateMetrics(a) => self.aggregate_metrics.push(a),
+            Event::ReplicaStats(r) => self.replica_stats.push(r),
         }
     }
 
     /// Number of events (dead letters not counted).
     pub fn events(&self) -> usize {
-        self.predictions.len() + self.delayed_metrics.len() + self.aggregate_metrics.len()
+        self.predictions.len() + self.delayed_metrics.len() + self.aggregate_metrics.len() + self.replica_stats.len()
     }
 
     /// Whether there is nothing to write at all.
@@ -118,6 +134,11 @@ pub struct WriteOutcome {
     /// Aggregate metrics not stored because the same metrics for the same deployment, range and
     /// source were already stored.
     pub aggregate_duplicates: u64,
+    /// Replica figures stored.
+    pub replica_stats: u64,
+    /// Replica figures not stored because the same replica's figures at the same moment were
+    /// already stored.
+    pub replica_duplicates: u64,
     /// Dead letters stored.
     pub dead_letters: u64,
 }
@@ -125,13 +146,13 @@ pub struct WriteOutcome {
 impl WriteOutcome {
     /// Events stored (duplicates and dead letters not counted).
     pub fn accepted(&self) -> u64 {
-        self.predictions + self.delayed_metrics + self.aggregate_metrics
+        self.predictions + self.delayed_metrics + self.aggregate_metrics + self.replica_stats
     }
 
     /// Events not stored because they were already stored: predictions, delayed and aggregate
     /// metrics.
     pub fn duplicate_events(&self) -> u64 {
-        self.duplicates.len() as u64 + self.delayed_duplicates + self.aggregate_duplicates
+        self.duplicates.len() as u64 + self.delayed_duplicates + self.aggregate_duplicates + self.replica_duplicates
     }
 
     /// Marks every prediction whose flag is false as a duplicate.

@@ -60,7 +60,7 @@ fn case() -> impl Strategy<Value = Case> {
     )
 }
 
-/// Validates the case's three events, writes what validation accepts, and reads it back.
+/// Validates the case's four events, writes what validation accepts, and reads it back.
 async fn check(store: &dyn Store, n: usize, c: Case) -> Result<(), TestCaseError> {
     let uuid = uuid::Uuid::new_v4();
     // A prefix keeps the cases apart in one store; the generated text follows it.
@@ -72,10 +72,12 @@ async fn check(store: &dyn Store, n: usize, c: Case) -> Result<(), TestCaseError
         "metrics":{c.label_key.clone(): c.label_value}});
     let aggregate = json!({"v":1,"type":"aggregate_metrics","model_deployment_crn":deployment,"start_timestamp_ms":T0,
         "end_timestamp_ms":T0,"metrics":{c.key.clone(): 1},"source":format!("drift:{}", c.job)});
+    let replica = json!({"v":1,"type":"replica_stats","model_deployment_crn":deployment,"replica_id":c.job,
+        "timestamp_ms":T0,"cpu_percent":12.5,"memory_bytes":1024});
     let limits = Limits::default();
     let mut batch = WriteBatch::new(T0);
     let mut accepted = Vec::new();
-    for event in [prediction, delayed, aggregate] {
+    for event in [prediction, delayed, aggregate, replica] {
         // As HTTP and Kafka read events: from their bytes, in one pass.
         if let Ok(e) = parse_event(&serde_json::to_vec(&event).unwrap(), &limits) {
             accepted.push(e.clone());
@@ -115,6 +117,14 @@ async fn check(store: &dyn Store, n: usize, c: Case) -> Result<(), TestCaseError
                 prop_assert_eq!(read.len(), 1);
                 prop_assert_eq!(&read[0].source, &a.source);
                 prop_assert_eq!(&read[0].metrics, &a.metrics.to_map());
+            }
+            Event::ReplicaStats(r) => {
+                let read = store
+                    .replica_source(&r.model_deployment_crn, Window { start_ms: 0, end_ms: i64::MAX })
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(read.len(), 1);
+                prop_assert_eq!(&read[0].replica_id, &r.replica_id);
             }
             Event::DelayedMetrics(_) => {}
         }

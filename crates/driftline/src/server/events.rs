@@ -64,6 +64,7 @@ async fn check_scope(state: &AppState, principal: &Principal, decoded: &Decoded)
         match event {
             Event::Prediction(p) => principal.check_deployment(&p.model_deployment_crn)?,
             Event::AggregateMetrics(a) => principal.check_deployment(&a.model_deployment_crn)?,
+            Event::ReplicaStats(r) => principal.check_deployment(&r.model_deployment_crn)?,
             Event::DelayedMetrics(d) => delayed.push(d.uuid),
         }
     }

@@ -42,7 +42,9 @@ impl Server {
         // worker would remove them (and their fine rollups) as soon as they are rolled. Tests of
         // retention pass --retain-* flags, which win over these.
         let mut env = env.to_vec();
-        for keep in ["DRIFTLINE_RETAIN_RAW", "DRIFTLINE_RETAIN_1M", "DRIFTLINE_RETAIN_1H"] {
+        for keep in
+            ["DRIFTLINE_RETAIN_RAW", "DRIFTLINE_RETAIN_1M", "DRIFTLINE_RETAIN_1H", "DRIFTLINE_RETAIN_DEAD_LETTERS"]
+        {
             if !env.iter().any(|(k, _)| *k == keep) {
                 env.push((keep, "forever"));
             }

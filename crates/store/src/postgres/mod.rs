@@ -111,11 +111,13 @@ impl PostgresStore {
         partitions::attach_day(&self.pool, day).await
     }
 
-    /// Writes the batch's events (not its positions) in `tx`.
+    /// Writes the batch's events (not its positions) in `tx`; `rolling_to` is the rollup mark
+    /// read at the start of the transaction (see [`rollups::read_mark`]).
     async fn write_events(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         batch: &WriteBatch,
         outcome: &mut WriteOutcome,
+        rolling_to: Option<i64>,
     ) -> Result<(), Error> {
         let at = batch.received_at_ms;
         let mut keep = Vec::new();
@@ -137,10 +139,6 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(Error::db("copy predictions"))?;
-                let deployments = crate::rollups::new_deployments(batch, &keep);
-                if !deployments.is_empty() {
-                    crate::rollups::sql::postgres::note_deployments(tx, &deployments, at).await?;
-                }
             }
         }
 
@@ -204,8 +202,42 @@ impl PostgresStore {
             outcome.aggregate_metrics = done.rows_affected();
             outcome.aggregate_duplicates = rows.len() as u64 - done.rows_affected();
         }
-        // Last, just before the commit: the share lock on the rollup mark is held briefly.
-        rollups::mark_late(tx, batch, &keep).await?;
+        if !batch.replica_stats.is_empty() {
+            let mut rows: Vec<&driftline_core::ReplicaStats> = batch.replica_stats.iter().collect();
+            rows.sort_by(|a, b| {
+                (&a.model_deployment_crn, a.timestamp_ms, &a.replica_id).cmp(&(
+                    &b.model_deployment_crn,
+                    b.timestamp_ms,
+                    &b.replica_id,
+                ))
+            });
+            let done = sqlx::query(
+                "INSERT INTO replica_stats (model_deployment_crn, replica_id, timestamp_ms, cpu_percent, memory_bytes, \
+                 received_at_ms) SELECT d, r, t, c, m, $6 \
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::float8[], $5::int8[]) \
+                 WITH ORDINALITY AS x(d, r, t, c, m, n) ORDER BY n ON CONFLICT DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.model_deployment_crn.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.replica_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.cpu_percent).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.memory_bytes as i64).collect::<Vec<_>>())
+            .bind(at)
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::db("insert replica stats"))?;
+            outcome.replica_stats = done.rows_affected();
+            outcome.replica_duplicates = rows.len() as u64 - done.rows_affected();
+        }
+        // One insert of every new deployment, in name order: two writers cannot take these
+        // locks in opposite orders.
+        let deployments = crate::rollups::new_deployments(batch, &keep);
+        if !deployments.is_empty() {
+            crate::rollups::sql::postgres::note_deployments(tx, &deployments, at).await?;
+        }
+        if let Some(rolling_to) = rolling_to {
+            rollups::mark_late(tx, batch, &keep, rolling_to).await?;
+        }
         Ok(())
     }
 }
@@ -223,21 +255,25 @@ impl EventStore for PostgresStore {
             return Ok(outcome);
         }
         let mut tx = self.pool.begin().await.map_err(Error::db("begin write"))?;
-        // Positions first: the row locks taken here order concurrent writers of one partition,
+        // The rollup mark first: its share lock, held to the commit, is what the rollup worker
+        // waits for before it reads events (see `rollups`).
+        let rolling_to = rollups::read_mark(&mut tx).await?;
+        // Then positions: the row locks taken here order concurrent writers of one partition,
         // and a position that moved fails the batch before anything else is written.
         crate::positions::advance::<sqlx::Postgres>(&mut tx, &batch.positions, batch.received_at_ms).await?;
-        Self::write_events(&mut tx, batch, &mut outcome).await?;
+        Self::write_events(&mut tx, batch, &mut outcome, rolling_to).await?;
         if !batch.dead_letters.is_empty() {
             let l = &batch.dead_letters;
             sqlx::query(
-                "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key) \
-                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])",
+                "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key, model_deployment_crn) \
+                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[])",
             )
             .bind(l.iter().map(|d| d.received_at_ms).collect::<Vec<_>>())
             .bind(l.iter().map(|d| text_safe(&d.source).into_owned()).collect::<Vec<_>>())
             .bind(l.iter().map(|d| text_safe(&d.reason).into_owned()).collect::<Vec<_>>())
             .bind(l.iter().map(|d| d.raw.as_slice()).collect::<Vec<_>>())
             .bind(l.iter().map(|d| d.key.as_deref()).collect::<Vec<_>>())
+            .bind(l.iter().map(DeadLetter::named_deployment).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(Error::db("insert dead letters"))?;
@@ -249,7 +285,7 @@ impl EventStore for PostgresStore {
 
     async fn probe(&self, batch: &WriteBatch) -> Result<(), Error> {
         let mut tx = self.pool.begin().await.map_err(Error::db("begin probe"))?;
-        let result = Self::write_events(&mut tx, batch, &mut WriteOutcome::default()).await;
+        let result = Self::write_events(&mut tx, batch, &mut WriteOutcome::default(), None).await;
         let _ = tx.rollback().await;
         result
     }

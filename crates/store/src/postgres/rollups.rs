@@ -1,12 +1,15 @@
 //! Rollups on Postgres: the announcement barrier, the source query, and the invalidation marks
 //! event writes add.
 //!
-//! The barrier is the `rollup_state` row. Every event write, last thing before it commits,
-//! reads `rolling_to_ms` with `FOR SHARE` and marks the minutes it added to before that mark
-//! dirty. The worker announces a new mark with an `UPDATE` of that row, which waits for every
-//! write holding the row's share lock to commit; writes that come later wait for the
-//! announcement and read the new mark. So once the announcement returns, a read of the source
-//! sees every event before the mark that is not in the invalidation log.
+//! The barrier is the `rollup_state` row. Every event write reads `rolling_to_ms` with
+//! `FOR SHARE` as its first statement, holds that lock to its commit, and marks the minutes it
+//! adds to before the mark dirty. The worker announces a new mark with an `UPDATE` of that row,
+//! which waits for every write in flight to commit; writes that come later queue behind the
+//! update and read the new mark. So once the announcement returns, every write that began
+//! before it is visible and every later one marks what it adds before the mark: a read of the
+//! source from then on misses nothing that is not in the invalidation log. The worker passes
+//! the same barrier before it re-rolls logged minutes, so a late prediction and its label
+//! written at the same time by two transactions (neither seeing the other) are both read.
 
 use async_trait::async_trait;
 use sqlx::Postgres;
@@ -23,23 +26,25 @@ use crate::rollups::{
 use crate::sql::Sql;
 use crate::{Error, Window};
 
-/// Marks, in the write's transaction, the minutes its events add to that were already rolled
-/// or are being rolled.
+/// Reads the rollup mark with a share lock held to the end of `tx`: the first statement of
+/// every event write.
+pub(super) async fn read_mark(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<Option<i64>, Error> {
+    sqlx::query_scalar("SELECT rolling_to_ms FROM rollup_state WHERE id = 1 FOR SHARE")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(Error::db("read the rollup mark"))
+}
+
+/// Marks, in the write's transaction, the minutes its events add to before `rolling_to`: they
+/// were rolled, or are being rolled.
 pub(super) async fn mark_late(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     batch: &WriteBatch,
     kept: &[bool],
+    rolling_to: i64,
 ) -> Result<(), Error> {
-    let any_prediction = kept.iter().any(|&k| k);
-    if !any_prediction && batch.delayed_metrics.is_empty() {
-        return Ok(());
-    }
-    let rolling_to: Option<i64> = sqlx::query_scalar("SELECT rolling_to_ms FROM rollup_state WHERE id = 1 FOR SHARE")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(Error::db("read the rollup mark"))?;
-    let Some(rolling_to) = rolling_to else { return Ok(()) };
-    let mut minutes = dirty_minutes_of(
+    let mut minutes = crate::rollups::other_minutes(batch, rolling_to);
+    minutes.extend(dirty_minutes_of(
         batch
             .predictions
             .iter()
@@ -47,7 +52,7 @@ pub(super) async fn mark_late(
             .filter(|(_, &k)| k)
             .map(|(p, _)| (p.model_deployment_crn.as_str(), p.start_timestamp_ms)),
         rolling_to,
-    );
+    ));
     if !batch.delayed_metrics.is_empty() {
         let uuids: Vec<Uuid> = batch.delayed_metrics.iter().map(|d| d.uuid).collect();
         let labelled: Vec<(String, i64)> = sqlx::query_as(
@@ -60,9 +65,9 @@ pub(super) async fn mark_late(
         .await
         .map_err(Error::db("find labelled predictions"))?;
         minutes.extend(dirty_minutes_of(labelled.iter().map(|(d, s)| (d.as_str(), *s)), rolling_to));
-        minutes.sort();
-        minutes.dedup();
     }
+    minutes.sort();
+    minutes.dedup();
     if !minutes.is_empty() {
         crate::rollups::sql::postgres::mark_dirty(tx, &minutes).await?;
     }
@@ -122,8 +127,25 @@ impl RollupStore for PostgresStore {
         })
     }
 
+    async fn replica_source(&self, deployment: &str, window: Window) -> Result<Vec<crate::rollups::ReplicaRow>, Error> {
+        Sql(&self.pool).replica_source(deployment, window).await
+    }
+
+    async fn rejected_source(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
+        Sql(&self.pool).rejected_source(deployment, window).await
+    }
+
     async fn dirty(&self, limit: u32) -> Result<Vec<DirtyEntry>, Error> {
         Sql(&self.pool).dirty(limit).await
+    }
+
+    async fn pass_barrier(&self) -> Result<(), Error> {
+        sqlx::query("UPDATE rollup_state SET updated_at_ms = $1 WHERE id = 1")
+            .bind(driftline_core::time::now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(Error::db("wait for writes in flight"))?;
+        Ok(())
     }
 
     async fn oldest_dirty_minute(&self) -> Result<Option<i64>, Error> {
@@ -193,8 +215,8 @@ impl RollupStore for PostgresStore {
             loop {
                 let mut tx = self.pool.begin().await.map_err(Error::db("begin retention"))?;
                 let uuids: Vec<Uuid> = sqlx::query_scalar(&format!(
-                    "DELETE FROM predictions_default WHERE ctid IN (SELECT ctid FROM predictions_default \
-                     WHERE model_deployment_crn = $1 AND start_timestamp_ms < $2 LIMIT {REMOVE_CHUNK}) RETURNING uuid"
+                    "DELETE FROM predictions_default WHERE ctid = ANY(ARRAY(SELECT ctid FROM predictions_default \
+                     WHERE model_deployment_crn = $1 AND start_timestamp_ms < $2 LIMIT {REMOVE_CHUNK})) RETURNING uuid"
                 ))
                 .bind(&deployment)
                 .bind(before_ms)
@@ -219,14 +241,14 @@ impl RollupStore for PostgresStore {
                 }
             }
         }
-        removed.delayed_metrics += Sql(&self.pool)
-            .remove_in_chunks(
-                "delayed_metrics",
-                "id",
-                "timestamp_ms < $1 AND NOT EXISTS (SELECT 1 FROM prediction_ids i WHERE i.uuid = delayed_metrics.uuid)",
-                before_ms,
-            )
-            .await?;
+        removed.delayed_metrics += remove_in_chunks(
+            &self.pool,
+            "delayed_metrics",
+            "timestamp_ms < $1 AND NOT EXISTS (SELECT 1 FROM prediction_ids i WHERE i.uuid = delayed_metrics.uuid)",
+            before_ms,
+        )
+        .await?;
+        removed.replica_stats = remove_in_chunks(&self.pool, "replica_stats", "timestamp_ms < $1", before_ms).await?;
         Ok(removed)
     }
 
@@ -243,6 +265,22 @@ impl RollupStore for PostgresStore {
 
     async fn remove_dead_letters(&self, before_ms: i64) -> Result<u64, Error> {
         Sql(&self.pool).remove_in_chunks("dead_letters", "id", "received_at_ms < $1", before_ms).await
+    }
+}
+
+/// Deletes the rows of `table` matched by `condition` (on `$1`) in chunks, each its own
+/// statement, found by their physical address (a TID scan, whatever the plan of the condition).
+async fn remove_in_chunks(pool: &sqlx::PgPool, table: &str, condition: &str, bound: i64) -> Result<u64, Error> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {condition} LIMIT {REMOVE_CHUNK}))"
+    );
+    let mut removed = 0;
+    loop {
+        let done = sqlx::query(&sql).bind(bound).execute(pool).await.map_err(Error::db("retention"))?.rows_affected();
+        removed += done;
+        if done < REMOVE_CHUNK as u64 {
+            return Ok(removed);
+        }
     }
 }
 

@@ -202,7 +202,8 @@ pub trait RollupStore: Send + Sync + 'static {
     /// Every deployment that has sent a prediction.
     async fn deployments(&self) -> Result<Vec<String>, Error>;
 
-    /// The earliest start at or after `from_ms` of a stored prediction of `deployment`.
+    /// The earliest time at or after `from_ms` of anything `deployment` rolls up from: a
+    /// prediction's start, replica figures, a dead letter naming it.
     async fn next_start_ms(&self, deployment: &str, from_ms: i64) -> Result<Option<i64>, Error>;
 
     /// Announces that predictions starting before `to_ms` are about to be rolled. When it
@@ -214,6 +215,16 @@ pub trait RollupStore: Send + Sync + 'static {
     /// The predictions of `deployment` starting in `window`, by start time then UUID, each
     /// with its delayed metrics.
     fn rollup_source(&self, deployment: &str, window: Window) -> SourceStream;
+
+    /// The replica figures of `deployment` taken in `window`, by time then replica.
+    async fn replica_source(&self, deployment: &str, window: Window) -> Result<Vec<ReplicaRow>, Error>;
+
+    /// The receive times of the dead letters naming `deployment` received in `window`.
+    async fn rejected_source(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error>;
+
+    /// Returns once every event write in flight when it was called has committed (or failed):
+    /// what the worker passes before it re-rolls logged minutes from raw rows.
+    async fn pass_barrier(&self) -> Result<(), Error>;
 
     /// The oldest `limit` entries of the invalidation log.
     async fn dirty(&self, limit: u32) -> Result<Vec<DirtyEntry>, Error>;
@@ -274,6 +285,8 @@ pub struct Removed {
     pub predictions: u64,
     /// Delayed metrics.
     pub delayed_metrics: u64,
+    /// Replica figures.
+    pub replica_stats: u64,
     /// Day partitions dropped whole (Postgres).
     pub partitions: u64,
 }
@@ -281,13 +294,48 @@ pub struct Removed {
 /// Rows deleted per statement by retention.
 pub(crate) const REMOVE_CHUNK: i64 = 5_000;
 
-/// The distinct deployments of the predictions a write keeps.
+/// The distinct deployments of the predictions a write keeps and of its replica figures, by
+/// name.
 pub(crate) fn new_deployments<'a>(batch: &'a WriteBatch, keep: &[bool]) -> Vec<&'a str> {
-    let mut out: Vec<&str> =
-        batch.predictions.iter().zip(keep).filter(|(_, &k)| k).map(|(p, _)| p.model_deployment_crn.as_str()).collect();
+    let mut out: Vec<&str> = batch
+        .predictions
+        .iter()
+        .zip(keep)
+        .filter(|(_, &k)| k)
+        .map(|(p, _)| p.model_deployment_crn.as_str())
+        .chain(batch.replica_stats.iter().map(|r| r.model_deployment_crn.as_str()))
+        .collect();
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// The `(deployment, minute)` pairs a write adds to that are not predictions: replica figures
+/// by their time, dead letters naming a deployment by their receive time.
+pub(crate) fn other_minutes(batch: &WriteBatch, rolling_to_ms: i64) -> Vec<(String, i64)> {
+    let named: Vec<(String, i64)> =
+        batch.dead_letters.iter().filter_map(|d| Some((d.named_deployment()?, d.received_at_ms))).collect();
+    dirty_minutes_of(
+        batch
+            .replica_stats
+            .iter()
+            .map(|r| (r.model_deployment_crn.as_str(), r.timestamp_ms))
+            .chain(named.iter().map(|(d, t)| (d.as_str(), *t))),
+        rolling_to_ms,
+    )
+}
+
+/// A replica's figures as the worker reads them.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReplicaRow {
+    /// The replica.
+    pub replica_id: String,
+    /// When.
+    pub timestamp_ms: i64,
+    /// CPU, percent of one core.
+    pub cpu_percent: f64,
+    /// Resident bytes.
+    pub memory_bytes: i64,
 }
 
 /// The minute buckets of `(deployment, start)` pairs, distinct, for the invalidation log.

@@ -95,6 +95,7 @@ where
     for<'r> StoredRow: FromRow<'r, DB::Row>,
     for<'r> DirtyRow: FromRow<'r, DB::Row>,
     for<'r> PathRow: FromRow<'r, DB::Row>,
+    for<'r> super::ReplicaRow: FromRow<'r, DB::Row>,
 {
     /// The worker's progress.
     pub(crate) async fn rollup_state(&self) -> Result<RollupState, Error> {
@@ -123,10 +124,15 @@ where
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// The earliest start at or after `from_ms` of a prediction of `deployment`.
+    /// The earliest time at or after `from_ms` of anything `deployment` rolls up from: a
+    /// prediction's start, replica figures, a dead letter naming it.
     pub(crate) async fn next_start_ms(&self, deployment: &str, from_ms: i64) -> Result<Option<i64>, Error> {
         let row: (Option<i64>,) = sqlx::query_as::<DB, (Option<i64>,)>(
-            "SELECT min(start_timestamp_ms) FROM predictions WHERE model_deployment_crn = $1 AND start_timestamp_ms >= $2",
+            "SELECT min(t) FROM (\
+             SELECT min(start_timestamp_ms) AS t FROM predictions WHERE model_deployment_crn = $1 AND start_timestamp_ms >= $2 \
+             UNION ALL SELECT min(timestamp_ms) FROM replica_stats WHERE model_deployment_crn = $1 AND timestamp_ms >= $2 \
+             UNION ALL SELECT min(received_at_ms) FROM dead_letters WHERE model_deployment_crn = $1 AND received_at_ms >= $2\
+             ) AS firsts",
         )
         .bind(deployment)
         .bind(from_ms)
@@ -207,7 +213,7 @@ where
     pub(crate) async fn mark_raw_removed(&self, before_ms: i64, now_ms: i64) -> Result<(), Error> {
         sqlx::query::<DB>(
             "UPDATE rollup_state SET raw_kept_from_ms = CASE WHEN raw_kept_from_ms IS NULL OR raw_kept_from_ms < $1 \
-             THEN $1 ELSE raw_kept_from_ms END, updated_at_ms = $2 WHERE id = 1",
+             THEN $1 ELSE raw_kept_from_ms END, generation = generation + 1, updated_at_ms = $2 WHERE id = 1",
         )
         .bind(before_ms)
         .bind(now_ms)
@@ -219,7 +225,7 @@ where
 
     /// Deletes rows of `table` matched by `condition` (on `$1`) in chunks of
     /// [`super::REMOVE_CHUNK`], each its own statement; returns how many. `key` names the
-    /// columns that identify a row.
+    /// columns that identify a row. (SQLite's plan: the chunk's keys, then a lookup each.)
     pub(crate) async fn remove_in_chunks(
         &self,
         table: &str,
@@ -255,6 +261,39 @@ where
                 .await
                 .map_err(Error::db("count predictions"))?;
         Ok(row.0 as u64)
+    }
+
+    /// Replica figures of a deployment in a window.
+    pub(crate) async fn replica_source(
+        &self,
+        deployment: &str,
+        window: Window,
+    ) -> Result<Vec<super::ReplicaRow>, Error> {
+        sqlx::query_as::<DB, super::ReplicaRow>(
+            "SELECT replica_id, timestamp_ms, cpu_percent, memory_bytes FROM replica_stats \
+             WHERE model_deployment_crn = $1 AND timestamp_ms >= $2 AND timestamp_ms < $3 ORDER BY timestamp_ms, replica_id",
+        )
+        .bind(deployment)
+        .bind(window.start_ms)
+        .bind(window.end_ms)
+        .fetch_all(self.0)
+        .await
+        .map_err(Error::db("read replica stats"))
+    }
+
+    /// Receive times of the dead letters naming a deployment in a window.
+    pub(crate) async fn rejected_source(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
+        let rows: Vec<(i64,)> = sqlx::query_as::<DB, (i64,)>(
+            "SELECT received_at_ms FROM dead_letters WHERE model_deployment_crn = $1 \
+             AND received_at_ms >= $2 AND received_at_ms < $3 ORDER BY received_at_ms",
+        )
+        .bind(deployment)
+        .bind(window.start_ms)
+        .bind(window.end_ms)
+        .fetch_all(self.0)
+        .await
+        .map_err(Error::db("read dead letters"))?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// The paths known for a deployment.
@@ -390,12 +429,25 @@ macro_rules! rollup_writes {
                     .await
                     .map_err(Error::db("reset rollups"))?;
             }
-            let mut statements = vec!["DELETE FROM rollup_dirty"];
-            if from_ms.is_none() {
-                statements.push("DELETE FROM rollup_paths");
-            }
-            for sql in statements {
-                sqlx::query::<$db>(sql).execute(&mut **tx).await.map_err(Error::db("reset rollups"))?;
+            match from_ms {
+                None => {
+                    for sql in ["DELETE FROM rollup_dirty", "DELETE FROM rollup_paths"] {
+                        sqlx::query::<$db>(sql).execute(&mut **tx).await.map_err(Error::db("reset rollups"))?;
+                    }
+                }
+                Some(from) => {
+                    // Log entries before `from` are for minutes whose rollups are kept: they stay.
+                    sqlx::query::<$db>("DELETE FROM rollup_dirty WHERE bucket_start_ms >= $1")
+                        .bind(from)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(Error::db("reset rollups"))?;
+                    // The refused values are counted again as the range is rolled again.
+                    sqlx::query::<$db>("UPDATE rollup_paths SET refused_values = 0")
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(Error::db("reset rollups"))?;
+                }
             }
             sqlx::query::<$db>(
                 "UPDATE rollup_state SET rolled_to_ms = $1, rolling_to_ms = $1, generation = generation + 1, \

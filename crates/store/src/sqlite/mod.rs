@@ -105,10 +105,6 @@ impl SqliteStore {
         }
         let keep = batch.first_of(&inserted);
         outcome.record_predictions(batch, &keep);
-        let deployments = crate::rollups::new_deployments(batch, &keep);
-        if !deployments.is_empty() {
-            crate::rollups::sql::sqlite::note_deployments(tx, &deployments, at).await?;
-        }
 
         for chunk in batch.delayed_metrics.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -149,6 +145,28 @@ impl SqliteStore {
             outcome.aggregate_metrics += done.rows_affected();
         }
         outcome.aggregate_duplicates = batch.aggregate_metrics.len() as u64 - outcome.aggregate_metrics;
+        for chunk in batch.replica_stats.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO replica_stats (model_deployment_crn, replica_id, timestamp_ms, cpu_percent, memory_bytes, \
+                 received_at_ms) ",
+            );
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(r.model_deployment_crn.as_str())
+                    .push_bind(r.replica_id.as_str())
+                    .push_bind(r.timestamp_ms)
+                    .push_bind(r.cpu_percent)
+                    .push_bind(r.memory_bytes as i64)
+                    .push_bind(at);
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            let done = q.build().execute(&mut **tx).await.map_err(Error::db("insert replica stats"))?;
+            outcome.replica_stats += done.rows_affected();
+        }
+        outcome.replica_duplicates = batch.replica_stats.len() as u64 - outcome.replica_stats;
+        let deployments = crate::rollups::new_deployments(batch, &keep);
+        if !deployments.is_empty() {
+            crate::rollups::sql::sqlite::note_deployments(tx, &deployments, at).await?;
+        }
         // After the inserts: this transaction holds SQLite's write lock, so the worker's mark
         // cannot move until it commits.
         rollups::mark_late(tx, batch, &keep).await?;
@@ -172,20 +190,23 @@ impl EventStore for SqliteStore {
         // Positions first: the first write takes SQLite's write lock, so what is read here is
         // the latest committed state.
         crate::positions::advance::<sqlx::Sqlite>(&mut tx, &batch.positions, batch.received_at_ms).await?;
-        Self::write_events(&mut tx, batch, &mut outcome).await?;
+        // Dead letters before the events: every write statement then comes before the read of
+        // the rollup mark, so the transaction holds the write lock when it reads it.
         for chunk in batch.dead_letters.chunks(ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key) ",
+                "INSERT INTO dead_letters (received_at_ms, source, reason, raw, source_key, model_deployment_crn) ",
             );
             q.push_values(chunk, |mut row, d| {
                 row.push_bind(d.received_at_ms)
                     .push_bind(d.source.as_str())
                     .push_bind(d.reason.as_str())
                     .push_bind(d.raw.as_slice())
-                    .push_bind(d.key.as_deref());
+                    .push_bind(d.key.as_deref())
+                    .push_bind(d.named_deployment());
             });
             q.build().execute(&mut *tx).await.map_err(Error::db("insert dead letters"))?;
         }
+        Self::write_events(&mut tx, batch, &mut outcome).await?;
         outcome.dead_letters = batch.dead_letters.len() as u64;
         tx.commit().await.map_err(Error::db("commit write"))?;
         Ok(outcome)

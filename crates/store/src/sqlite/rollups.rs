@@ -1,7 +1,7 @@
 //! Rollups on SQLite: the source query and the invalidation marks event writes add.
 //!
 //! SQLite runs one write transaction at a time, and an event write reads the rollup mark after
-//! its first insert, holding the write lock. The worker's announcement is itself a write, so it
+//! its first insert, holding the write lock (a write that inserts nothing marks nothing). The worker's announcement is itself a write, so it
 //! happens wholly before or wholly after each event write: no further barrier is needed.
 
 use async_trait::async_trait;
@@ -28,7 +28,11 @@ pub(super) async fn mark_late(
     kept: &[bool],
 ) -> Result<(), Error> {
     let any_prediction = kept.iter().any(|&k| k);
-    if !any_prediction && batch.delayed_metrics.is_empty() {
+    if !any_prediction
+        && batch.delayed_metrics.is_empty()
+        && batch.replica_stats.is_empty()
+        && batch.dead_letters.is_empty()
+    {
         return Ok(());
     }
     let rolling_to: Option<i64> = sqlx::query_scalar("SELECT rolling_to_ms FROM rollup_state WHERE id = 1")
@@ -36,7 +40,8 @@ pub(super) async fn mark_late(
         .await
         .map_err(Error::db("read the rollup mark"))?;
     let Some(rolling_to) = rolling_to else { return Ok(()) };
-    let mut minutes = dirty_minutes_of(
+    let mut minutes = crate::rollups::other_minutes(batch, rolling_to);
+    minutes.extend(dirty_minutes_of(
         batch
             .predictions
             .iter()
@@ -44,7 +49,7 @@ pub(super) async fn mark_late(
             .filter(|(_, &k)| k)
             .map(|(p, _)| (p.model_deployment_crn.as_str(), p.start_timestamp_ms)),
         rolling_to,
-    );
+    ));
     for chunk in batch.delayed_metrics.chunks(UUIDS_PER_QUERY) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT model_deployment_crn, start_timestamp_ms FROM predictions WHERE start_timestamp_ms < ",
@@ -70,8 +75,7 @@ pub(super) async fn mark_late(
 #[async_trait]
 impl RollupStore for SqliteStore {
     async fn rollup_state(&self) -> Result<RollupState, Error> {
-        // Through the writer: the latest committed state, including this process's own.
-        Sql(&self.writer).rollup_state().await
+        Sql(&self.reader).rollup_state().await
     }
 
     async fn deployments(&self) -> Result<Vec<String>, Error> {
@@ -117,12 +121,30 @@ impl RollupStore for SqliteStore {
         })
     }
 
+    async fn replica_source(&self, deployment: &str, window: Window) -> Result<Vec<crate::rollups::ReplicaRow>, Error> {
+        Sql(&self.reader).replica_source(deployment, window).await
+    }
+
+    async fn rejected_source(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
+        Sql(&self.reader).rejected_source(deployment, window).await
+    }
+
+    async fn pass_barrier(&self) -> Result<(), Error> {
+        // One writer at a time: no write is in flight while this one runs.
+        sqlx::query("UPDATE rollup_state SET updated_at_ms = ?1 WHERE id = 1")
+            .bind(driftline_core::time::now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(Error::db("wait for writes in flight"))?;
+        Ok(())
+    }
+
     async fn dirty(&self, limit: u32) -> Result<Vec<DirtyEntry>, Error> {
-        Sql(&self.writer).dirty(limit).await
+        Sql(&self.reader).dirty(limit).await
     }
 
     async fn oldest_dirty_minute(&self) -> Result<Option<i64>, Error> {
-        Sql(&self.writer).oldest_dirty_minute().await
+        Sql(&self.reader).oldest_dirty_minute().await
     }
 
     async fn dirty_minutes(&self, deployment: &str, window: Window) -> Result<Vec<i64>, Error> {
@@ -203,6 +225,8 @@ impl RollupStore for SqliteStore {
                 before_ms,
             )
             .await?;
+        removed.replica_stats =
+            Sql(&self.writer).remove_in_chunks("replica_stats", "id", "timestamp_ms < $1", before_ms).await?;
         Ok(removed)
     }
 
