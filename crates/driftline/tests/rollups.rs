@@ -320,7 +320,8 @@ async fn rollup_once_applies_retention_and_replay_rebuilds() {
             p
         })
         .collect();
-    store.write(&WriteBatch { predictions: events.clone(), ..WriteBatch::new(now) }).await.unwrap();
+    // Received five days ago too: retention keeps what was received recently, however old.
+    store.write(&WriteBatch { predictions: events.clone(), ..WriteBatch::new(now - 5 * 86_400_000) }).await.unwrap();
     store.close().await;
 
     let out =

@@ -597,6 +597,12 @@ async fn retention_removes_only_what_is_rolled(store: Arc<dyn Store>) {
     assert_eq!(progress.beyond_retention, 1);
     assert_eq!(day_series(&*store, "input.tenure", Source::Auto).await, before_tenure);
 
+    // Events of any age received within the retention (a backfill) are kept.
+    let backfill = prediction("dep-a", T0 + 2 * DAY + 11, 5, "pro", 0.5);
+    store.write(&WriteBatch { predictions: vec![backfill.clone()], ..WriteBatch::new(now) }).await.unwrap();
+    apply(&*store, &retention, now).await.unwrap();
+    assert_eq!(raw_count(&*store, Window { start_ms: T0 + 2 * DAY, end_ms: T0 + 3 * DAY }).await, 1);
+
     // Dead letters have their own clock.
     let letter = |at: i64| DeadLetter {
         received_at_ms: at,

@@ -198,8 +198,9 @@ impl RollupStore for PostgresStore {
             if (day + 1) * driftline_core::time::DAY_MS > before_ms {
                 continue;
             }
-            match drop_day(&self.pool, &name).await {
-                Ok((predictions, delayed)) => {
+            match drop_day(&self.pool, &name, before_ms).await {
+                Ok(None) => {}
+                Ok(Some((predictions, delayed))) => {
                     removed.partitions += 1;
                     removed.predictions += predictions;
                     removed.delayed_metrics += delayed;
@@ -216,7 +217,7 @@ impl RollupStore for PostgresStore {
                 let mut tx = self.pool.begin().await.map_err(Error::db("begin retention"))?;
                 let uuids: Vec<Uuid> = sqlx::query_scalar(&format!(
                     "DELETE FROM predictions_default WHERE ctid = ANY(ARRAY(SELECT ctid FROM predictions_default \
-                     WHERE model_deployment_crn = $1 AND start_timestamp_ms < $2 LIMIT {REMOVE_CHUNK})) RETURNING uuid"
+                     WHERE model_deployment_crn = $1 AND start_timestamp_ms < $2 AND received_at_ms < $2 LIMIT {REMOVE_CHUNK})) RETURNING uuid"
                 ))
                 .bind(&deployment)
                 .bind(before_ms)
@@ -244,27 +245,22 @@ impl RollupStore for PostgresStore {
         removed.delayed_metrics += remove_in_chunks(
             &self.pool,
             "delayed_metrics",
-            "timestamp_ms < $1 AND NOT EXISTS (SELECT 1 FROM prediction_ids i WHERE i.uuid = delayed_metrics.uuid)",
+            "timestamp_ms < $1 AND received_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM prediction_ids i WHERE i.uuid = delayed_metrics.uuid)",
             before_ms,
         )
         .await?;
-        removed.replica_stats = remove_in_chunks(&self.pool, "replica_stats", "timestamp_ms < $1", before_ms).await?;
+        removed.replica_stats =
+            remove_in_chunks(&self.pool, "replica_stats", "timestamp_ms < $1 AND received_at_ms < $1", before_ms)
+                .await?;
         Ok(removed)
     }
 
     async fn remove_rollups(&self, resolution: Resolution, before_ms: i64) -> Result<u64, Error> {
-        Sql(&self.pool)
-            .remove_in_chunks(
-                resolution.table(),
-                "model_deployment_crn, path, bucket_start_ms",
-                "bucket_start_ms < $1",
-                before_ms,
-            )
-            .await
+        remove_in_chunks(&self.pool, resolution.table(), "bucket_start_ms < $1", before_ms).await
     }
 
     async fn remove_dead_letters(&self, before_ms: i64) -> Result<u64, Error> {
-        Sql(&self.pool).remove_in_chunks("dead_letters", "id", "received_at_ms < $1", before_ms).await
+        remove_in_chunks(&self.pool, "dead_letters", "received_at_ms < $1", before_ms).await
     }
 }
 
@@ -286,11 +282,19 @@ async fn remove_in_chunks(pool: &sqlx::PgPool, table: &str, condition: &str, bou
 
 /// Drops a whole day partition with the UUID claims and delayed metrics of its predictions, in
 /// one transaction under a short lock timeout; returns the predictions and delayed metrics
-/// removed.
-async fn drop_day(pool: &sqlx::PgPool, name: &str) -> Result<(u64, u64), Error> {
+/// removed. A day holding rows received at or after `received_before` (a backfill) is left for
+/// a later pass: `None`.
+async fn drop_day(pool: &sqlx::PgPool, name: &str, received_before: i64) -> Result<Option<(u64, u64)>, Error> {
     let mut tx = pool.begin().await.map_err(Error::db("begin retention"))?;
     for setting in ["SET LOCAL lock_timeout = '2s'", "SET LOCAL statement_timeout = '10min'"] {
         sqlx::query(setting).execute(&mut *tx).await.map_err(Error::db("retention"))?;
+    }
+    let newest: Option<i64> = sqlx::query_scalar(&format!("SELECT max(received_at_ms) FROM {name}"))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::db("retention"))?;
+    if newest.is_some_and(|at| at >= received_before) {
+        return Ok(None);
     }
     let delayed = sqlx::query(&format!("DELETE FROM delayed_metrics d USING {name} p WHERE d.uuid = p.uuid"))
         .execute(&mut *tx)
@@ -304,5 +308,5 @@ async fn drop_day(pool: &sqlx::PgPool, name: &str) -> Result<(u64, u64), Error> 
         .rows_affected();
     sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await.map_err(Error::db("drop a day partition"))?;
     tx.commit().await.map_err(Error::db("commit retention"))?;
-    Ok((predictions, delayed))
+    Ok(Some((predictions, delayed)))
 }

@@ -264,10 +264,11 @@ pub trait RollupStore: Send + Sync + 'static {
     /// minute before it is re-rolled from raw rows (they may be partly gone). Never moves back.
     async fn mark_raw_removed(&self, before_ms: i64) -> Result<(), Error>;
 
-    /// Removes the predictions starting before `before_ms` with their delayed metrics, and
-    /// delayed metrics older than it whose prediction is gone or never came. Postgres drops
-    /// whole day partitions; what remains is deleted in bounded chunks, each its own
-    /// transaction. Call [`RollupStore::mark_raw_removed`] first.
+    /// Removes the predictions starting and received before `before_ms` with their delayed
+    /// metrics, delayed metrics from and received before it whose prediction is gone or never
+    /// came, and replica figures likewise. (A backfill of old events is kept until it too was
+    /// received long enough ago.) Postgres drops whole day partitions; what remains is deleted
+    /// in bounded chunks, each its own transaction. Call [`RollupStore::mark_raw_removed`] first.
     async fn remove_raw(&self, before_ms: i64) -> Result<Removed, Error>;
 
     /// Removes the rollups of `resolution` whose bucket starts before `before_ms`, in bounded

@@ -193,7 +193,7 @@ impl RollupStore for SqliteStore {
                 let mut tx = self.writer.begin().await.map_err(Error::db("begin retention"))?;
                 let uuids: Vec<String> = sqlx::query_scalar(&format!(
                     "DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions \
-                     WHERE model_deployment_crn = ?1 AND start_timestamp_ms < ?2 LIMIT {REMOVE_CHUNK}) RETURNING uuid"
+                     WHERE model_deployment_crn = ?1 AND start_timestamp_ms < ?2 AND received_at_ms < ?2 LIMIT {REMOVE_CHUNK}) RETURNING uuid"
                 ))
                 .bind(&deployment)
                 .bind(before_ms)
@@ -221,12 +221,13 @@ impl RollupStore for SqliteStore {
             .remove_in_chunks(
                 "delayed_metrics",
                 "id",
-                "timestamp_ms < $1 AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.uuid = delayed_metrics.uuid)",
+                "timestamp_ms < $1 AND received_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.uuid = delayed_metrics.uuid)",
                 before_ms,
             )
             .await?;
-        removed.replica_stats =
-            Sql(&self.writer).remove_in_chunks("replica_stats", "id", "timestamp_ms < $1", before_ms).await?;
+        removed.replica_stats = Sql(&self.writer)
+            .remove_in_chunks("replica_stats", "id", "timestamp_ms < $1 AND received_at_ms < $1", before_ms)
+            .await?;
         Ok(removed)
     }
 
