@@ -200,10 +200,11 @@ async fn rows(store: &dyn Store, resolution: Resolution) -> BTreeMap<(String, St
     out
 }
 
-/// The parts of a row that do not depend on the sketch's random compaction.
-fn settled(row: &RollupRow) -> (i64, f64, Option<f64>, Option<f64>, f64, i64, Option<String>, i64, u64) {
+/// The row with its sketch replaced by the sketch's count: the parts that do not depend on the
+/// sketch's random compaction.
+fn settled(row: &RollupRow) -> (RollupRow, u64) {
     let n = row.sketch.as_ref().map_or(0, |b| driftline_rollup::Sketch::from_bytes(b).unwrap().n());
-    (row.n_numeric, row.sum, row.min, row.max, row.m2, row.n_categorical, row.value_counts.clone(), row.other_count, n)
+    (RollupRow { sketch: None, ..row.clone() }, n)
 }
 
 /// Kills `driftline rollup --once` at random moments until one run finishes on its own; the
