@@ -180,7 +180,8 @@ pub(crate) struct SeriesArgs {
     /// Bucket length: 1m, 1h or 1d.
     #[arg(long, default_value = "1h")]
     step: Resolution,
-    /// Window start, ms since the epoch (default: 7 days before the end).
+    /// Window start, ms since the epoch (default: a day before the end at 1m, 30 days at 1h,
+    /// a year at 1d).
     #[arg(long)]
     start_timestamp_ms: Option<i64>,
     /// Window end, ms since the epoch, exclusive (default: now).
@@ -251,7 +252,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 pub(crate) async fn series(args: SeriesArgs) -> anyhow::Result<()> {
     let store = args.store.open().await?;
     let end = args.end_timestamp_ms.unwrap_or_else(driftline_core::time::now_ms);
-    let start = args.start_timestamp_ms.unwrap_or(end - 7 * Resolution::Day.ms());
+    let start = args.start_timestamp_ms.unwrap_or_else(|| end - crate::server::default_span(args.step));
     let query = SeriesQuery {
         deployment: args.deployment,
         path: args.metric,

@@ -13,13 +13,18 @@ The model-metrics API of Cloudera AI, against a driftline server::
 Configure with ``DRIFTLINE_URL``, ``DRIFTLINE_API_KEY`` and ``DRIFTLINE_MODEL_CRN``,
 ``DRIFTLINE_MODEL_BUILD_CRN``, ``DRIFTLINE_MODEL_DEPLOYMENT_CRN``, or with :func:`init`.
 Without a URL the client runs in development mode on a local ``driftline serve`` it starts.
+
+Beyond Cloudera's API: :func:`series` and :func:`series_frame` read one metric of a deployment
+over time in buckets (count, sum, min, max, mean, stddev, quantiles, category counts), and
+:func:`track_replica_stats` (or ``init(replica_stats_every_s=...)``) records this process's CPU
+and memory as the series ``@replica.<id>.cpu_percent`` and ``@replica.<id>.memory_bytes``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from . import _client
+from . import _client, _replica, _series
 from ._config import Config
 from .errors import DevServerError, DriftlineError, NotSupportedError, ServerUnavailableError
 from .metrics_v1 import (
@@ -49,6 +54,8 @@ def init(
     request_timeout_s: Optional[float] = None,
     max_backoff_s: Optional[float] = None,
     exit_flush_timeout_s: Optional[float] = None,
+    replica_id: Optional[str] = None,
+    replica_stats_every_s: Optional[float] = None,
 ) -> None:
     """(Re)configure the client; what is not given comes from the ``DRIFTLINE_*`` environment.
 
@@ -56,7 +63,16 @@ def init(
     queued under the previous configuration are flushed to where they were going first.
     ``queue_size`` (100,000) bounds the events held in memory (the oldest are dropped past it),
     ``batch_size`` (1,000) and ``linger_ms`` (200) decide when a batch is sent.
+
+    ``replica_id`` names this process in replica figures (``DRIFTLINE_REPLICA_ID``; default
+    ``<hostname>:<pid>``). ``replica_stats_every_s`` (``DRIFTLINE_REPLICA_STATS_EVERY_S``; default
+    off, 0 turns it off) makes the sender thread queue this process's figures, as
+    :func:`track_replica_stats` measures them, every that many seconds.
     """
+    if replica_id is not None:
+        _replica.check_replica_id(replica_id)
+    if replica_stats_every_s is not None and not 0 <= replica_stats_every_s < float("inf"):
+        raise ValueError(f"replica_stats_every_s={replica_stats_every_s!r} must be a number of seconds (0: off)")
     config = Config.from_env()
     if dev and url is None:
         config.url = None
@@ -75,9 +91,12 @@ def init(
         ("request_timeout_s", request_timeout_s),
         ("max_backoff_s", max_backoff_s),
         ("exit_flush_timeout_s", exit_flush_timeout_s),
+        ("replica_id", replica_id),
     ):
         if value is not None:
             setattr(config, name, value)
+    if replica_stats_every_s is not None:
+        config.replica_stats_every_s = replica_stats_every_s or None
     config.dev = config.url is None
     _client.configure(config)
 
@@ -106,6 +125,109 @@ def shutdown() -> bool:
     return _client.shutdown()
 
 
+def series(
+    metric: str,
+    *,
+    model_deployment_crn: Optional[str] = None,
+    start_timestamp_ms: Optional[int] = None,
+    end_timestamp_ms: Optional[int] = None,
+    step: str = "1h",
+    quantiles: _series.Quantiles = None,
+    include_sketch: bool = False,
+    source: str = "auto",
+    dev: bool = False,
+) -> Dict[str, Any]:
+    """One metric of a deployment over time, one summary per bucket, as the server answers it::
+
+        {"resolution": "1h", "series": [{"bucketStartMs": ..., "count": 4, "sum": 16.0,
+          "min": 1.0, "max": 10.0, "mean": 4.0, "stddev": 4.08, "quantiles": {"0.5": 2.0}}]}
+
+    ``metric`` is a dotted path of the tracked metrics (``input.tenure``, ``prediction``,
+    ``label``) or one of the store's series: ``@predictions``, ``@latency_ms``, ``@event_bytes``,
+    ``@labels``, ``@rejected``, ``@replica.<id>.cpu_percent``, ``@replica.<id>.memory_bytes``.
+    Buckets with numbers have ``sum``, ``min``, ``max``, ``mean``, ``stddev`` (two values or
+    more) and the asked ``quantiles`` (keyed by rank as the server writes it: ``"0.5"``, ``"1"``);
+    buckets with strings or booleans have ``counts`` of the most frequent values and
+    ``otherCount``; ``include_sketch=True`` adds each bucket's KLL sketch in base64 as ``sketch``.
+    Buckets without values are absent.
+
+    The deployment defaults to this process's. Buckets are ``step`` long (``1m``, ``1h``,
+    ``1d``) and start in ``[start_timestamp_ms, end_timestamp_ms)`` floored to the step; the end
+    defaults to now, the start to a day before the end at ``1m``, 30 days at ``1h`` and 365 days
+    at ``1d`` (one answer holds at most 100,000 buckets). ``source`` is ``auto`` (rollups where
+    complete, raw rows for the rest), ``rollup`` or ``raw``. Queued events are sent first, so the
+    process reads its own writes. Arguments are checked before anything is sent (a ValueError
+    naming the argument); a refused read raises :class:`DriftlineError` with the server's detail.
+    ``dev`` is accepted like everywhere else; the configuration decides where reads go.
+    """
+    deployment = model_deployment_crn or _client.get_client().identity()[2]
+    params = _series.query(
+        metric, deployment, start_timestamp_ms, end_timestamp_ms, step, quantiles, include_sketch, source, _client.now_ms()
+    )
+    return _client.read_series(params)
+
+
+def series_frame(
+    metric: str,
+    *,
+    model_deployment_crn: Optional[str] = None,
+    start_timestamp_ms: Optional[int] = None,
+    end_timestamp_ms: Optional[int] = None,
+    step: str = "1h",
+    quantiles: _series.Quantiles = None,
+    include_sketch: bool = False,
+    source: str = "auto",
+    dev: bool = False,
+) -> Any:
+    """The same read as :func:`series` as a pandas DataFrame, one row per bucket.
+
+    Columns: ``bucket_start`` (a UTC datetime), ``bucket_start_ms``, ``count``, ``sum``, ``min``,
+    ``max``, ``mean``, ``stddev``, one per asked quantile (``p50`` for 0.5, ``p99.9`` for 0.999),
+    then for categorical values ``counts.<value>`` and ``other_count``, and ``sketch`` with
+    ``include_sketch=True``. What a bucket lacks is NaN. Raises :class:`NotSupportedError` when
+    pandas is not installed (``pip install 'driftline[pandas]'``).
+    """
+    try:
+        import pandas  # noqa: F401  (fail before reading, not after)
+    except ImportError:
+        raise NotSupportedError("driftline.series_frame() needs pandas: pip install 'driftline[pandas]'") from None
+    answer = series(
+        metric,
+        model_deployment_crn=model_deployment_crn,
+        start_timestamp_ms=start_timestamp_ms,
+        end_timestamp_ms=end_timestamp_ms,
+        step=step,
+        quantiles=quantiles,
+        include_sketch=include_sketch,
+        source=source,
+        dev=dev,
+    )
+    return _series.to_frame(answer, quantiles, include_sketch)
+
+
+def track_replica_stats(
+    cpu_percent: Optional[float] = None,
+    memory_bytes: Optional[int] = None,
+    *,
+    replica_id: Optional[str] = None,
+    timestamp_ms: Optional[int] = None,
+) -> Optional[Dict[str, Any]]:
+    """Record the resource use of this replica: CPU in percent of one core, resident memory.
+
+    What is not given is measured in this process: CPU as user plus system time over wall time
+    since the previous measurement (the first: since ``driftline`` was imported), memory as the
+    resident set (``/proc/self/statm`` on Linux, else ``psutil`` if installed, else the peak
+    from ``resource.getrusage``). ``replica_id`` defaults to the configured one
+    (``DRIFTLINE_REPLICA_ID``) or ``<hostname>:<pid>``, so worker processes sharing a host keep
+    separate series; ``timestamp_ms`` to now. The event goes through the same queue and sender as
+    predictions: this never waits on the network. Returns the queued event (None, with a
+    warning, where memory cannot be measured). Figures or a replica id the server would refuse
+    raise ValueError (or TypeError) here, naming the argument, and nothing is queued.
+    The server keeps them as ``@replica.<replica_id>.cpu_percent`` and ``….memory_bytes``.
+    """
+    return _client.track_replica_stats(cpu_percent, memory_bytes, replica_id, timestamp_ms)
+
+
 def sql(query: str) -> Any:
     """Run a SQL query on the server and return a pandas DataFrame.
 
@@ -124,6 +246,9 @@ __all__ = [
     "stats",
     "shutdown",
     "sql",
+    "series",
+    "series_frame",
+    "track_replica_stats",
     "cml_model",
     "model",
     "track_metric",

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
-from . import _http
+from . import _http, _replica
 from ._config import DEV_MODEL_BUILD_CRN, DEV_MODEL_CRN, DEV_MODEL_DEPLOYMENT_CRN, Config
 from ._devserver import DevServer
 from ._encode import dumps
@@ -48,6 +48,7 @@ class Client:
             request_timeout_s=config.request_timeout_s,
             max_backoff_s=config.max_backoff_s,
             on_unreachable=self._dev_unreachable if self.dev_server else None,
+            periodic=(config.replica_stats_every_s, self._replica_stats_json) if config.replica_stats_every_s else None,
         )
 
     def target(self) -> Tuple[str, Optional[str]]:
@@ -69,6 +70,22 @@ class Client:
             c.model_build_crn or DEV_MODEL_BUILD_CRN,
             c.model_deployment_crn or DEV_MODEL_DEPLOYMENT_CRN,
         )
+
+    def replica_id(self) -> str:
+        """This process's replica id: configured, or ``<hostname>:<pid>`` (checked either way)."""
+        if self.config.replica_id is None:
+            return _replica.default_replica_id()
+        # init(replica_id=...) was checked when given: a bad one here is from the environment.
+        return _replica.check_replica_id(self.config.replica_id, "DRIFTLINE_REPLICA_ID")
+
+    def _replica_stats_json(self) -> Optional[str]:
+        """This process's figures now, encoded; run by the sender thread every interval."""
+        memory = _replica.memory_bytes()
+        cpu = _replica.METER.cpu_percent()
+        if memory is None:
+            return None
+        event = _replica.event(self.identity()[2], self.replica_id(), now_ms(), cpu, memory)
+        return dumps(event)
 
     def close(self) -> bool:
         try:
@@ -268,6 +285,32 @@ def track_aggregate_metrics(
     client.sender.put(dumps(event))
 
 
+def track_replica_stats(
+    cpu_percent: Optional[float],
+    memory_bytes: Optional[int],
+    replica_id: Optional[str],
+    timestamp_ms: Optional[int],
+) -> Optional[Dict[str, Any]]:
+    """Queue one ``replica_stats`` event, measuring the figures not given; the event, or None
+    when this platform cannot measure memory (logged, nothing queued)."""
+    # Every given argument is checked before anything is measured.
+    cpu = None if cpu_percent is None else _replica.check_cpu_percent(cpu_percent)
+    memory = None if memory_bytes is None else _replica.check_memory_bytes(memory_bytes)
+    timestamp = now_ms() if timestamp_ms is None else int(timestamp_ms)
+    client = get_client()
+    replica = client.replica_id() if replica_id is None else _replica.check_replica_id(replica_id)
+    if memory is None:
+        memory = _replica.memory_bytes()
+        if memory is None:
+            log.warning("driftline: the memory of this process cannot be measured here; pass memory_bytes")
+            return None
+    if cpu is None:
+        cpu = _replica.METER.cpu_percent()
+    event = _replica.event(client.identity()[2], replica, timestamp, cpu, memory)
+    client.sender.put(dumps(event))
+    return event
+
+
 # ---- reading ------------------------------------------------------------------------------
 
 
@@ -304,3 +347,14 @@ def read_aggregates(params: Dict[str, Any]) -> List[Dict[str, Any]]:
     url, key = client.target()
     answer = _http.get_json(url, key, "/api/v1/aggregate_metrics", params, client.config.request_timeout_s)
     return list(answer.get("metrics", [])) if isinstance(answer, dict) else []
+
+
+def read_series(params: Dict[str, Any]) -> Dict[str, Any]:
+    """The answer of ``GET /api/v1/series``, after sending what this process has queued."""
+    client = get_client()
+    client.sender.flush(client.config.request_timeout_s)
+    url, key = client.target()
+    answer = _http.get_json(url, key, "/api/v1/series", params, client.config.request_timeout_s)
+    if not isinstance(answer, dict):
+        raise DriftlineError(f"GET /api/v1/series: the server's answer is not a JSON object: {str(answer)[:200]}")
+    return answer

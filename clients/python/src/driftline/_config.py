@@ -27,6 +27,14 @@ def _env_number(name: str, default: float) -> float:
         raise ValueError(f"{name}={value!r} is not a number; set it to a number or unset it") from None
 
 
+def _env_interval(name: str) -> Optional[float]:
+    """Seconds between two samples, or None when unset or 0 (off)."""
+    value = _env_number(name, 0.0)
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name}={_env(name)!r} must be a number of seconds; set 0 or unset it for off")
+    return value or None
+
+
 @dataclass
 class Config:
     """The client's settings. ``url`` None means development mode on the embedded server."""
@@ -43,6 +51,10 @@ class Config:
     request_timeout_s: float = 30.0
     max_backoff_s: float = 5.0
     exit_flush_timeout_s: float = 10.0
+    #: The name of this process in ``replica_stats`` events (default: ``<hostname>:<pid>``).
+    replica_id: Optional[str] = None
+    #: Seconds between the replica figures the sender thread sends by itself; None: never.
+    replica_stats_every_s: Optional[float] = None
 
     @property
     def uses_dev_server(self) -> bool:
@@ -61,4 +73,6 @@ class Config:
             queue_size=int(_env_number("DRIFTLINE_QUEUE_SIZE", 100_000)),
             batch_size=int(_env_number("DRIFTLINE_BATCH_SIZE", 1_000)),
             linger_ms=_env_number("DRIFTLINE_LINGER_MS", 200.0),
+            replica_id=_env("DRIFTLINE_REPLICA_ID"),
+            replica_stats_every_s=_env_interval("DRIFTLINE_REPLICA_STATS_EVERY_S"),
         )

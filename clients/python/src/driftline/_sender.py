@@ -5,6 +5,10 @@ oldest queued event is dropped and counted. The sender thread takes a batch when
 events are queued or the oldest has waited ``linger_ms``, POSTs it, and on a failure that may pass
 (the server down, 5xx, 408, 429) retries the same batch with capped exponential backoff, so an
 event is stored once however often it is sent (the server keeps one row per prediction UUID).
+
+With a ``periodic`` producer, the same thread also queues the event it makes every ``every_s``
+seconds (this process's replica figures), so sampling needs no thread of its own. While a batch
+is being retried the thread waits on the server, and samples resume when it answers again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from .errors import DriftlineError, ServerUnavailableError
 log = logging.getLogger("driftline")
 
 Target = Callable[[], Tuple[str, Optional[str]]]
+#: Seconds between two calls, and a function returning an encoded event to queue (or None).
+Periodic = Tuple[float, Callable[[], Optional[str]]]
 
 
 class Sender:
@@ -36,6 +42,7 @@ class Sender:
         request_timeout_s: float,
         max_backoff_s: float,
         on_unreachable: Optional[Callable[[], None]] = None,
+        periodic: Optional[Periodic] = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
@@ -46,6 +53,10 @@ class Sender:
         self._linger_s = max(linger_ms, 0.0) / 1000.0
         self._timeout_s = request_timeout_s
         self._max_backoff_s = max_backoff_s
+        if periodic is not None and not periodic[0] > 0:
+            raise ValueError("the interval of a periodic event must be a positive number of seconds")
+        self._periodic = periodic
+        self._next_periodic = time.monotonic() + periodic[0] if periodic is not None else float("inf")
         self._queue: Deque[Tuple[float, str]] = collections.deque()
         self._cond = threading.Condition()
         self._in_flight = 0
@@ -131,26 +142,52 @@ class Sender:
     # ---- the thread -----------------------------------------------------------------------
 
     def _take_batch(self) -> Optional[List[str]]:
+        """The next batch; an empty one when the periodic event is due; None when stopping."""
         with self._cond:
             while True:
                 if self._stopping:
                     return None
+                now = time.monotonic()
+                if now >= self._next_periodic:
+                    return []
                 if self._queue:
-                    waited = time.monotonic() - self._queue[0][0]
+                    waited = now - self._queue[0][0]
                     if len(self._queue) >= self._batch_size or self._flush_waiters or waited >= self._linger_s:
                         n = min(self._batch_size, len(self._queue))
                         batch = [self._queue.popleft()[1] for _ in range(n)]
                         self._in_flight = n
                         return batch
-                    self._cond.wait(self._linger_s - waited)
+                    wait = self._linger_s - waited
                 else:
-                    self._cond.wait(1.0)
+                    wait = 1.0
+                self._cond.wait(min(wait, self._next_periodic - now))
+
+    def _queue_periodic(self) -> None:
+        """Make and queue the periodic event, outside the lock (it may read files)."""
+        assert self._periodic is not None
+        every_s, make = self._periodic
+        due, now = self._next_periodic + every_s, time.monotonic()
+        self._next_periodic = due if due > now else now + every_s  # late (a retry): skip, not catch up
+        try:
+            event_json = make()
+        except Exception as err:  # a failed sample must not stop the sending
+            message = f"periodic event failed: {err}"
+            with self._cond:
+                repeated, self._last_error = self._last_error == message, message
+            if not repeated:
+                log.warning("driftline: %s", message)
+            return
+        if event_json is not None:
+            self.put(event_json)
 
     def _run(self) -> None:
         while True:
             batch = self._take_batch()
             if batch is None:
                 return
+            if not batch:
+                self._queue_periodic()
+                continue
             try:
                 self._deliver(batch)
             except Exception as err:  # never let the thread die on a surprise

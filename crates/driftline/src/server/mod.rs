@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub(crate) use self::events::RequestBody;
+pub(crate) use self::series::default_span;
 use crate::auth::KeyCache;
 use crate::problem::Problem;
 

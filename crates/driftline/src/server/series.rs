@@ -68,7 +68,8 @@ impl SeriesParams {
             }
         };
         let end = self.end_timestamp_ms.unwrap_or_else(driftline_core::time::now_ms);
-        let start = self.start_timestamp_ms.unwrap_or(0);
+        // Without a start: a day of minutes, 30 days of hours, a year of days.
+        let start = self.start_timestamp_ms.unwrap_or_else(|| end - default_span(step));
         if end <= start {
             return Err(Problem::bad_request(format!(
                 "end_timestamp_ms ({end}) must be after start_timestamp_ms ({start})"
@@ -83,6 +84,15 @@ impl SeriesParams {
             quantiles,
             include_sketch,
         })
+    }
+}
+
+/// How far back a series reaches when no start is given.
+pub(crate) fn default_span(step: Resolution) -> i64 {
+    match step {
+        Resolution::Minute => Resolution::Day.ms(),
+        Resolution::Hour => 30 * Resolution::Day.ms(),
+        Resolution::Day => 365 * Resolution::Day.ms(),
     }
 }
 
