@@ -8,4 +8,5 @@ pub mod drift;
 pub mod kolmogorov;
 pub mod performance;
 pub mod sample;
+pub mod sketched;
 pub mod value;
