@@ -4,6 +4,7 @@ use driftline_core::Metrics;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::rollups::SourceRow;
 use crate::Error;
 
 /// Which predictions a read selects.
@@ -111,34 +112,21 @@ mod tests {
     }
 }
 
-/// A read row as both backends select it: text columns, JSON as text.
-#[derive(sqlx::FromRow)]
-pub(crate) struct RawRecord {
-    uuid: String,
-    model_crn: String,
-    model_build_crn: String,
-    model_deployment_crn: String,
-    start_timestamp_ms: i64,
-    end_timestamp_ms: i64,
-    metrics: String,
-    delayed: Option<String>,
-}
-
-impl RawRecord {
-    pub(crate) fn decode(self) -> Result<ReadRecord, Error> {
-        let uuid = Uuid::parse_str(&self.uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?;
-        let mut metrics = decode_metrics(&self.metrics)?;
-        merge_delayed(&mut metrics, self.delayed.as_deref())?;
-        Ok(ReadRecord {
-            uuid,
-            model_crn: self.model_crn,
-            model_build_crn: self.model_build_crn,
-            model_deployment_crn: self.model_deployment_crn,
-            start_timestamp_ms: self.start_timestamp_ms,
-            end_timestamp_ms: self.end_timestamp_ms,
-            metrics,
-        })
-    }
+/// A prediction as both backends select it (text columns, JSON as text, its delayed metrics as
+/// one JSON array), decoded into what reads return.
+pub(crate) fn decode_record(row: SourceRow) -> Result<ReadRecord, Error> {
+    let uuid = Uuid::parse_str(&row.uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?;
+    let mut metrics = decode_metrics(&row.metrics)?;
+    merge_delayed(&mut metrics, row.delayed.as_deref())?;
+    Ok(ReadRecord {
+        uuid,
+        model_crn: row.model_crn,
+        model_build_crn: row.model_build_crn,
+        model_deployment_crn: row.model_deployment_crn,
+        start_timestamp_ms: row.start_timestamp_ms,
+        end_timestamp_ms: row.end_timestamp_ms,
+        metrics,
+    })
 }
 
 /// An aggregate row as both backends select it.

@@ -24,7 +24,8 @@ use self::copy::{copy_in, BinaryRows};
 use crate::batch::{digest, DeadLetter, WriteBatch, WriteOutcome};
 use crate::keys::ApiKey;
 use crate::open::{redact, StoreOptions};
-use crate::read::{spawn_reader, text_safe, RawAggregate, RawRecord, Selection, Window};
+use crate::read::{decode_record, spawn_reader, text_safe, RawAggregate, Selection, Window};
+use crate::rollups::SourceRow;
 use crate::{AggregateStream, Counts, Error, EventStore, JobStore, KeyStore, RecordStream};
 
 /// How often the partition task looks ahead.
@@ -109,6 +110,41 @@ impl PostgresStore {
     /// onwards) does not cover.
     pub async fn make_partition(&self, day: i64) -> Result<(), Error> {
         partitions::attach_day(&self.pool, day).await
+    }
+
+    /// Streams the predictions selected in a window, by start time then UUID, each with its
+    /// delayed metrics as one JSON array, decoded by `decode`: what reads and the rollup worker
+    /// both take.
+    pub(crate) fn window_rows<T: Send + 'static>(
+        &self,
+        selection: Selection,
+        window: Window,
+        decode: fn(SourceRow) -> Result<T, Error>,
+    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Error>> + Send>> {
+        let pool = self.pool.clone();
+        let budget = self.options.read_timeout;
+        let sql = format!(
+            "SELECT p.uuid::text AS uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, \
+             p.start_timestamp_ms, p.end_timestamp_ms, p.metrics::text AS metrics, \
+             (SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
+              WHERE d.uuid = p.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn)) \
+             AS delayed \
+             FROM predictions p WHERE p.{} = $1 AND p.start_timestamp_ms >= $2 AND p.start_timestamp_ms < $3 \
+             ORDER BY p.start_timestamp_ms, p.uuid",
+            selection.column()
+        );
+        spawn_reader(budget, move |sink| async move {
+            let mut tx = match read_transaction(&pool, budget).await {
+                Ok(tx) => tx,
+                Err(e) => return sink.fail(e).await,
+            };
+            let rows = sqlx::query_as::<_, SourceRow>(&sql)
+                .bind(selection.crn())
+                .bind(window.start_ms)
+                .bind(window.end_ms)
+                .fetch(&mut *tx);
+            sink.drain(rows, decode).await;
+        })
     }
 
     /// Writes the batch's events (not its positions) in `tx`; `rolling_to` is the rollup mark
@@ -303,30 +339,7 @@ impl EventStore for PostgresStore {
     }
 
     fn read_window(&self, selection: Selection, window: Window) -> RecordStream {
-        let pool = self.pool.clone();
-        let budget = self.options.read_timeout;
-        let sql = format!(
-            "SELECT p.uuid::text AS uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, \
-             p.start_timestamp_ms, p.end_timestamp_ms, p.metrics::text AS metrics, \
-             (SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
-              WHERE d.uuid = p.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn)) \
-             AS delayed \
-             FROM predictions p WHERE p.{} = $1 AND p.start_timestamp_ms >= $2 AND p.start_timestamp_ms < $3 \
-             ORDER BY p.start_timestamp_ms, p.uuid",
-            selection.column()
-        );
-        spawn_reader(budget, move |sink| async move {
-            let mut tx = match read_transaction(&pool, budget).await {
-                Ok(tx) => tx,
-                Err(e) => return sink.fail(e).await,
-            };
-            let rows = sqlx::query_as::<_, RawRecord>(&sql)
-                .bind(selection.crn())
-                .bind(window.start_ms)
-                .bind(window.end_ms)
-                .fetch(&mut *tx);
-            sink.drain(rows, RawRecord::decode).await;
-        })
+        self.window_rows(selection, window, decode_record)
     }
 
     fn aggregate_window(&self, deployment: &str, window: Window) -> AggregateStream {

@@ -15,16 +15,14 @@ use async_trait::async_trait;
 use sqlx::Postgres;
 use uuid::Uuid;
 
-use super::read_transaction;
 use super::PostgresStore;
 use crate::batch::WriteBatch;
-use crate::read::spawn_reader;
 use crate::rollups::{
     dirty_minutes_of, DirtyEntry, PathEntry, Removed, Resolution, RollupCommit, RollupRow, RollupState, RollupStore,
-    SourceRow, SourceStream, REMOVE_CHUNK,
+    SourceStream, REMOVE_CHUNK,
 };
 use crate::sql::Sql;
-use crate::{Error, Window};
+use crate::{Error, Selection, Window};
 
 /// Reads the rollup mark with a share lock held to the end of `tx`: the first statement of
 /// every event write.
@@ -102,29 +100,7 @@ impl RollupStore for PostgresStore {
     }
 
     fn rollup_source(&self, deployment: &str, window: Window) -> SourceStream {
-        let pool = self.pool.clone();
-        let budget = self.options.read_timeout;
-        let deployment = deployment.to_owned();
-        spawn_reader(budget, move |sink| async move {
-            let mut tx = match read_transaction(&pool, budget).await {
-                Ok(tx) => tx,
-                Err(e) => return sink.fail(e).await,
-            };
-            let rows = sqlx::query_as::<_, SourceRow>(
-                "SELECT p.model_deployment_crn, p.uuid::text AS uuid, p.model_crn, p.model_build_crn, \
-                 p.start_timestamp_ms, p.end_timestamp_ms, p.metrics::text AS metrics, \
-                 (SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
-                  WHERE d.uuid = p.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn)) \
-                 AS delayed \
-                 FROM predictions p WHERE p.model_deployment_crn = $1 AND p.start_timestamp_ms >= $2 \
-                 AND p.start_timestamp_ms < $3 ORDER BY p.start_timestamp_ms, p.uuid",
-            )
-            .bind(&deployment)
-            .bind(window.start_ms)
-            .bind(window.end_ms)
-            .fetch(&mut *tx);
-            sink.drain(rows, Ok).await;
-        })
+        self.window_rows(Selection::Deployment(deployment.to_owned()), window, Ok)
     }
 
     async fn replica_source(&self, deployment: &str, window: Window) -> Result<Vec<crate::rollups::ReplicaRow>, Error> {

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::batch::{digest, DeadLetter, WriteBatch, WriteOutcome};
 use crate::keys::ApiKey;
 use crate::open::StoreOptions;
-use crate::read::{spawn_reader, RawAggregate, RawRecord, Selection, Window};
+use crate::read::{decode_record, spawn_reader, RawAggregate, Selection, Window};
+use crate::rollups::SourceRow;
 use crate::{AggregateStream, Counts, Error, EventStore, JobStore, KeyStore, RecordStream};
 
 mod rollups;
@@ -69,6 +70,37 @@ impl SqliteStore {
             .await
             .map_err(open)?;
         Ok(SqliteStore { writer, reader, health, options })
+    }
+
+    /// Streams the predictions selected in a window, by start time then UUID, each with its
+    /// delayed metrics as one JSON array, decoded by `decode`: what reads and the rollup worker
+    /// both take.
+    pub(crate) fn window_rows<T: Send + 'static>(
+        &self,
+        selection: Selection,
+        window: Window,
+        decode: fn(SourceRow) -> Result<T, Error>,
+    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Error>> + Send>> {
+        let pool = self.reader.clone();
+        let sql = format!(
+            "SELECT p.uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, p.start_timestamp_ms, \
+             p.end_timestamp_ms, p.metrics, \
+             (SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) \
+              FROM delayed_metrics d WHERE d.uuid = p.uuid \
+              AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn) \
+              HAVING count(*) > 0) AS delayed \
+             FROM predictions p WHERE p.{} = ?1 AND p.start_timestamp_ms >= ?2 AND p.start_timestamp_ms < ?3 \
+             ORDER BY p.start_timestamp_ms, p.uuid",
+            selection.column()
+        );
+        spawn_reader(self.options.read_timeout, move |sink| async move {
+            let rows = sqlx::query_as::<_, SourceRow>(&sql)
+                .bind(selection.crn())
+                .bind(window.start_ms)
+                .bind(window.end_ms)
+                .fetch(&pool);
+            sink.drain(rows, decode).await;
+        })
     }
 
     /// Writes the batch's events (not its positions) in `tx`.
@@ -233,26 +265,7 @@ impl EventStore for SqliteStore {
     }
 
     fn read_window(&self, selection: Selection, window: Window) -> RecordStream {
-        let pool = self.reader.clone();
-        let sql = format!(
-            "SELECT p.uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, p.start_timestamp_ms, \
-             p.end_timestamp_ms, p.metrics, \
-             (SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) \
-              FROM delayed_metrics d WHERE d.uuid = p.uuid \
-              AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn) \
-              HAVING count(*) > 0) AS delayed \
-             FROM predictions p WHERE p.{} = ?1 AND p.start_timestamp_ms >= ?2 AND p.start_timestamp_ms < ?3 \
-             ORDER BY p.start_timestamp_ms, p.uuid",
-            selection.column()
-        );
-        spawn_reader(self.options.read_timeout, move |sink| async move {
-            let rows = sqlx::query_as::<_, RawRecord>(&sql)
-                .bind(selection.crn())
-                .bind(window.start_ms)
-                .bind(window.end_ms)
-                .fetch(&pool);
-            sink.drain(rows, RawRecord::decode).await;
-        })
+        self.window_rows(selection, window, decode_record)
     }
 
     fn aggregate_window(&self, deployment: &str, window: Window) -> AggregateStream {

@@ -9,13 +9,12 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
 use crate::batch::WriteBatch;
-use crate::read::spawn_reader;
 use crate::rollups::{
     dirty_minutes_of, DirtyEntry, PathEntry, Removed, Resolution, RollupCommit, RollupRow, RollupState, RollupStore,
-    SourceRow, SourceStream, REMOVE_CHUNK,
+    SourceStream, REMOVE_CHUNK,
 };
 use crate::sql::Sql;
-use crate::{Error, Window};
+use crate::{Error, Selection, Window};
 
 /// UUIDs per `IN (…)` list.
 const UUIDS_PER_QUERY: usize = 500;
@@ -100,25 +99,7 @@ impl RollupStore for SqliteStore {
     }
 
     fn rollup_source(&self, deployment: &str, window: Window) -> SourceStream {
-        let pool = self.reader.clone();
-        let deployment = deployment.to_owned();
-        spawn_reader(self.options.read_timeout, move |sink| async move {
-            let rows = sqlx::query_as::<_, SourceRow>(
-                "SELECT p.model_deployment_crn, p.uuid, p.model_crn, p.model_build_crn, p.start_timestamp_ms, \
-                 p.end_timestamp_ms, p.metrics, \
-                 (SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) \
-                  FROM delayed_metrics d WHERE d.uuid = p.uuid \
-                  AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn) \
-                  HAVING count(*) > 0) AS delayed \
-                 FROM predictions p WHERE p.model_deployment_crn = ?1 AND p.start_timestamp_ms >= ?2 \
-                 AND p.start_timestamp_ms < ?3 ORDER BY p.start_timestamp_ms, p.uuid",
-            )
-            .bind(&deployment)
-            .bind(window.start_ms)
-            .bind(window.end_ms)
-            .fetch(&pool);
-            sink.drain(rows, Ok).await;
-        })
+        self.window_rows(Selection::Deployment(deployment.to_owned()), window, Ok)
     }
 
     async fn replica_source(&self, deployment: &str, window: Window) -> Result<Vec<crate::rollups::ReplicaRow>, Error> {
