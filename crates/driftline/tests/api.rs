@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::Server;
+use common::{cli, sqlite_args, Server};
 
 use driftline_testkit::TestDatabase;
 use reqwest::StatusCode;
@@ -23,15 +21,6 @@ fn prediction(uuid: &str, start: i64, score: f64, deployment: &str) -> Value {
 
 fn uuid(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
-}
-
-fn cli(args: &[&str], store_args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_driftline"))
-        .args(args)
-        .args(store_args)
-        .env("DRIFTLINE_LOG", "warn,sqlx=error")
-        .output()
-        .unwrap()
 }
 
 /// The whole API flow, run against one store.
@@ -248,10 +237,6 @@ async fn auth_flow(store_args: Vec<String>) {
     }
     assert!(!cli(&["keys", "revoke", id], &store_args).status.success(), "revoking twice fails");
     assert!(server.stop().success());
-}
-
-fn sqlite_args(dir: &tempfile::TempDir) -> Vec<String> {
-    vec!["--data-dir".into(), dir.path().display().to_string()]
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use common::{Server, ADMIN};
+use common::{sqlite_args, Server, ADMIN};
 use driftline_testkit::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -27,17 +27,9 @@ fn prediction(n: u32, deployment: &str) -> Value {
            "metrics":{"input":{"tenure":12,"plan":"basic"},"prediction":0.5}})
 }
 
-fn sqlite_args(dir: &tempfile::TempDir) -> Vec<String> {
-    vec!["--data-dir".into(), dir.path().display().to_string()]
-}
-
+/// Runs `driftline ARGS STORE_ARGS`, which must succeed; its trimmed output.
 fn cli(args: &[&str], store_args: &[String]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
-        .args(args)
-        .args(store_args)
-        .env("DRIFTLINE_LOG", "warn,sqlx=error")
-        .output()
-        .unwrap();
+    let out = common::cli(args, store_args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, ADMIN};
+use common::{cli, sqlite_args, Server, ADMIN};
 use driftline_core::{MetricsJson, Prediction};
 use driftline_rollup::{Worker, WorkerOptions};
 use driftline_store::rollups::RollupRow;
@@ -22,15 +22,6 @@ const DEP: &str = "crn:test:deployment/churn";
 const OTHER: &str = "crn:test:deployment/other";
 /// 2023-11-14T00:00:00Z.
 const T0: i64 = 1_699_920_000_000;
-
-fn cli(args: &[&str], store_args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_driftline"))
-        .args(args)
-        .args(store_args)
-        .env("DRIFTLINE_LOG", "warn,sqlx=error")
-        .output()
-        .unwrap()
-}
 
 fn event(n: u32, deployment: &str, start: i64, tenure: u32, plan: &str) -> Value {
     json!({"v":1,"type":"prediction","uuid":format!("00000000-0000-4000-8000-{n:012}"),"model_crn":"crn:test:model/churn",
@@ -140,10 +131,6 @@ async fn series_flow(store_args: Vec<String>) {
     assert_eq!(lines[0], "bucket_start,count,mean,stddev,min,max,p50");
     assert!(lines[1].starts_with("2023-11-14 00:00 UTC,450,"), "{csv}");
     assert!(server.stop().success());
-}
-
-fn sqlite_args(dir: &tempfile::TempDir) -> Vec<String> {
-    vec!["--data-dir".into(), dir.path().display().to_string()]
 }
 
 #[tokio::test]

@@ -8,6 +8,21 @@ use driftline_testkit::ServerProcess;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// The store flags of an embedded store in `dir`.
+pub(crate) fn sqlite_args(dir: &tempfile::TempDir) -> Vec<String> {
+    vec!["--data-dir".into(), dir.path().display().to_string()]
+}
+
+/// Runs `driftline ARGS STORE_ARGS` to the end.
+pub(crate) fn cli(args: &[&str], store_args: &[String]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(args)
+        .args(store_args)
+        .env("DRIFTLINE_LOG", "warn,sqlx=error")
+        .output()
+        .unwrap()
+}
+
 /// The bootstrap admin key the tests run servers with.
 pub(crate) const ADMIN: &str = "test-admin-key-0123456789";
 
