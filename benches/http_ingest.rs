@@ -8,19 +8,15 @@
 //! $CARGO_TARGET_DIR/release/http_ingest --events 200000 --batch 1000
 //! ```
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use driftline_benches::{
     copy_minimal, copy_rows, copy_rows_binary, fresh_database, generate, python_executemany, sqlite_columns,
-    sqlite_values, status_kib, wire, DEPLOYMENT,
+    sqlite_values, wire, ServeProcess, DEPLOYMENT, KEY,
 };
 use futures::{StreamExt, TryStreamExt};
-
-const KEY: &str = "bench-admin-key-0123456789";
 
 struct Options {
     events: usize,
@@ -62,62 +58,6 @@ fn options() -> anyhow::Result<Options> {
     Ok(o)
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(driftline: &PathBuf, store_args: &[String]) -> anyhow::Result<Server> {
-        let mut child = Command::new(driftline)
-            // Intake alone, as the references measure COPY alone: the rollup worker (whose speed
-            // benches/rollup.rs measures) would otherwise roll these 2023 events up, and its
-            // retention remove them, while they arrive.
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-rollup"])
-            .args(store_args)
-            .env("DRIFTLINE_ADMIN_KEY", KEY)
-            .env("DRIFTLINE_LOG", "warn,sqlx=error")
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().context("driftline exited before listening")??;
-            if let Some(rest) = line.strip_prefix("driftline listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        Ok(Server { child, base })
-    }
-
-    fn status_kib(&self, field: &str) -> u64 {
-        status_kib(self.child.id(), field)
-    }
-
-    /// Resets the peak RSS counter (VmHWM) to the current RSS.
-    fn reset_peak(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::ensure!(status.success(), "driftline exited with {status}");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("driftline did not stop within 30 s")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Figures {
     seconds: f64,
     peak_rss_kib: u64,
@@ -128,7 +68,7 @@ struct Figures {
 }
 
 async fn http_run(o: &Options, bodies: &[String], store_args: &[String]) -> anyhow::Result<Figures> {
-    let server = Server::start(&o.driftline, store_args)?;
+    let server = ServeProcess::start(&o.driftline, store_args)?;
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/events", server.base);
     let started = Instant::now();

@@ -313,3 +313,68 @@ pub fn send(
     producer.poll(std::time::Duration::ZERO);
     Ok(())
 }
+
+/// The admin key the benchmarks run `driftline serve` with.
+pub const KEY: &str = "bench-admin-key-0123456789";
+
+/// A `driftline serve` process on a free loopback port, for intake alone: the rollup worker is
+/// off (`benches/rollup.rs` measures it on its own; here it would roll these 2023-dated events
+/// up, and its retention remove them, while they arrive). Killed when dropped.
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `driftline serve` with these store flags and waits until it listens.
+    pub fn start(driftline: &std::path::Path, store_args: &[String]) -> anyhow::Result<ServeProcess> {
+        use anyhow::Context;
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(driftline)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-rollup"])
+            .args(store_args)
+            .env("DRIFTLINE_ADMIN_KEY", KEY)
+            .env("DRIFTLINE_LOG", "warn,sqlx=error")
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut lines = std::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let base = loop {
+            let line = lines.next().context("driftline exited before listening")??;
+            if let Some(rest) = line.strip_prefix("driftline listening on ") {
+                break rest.split_whitespace().next().context("an address")?.to_owned();
+            }
+        };
+        Ok(ServeProcess { child, base })
+    }
+
+    /// A `VmHWM:` or `VmRSS:` figure of the server, in KiB.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        status_kib(self.child.id(), field)
+    }
+
+    /// Resets the peak RSS counter (VmHWM) to the current RSS.
+    pub fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
+    /// Stops the server with SIGTERM; fails unless it exits cleanly within 30 s.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::ensure!(status.success(), "driftline exited with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        anyhow::bail!("driftline did not stop within 30 s")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

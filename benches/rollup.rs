@@ -14,12 +14,12 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use driftline_benches::{fresh_database, generate, wire, DEPLOYMENT};
+use driftline_benches::{fresh_database, generate, wire, ServeProcess, DEPLOYMENT, KEY};
 use driftline_core::{MetricsJson, Prediction};
 use driftline_rollup::{series, SeriesQuery, Source, SummaryOptions, Worker, WorkerOptions};
 use driftline_store::{Resolution, Store, StoreConfig, Window, WriteBatch};
@@ -27,7 +27,6 @@ use futures::{StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const KEY: &str = "bench-admin-key-0123456789";
 const DAY: i64 = 86_400_000;
 const DAYS: i64 = 30;
 
@@ -211,23 +210,8 @@ async fn keep_up_run(o: &Options, store_args: &[String]) -> anyhow::Result<(f64,
     let bodies: Vec<String> =
         rows.chunks(1_000).map(|c| format!("[{}]", c.iter().map(wire).collect::<Vec<_>>().join(","))).collect();
     drop(rows);
-    let mut child = Command::new(&o.driftline)
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-rollup"])
-        .args(store_args)
-        .env("DRIFTLINE_ADMIN_KEY", KEY)
-        .env("DRIFTLINE_LOG", "warn,sqlx=error")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let base = {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-        loop {
-            let line = lines.next().context("driftline exited before listening")??;
-            if let Some(rest) = line.strip_prefix("driftline listening on ") {
-                break rest.split_whitespace().next().expect("an address").to_owned();
-            }
-        }
-    };
+    let server = ServeProcess::start(&o.driftline, store_args)?;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
     let url = format!("{base}/api/v1/events");
     let started = Instant::now();
@@ -246,7 +230,7 @@ async fn keep_up_run(o: &Options, store_args: &[String]) -> anyhow::Result<(f64,
     .await?;
     let ingest = started.elapsed().as_secs_f64();
     anyhow::ensure!(accepted.iter().sum::<u64>() == o.keep_up as u64, "not every event was stored");
-    terminate(&mut child)?;
+    server.stop()?;
 
     let started = Instant::now();
     let out = Command::new(&o.driftline)
@@ -260,13 +244,6 @@ async fn keep_up_run(o: &Options, store_args: &[String]) -> anyhow::Result<(f64,
     let text = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(text.contains(&format!("rolled up {} predictions", o.keep_up)), "{text}");
     Ok((ingest, roll))
-}
-
-/// Stops the server with SIGTERM and waits for it.
-fn terminate(child: &mut std::process::Child) -> anyhow::Result<()> {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
-    child.wait()?;
-    Ok(())
 }
 
 fn sqlite_config(dir: &Path) -> StoreConfig {
