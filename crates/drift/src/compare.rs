@@ -58,7 +58,7 @@ impl Method {
         }
     }
 
-    fn drift_when_below(self) -> bool {
+    pub(crate) fn drift_when_below(self) -> bool {
         matches!(self, Method::Ks | Method::Chi2)
     }
 }
@@ -191,6 +191,28 @@ pub struct ColumnDrift {
     /// they add up to the statistic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psi_terms: Option<Vec<f64>>,
+    /// Set when the column was compared from rollups (sketches and value counts) because raw
+    /// values of a window are gone: what the figures are within.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approximate: Option<Approximation>,
+}
+
+/// How far a comparison from rollups may be from the one raw values would give.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approximation {
+    /// What the figures were computed from: `kll sketches` or `value counts`.
+    pub from: String,
+    /// The sketches' normalized rank errors added (99 % confidence): each bin's share, and each
+    /// point of either CDF, is within it. `null` for value counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_error: Option<f64>,
+    /// The statistic is within this of the exact one (99 % confidence), where a bound is known:
+    /// the KS statistic and the (normalised) Wasserstein distance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_bound: Option<f64>,
+    /// What else to know, e.g. that categories beyond the rollups' top K were counted as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The verdict on a dataset.
@@ -210,22 +232,29 @@ pub fn compare(columns: &[(String, ColumnData, ColumnData)], options: &Options) 
     for (name, reference, current) in columns {
         out.push(compare_column(name, reference, current, options)?);
     }
-    let drifted = out.iter().filter(|c| c.drifted).count();
-    let share = if out.is_empty() { 0.0 } else { drifted as f64 / out.len() as f64 };
-    Ok(Comparison {
-        method: options.method,
-        drifted_columns: drifted,
-        share_drifted: share,
-        drift_share: options.drift_share,
-        dataset_drift: !out.is_empty() && share >= options.drift_share,
-        columns: out,
-    })
+    Ok(Comparison::of(out, options))
+}
+
+impl Comparison {
+    /// The dataset's verdict from its columns' verdicts.
+    pub fn of(columns: Vec<ColumnDrift>, options: &Options) -> Self {
+        let drifted = columns.iter().filter(|c| c.drifted).count();
+        let share = if columns.is_empty() { 0.0 } else { drifted as f64 / columns.len() as f64 };
+        Comparison {
+            method: options.method,
+            drifted_columns: drifted,
+            share_drifted: share,
+            drift_share: options.drift_share,
+            dataset_drift: !columns.is_empty() && share >= options.drift_share,
+            columns,
+        }
+    }
 }
 
 /// Above this many distinct reference values a numeric column is treated as continuous.
-const MAX_DISCRETE_DISTINCT: usize = 5;
+pub(crate) const MAX_DISCRETE_DISTINCT: usize = 5;
 /// Up to this many reference rows, `auto` uses the tests with p-values.
-const SMALL_REFERENCE: usize = 1_000;
+pub(crate) const SMALL_REFERENCE: usize = 1_000;
 
 /// Compares one column.
 pub fn compare_column(
@@ -367,10 +396,11 @@ pub fn compare_column(
         current: cur_counts,
         histogram,
         psi_terms,
+        approximate: None,
     })
 }
 
-fn empty_reason(reference: bool, current: bool) -> String {
+pub(crate) fn empty_reason(reference: bool, current: bool) -> String {
     match (reference, current) {
         (true, true) => "both samples are empty (after leaving out missing, NaN and infinite values)".into(),
         (true, false) => "the reference sample is empty (after leaving out missing, NaN and infinite values)".into(),
@@ -378,12 +408,12 @@ fn empty_reason(reference: bool, current: bool) -> String {
     }
 }
 
-fn shares(counts: &[u64]) -> Vec<f64> {
+pub(crate) fn shares(counts: &[u64]) -> Vec<f64> {
     let total: u64 = counts.iter().sum();
     counts.iter().map(|c| if total == 0 { 0.0 } else { *c as f64 / total as f64 }).collect()
 }
 
-fn numeric_histogram(edges: &[f64], reference: &[u64], current: &[u64]) -> Histogram {
+pub(crate) fn numeric_histogram(edges: &[f64], reference: &[u64], current: &[u64]) -> Histogram {
     let mut labels = Vec::with_capacity(edges.len() + 1);
     for k in 0..=edges.len() {
         let lo = if k == 0 { "-∞".to_string() } else { format::bin_edge(edges[k - 1]) };

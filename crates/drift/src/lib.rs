@@ -4,6 +4,7 @@
 //! schedule and their reports. The modules are layers, each using only the ones listed before
 //! it: [`format`] (how numbers, times and text are written for people), [`stats`] (pure
 //! statistics), [`compare`] (a test and a verdict per column, and one for the dataset),
+//! [`summarised`] (the same for columns known only from rollups, marked approximate),
 //! [`table`] (CSV and Parquet files, and the reference files a process may read), [`report`]
 //! (terminal tables and self-contained HTML pages), [`job`] (drift jobs over the store: settings,
 //! schedules, runs and the scheduler).
@@ -13,6 +14,7 @@ pub mod format;
 pub mod job;
 pub mod report;
 pub mod stats;
+pub mod summarised;
 pub mod table;
 
 /// What can fail in the drift engine. `Invalid`, `Reference`, `Read`, `MissingColumn` and

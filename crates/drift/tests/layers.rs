@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The layers, lowest first.
-const LAYERS: [&str; 6] = ["format", "stats", "compare", "table", "report", "job"];
+const LAYERS: [&str; 7] = ["format", "stats", "compare", "summarised", "table", "report", "job"];
 
 /// A module path, e.g. `["job", "run"]`; the crate root is empty.
 type Module = Vec<String>;

@@ -517,7 +517,7 @@ fn print_run(finished: &Finished) {
     let r = &finished.run;
     let detail = match &finished.report {
         Some(report) => format!(
-            "{} rows, {} labelled, {} of {} features drifted{}",
+            "{} rows, {} labelled, {} of {} features drifted{}{}",
             report.rows,
             report.labelled,
             report.drift.drifted_columns,
@@ -528,7 +528,17 @@ fn print_run(finished: &Finished) {
                 .and_then(|p| p.as_object())
                 .and_then(|p| p.iter().find(|(_, v)| v.is_number()))
                 .map(|(k, v)| format!(", {k} {:.4}", v.as_f64().unwrap_or_default()))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if report.from_rollups.is_empty() {
+                String::new()
+            } else {
+                let reads: Vec<String> = report
+                    .from_rollups
+                    .iter()
+                    .map(|r| format!("{} from {} rollups", r.window, r.resolutions))
+                    .collect();
+                format!(" (approximate: raw rows gone, {})", reads.join(", "))
+            }
         ),
         None => r.summary.clone().unwrap_or_default(),
     };

@@ -24,10 +24,70 @@ pub fn replica_path(replica_id: &str, figure: &str) -> String {
     format!("@replica.{replica_id}.{figure}")
 }
 
-/// Whether a path is one of the store's fixed series, which the per-deployment path limit does
-/// not count (replica series count: every replica adds two).
+/// Whether a path is one of the store's fixed series or a class's scores, which the
+/// per-deployment path limit does not count (replica series count: every replica adds two).
 pub fn is_technical(path: &str) -> bool {
-    matches!(path, PREDICTIONS | LATENCY_MS | EVENT_BYTES | LABELS | REJECTED)
+    matches!(path, PREDICTIONS | LATENCY_MS | EVENT_BYTES | LABELS | REJECTED) || ClassScores::parse(path).is_some()
+}
+
+/// The score and label paths of a binary classifier, for which the rollups keep the scores of
+/// each class apart (`@score[<score>|<label>=1]` and `…=0]`): two sketches per bucket from which
+/// ROC AUC is estimated once raw rows are gone. Deployments get them for every binary drift
+/// job's paths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClassScores {
+    /// Dotted path of the score in the prediction's metrics.
+    pub score: String,
+    /// Dotted path of the 0/1 ground truth (usually in the delayed metrics).
+    pub label: String,
+}
+
+impl ClassScores {
+    /// The series of the scores of predictions whose label is `positive`.
+    pub fn path(&self, positive: bool) -> String {
+        format!("@score[{}|{}={}]", self.score, self.label, u8::from(positive))
+    }
+
+    /// The paths and class of a class-score series name.
+    pub fn parse(path: &str) -> Option<(ClassScores, bool)> {
+        let inner = path.strip_prefix("@score[")?.strip_suffix(']')?;
+        let (paths, class) = inner.rsplit_once('=')?;
+        let positive = match class {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        let (score, label) = paths.split_once('|')?;
+        Some((ClassScores { score: score.to_owned(), label: label.to_owned() }, positive))
+    }
+}
+
+/// The class of a binary label: 0, 1, `true`, `false`, or those as strings; `None` otherwise.
+pub fn binary_class(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_f64() {
+            Some(0.0) => Some(false),
+            Some(1.0) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => match s.as_str() {
+            "1" | "true" => Some(true),
+            "0" | "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Walks a dotted path into metrics.
+pub fn lookup<'a>(metrics: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = metrics.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
 }
 
 /// One leaf value.
@@ -78,6 +138,14 @@ impl Point {
             event_bytes,
             labels,
         })
+    }
+
+    /// The score and class of this prediction for `classes`, when its label is a binary class
+    /// and its score a finite number.
+    pub fn class_score(&self, classes: &ClassScores) -> Option<(f64, bool)> {
+        let positive = binary_class(lookup(&self.metrics, &classes.label)?)?;
+        let score = lookup(&self.metrics, &classes.score)?.as_f64().filter(|x| x.is_finite())?;
+        Some((score, positive))
     }
 
     /// Calls `f` with every leaf: the technical series first, then the metrics' leaves under
@@ -230,6 +298,23 @@ mod tests {
             "model_build_crn":r.model_build_crn,"model_deployment_crn":r.model_deployment_crn,
             "start_timestamp_ms":r.start_timestamp_ms,"end_timestamp_ms":r.end_timestamp_ms,"metrics":{"a":1,"b":"x"}});
         assert_eq!(p.event_bytes, serde_json::to_string(&wire).unwrap().len() as f64);
+    }
+
+    #[test]
+    fn class_scores_name_their_series_and_read_binary_labels() {
+        let classes = ClassScores { score: "out.p".into(), label: "label".into() };
+        assert_eq!(classes.path(true), "@score[out.p|label=1]");
+        assert_eq!(ClassScores::parse("@score[out.p|label=0]"), Some((classes.clone(), false)));
+        assert_eq!(ClassScores::parse("@score[out.p|label=2]"), None);
+        assert!(is_technical(&classes.path(true)) && !is_technical("score"));
+        let with = |label: &str| {
+            let metrics = format!(r#"{{"out":{{"p":0.7}},"label":{label}}}"#);
+            Point::from_source(&row(&metrics, None)).unwrap().class_score(&classes)
+        };
+        assert_eq!(with("1"), Some((0.7, true)));
+        assert_eq!(with("\"false\""), Some((0.7, false)));
+        assert_eq!(with("true"), Some((0.7, true)));
+        assert_eq!((with("2"), with("null"), with("\"yes\"")), (None, None, None));
     }
 
     #[test]

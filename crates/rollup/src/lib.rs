@@ -13,12 +13,14 @@ pub mod roll;
 pub mod series;
 pub mod sketch;
 pub mod summary;
+pub mod window;
 pub mod worker;
 
 pub use retention::{Retained, Retention};
 pub use series::{series, Series, SeriesPoint, SeriesQuery, Source};
 pub use sketch::Sketch;
 pub use summary::{Summary, SummaryOptions};
+pub use window::{summarise, WindowSummary};
 pub use worker::{Worker, WorkerOptions};
 
 /// The one error type of this crate.

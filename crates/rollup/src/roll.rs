@@ -10,7 +10,7 @@ use driftline_store::rollups::{PathEntry, RollupRow};
 use driftline_store::{Resolution, Store, Window};
 use futures::StreamExt;
 
-use crate::leaves::{is_technical, Leaf, Point};
+use crate::leaves::{is_technical, ClassScores, Leaf, Point};
 use crate::summary::{Summary, SummaryOptions};
 use crate::Error;
 
@@ -133,10 +133,36 @@ impl PathGuard {
     }
 }
 
+/// The class scores each deployment's rollups keep: the score and label paths of every binary
+/// drift job of it.
+pub async fn class_scores(store: &dyn Store) -> Result<HashMap<String, Vec<ClassScores>>, Error> {
+    /// The fields of a stored job spec that matter here (every stored spec has them).
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        deployment: String,
+        score: String,
+        label: String,
+        task: String,
+    }
+    let mut out: HashMap<String, Vec<ClassScores>> = HashMap::new();
+    for job in store.jobs().await? {
+        // A spec that does not read is the drift scheduler's to report; it keeps no class scores.
+        let Ok(spec) = serde_json::from_str::<Spec>(&job.spec) else { continue };
+        if spec.task == "binary" {
+            let classes = ClassScores { score: spec.score, label: spec.label };
+            let kept = out.entry(spec.deployment).or_default();
+            if !kept.contains(&classes) {
+                kept.push(classes);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Which leaves a roll keeps.
 pub enum Paths<'a> {
-    /// Every admitted path.
-    Guarded(&'a mut PathGuard),
+    /// Every admitted path, and the class scores of these binary classifiers.
+    Guarded(&'a mut PathGuard, &'a [ClassScores]),
     /// One path only (series reads).
     Only(&'a str),
 }
@@ -156,6 +182,20 @@ pub async fn roll_minutes(
     let mut current: HashMap<String, Summary> = HashMap::new();
     let mut scratch = String::new();
     let mut read = 0u64;
+    let only_classes = match &paths {
+        Paths::Only(only) => ClassScores::parse(only),
+        Paths::Guarded(..) => None,
+    };
+    let classes: Vec<(ClassScores, [String; 2])> = match &paths {
+        Paths::Guarded(_, classes) => classes.to_vec(),
+        Paths::Only(_) => only_classes.into_iter().map(|(c, _)| c).collect(),
+    }
+    .into_iter()
+    .map(|c| {
+        let names = [c.path(false), c.path(true)];
+        (c, names)
+    })
+    .collect();
     while let Some(row) = rows.next().await {
         let point = Point::from_source(&row?)?;
         read += 1;
@@ -166,7 +206,7 @@ pub async fn roll_minutes(
         }
         point.for_each_leaf(&mut scratch, |path, leaf| {
             let keep = match &mut paths {
-                Paths::Guarded(guard) => guard.admit(deployment, path),
+                Paths::Guarded(guard, _) => guard.admit(deployment, path),
                 Paths::Only(only) => *only == path,
             };
             if !keep {
@@ -184,10 +224,22 @@ pub async fn roll_minutes(
                 }
             }
         })?;
+        for (c, names) in &classes {
+            if let Some((score, positive)) = point.class_score(c) {
+                let path = &names[usize::from(positive)];
+                if matches!(&paths, Paths::Only(only) if only != path) {
+                    continue;
+                }
+                match current.get_mut(path) {
+                    Some(s) => s.push_number(score)?,
+                    None => current.entry(path.clone()).or_insert_with(|| Summary::new(options)).push_number(score)?,
+                }
+            }
+        }
     }
     finish_minute(deployment, minute, &mut current, &mut out);
     let (want_replicas, want_rejected) = match &paths {
-        Paths::Guarded(_) => (true, true),
+        Paths::Guarded(..) => (true, true),
         Paths::Only(only) => (only.starts_with("@replica."), *only == crate::leaves::REJECTED),
     };
     // The store's own series from other tables: replica figures and refused events.
@@ -198,7 +250,7 @@ pub async fn roll_minutes(
             for (figure, value) in [("cpu_percent", r.cpu_percent), ("memory_bytes", r.memory_bytes as f64)] {
                 let path = crate::leaves::replica_path(&r.replica_id, figure);
                 let keep = match &mut paths {
-                    Paths::Guarded(guard) => guard.admit(deployment, &path),
+                    Paths::Guarded(guard, _) => guard.admit(deployment, &path),
                     Paths::Only(only) => *only == path,
                 };
                 if !keep {

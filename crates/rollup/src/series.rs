@@ -159,17 +159,37 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
             step.name()
         )));
     }
+    let buckets =
+        bucket_summaries(store, &query.deployment, &query.path, (first, last), step, query.source, options).await?;
+    Ok(Series {
+        resolution: step.name(),
+        series: buckets.iter().map(|(start, s)| SeriesPoint::new(*start, s, query)).collect(),
+    })
+}
+
+/// The summaries of one path of a deployment over the buckets of `step` starting in
+/// `[range.0, range.1)` (both bucket starts), read from `source`, by bucket start.
+pub(crate) async fn bucket_summaries(
+    store: &dyn Store,
+    deployment: &str,
+    path: &str,
+    range: (i64, i64),
+    step: Resolution,
+    source: Source,
+    options: SummaryOptions,
+) -> Result<BTreeMap<i64, Summary>, Error> {
+    let (first, last) = range;
     let state = store.rollup_state().await?;
     // A path over the deployment's limit has no rollups: read it from raw rows.
-    let refused = store.rollup_paths(&query.deployment).await?.iter().any(|p| p.path == query.path && !p.admitted);
-    if refused && query.source == Source::Rollup {
+    let refused = store.rollup_paths(deployment).await?.iter().any(|p| p.path == path && !p.admitted);
+    if refused && source == Source::Rollup {
         return Err(Error::Query(format!(
             "metric {} of {} is not rolled up: the deployment reached its limit of metric paths (--rollup-max-paths); \
              read it with source=raw or source=auto",
-            query.path, query.deployment
+            path, deployment
         )));
     }
-    let rolled = match (query.source, state.rolled_to_ms) {
+    let rolled = match (source, state.rolled_to_ms) {
         (Source::Raw, _) | (_, None) => first,
         _ if refused => first,
         (_, Some(r)) => step.floor(r).clamp(first, last),
@@ -179,10 +199,10 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
     let mut raw_ranges: Vec<Window> = Vec::new();
     if rolled > first {
         let rolled_window = Window { start_ms: first, end_ms: rolled };
-        let stale: BTreeSet<i64> = if query.source == Source::Auto {
+        let stale: BTreeSet<i64> = if source == Source::Auto {
             let kept_from = state.raw_kept_from_ms.unwrap_or(i64::MIN);
             store
-                .dirty_minutes(&query.deployment, rolled_window)
+                .dirty_minutes(deployment, rolled_window)
                 .await?
                 .into_iter()
                 .map(|m| step.floor(m))
@@ -193,25 +213,22 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
         } else {
             BTreeSet::new()
         };
-        for row in store.rollup_rows(step, &query.deployment, Some(&query.path), rolled_window).await? {
+        for row in store.rollup_rows(step, deployment, Some(path), rolled_window).await? {
             if !stale.contains(&row.bucket_start_ms) {
                 buckets.insert(row.bucket_start_ms, Summary::from_row(&row, options)?);
             }
         }
         raw_ranges.extend(stale.iter().map(|&s| Window { start_ms: s, end_ms: s + step.ms() }));
     }
-    if query.source != Source::Rollup && rolled < last {
+    if source != Source::Rollup && rolled < last {
         raw_ranges.push(Window { start_ms: rolled, end_ms: last });
     }
     for range in raw_ranges {
-        for b in from_raw(store, &query.deployment, &query.path, range, step, options).await? {
+        for b in from_raw(store, deployment, path, range, step, options).await? {
             buckets.insert(b.start_ms, b.summary);
         }
     }
-    Ok(Series {
-        resolution: step.name(),
-        series: buckets.iter().map(|(start, s)| SeriesPoint::new(*start, s, query)).collect(),
-    })
+    Ok(buckets)
 }
 
 /// Summaries of one path over `range` at `step`, from raw rows, as the worker would make them.

@@ -36,7 +36,10 @@ impl Default for SummaryOptions {
 /// marked with `…`.
 pub const MAX_VALUE_BYTES: usize = 200;
 
-/// Numbers further from zero than this are counted as the categorical value `"out of range"`:
+/// The categorical value that numbers too large to sum (or not finite) are counted as.
+pub const OUT_OF_RANGE: &str = "out of range";
+
+/// Numbers further from zero than this are counted as the categorical value [`OUT_OF_RANGE`]:
 /// their squares would overflow the sums.
 pub const MAX_MAGNITUDE: f64 = 1e150;
 
@@ -131,7 +134,7 @@ impl Summary {
     /// Adds a number.
     pub fn push_number(&mut self, x: f64) -> Result<(), Error> {
         if !x.is_finite() || x.abs() > MAX_MAGNITUDE {
-            self.push_category("out of range");
+            self.push_category(OUT_OF_RANGE);
             return Ok(());
         }
         match &mut self.numeric {

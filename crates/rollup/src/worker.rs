@@ -8,14 +8,15 @@
 //! one changes nothing. A minute is rolled once its end is older than the lateness; events that
 //! come later for it are caught by the invalidation log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_store::rollups::{RollupCommit, RollupState};
 use driftline_store::{Resolution, Store, Window};
 
-use crate::roll::{merge_up, roll_minutes, sort, Bucketed, PathGuard, Paths};
+use crate::leaves::ClassScores;
+use crate::roll::{class_scores, merge_up, roll_minutes, sort, Bucketed, PathGuard, Paths};
 use crate::summary::SummaryOptions;
 use crate::Error;
 
@@ -106,18 +107,21 @@ pub struct Worker {
     store: Arc<dyn Store>,
     options: WorkerOptions,
     guard: PathGuard,
+    /// Class scores kept per deployment, read from the drift jobs at each step.
+    classes: HashMap<String, Vec<ClassScores>>,
 }
 
 impl Worker {
     /// A worker on `store`.
     pub fn new(store: Arc<dyn Store>, options: WorkerOptions) -> Self {
-        Worker { guard: PathGuard::new(options.max_paths), store, options }
+        Worker { guard: PathGuard::new(options.max_paths), store, options, classes: HashMap::new() }
     }
 
     /// Does one step of work, as of `now_ms`: the invalidation log first, then the next range
     /// of complete minutes.
     pub async fn step(&mut self, now_ms: i64) -> Result<Step, Error> {
         let state = self.store.rollup_state().await?;
+        self.classes = class_scores(self.store.as_ref()).await?;
         let result = match self.reroll(&state).await {
             Ok(Some(step)) => Ok(step),
             Ok(None) => self.roll_next(&state, now_ms).await,
@@ -239,9 +243,17 @@ impl Worker {
         let mut predictions = 0;
         for d in &deployments {
             self.guard.load(self.store.as_ref(), d).await?;
-            let (rolled, read) =
-                roll_minutes(self.store.as_ref(), d, window, self.options.summary, Paths::Guarded(&mut self.guard))
-                    .await?;
+            let (rolled, read) = {
+                let classes = self.classes.get(d).map_or(&[][..], Vec::as_slice);
+                roll_minutes(
+                    self.store.as_ref(),
+                    d,
+                    window,
+                    self.options.summary,
+                    Paths::Guarded(&mut self.guard, classes),
+                )
+                .await?
+            };
             minutes.extend(rolled);
             predictions += read;
         }
@@ -375,9 +387,17 @@ impl Worker {
         for (d, m) in &targets {
             self.guard.load(self.store.as_ref(), d).await?;
             let window = Window { start_ms: *m, end_ms: m + Resolution::Minute.ms() };
-            let (rolled, read) =
-                roll_minutes(self.store.as_ref(), d, window, self.options.summary, Paths::Guarded(&mut self.guard))
-                    .await?;
+            let (rolled, read) = {
+                let classes = self.classes.get(d).map_or(&[][..], Vec::as_slice);
+                roll_minutes(
+                    self.store.as_ref(),
+                    d,
+                    window,
+                    self.options.summary,
+                    Paths::Guarded(&mut self.guard, classes),
+                )
+                .await?
+            };
             minutes.extend(rolled);
             predictions += read;
         }

@@ -437,6 +437,73 @@ async fn replica_figures_and_refused_events_roll_up(store: Arc<dyn Store>) {
     assert_eq!((cpu.series[0].count, cpu.series[0].max), (121, Some(500.0)));
 }
 
+/// A deployment with a binary drift job gets the scores of each class rolled apart, by the
+/// job's score and label paths, late labels included; series read them like any path.
+async fn binary_jobs_keep_the_scores_of_each_class(store: Arc<dyn Store>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    let (predictions, labels) = history(&mut rng);
+    let unlabelled = predictions
+        .iter()
+        .find(|p| p.model_deployment_crn == "dep-a" && !labels.iter().any(|l| l.uuid == p.uuid))
+        .unwrap()
+        .clone();
+    write(&*store, predictions.clone(), labels.clone()).await;
+    // As a drift job is stored: every field written, unknown ones ignored here.
+    let spec = json!({"name": "churn", "deployment": "dep-a", "score": "prediction", "label": "label",
+                      "task": "binary", "features": ["input.tenure"], "window": "1d"});
+    let job = driftline_store::StoredJob {
+        name: "churn".into(),
+        spec: spec.to_string(),
+        created_at_ms: T0,
+        updated_at_ms: T0,
+    };
+    assert!(store.create_job(&job).await.unwrap());
+    let now = T0 + 3 * DAY;
+    catch_up(&store, now).await;
+
+    let positive = "@score[prediction|label=1]";
+    let day = |path: &str, source| query("dep-a", path, Resolution::Day, source, T0, T0 + 2 * DAY);
+    let count = |s: &driftline_rollup::Series| s.series.iter().map(|p| p.count).sum::<u64>();
+    let rolled = series(&*store, &day(positive, Source::Rollup), SummaryOptions::default()).await.unwrap();
+    let raw = series(&*store, &day(positive, Source::Raw), SummaryOptions::default()).await.unwrap();
+    assert_eq!(rolled, raw);
+    let score_of = |uuid: Uuid| {
+        predictions
+            .iter()
+            .find(|p| p.uuid == uuid)
+            .unwrap()
+            .metrics
+            .to_map()
+            .get("prediction")
+            .cloned()
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    };
+    let ones: Vec<f64> = labels
+        .iter()
+        .filter(|l| {
+            l.metrics.to_map().get("label") == Some(&json!(1))
+                && predictions.iter().any(|p| p.uuid == l.uuid && p.model_deployment_crn == "dep-a")
+        })
+        .map(|l| score_of(l.uuid))
+        .collect();
+    assert_eq!(count(&rolled), ones.len() as u64);
+    assert_eq!(rolled.series.iter().map(|p| p.sum.unwrap()).sum::<f64>().round(), ones.iter().sum::<f64>().round());
+    // Only dep-a has a job; the class paths are not counted against the path limit.
+    let b = query("dep-b", positive, Resolution::Day, Source::Rollup, T0, T0 + 2 * DAY);
+    assert!(series(&*store, &b, SummaryOptions::default()).await.unwrap().series.is_empty());
+    assert!(store.rollup_paths("dep-a").await.unwrap().iter().all(|p| !p.path.starts_with('@')));
+
+    // A late label re-rolls its minute: the class it names counts one more.
+    let negative = "@score[prediction|label=0]";
+    let before = count(&series(&*store, &day(negative, Source::Rollup), SummaryOptions::default()).await.unwrap());
+    write(&*store, vec![], vec![label(unlabelled.uuid, now, 0)]).await;
+    catch_up(&store, now + HOUR).await;
+    let after = count(&series(&*store, &day(negative, Source::Rollup), SummaryOptions::default()).await.unwrap());
+    assert_eq!(after, before + 1);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -470,6 +537,7 @@ both_backends!(
     retention_removes_only_what_is_rolled,
     replay_rebuilds_what_the_worker_made,
     replica_figures_and_refused_events_roll_up,
+    binary_jobs_keep_the_scores_of_each_class,
 );
 
 #[tokio::test]

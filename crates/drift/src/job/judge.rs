@@ -2,11 +2,11 @@
 //! labelled predictions, the alert, the status, and the aggregate metrics written for the
 //! window. CPU work, done on a blocking thread.
 
-use super::load::Current;
+use super::load::{Columns, Current};
 use super::spec::JobSpec;
-use crate::compare::{self, Comparison};
-use crate::stats::column::ColumnData;
+use crate::compare::{self, Approximation, Comparison};
 use crate::stats::performance::{Metrics, RocPoint};
+use crate::summarised::{self, Side};
 use crate::Error;
 use driftline_store::RunStatus;
 use serde_json::{json, Map, Value};
@@ -24,6 +24,8 @@ pub(crate) struct Judgement {
     pub(crate) invalid: usize,
     pub(crate) drift: Comparison,
     pub(crate) performance: Metrics,
+    /// Set when performance was estimated from the rollups.
+    pub(crate) performance_approximate: Option<Approximation>,
     /// At most [`ROC_POINTS`] points; empty unless the task is binary.
     pub(crate) roc_curve: Vec<RocPoint>,
     /// Why the status is `warning`, when the alert's bound was crossed.
@@ -33,19 +35,32 @@ pub(crate) struct Judgement {
 }
 
 /// Judges the current window against the reference's columns, on a blocking thread.
-pub(crate) async fn judge(spec: &JobSpec, current: Current, reference: Vec<ColumnData>) -> Result<Judgement, Error> {
+pub(crate) async fn judge(spec: &JobSpec, current: Current, reference: Columns) -> Result<Judgement, Error> {
     let spec = spec.clone();
     tokio::task::spawn_blocking(move || judge_now(&spec, current, reference))
         .await
         .map_err(|e| Error::Internal { what: "the drift computation".into(), message: e.to_string() })?
 }
 
-fn judge_now(spec: &JobSpec, current: Current, reference: Vec<ColumnData>) -> Result<Judgement, Error> {
+fn judge_now(spec: &JobSpec, current: Current, reference: Columns) -> Result<Judgement, Error> {
     let rows = current.rows;
-    let columns: Vec<(String, ColumnData, ColumnData)> =
-        spec.features.iter().cloned().zip(reference).zip(current.features).map(|((name, r), c)| (name, r, c)).collect();
-    let drift = compare::compare(&columns, &spec.options())?;
-    drop(columns);
+    let drift = match (reference, current.features) {
+        (Columns::Raw(r), Columns::Raw(c)) => {
+            let columns: Vec<_> =
+                spec.features.iter().cloned().zip(r).zip(c).map(|((name, r), c)| (name, r, c)).collect();
+            compare::compare(&columns, &spec.options())?
+        }
+        (r, c) => {
+            let options = spec.options();
+            let verdicts = spec
+                .features
+                .iter()
+                .enumerate()
+                .map(|(i, name)| summarised::compare_column(name, side(&r, i), side(&c, i), &options))
+                .collect::<Result<Vec<_>, _>>()?;
+            compare::Comparison::of(verdicts, &options)
+        }
+    };
     let perf = current.outcomes.performance();
 
     let performance_values = perf.metrics.values(spec.task);
@@ -76,10 +91,12 @@ fn judge_now(spec: &JobSpec, current: Current, reference: Vec<ColumnData>) -> Re
     aggregate.insert("dataset_drift".into(), json!(drift.dataset_drift));
     let mut per_feature = Map::new();
     for c in &drift.columns {
-        per_feature.insert(
-            c.column.clone(),
-            json!({ "method": c.method, "statistic": c.statistic, "p_value": c.p_value, "drifted": c.drifted }),
-        );
+        let mut verdict =
+            json!({ "method": c.method, "statistic": c.statistic, "p_value": c.p_value, "drifted": c.drifted });
+        if let Some(a) = &c.approximate {
+            verdict["approximate"] = json!({ "from": a.from, "error_bound": a.error_bound });
+        }
+        per_feature.insert(c.column.clone(), verdict);
     }
     aggregate.insert("drift".into(), Value::Object(per_feature));
     aggregate.insert("performance".into(), Value::Object(performance_values));
@@ -92,10 +109,19 @@ fn judge_now(spec: &JobSpec, current: Current, reference: Vec<ColumnData>) -> Re
         invalid: perf.invalid,
         drift,
         performance: perf.metrics,
+        performance_approximate: perf.approximate,
         roc_curve: thin(perf.roc, ROC_POINTS),
         alert,
         aggregate,
     })
+}
+
+/// Feature `i` of a window's columns.
+fn side(columns: &Columns, i: usize) -> Side<'_> {
+    match columns {
+        Columns::Raw(v) => Side::Raw(&v[i]),
+        Columns::Summarised(v) => Side::Summary(&v[i]),
+    }
 }
 
 /// At most `max` points of a curve, evenly spread, the last one kept.

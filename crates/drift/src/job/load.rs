@@ -6,45 +6,127 @@
 //! while all its values are numbers, and becomes category counts from its first other value on
 //! (long values cut, at most 10,000 names, as [`crate::stats::categories`] says); the score and
 //! the label stay one pair of numbers (or two class ids) per labelled prediction.
+//!
+//! A store window that begins before the raw rows retention kept is read from the rollups
+//! instead ([`driftline_rollup::summarise`]): one summary per feature, and for a binary task the
+//! score sketches of each class, from which ROC AUC is estimated. Results from them are marked
+//! approximate.
 
 use super::spec::{JobSpec, Reference};
+use crate::compare::Approximation;
 use crate::format::{category_name, time};
-use crate::report::run::ReferenceInfo;
+use crate::report::run::{ReferenceInfo, RollupRead};
 use crate::stats::categories::{category_of, Categories, MAX_NAMES};
 use crate::stats::column::ColumnData;
-use crate::stats::performance::{self, Metrics, RocPoint, Task};
+use crate::stats::performance::{self, Binary, Confusion, Metrics, RocPoint, Task};
+use crate::stats::sketched;
+use crate::stats::value::Stat;
 use crate::table::frame::Table;
 use crate::table::references::ReferenceFiles;
 use crate::Error;
+use driftline_rollup::leaves::{lookup, ClassScores};
+use driftline_rollup::{Summary, SummaryOptions, WindowSummary};
 use driftline_store::{Selection, Store, Window};
 use futures::StreamExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// A window's columns, one per feature of the job in its order.
+pub(crate) enum Columns {
+    /// From the raw rows.
+    Raw(Vec<ColumnData>),
+    /// From the rollups, the raw rows being gone.
+    Summarised(Vec<Summary>),
+}
 
 /// The current window of a run.
 pub(crate) struct Current {
     /// Predictions in the window.
     pub(crate) rows: usize,
-    /// One column per feature of the job, in its order.
-    pub(crate) features: Vec<ColumnData>,
-    pub(crate) outcomes: Outcomes,
+    pub(crate) features: Columns,
+    pub(crate) outcomes: CurrentOutcomes,
+    /// Set when read from the rollups.
+    pub(crate) from_rollups: Option<RollupRead>,
+}
+
+/// The scores and labels of the current window.
+pub(crate) enum CurrentOutcomes {
+    Raw(Outcomes),
+    /// From the rollups: the score summaries of the positive and the negative class (binary
+    /// task only; `None` otherwise).
+    Summarised {
+        rows: usize,
+        task: Task,
+        classes: Option<Box<(Summary, Summary)>>,
+    },
 }
 
 /// Reads the current window.
 pub(crate) async fn current(store: &dyn Store, spec: &JobSpec, window: Window) -> Result<Current, Error> {
+    if raw_gone(store, window).await? {
+        let classes =
+            (spec.task == Task::Binary).then(|| ClassScores { score: spec.score.clone(), label: spec.label.clone() });
+        let mut paths = spec.features.clone();
+        if let Some(c) = &classes {
+            paths.extend([c.path(true), c.path(false)]);
+        }
+        let mut summary = summarise(store, spec, &paths, window).await?;
+        let class_summaries = classes.map(|_| {
+            let negative = summary.summaries.pop().expect("asked for");
+            let positive = summary.summaries.pop().expect("asked for");
+            Box::new((positive, negative))
+        });
+        let rows = summary.predictions as usize;
+        return Ok(Current {
+            rows,
+            from_rollups: Some(rollup_read("current", &summary)),
+            features: Columns::Summarised(summary.summaries),
+            outcomes: CurrentOutcomes::Summarised { rows, task: spec.task, classes: class_summaries },
+        });
+    }
     let mut outcomes = Outcomes::new(spec.task);
     let (rows, features) = read(store, spec, window, Some(&mut outcomes)).await?;
-    Ok(Current { rows, features, outcomes })
+    Ok(Current { rows, features: Columns::Raw(features), outcomes: CurrentOutcomes::Raw(outcomes), from_rollups: None })
 }
 
-/// Reads the reference of the run whose current window is `window`: one column per feature.
+/// Whether retention removed raw rows of `window` (all or some of them).
+async fn raw_gone(store: &dyn Store, window: Window) -> Result<bool, Error> {
+    let state = store.rollup_state().await?;
+    Ok(state.raw_kept_from_ms.is_some_and(|kept_from| window.start_ms < kept_from))
+}
+
+async fn summarise(
+    store: &dyn Store,
+    spec: &JobSpec,
+    paths: &[String],
+    window: Window,
+) -> Result<WindowSummary, Error> {
+    driftline_rollup::summarise(store, &spec.deployment, paths, window, SummaryOptions::default()).await.map_err(|e| {
+        match e {
+            driftline_rollup::Error::Store(e) => Error::Store(e),
+            other => Error::Internal { what: "reading rollups".into(), message: other.to_string() },
+        }
+    })
+}
+
+fn rollup_read(which: &str, summary: &WindowSummary) -> RollupRead {
+    RollupRead {
+        window: which.into(),
+        resolutions: summary.resolutions(),
+        covered_start_ms: summary.covered.start_ms,
+        covered_end_ms: summary.covered.end_ms,
+    }
+}
+
+/// Reads the reference of the run whose current window is `window`: one column per feature,
+/// and where it was read from when that was the rollups.
 pub(crate) async fn reference(
     store: &dyn Store,
     references: &ReferenceFiles,
     spec: &JobSpec,
     window: Window,
-) -> Result<(Vec<ColumnData>, ReferenceInfo), Error> {
+) -> Result<(Columns, ReferenceInfo, Option<RollupRead>), Error> {
     let (w, description) = match &spec.reference {
         Reference::Baseline { start_ms, end_ms } => {
             let w = Window { start_ms: *start_ms, end_ms: *end_ms };
@@ -70,11 +152,23 @@ pub(crate) async fn reference(
                 start_ms: None,
                 end_ms: None,
             };
-            return Ok((columns, info));
+            return Ok((Columns::Raw(columns), info, None));
         }
     };
+    if raw_gone(store, w).await? {
+        let summary = summarise(store, spec, &spec.features, w).await?;
+        let read = rollup_read("reference", &summary);
+        let info = ReferenceInfo {
+            description: format!("{description}, from rollups ({})", read.resolutions),
+            rows: summary.predictions as usize,
+            start_ms: Some(w.start_ms),
+            end_ms: Some(w.end_ms),
+        };
+        return Ok((Columns::Summarised(summary.summaries), info, Some(read)));
+    }
     let (rows, columns) = read(store, spec, w, None).await?;
-    Ok((columns, ReferenceInfo { description, rows, start_ms: Some(w.start_ms), end_ms: Some(w.end_ms) }))
+    let info = ReferenceInfo { description, rows, start_ms: Some(w.start_ms), end_ms: Some(w.end_ms) };
+    Ok((Columns::Raw(columns), info, None))
 }
 
 /// Reads a window of the job's deployment: the number of predictions and one column per
@@ -100,16 +194,6 @@ async fn read(
         }
     }
     Ok((rows, columns.into_iter().map(ColumnBuilder::finish).collect()))
-}
-
-/// Walks a dotted path into metrics.
-fn lookup<'a>(metrics: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut value = metrics.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value)
 }
 
 /// One value read from an event.
@@ -217,6 +301,88 @@ pub(crate) struct Performance {
     pub(crate) labelled: usize,
     pub(crate) unlabelled: usize,
     pub(crate) invalid: usize,
+    /// Set when estimated from the rollups.
+    pub(crate) approximate: Option<Approximation>,
+}
+
+impl CurrentOutcomes {
+    /// The metrics of the task (CPU work).
+    pub(crate) fn performance(self) -> Performance {
+        match self {
+            CurrentOutcomes::Raw(outcomes) => outcomes.performance(),
+            CurrentOutcomes::Summarised { rows, task, classes } => summarised_performance(rows, task, classes),
+        }
+    }
+}
+
+/// Performance from the rollups: ROC AUC of a binary task from the two classes' score
+/// sketches; the other metrics need each prediction's score and label, which are gone.
+fn summarised_performance(rows: usize, task: Task, classes: Option<Box<(Summary, Summary)>>) -> Performance {
+    const GONE: &str = "the window's raw rows are gone; the rollups keep ROC AUC only (binary task)";
+    let count = |s: &Summary| s.numeric.as_ref().map_or(0, |n| n.count) as usize;
+    let (labelled, metrics, approximate) = match (task, classes.map(|c| *c)) {
+        (Task::Binary, Some((positive, negative))) => {
+            let (p, n) = (count(&positive), count(&negative));
+            let auc = match (&positive.numeric, &negative.numeric) {
+                (Some(a), Some(b)) => sketched::roc_auc(&a.sketch, &b.sketch),
+                _ => None,
+            };
+            let roc_auc = match auc {
+                Some(a) => Stat::of(a.value),
+                None => Stat::undefined("ROC AUC needs predictions of both classes"),
+            };
+            let metrics = Binary {
+                rows: p + n,
+                positives: p,
+                threshold: 0.5,
+                roc_auc,
+                average_precision: Stat::undefined(GONE),
+                accuracy: Stat::undefined(GONE),
+                precision: Stat::undefined(GONE),
+                recall: Stat::undefined(GONE),
+                f1: Stat::undefined(GONE),
+                log_loss: Stat::undefined(GONE),
+                brier: Stat::undefined(GONE),
+                confusion: Confusion::default(),
+            };
+            let approximate = auc.map(|a| Approximation {
+                from: "kll sketches".into(),
+                rank_error: None,
+                error_bound: Some(a.error_bound),
+                note: Some("ROC AUC from the score sketches of each class".into()),
+            });
+            (p + n, Metrics::Binary(metrics), approximate)
+        }
+        _ => {
+            let undefined = || Stat::undefined(GONE);
+            let metrics = match task {
+                Task::Regression => Metrics::Regression(performance::Regression {
+                    rows: 0,
+                    mse: undefined(),
+                    rmse: undefined(),
+                    mae: undefined(),
+                    r2: undefined(),
+                    mape: undefined(),
+                }),
+                _ => Metrics::Multiclass(performance::Multiclass {
+                    rows: 0,
+                    classes: 0,
+                    accuracy: undefined(),
+                    macro_f1: undefined(),
+                    f1_per_class: Default::default(),
+                }),
+            };
+            (0, metrics, None)
+        }
+    };
+    Performance {
+        metrics,
+        roc: Vec::new(),
+        labelled,
+        unlabelled: rows.saturating_sub(labelled),
+        invalid: 0,
+        approximate,
+    }
 }
 
 impl Outcomes {
@@ -310,14 +476,21 @@ impl Outcomes {
                 (Metrics::Multiclass(performance::multiclass(&p, &t)), Vec::new())
             }
         };
-        Performance { metrics, roc, labelled: self.labelled, unlabelled: self.unlabelled, invalid: self.invalid }
+        Performance {
+            metrics,
+            roc,
+            labelled: self.labelled,
+            unlabelled: self.unlabelled,
+            invalid: self.invalid,
+            approximate: None,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     #[test]
     fn dotted_paths_walk_nested_objects() {

@@ -67,7 +67,8 @@ async fn execute(
     window: Window,
 ) -> Result<(RunReport, String), Error> {
     let current = load::current(store, spec, window).await?;
-    let (reference_columns, reference) = load::reference(store, references, spec, window).await?;
+    let (reference_columns, reference, reference_read) = load::reference(store, references, spec, window).await?;
+    let from_rollups: Vec<_> = reference_read.into_iter().chain(current.from_rollups.clone()).collect();
     let judged = judge::judge(spec, current, reference_columns).await?;
     persist::write_aggregate(store, spec, window, &judged.aggregate).await?;
     let report = RunReport {
@@ -84,6 +85,8 @@ async fn execute(
         invalid: judged.invalid,
         drift: judged.drift,
         performance: Some(judged.performance),
+        performance_approximate: judged.performance_approximate,
+        from_rollups,
         roc_curve: judged.roc_curve,
         alert: judged.alert,
         aggregate: judged.aggregate,

@@ -70,6 +70,15 @@ pub fn comparison_section(c: &Comparison) -> String {
         if let Some(p) = col.p_value {
             let _ = write!(detail, ", p = {}", number(p));
         }
+        if let Some(a) = &col.approximate {
+            let _ = write!(detail, " · approximate, from {}", a.from);
+            if let Some(bound) = a.error_bound {
+                let _ = write!(detail, ", within ±{}", number(bound));
+            }
+            if let Some(e) = a.rank_error {
+                let _ = write!(detail, ", rank error {}", number(e));
+            }
+        }
         let _ = write!(
             out,
             "<div class=\"card\"><h3>{}</h3><div><span class=\"{class}\">{verdict}</span> · {} · threshold {}</div>{}<div class=\"sub\">{} / {} values, {} / {} excluded{}</div></div>",

@@ -4,7 +4,7 @@
 //! network).
 
 use super::html::{self, escape};
-use crate::compare::Comparison;
+use crate::compare::{Approximation, Comparison};
 use crate::format::{number, time};
 use crate::stats::performance::{Metrics, RocPoint};
 use driftline_store::{RunStatus, StoredRun};
@@ -33,6 +33,14 @@ pub struct RunReport {
     pub invalid: usize,
     pub drift: Comparison,
     pub performance: Option<Metrics>,
+    /// Set when performance was estimated from rollups (the raw rows of the window are gone):
+    /// what it is within.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance_approximate: Option<Approximation>,
+    /// The windows read from rollups instead of raw rows, because retention removed those:
+    /// their results are approximate (each column says what it is within).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_rollups: Vec<RollupRead>,
     /// The ROC curve (binary task), at most 200 points.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roc_curve: Vec<RocPoint>,
@@ -41,6 +49,18 @@ pub struct RunReport {
     pub alert: Option<String>,
     /// The aggregate metrics written for the window.
     pub aggregate: Map<String, Value>,
+}
+
+/// Where a window was read from when it was read from the rollups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupRead {
+    /// `reference` or `current`.
+    pub window: String,
+    /// The resolutions read, in time order (`1d + 1h + 1m`).
+    pub resolutions: String,
+    /// The time covered: the window rounded out to whole buckets.
+    pub covered_start_ms: i64,
+    pub covered_end_ms: i64,
 }
 
 /// What the window was compared with.
@@ -84,12 +104,32 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
         report.alert.as_deref().map(|a| format!(" · alert: {}", escape(a))).unwrap_or_default()
     );
 
+    for read in &report.from_rollups {
+        let _ = write!(
+            out,
+            "<div class=\"banner na\"><b>Approximate</b>: the {} window's raw rows are gone (retention); it was read \
+             from rollups ({}) covering {} .. {}, so its statistics come from sketches and value counts, each \
+             marked with what it is within.</div>",
+            escape(&read.window),
+            escape(&read.resolutions),
+            time(read.covered_start_ms),
+            time(read.covered_end_ms)
+        );
+    }
     out.push_str("<h2>Feature drift</h2>");
     out.push_str(&html::comparison_section(&report.drift));
 
     out.push_str("<h2>Performance</h2>");
     match &report.performance {
         Some(metrics) => {
+            if let Some(a) = &report.performance_approximate {
+                let _ = write!(
+                    out,
+                    "<p class=\"sub\">Approximate: {}{}.</p>",
+                    escape(a.note.as_deref().unwrap_or(&a.from)),
+                    a.error_bound.map(|b| format!(", within ±{}", number(b))).unwrap_or_default()
+                );
+            }
             out.push_str("<div class=\"grid\"><div class=\"card\"><table>");
             for (name, value) in performance_rows(metrics) {
                 let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));

@@ -24,7 +24,14 @@ pub fn comparison_table(c: &Comparison) -> String {
             col.column.clone(),
             format!("{:?}", col.kind).to_lowercase(),
             col.method.to_string(),
-            col.statistic.map(number).unwrap_or_else(|| "—".into()),
+            match (col.statistic, &col.approximate) {
+                (None, _) => "—".into(),
+                (Some(x), None) => number(x),
+                (Some(x), Some(a)) => match a.error_bound {
+                    Some(bound) => format!("≈{} ±{}", number(x), number(bound)),
+                    None => format!("≈{}", number(x)),
+                },
+            },
             col.p_value.map(number).unwrap_or_else(|| "—".into()),
             number(col.threshold),
             if col.reason.is_some() {
@@ -38,6 +45,9 @@ pub fn comparison_table(c: &Comparison) -> String {
         ]);
     }
     let mut out = text_table(&rows);
+    if c.columns.iter().any(|c| c.approximate.is_some()) {
+        out.push_str("≈: computed from rollups (sketches and value counts), the raw values being gone; ± the bound it is within\n");
+    }
     for col in c.columns.iter().filter(|c| c.reason.is_some()) {
         let _ = writeln!(out, "{}: {}", col.column, col.reason.as_deref().unwrap_or_default());
     }

@@ -71,6 +71,24 @@ impl Categories {
         }
     }
 
+    /// Counts `n` values of one category at once (a rollup's count of a value).
+    pub fn add_many(&mut self, value: &str, n: u64) {
+        let name = category_of(value);
+        if let Some(count) = self.counts.get_mut(&*name) {
+            *count += n;
+        } else if self.counts.len() < MAX_NAMES {
+            self.counts.insert(name.into_owned(), n);
+        } else {
+            self.untracked += n;
+        }
+    }
+
+    /// Counts `n` values whose categories are not known by name (a rollup's "other" count):
+    /// they are compared as part of "other".
+    pub fn add_untracked(&mut self, n: u64) {
+        self.untracked += n;
+    }
+
     /// Counts a missing value.
     pub fn add_missing(&mut self) {
         self.missing += 1;

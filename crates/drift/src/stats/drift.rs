@@ -59,9 +59,15 @@ pub fn ks_two_sample(a: &Sample, b: &Sample) -> Option<Ks> {
         let (d, p) = kolmogorov::two_sample_exact(n1, n2, d);
         return Some(Ks { statistic: d, p_value: p, method: KsMethod::Exact });
     }
+    Some(Ks { statistic: d, p_value: ks_asymptotic_p(n1, n2, d), method: KsMethod::Asymptotic })
+}
+
+/// The asymptotic two-sided p-value of the two-sample KS statistic `d` of samples of `n1` and
+/// `n2` values (SciPy's `ks_2samp` with `method="asymp"`).
+pub fn ks_asymptotic_p(n1: usize, n2: usize, d: f64) -> f64 {
     let (m, n) = (n1.max(n2) as f64, n1.min(n2) as f64);
     let effective = kolmogorov::round_half_even(m * n / (m + n)) as u64;
-    Some(Ks { statistic: d, p_value: kolmogorov::one_sample_sf(effective, d), method: KsMethod::Asymptotic })
+    kolmogorov::one_sample_sf(effective, d)
 }
 
 /// The largest `F1 − F2` and `F2 − F1` over the values of `x[xs.0..xs.1]` and `y[ys.0..ys.1]`,

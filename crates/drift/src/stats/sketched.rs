@@ -73,29 +73,64 @@ pub fn wasserstein(reference: &Sketch, current: &Sketch) -> Option<Approximate> 
     Some(Approximate { value: area, error_bound: (reference.rank_error() + current.rank_error()) * range })
 }
 
+/// Inner bin edges at the reference sketch's quantiles `1/bins, …, (bins−1)/bins`, duplicates
+/// removed, as [`super::drift::quantile_edges`] cuts raw values.
+pub fn quantile_edges(reference: &Sketch, bins: usize) -> Vec<f64> {
+    if bins < 2 {
+        return Vec::new();
+    }
+    let mut edges: Vec<f64> = (1..bins).filter_map(|i| reference.quantile(i as f64 / bins as f64)).collect();
+    edges.dedup();
+    edges
+}
+
+/// The estimated count of the sketch's values per bin of `edges` (`edges.len() + 1` bins; bin
+/// `k` holds `edges[k−1] <= v < edges[k]`): its share of the stream, within the rank error,
+/// times the count, rounded. The counts add up to the sketch's count.
+pub fn bin_counts(sketch: &Sketch, edges: &[f64]) -> Vec<u64> {
+    let n = sketch.n();
+    let mut out = Vec::with_capacity(edges.len() + 1);
+    let mut below = 0u64;
+    for &edge in edges {
+        // A value at an edge belongs to the bin above it: what lies below the edge is the rank
+        // of the largest value before it.
+        let rank = sketch.rank(edge.next_down()).unwrap_or(0.0);
+        let up_to = ((rank * n as f64).round() as u64).clamp(below, n);
+        out.push(up_to - below);
+        below = up_to;
+    }
+    out.push(n - below);
+    out
+}
+
 /// PSI over `DEFAULT_BINS` bins at the reference sketch's deciles.
 pub fn population_stability(reference: &Sketch, current: &Sketch) -> Option<f64> {
     if reference.n() == 0 || current.n() == 0 {
         return None;
     }
-    let edges: Vec<f64> =
-        (1..DEFAULT_BINS).filter_map(|i| reference.quantile(i as f64 / DEFAULT_BINS as f64)).collect();
-    // Shares as counts out of a large total, so the exact PSI function serves both.
-    const SCALE: f64 = 1e9;
-    let shares = |s: &Sketch| -> Vec<u64> {
-        let mut below = 0.0;
-        let mut out = Vec::with_capacity(DEFAULT_BINS);
-        for &edge in &edges {
-            // A value at an edge belongs to the bin above it, as the exact binning has it: the
-            // share below the edge is the rank of the largest value before it.
-            let rank = s.rank(edge.next_down()).unwrap_or(0.0);
-            out.push(((rank - below).max(0.0) * SCALE).round() as u64);
-            below = rank.max(below);
-        }
-        out.push(((1.0 - below).max(0.0) * SCALE).round() as u64);
-        out
-    };
-    Some(psi(&shares(reference), &shares(current)).0)
+    let edges = quantile_edges(reference, DEFAULT_BINS);
+    Some(psi(&bin_counts(reference, &edges), &bin_counts(current, &edges)).0)
+}
+
+/// ROC AUC from the score sketches of the two classes: the chance that a positive scores above
+/// a negative, ties counted half (`sklearn.metrics.roc_auc_score` on the raw scores). Both
+/// CDFs are within their rank errors at every point, and the AUC is the area one sweeps over
+/// the other, so it is within the two errors added (and the grid's spacing).
+pub fn roc_auc(positive: &Sketch, negative: &Sketch) -> Option<Approximate> {
+    if positive.n() == 0 || negative.n() == 0 {
+        return None;
+    }
+    let (mut auc, mut below_pos, mut below_neg) = (0.0, 0.0, 0.0);
+    for x in points(positive, negative) {
+        let (p, n) = (cdf(positive, x), cdf(negative, x));
+        // The positives at x beat the negatives below x and tie with those at x.
+        auc += (p - below_pos) * (below_neg + n) / 2.0;
+        (below_pos, below_neg) = (p, n);
+    }
+    Some(Approximate {
+        value: auc.clamp(0.0, 1.0),
+        error_bound: positive.rank_error() + negative.rank_error() + 1.0 / GRID as f64,
+    })
 }
 
 /// Chi-square between two sets of value counts (top K kept per side, the rest as `other`).
@@ -187,6 +222,41 @@ mod tests {
             let approx = population_stability(&sketch(&a), &sketch(&b)).unwrap();
             assert!((approx - exact).abs() <= 0.02 + 0.1 * exact, "shift {shift}: PSI {approx} vs exact {exact}");
         }
+    }
+
+    #[test]
+    fn roc_auc_from_class_sketches_is_within_its_bound() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        for (separation, n_pos, n_neg) in [(0.0, 5_000, 20_000), (0.8, 40_000, 60_000), (2.5, 100_000, 30_000)] {
+            let pos = normal(&mut rng, n_pos, separation, 1.0);
+            // Scores rounded to two places: many ties, as calibrated scores often have.
+            let neg: Vec<f64> = normal(&mut rng, n_neg, 0.0, 1.0).iter().map(|x| (x * 100.0).round() / 100.0).collect();
+            let scores: Vec<f64> = pos.iter().chain(&neg).copied().collect();
+            let labels: Vec<bool> = (0..scores.len()).map(|i| i < n_pos).collect();
+            let exact = crate::stats::performance::binary(&scores, &labels, 0.5).roc_auc.value.unwrap();
+            let got = roc_auc(&sketch(&pos), &sketch(&neg)).unwrap();
+            assert!(
+                (got.value - exact).abs() <= got.error_bound,
+                "separation {separation}: AUC {} vs exact {exact} (bound {})",
+                got.value,
+                got.error_bound
+            );
+            assert!(got.error_bound < 0.03);
+        }
+        assert_eq!(roc_auc(&sketch(&[0.1]), &sketch(&[])), None);
+    }
+
+    #[test]
+    fn bin_counts_from_a_sketch_add_up_and_follow_the_edges() {
+        let values: Vec<f64> = (0..150).map(f64::from).collect();
+        let s = sketch(&values);
+        let edges = quantile_edges(&s, 4);
+        assert_eq!(edges.len(), 3);
+        let counts = bin_counts(&s, &edges);
+        assert_eq!(counts.iter().sum::<u64>(), 150);
+        // Up to k values the sketch holds them all: the counts are exact.
+        let exact = drift::bin_counts(&Sample::from_finite(values), &edges);
+        assert_eq!(counts, exact);
     }
 
     #[test]

@@ -232,6 +232,7 @@ impl RollupStore for PostgresStore {
     }
 
     async fn remove_rollups(&self, resolution: Resolution, before_ms: i64) -> Result<u64, Error> {
+        Sql(&self.pool).mark_rollups_removed(resolution, before_ms, driftline_core::time::now_ms()).await?;
         remove_in_chunks(&self.pool, resolution.table(), "bucket_start_ms < $1", before_ms).await
     }
 

@@ -120,6 +120,10 @@ pub struct RollupState {
     pub rolled_to_ms: Option<i64>,
     /// Retention removed raw events starting before this.
     pub raw_kept_from_ms: Option<i64>,
+    /// Retention removed the 1-minute rollups of buckets starting before this.
+    pub minute_kept_from_ms: Option<i64>,
+    /// Retention removed the 1-hour rollups of buckets starting before this.
+    pub hour_kept_from_ms: Option<i64>,
     /// Grows with every commit of the worker.
     pub generation: i64,
 }
@@ -272,7 +276,7 @@ pub trait RollupStore: Send + Sync + 'static {
     async fn remove_raw(&self, before_ms: i64) -> Result<Removed, Error>;
 
     /// Removes the rollups of `resolution` whose bucket starts before `before_ms`, in bounded
-    /// chunks; returns how many.
+    /// chunks, having first recorded in the state that they start from there; returns how many.
     async fn remove_rollups(&self, resolution: Resolution, before_ms: i64) -> Result<u64, Error>;
 
     /// Removes dead letters received before `before_ms`, in bounded chunks; returns how many.

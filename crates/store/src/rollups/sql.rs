@@ -20,6 +20,8 @@ pub(crate) struct StateRow {
     rolling_to_ms: Option<i64>,
     rolled_to_ms: Option<i64>,
     raw_kept_from_ms: Option<i64>,
+    minute_kept_from_ms: Option<i64>,
+    hour_kept_from_ms: Option<i64>,
     generation: i64,
 }
 
@@ -100,7 +102,8 @@ where
     /// The worker's progress.
     pub(crate) async fn rollup_state(&self) -> Result<RollupState, Error> {
         let row = sqlx::query_as::<DB, StateRow>(
-            "SELECT rolling_to_ms, rolled_to_ms, raw_kept_from_ms, generation FROM rollup_state WHERE id = 1",
+            "SELECT rolling_to_ms, rolled_to_ms, raw_kept_from_ms, minute_kept_from_ms, hour_kept_from_ms, generation \
+             FROM rollup_state WHERE id = 1",
         )
         .fetch_one(self.0)
         .await
@@ -109,6 +112,8 @@ where
             rolling_to_ms: row.rolling_to_ms,
             rolled_to_ms: row.rolled_to_ms,
             raw_kept_from_ms: row.raw_kept_from_ms,
+            minute_kept_from_ms: row.minute_kept_from_ms,
+            hour_kept_from_ms: row.hour_kept_from_ms,
             generation: row.generation,
         })
     }
@@ -207,6 +212,31 @@ where
             .await
             .map_err(Error::db("read rollups"))?;
         Ok(rows.into_iter().map(RollupRow::from).collect())
+    }
+
+    /// Records that the rollups of `resolution` (a minute or an hour) before `before_ms` are
+    /// being removed.
+    pub(crate) async fn mark_rollups_removed(
+        &self,
+        resolution: Resolution,
+        before_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let column = match resolution {
+            Resolution::Minute => "minute_kept_from_ms",
+            Resolution::Hour => "hour_kept_from_ms",
+            Resolution::Day => return Ok(()),
+        };
+        sqlx::query::<DB>(&format!(
+            "UPDATE rollup_state SET {column} = CASE WHEN {column} IS NULL OR {column} < $1 THEN $1 ELSE {column} END, \
+             updated_at_ms = $2 WHERE id = 1"
+        ))
+        .bind(before_ms)
+        .bind(now_ms)
+        .execute(self.0)
+        .await
+        .map_err(Error::db("record rollup retention"))?;
+        Ok(())
     }
 
     /// Records that raw events before `before_ms` are being removed.

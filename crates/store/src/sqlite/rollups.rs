@@ -213,6 +213,7 @@ impl RollupStore for SqliteStore {
     }
 
     async fn remove_rollups(&self, resolution: Resolution, before_ms: i64) -> Result<u64, Error> {
+        Sql(&self.writer).mark_rollups_removed(resolution, before_ms, driftline_core::time::now_ms()).await?;
         Sql(&self.writer)
             .remove_in_chunks(
                 resolution.table(),
