@@ -35,8 +35,10 @@ for row, target in list(zip(iris.data, iris.target))[::10]:
     result = predict(dict(zip(feature_names, (float(v) for v in row))))
     cdsw.track_delayed_metrics({"actual_result": str(iris.target_names[target])}, result["uuid"], dev=True)
 
-# The window [start_timestamp_ms, end_timestamp_ms) excludes its end: let the clock leave the
-# millisecond of the last prediction before taking "now".
+# Windows are in whole milliseconds and exclude their end: a prediction that started in the
+# millisecond "now" falls in is not in [0, now). The last one above started a fraction of a
+# millisecond ago, so let the clock leave its millisecond first. (Sending is not the reason:
+# read_metrics sends what this process has queued before it reads.)
 time.sleep(0.002)
 current_timestamp_ms = int(round(time.time() * 1000))
 known_metrics = cdsw.read_metrics(

@@ -7,16 +7,17 @@ import contextvars
 import functools
 import json
 import logging
-import math
+import os
+import sys
 import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
-from . import _http, _replica
+from . import _http, _replica, _uuids
 from ._config import DEV_MODEL_BUILD_CRN, DEV_MODEL_CRN, DEV_MODEL_DEPLOYMENT_CRN, Config
 from ._devserver import DevServer
-from ._encode import dumps
+from ._encode import dumps, key_json, value_json
 from ._sender import Sender
 from .errors import DriftlineError
 
@@ -49,6 +50,12 @@ class Client:
             max_backoff_s=config.max_backoff_s,
             on_unreachable=self._dev_unreachable if self.dev_server else None,
             periodic=(config.replica_stats_every_s, self._replica_stats_json) if config.replica_stats_every_s else None,
+        )
+        model_crn, build_crn, deployment_crn = self.identity()
+        #: The start of every prediction event's JSON: its type and this replica's CRNs.
+        self.prediction_prefix = (
+            f'{{"v":1,"type":"prediction","model_crn":{dumps(model_crn)},'
+            f'"model_build_crn":{dumps(build_crn)},"model_deployment_crn":{dumps(deployment_crn)},'
         )
 
     def target(self) -> Tuple[str, Optional[str]]:
@@ -87,6 +94,12 @@ class Client:
         event = _replica.event(self.identity()[2], self.replica_id(), now_ms(), cpu, memory)
         return dumps(event)
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a sender of its own, and a development server it does not own."""
+        self.sender.after_fork_in_child()
+        if self.dev_server is not None:
+            self.dev_server.after_fork_in_child()
+
     def close(self) -> bool:
         try:
             return self.sender.close(self.config.exit_flush_timeout_s)
@@ -114,7 +127,9 @@ _atexit_registered = False
 
 def get_client() -> Client:
     """The current client, made from the environment on first use."""
-    global _client
+    client = _client
+    if client is not None:
+        return client
     with _lock:
         if _client is None:
             _install(Client(Config.from_env()))
@@ -139,6 +154,42 @@ def _close_at_exit() -> None:
             client.close()
         except Exception as err:  # never fail the interpreter's exit
             log.warning("driftline: closing at exit failed: %s", err)
+
+
+def _before_fork() -> None:
+    # A child made by multiprocessing leaves with os._exit, so atexit does not flush it: have
+    # multiprocessing run the same close in every child it starts (registered once, here,
+    # because multiprocessing forgets a child's finalizers before it runs the child's code).
+    global _mp_hook_registered
+    if _client is None or _mp_hook_registered:
+        return
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    util.register_after_fork(_close_at_exit, _register_mp_finalizer)  # type: ignore[attr-defined]
+    _mp_hook_registered = True
+
+
+def _register_mp_finalizer(_: Any) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, _close_at_exit, exitpriority=10)  # type: ignore[attr-defined]
+
+
+def _after_fork_in_child() -> None:
+    """Give a forked child a client of its own: a new lock (another thread may have held this
+    one at the fork), an empty queue (what was queued is the parent's to send) and a sender
+    thread, started when the child first queues or flushes."""
+    global _lock
+    _lock = threading.RLock()
+    client = _client
+    if client is not None:
+        client.after_fork_in_child()
+
+
+_mp_hook_registered = False
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def configure(config: Config) -> Client:
@@ -177,24 +228,12 @@ def track_metric(key: str, value: Any) -> None:
     metrics[str(key)] = value
 
 
-def _size(value: Any) -> Optional[int]:
-    """Bytes of ``value`` as JSON."""
-    try:
-        if type(value) is int or type(value) is bool:
-            return len(dumps(value))
-        if type(value) is float:
-            return len(repr(value)) if math.isfinite(value) else 4  # NaN and infinities: null
-        return len(dumps(value).encode("utf-8"))
-    except Exception:
-        return None
-
-
 def instrument(func: F) -> F:
     """Wrap a predict function so each call is recorded as one prediction event."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Dict[str, Any]:
-        prediction_uuid = str(uuid.uuid4())
+        prediction_uuid = _uuids.uuid4()
         metrics: Dict[str, Any] = {}
         token = _current.set(metrics)
         start = now_ms()
@@ -213,6 +252,55 @@ def instrument(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def prediction_json(
+    prefix: str,
+    prediction_uuid: str,
+    start_ms: int,
+    end_ms: int,
+    metrics: Dict[str, Any],
+    payload: Any,
+    result: Any,
+    error: Optional[BaseException],
+) -> str:
+    """The encoded prediction event, ``prefix`` holding its type and CRNs.
+
+    The input (``payload``) is encoded once: its size is the length of that text (ASCII, so one
+    byte a character), and a tracked metric that is the input itself (``track_metric("input",
+    args)``) reuses the same text; the output likewise. Every other metric is encoded as
+    ``json.dumps`` would, so the event is the same as encoding the whole dict at once.
+    """
+    try:
+        payload_json: Optional[str] = dumps(payload)
+    except Exception:  # a value whose str() raises: record no size rather than no prediction
+        payload_json = None
+    technical = '"input_bytes":' + ("null" if payload_json is None else str(len(payload_json)))
+    result_json: Optional[str] = None
+    if error is None:
+        try:
+            result_json = value_json(result)
+        except Exception:
+            result_json = None
+        technical += ',"output_bytes":' + ("null" if result_json is None else str(len(result_json)))
+    else:
+        technical += ',"error":' + dumps({"type": type(error).__name__, "message": str(error)})
+    members = []
+    for key, value in metrics.items():
+        if key == RESERVED_KEY:
+            continue  # the decorator's own, below
+        if value is payload and payload_json is not None:
+            encoded = payload_json
+        elif value is result and result_json is not None:
+            encoded = result_json
+        else:
+            encoded = value_json(value)
+        members.append(key_json(key) + ":" + encoded)
+    members.append(f'"{RESERVED_KEY}":{{{technical}}}')
+    return (
+        f'{prefix}"uuid":"{prediction_uuid}","start_timestamp_ms":{start_ms},'
+        f'"end_timestamp_ms":{max(end_ms, start_ms)},"metrics":{{{",".join(members)}}}}}'
+    )
+
+
 def _enqueue_prediction(
     prediction_uuid: str,
     start: int,
@@ -224,27 +312,20 @@ def _enqueue_prediction(
     error: Optional[BaseException],
 ) -> None:
     try:
-        client = get_client()
-        model_crn, build_crn, deployment_crn = client.identity()
+        client = _client or get_client()
         payload = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
-        technical: Dict[str, Any] = {"input_bytes": _size(payload)}
-        if error is None:
-            technical["output_bytes"] = _size(result)
-        else:
-            technical["error"] = {"type": type(error).__name__, "message": str(error)}
-        metrics[RESERVED_KEY] = technical
-        event = {
-            "v": 1,
-            "type": "prediction",
-            "uuid": prediction_uuid,
-            "model_crn": model_crn,
-            "model_build_crn": build_crn,
-            "model_deployment_crn": deployment_crn,
-            "start_timestamp_ms": start,
-            "end_timestamp_ms": max(end, start),
-            "metrics": metrics,
-        }
-        client.sender.put(dumps(event))
+        client.sender.put(
+            prediction_json(
+                client.prediction_prefix,
+                prediction_uuid,
+                start,
+                end,
+                metrics,
+                payload,
+                result,
+                error,
+            )
+        )
     except Exception as err:  # tracking must never fail a prediction
         log.warning("driftline: could not record prediction %s: %s", prediction_uuid, err)
 

@@ -75,6 +75,10 @@ class DevServer:
         """Whether this process started the server (and so stops it at exit)."""
         return self._proc is not None and self._proc.poll() is None
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: keep using the server, but leave stopping it to the parent."""
+        self._proc = None
+
     @property
     def state_file(self) -> Path:
         return self.directory / "server.json"

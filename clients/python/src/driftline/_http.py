@@ -14,6 +14,8 @@ from .errors import DriftlineError, ServerUnavailableError
 
 _USER_AGENT = "driftline-python/0.1"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: How a kept-alive connection the server has closed fails on the next request.
+_STALE_CONNECTION = (ConnectionError, http.client.BadStatusLine)
 
 
 def _headers(api_key: Optional[str], content_type: Optional[str] = None) -> Dict[str, str]:
@@ -31,6 +33,11 @@ def _error_from_http(err: urllib.error.HTTPError, what: str) -> DriftlineError:
         raw = err.read()
     except Exception:  # the body itself may be cut off
         raw = b""
+    return _error_from_answer(err.code, err.reason, raw, what)
+
+
+def _error_from_answer(code: int, reason: Any, raw: bytes, what: str) -> DriftlineError:
+    """An exception for an HTTP error answer, carrying the server's problem+json detail."""
     problem: Optional[Dict[str, Any]] = None
     try:
         parsed = json.loads(raw) if raw else None
@@ -39,12 +46,12 @@ def _error_from_http(err: urllib.error.HTTPError, what: str) -> DriftlineError:
     except ValueError:
         problem = None
     detail = problem.get("detail") if problem else (raw.decode("utf-8", "replace").strip() or None)
-    title = problem.get("title") if problem else err.reason
-    message = f"{what}: HTTP {err.code} {title}"
+    title = problem.get("title") if problem else reason
+    message = f"{what}: HTTP {code} {title}"
     if detail:
         message += f": {detail}"
-    cls = ServerUnavailableError if err.code in RETRYABLE_STATUS else DriftlineError
-    return cls(message, status=err.code, title=str(title) if title else None, detail=detail, problem=problem)
+    cls = ServerUnavailableError if code in RETRYABLE_STATUS else DriftlineError
+    return cls(message, status=code, title=str(title) if title else None, detail=detail, problem=problem)
 
 
 def _open(req: urllib.request.Request, timeout: float, what: str) -> http.client.HTTPResponse:
@@ -74,11 +81,92 @@ def post_events(base_url: str, api_key: Optional[str], body: bytes, timeout: flo
             raw = resp.read()
         except (OSError, http.client.HTTPException) as err:
             raise ServerUnavailableError(f"{what}: the answer was cut off ({err})") from None
+    return _report(raw, what)
+
+
+def _report(raw: bytes, what: str) -> Dict[str, Any]:
     try:
         report = json.loads(raw)
     except ValueError:
         raise DriftlineError(f"{what}: the server's answer is not JSON: {raw[:200]!r}") from None
     return report if isinstance(report, dict) else {}
+
+
+class EventPoster:
+    """POSTs batches of events to one server over one kept-alive connection.
+
+    ``urlopen`` opens a connection per request and builds a handler chain each time; the sender
+    thread posts batch after batch to the same server, so it keeps one ``http.client`` connection
+    and opens a new one when the server closed it. Where ``urllib`` would send through a proxy
+    (``http_proxy``, ``https_proxy``, ``no_proxy``), it posts with :func:`post_events` instead.
+    One poster belongs to one thread.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._conn: Optional[http.client.HTTPConnection] = None
+        self._base_url: Optional[str] = None
+        self._path = ""
+        self._direct = True
+
+    def post(self, base_url: str, api_key: Optional[str], body: bytes) -> Dict[str, Any]:
+        """Like :func:`post_events`: the server's report, or the same exceptions."""
+        if base_url != self._base_url:
+            self.close()
+            self._open(base_url)
+        if not self._direct:
+            return post_events(base_url, api_key, body, self._timeout)
+        what = "sending events"
+        headers = _headers(api_key, "application/json")
+        # A kept-alive connection the server has meanwhile closed fails at once: try once more
+        # on a new one. A new connection that fails means the server is away.
+        for attempt in (0, 1):
+            reused = self._conn is not None
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                self._conn.request("POST", self._path, body=body, headers=headers)
+                resp = self._conn.getresponse()
+                raw = resp.read()
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                if reused and attempt == 0 and isinstance(err, _STALE_CONNECTION):
+                    continue
+                raise ServerUnavailableError(
+                    f"{what}: cannot reach the driftline server at {base_url.rstrip('/')}/api/v1/events ({err}); "
+                    "check DRIFTLINE_URL and that `driftline serve` is running"
+                ) from None
+            if resp.will_close:
+                self.close()
+            if resp.status >= 300:
+                raise _error_from_answer(resp.status, resp.reason, raw, what)
+            return _report(raw, what)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _open(self, base_url: str) -> None:
+        parts = urllib.parse.urlsplit(base_url.rstrip("/") + "/api/v1/events")
+        self._base_url = base_url
+        self._path = parts.path + (("?" + parts.query) if parts.query else "")
+        self._scheme, self._netloc = parts.scheme, parts.netloc
+        proxies = urllib.request.getproxies()
+        self._direct = parts.scheme in ("http", "https") and not (
+            parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or "")
+        ) and not parts.username
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._scheme == "https":
+            import ssl
+
+            return http.client.HTTPSConnection(self._netloc, timeout=self._timeout, context=ssl.create_default_context())
+        return http.client.HTTPConnection(self._netloc, timeout=self._timeout)
 
 
 def get_json(base_url: str, api_key: Optional[str], path: str, params: Mapping[str, Any], timeout: float) -> Any:

@@ -2,9 +2,12 @@
 
 Events are encoded JSON texts. ``put`` never blocks and never raises: when the queue is full the
 oldest queued event is dropped and counted. The sender thread takes a batch when ``batch_size``
-events are queued or the oldest has waited ``linger_ms``, POSTs it, and on a failure that may pass
-(the server down, 5xx, 408, 429) retries the same batch with capped exponential backoff, so an
-event is stored once however often it is sent (the server keeps one row per prediction UUID).
+events are queued or the oldest has waited ``linger_ms``, POSTs it (over one kept-alive
+connection), and on a failure that may pass (the server down, 5xx, 408, 429) retries the same
+batch with capped exponential backoff, so an event is stored once however often it is sent (the
+server keeps one row per prediction UUID).
+
+A forked child starts with an empty queue and a thread of its own (see ``after_fork_in_child``).
 
 With a ``periodic`` producer, the same thread also queues the event it makes every ``every_s``
 seconds (this process's replica figures), so sampling needs no thread of its own. While a batch
@@ -56,15 +59,26 @@ class Sender:
         if periodic is not None and not periodic[0] > 0:
             raise ValueError("the interval of a periodic event must be a positive number of seconds")
         self._periodic = periodic
-        self._next_periodic = time.monotonic() + periodic[0] if periodic is not None else float("inf")
-        self._queue: Deque[Tuple[float, str]] = collections.deque()
-        self._cond = threading.Condition()
+        self._stopping = False
+        self._reset()
+        self._start_thread()
+
+    def _reset(self) -> None:
+        """A new, empty state: at the start, and in a forked child."""
+        self._lock = threading.Lock()
+        # The thread waits on `_work` for a batch to fill or a linger to end; flush() waits on
+        # `_idle` for the queue to empty. put() notifies only when a batch fills, or when the
+        # first event arrives while the thread waits on an empty queue: not once per event.
+        self._work = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._queue: Deque[str] = collections.deque()
+        self._oldest_at = 0.0  # when the oldest queued event was queued (monotonic)
+        self._waiting_empty = False
         self._in_flight = 0
         self._flush_waiters = 0
-        self._stopping = False
+        self._enqueued = 0
+        self._dropped = 0
         self._counts: Dict[str, int] = {
-            "enqueued": 0,
-            "dropped": 0,
             "sent": 0,
             "accepted": 0,
             "duplicates": 0,
@@ -74,44 +88,70 @@ class Sender:
             "retries": 0,
         }
         self._last_error: Optional[str] = None
+        self._poster = _http.EventPoster(self._timeout_s)
+        periodic = self._periodic
+        self._next_periodic = time.monotonic() + periodic[0] if periodic is not None else float("inf")
+        self._thread: Optional[threading.Thread] = None
+
+    def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self._run, name="driftline-sender", daemon=True)
         self._thread.start()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's queue, lock, connection and counters.
+
+        The events queued before the fork are the parent's, which sends them; the child sends
+        only its own. The child's thread starts when it first queues or flushes (at once when a
+        periodic event is configured), so a child that never tracks anything runs no thread.
+        """
+        # The parent's connection is dropped, not closed: closing the child's copy of the socket
+        # does not end the parent's connection.
+        self._reset()
+        if self._periodic is not None and not self._stopping:
+            self._start_thread()
 
     # ---- the model's side: never blocks, never raises -------------------------------------
 
     def put(self, event_json: str) -> None:
         """Queue one encoded event, dropping the oldest queued one when full."""
-        with self._cond:
+        with self._lock:
             if self._stopping:
-                self._counts["dropped"] += 1
+                self._dropped += 1
                 return
-            if len(self._queue) >= self._queue_size:
-                self._queue.popleft()
-                self._counts["dropped"] += 1
-            self._queue.append((time.monotonic(), event_json))
-            self._counts["enqueued"] += 1
-            # Wake the thread when a linger starts or a batch fills, not on every event: a
-            # thread waiting out a backoff would otherwise be woken by every prediction.
-            queued = len(self._queue)
-            if queued == 1 or queued == self._batch_size:
-                self._cond.notify_all()
+            queue = self._queue
+            queued = len(queue)
+            if queued >= self._queue_size:
+                queue.popleft()
+                self._dropped += 1
+                queued -= 1
+            elif queued == 0:
+                self._oldest_at = time.monotonic()
+            queue.append(event_json)
+            self._enqueued += 1
+            if self._thread is None:
+                self._start_thread()
+            if queued + 1 == self._batch_size or (queued == 0 and self._waiting_empty):
+                self._waiting_empty = False
+                self._work.notify()
 
     # ---- the caller's side ----------------------------------------------------------------
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Send everything queued now; True when nothing is left queued or in flight."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
+            if self._thread is None and self._queue and not self._stopping:
+                self._start_thread()
             self._flush_waiters += 1
-            self._cond.notify_all()
+            self._work.notify()
             try:
                 while self._queue or self._in_flight:
-                    if not self._thread.is_alive():
+                    if self._thread is None or not self._thread.is_alive():
                         return False
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+                    self._idle.wait(0.5 if remaining is None else min(remaining, 0.5))
                 return True
             finally:
                 self._flush_waiters -= 1
@@ -119,21 +159,25 @@ class Sender:
     def close(self, timeout: float) -> bool:
         """Flush for at most ``timeout`` seconds, then stop the thread; what is left is dropped."""
         delivered = self.flush(timeout)
-        with self._cond:
+        with self._lock:
             self._stopping = True
             left = len(self._queue)
-            self._counts["dropped"] += left
+            self._dropped += left
             self._queue.clear()
-            self._cond.notify_all()
-        self._thread.join(timeout=max(self._timeout_s, 1.0) + 1.0)
+            self._work.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=max(self._timeout_s, 1.0) + 1.0)
+        self._poster.close()
         if left:
             log.warning("driftline: %d events were not delivered before exit (%s)", left, self._last_error)
         return delivered
 
     def stats(self) -> Dict[str, Any]:
         """Counters since start: queued, in flight, sent, server answers, drops, retries."""
-        with self._cond:
-            out: Dict[str, Any] = dict(self._counts)
+        with self._lock:
+            out: Dict[str, Any] = {"enqueued": self._enqueued, "dropped": self._dropped}
+            out.update(self._counts)
             out["queued"] = len(self._queue)
             out["in_flight"] = self._in_flight
             out["last_error"] = self._last_error
@@ -143,24 +187,32 @@ class Sender:
 
     def _take_batch(self) -> Optional[List[str]]:
         """The next batch; an empty one when the periodic event is due; None when stopping."""
-        with self._cond:
+        with self._lock:
             while True:
                 if self._stopping:
                     return None
                 now = time.monotonic()
                 if now >= self._next_periodic:
                     return []
-                if self._queue:
-                    waited = now - self._queue[0][0]
-                    if len(self._queue) >= self._batch_size or self._flush_waiters or waited >= self._linger_s:
-                        n = min(self._batch_size, len(self._queue))
-                        batch = [self._queue.popleft()[1] for _ in range(n)]
-                        self._in_flight = n
+                queue = self._queue
+                queued = len(queue)
+                if queued:
+                    waited = now - self._oldest_at
+                    if queued >= self._batch_size or self._flush_waiters or waited >= self._linger_s:
+                        if queued <= self._batch_size:
+                            batch = list(queue)
+                            queue.clear()
+                        else:
+                            # The rest keep the time of the oldest: none waits more than linger.
+                            batch = [queue.popleft() for _ in range(self._batch_size)]
+                        self._in_flight = len(batch)
                         return batch
                     wait = self._linger_s - waited
                 else:
                     wait = 1.0
-                self._cond.wait(min(wait, self._next_periodic - now))
+                    self._waiting_empty = True
+                self._work.wait(min(wait, self._next_periodic - now))
+                self._waiting_empty = False
 
     def _queue_periodic(self) -> None:
         """Make and queue the periodic event, outside the lock (it may read files)."""
@@ -172,7 +224,7 @@ class Sender:
             event_json = make()
         except Exception as err:  # a failed sample must not stop the sending
             message = f"periodic event failed: {err}"
-            with self._cond:
+            with self._lock:
                 repeated, self._last_error = self._last_error == message, message
             if not repeated:
                 log.warning("driftline: %s", message)
@@ -192,9 +244,10 @@ class Sender:
                 self._deliver(batch)
             except Exception as err:  # never let the thread die on a surprise
                 self._record_failure(len(batch), f"unexpected error while sending: {err!r}")
-            with self._cond:
+            with self._lock:
                 self._in_flight = 0
-                self._cond.notify_all()
+                if self._flush_waiters:
+                    self._idle.notify_all()
 
     def _deliver(self, batch: List[str]) -> None:
         backoff = 0.05
@@ -202,9 +255,9 @@ class Sender:
             try:
                 url, key = self._target()
                 body = ("[" + ",".join(batch) + "]").encode("utf-8")
-                report = _http.post_events(url, key, body, self._timeout_s)
+                report = self._poster.post(url, key, body)
             except ServerUnavailableError as err:
-                with self._cond:
+                with self._lock:
                     self._last_error = str(err)
                     self._counts["retries"] += 1
                     if self._stopping:
@@ -213,11 +266,11 @@ class Sender:
                     try:
                         self._on_unreachable()
                     except Exception as again:
-                        with self._cond:
+                        with self._lock:
                             self._last_error = str(again)
                 log.debug("driftline: send failed, retrying in %.2fs: %s", backoff, err)
-                with self._cond:
-                    self._cond.wait_for(lambda: self._stopping, timeout=backoff)
+                with self._lock:
+                    self._work.wait_for(lambda: self._stopping, timeout=backoff)
                     if self._stopping:
                         return
                 backoff = min(backoff * 2, self._max_backoff_s)
@@ -232,7 +285,7 @@ class Sender:
                 self._record_failure(len(batch), str(err))
                 log.warning("driftline: %d events refused: %s", len(batch), err)
                 return
-            with self._cond:
+            with self._lock:
                 self._counts["batches"] += 1
                 self._counts["sent"] += len(batch)
                 for name in ("accepted", "duplicates", "rejected"):
@@ -248,6 +301,6 @@ class Sender:
             return
 
     def _record_failure(self, n: int, message: str) -> None:
-        with self._cond:
+        with self._lock:
             self._counts["failed"] += n
             self._last_error = message
