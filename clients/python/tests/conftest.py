@@ -1,4 +1,5 @@
-"""Fixtures that start the real ``driftline`` binary on a free loopback port."""
+"""Fixtures that start the real ``driftline`` binary on a free loopback port, and for Kafka
+delivery the tansu broker (a Kafka-protocol broker process) and ``driftline ingest``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -150,3 +151,185 @@ def client(server: Server, crns: Dict[str, str]) -> Server:
     """The client configured for the test server, with a short linger."""
     driftline.init(url=server.url, api_key=server.key, linger_ms=20, max_backoff_s=0.5, **crns)
     return server
+
+
+# ---- Kafka: the tansu broker and `driftline ingest` ---------------------------------------
+
+
+def find_tansu_bin() -> Optional[str]:
+    """$DRIFTLINE_TANSU_BIN, ~/.cache/driftline/tansu/bin/tansu, then `tansu` on PATH."""
+    for candidate in (os.environ.get("DRIFTLINE_TANSU_BIN"), str(Path.home() / ".cache" / "driftline" / "tansu" / "bin" / "tansu")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("tansu")
+
+
+def _clean_env() -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["RUST_LOG"] = "warn"
+    env["DRIFTLINE_LOG"] = "warn"
+    return env
+
+
+def _stop(proc: Optional[subprocess.Popen]) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
+
+
+class Tansu:
+    """A tansu broker with memory storage on a loopback port, started as the workspace's Rust
+    tests start it (`tansu broker --storage-engine memory://tansu/ --listener-url ...`)."""
+
+    def __init__(self, binary: str, log_dir: Path, port: Optional[int] = None) -> None:
+        self.binary = binary
+        self.log_dir = log_dir
+        self.port = port or free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> None:
+        log = open(self.log_dir / f"tansu-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "broker", "--storage-engine", "memory://tansu/", "--listener-url", self.url, "--advertised-listener-url", self.url],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=_clean_env(),
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert self.proc.poll() is None, f"tansu exited with {self.proc.returncode}; see {self.log_dir}"
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                assert time.monotonic() < deadline, f"tansu did not listen on {self.port} within {START_TIMEOUT_S} s"
+                time.sleep(0.1)
+
+    def create_topic(self, topic: str, partitions: int) -> None:
+        done = subprocess.run(
+            [self.binary, "topic", "create", "--broker", self.url, "--partitions", str(partitions), topic],
+            env=_clean_env(),
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, f"tansu topic create {topic} failed: {done.stderr.decode(errors='replace')}"
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+class Ingest:
+    """A `driftline ingest` process reading every partition of a topic (``--partitions all``, as
+    tansu needs) into the embedded store in ``data_dir``."""
+
+    def __init__(self, binary: str, bootstrap: str, topic: Optional[str], data_dir: Path, log_dir: Path) -> None:
+        self.args = [binary, "ingest", "--kafka-brokers", bootstrap, "--partitions", "all", "--data-dir", str(data_dir), "--linger-ms", "50"]
+        if topic is not None:
+            self.args += ["--topic", topic]
+        self.out = log_dir / f"ingest-{uuid.uuid4().hex[:8]}.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> None:
+        log = open(self.out, "ab")
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=_clean_env())
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while b"driftline ingest consuming " not in self.out.read_bytes():
+            assert self.proc.poll() is None, f"driftline ingest exited with {self.proc.returncode}: {self.log()}"
+            assert time.monotonic() < deadline, f"driftline ingest did not start within {START_TIMEOUT_S} s: {self.log()}"
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.out.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+def _kafka_required() -> bool:
+    return os.environ.get("DRIFTLINE_REQUIRE_KAFKA") == "1"
+
+
+@pytest.fixture(scope="session")
+def confluent_kafka() -> Any:
+    """confluent-kafka (the `kafka` extra); the Kafka tests are skipped without it unless
+    DRIFTLINE_REQUIRE_KAFKA=1."""
+    try:
+        import confluent_kafka as module
+    except ImportError:
+        if _kafka_required():
+            pytest.fail("DRIFTLINE_REQUIRE_KAFKA=1 but confluent-kafka is not installed: pip install './clients/python[test,kafka]'")
+        pytest.skip("confluent-kafka is not installed (pip install './clients/python[test,kafka]')")
+    return module
+
+
+@pytest.fixture(scope="session")
+def tansu_bin(confluent_kafka: Any) -> str:
+    """The tansu binary; the Kafka tests are skipped without one unless DRIFTLINE_REQUIRE_KAFKA=1."""
+    found = find_tansu_bin()
+    if found is None:
+        if _kafka_required():
+            pytest.fail(
+                "DRIFTLINE_REQUIRE_KAFKA=1 but no tansu broker binary was found: install it with "
+                "`cargo install tansu --locked --features dynostore --root ~/.cache/driftline/tansu` "
+                "or set DRIFTLINE_TANSU_BIN"
+            )
+        pytest.skip("no tansu broker binary (set DRIFTLINE_TANSU_BIN, or DRIFTLINE_REQUIRE_KAFKA=1 to fail instead)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def broker(tansu_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
+    """One broker for a test module; each test uses topics of its own."""
+    tansu = Tansu(tansu_bin, tmp_path_factory.mktemp("tansu"))
+    tansu.start()
+    try:
+        yield tansu
+    finally:
+        tansu.stop()
+
+
+@pytest.fixture
+def start_ingest(driftline_bin: str, server: Server) -> Iterator[Callable[..., Ingest]]:
+    """Starts `driftline ingest` of a topic (None: its default) from a broker into the store of
+    the ``server`` fixture, so that what it stores is read back through `driftline serve`."""
+    started: List[Ingest] = []
+
+    def start(bootstrap: str, topic: Optional[str]) -> Ingest:
+        ingest = Ingest(driftline_bin, bootstrap, topic, server.data_dir, server.data_dir.parent)
+        started.append(ingest)
+        ingest.start()
+        return ingest
+
+    try:
+        yield start
+    finally:
+        for ingest in started:
+            ingest.stop()
+
+
+@pytest.fixture
+def make_broker(tansu_bin: str, tmp_path: Path) -> Iterator[Callable[[], Tansu]]:
+    """Makes brokers (not started) on free ports, for tests that start one late; stopped after."""
+    made: List[Tansu] = []
+
+    def make() -> Tansu:
+        tansu = Tansu(tansu_bin, tmp_path)
+        made.append(tansu)
+        return tansu
+
+    try:
+        yield make
+    finally:
+        for tansu in made:
+            tansu.stop()

@@ -12,7 +12,10 @@ The model-metrics API of Cloudera AI, against a driftline server::
 
 Configure with ``DRIFTLINE_URL``, ``DRIFTLINE_API_KEY`` and ``DRIFTLINE_MODEL_CRN``,
 ``DRIFTLINE_MODEL_BUILD_CRN``, ``DRIFTLINE_MODEL_DEPLOYMENT_CRN``, or with :func:`init`.
-Without a URL the client runs in development mode on a local ``driftline serve`` it starts.
+``DRIFTLINE_KAFKA_BROKERS`` (and ``DRIFTLINE_KAFKA_TOPIC``) sends events to Kafka instead, for
+``driftline ingest`` (``pip install 'driftline[kafka]'``); reads still need ``DRIFTLINE_URL``.
+Without a URL or brokers the client runs in development mode on a local ``driftline serve`` it
+starts.
 
 Beyond Cloudera's API: :func:`series` and :func:`series_frame` read one metric of a deployment
 over time in buckets (count, sum, min, max, mean, stddev, quantiles, category counts), and
@@ -56,6 +59,9 @@ def init(
     exit_flush_timeout_s: Optional[float] = None,
     replica_id: Optional[str] = None,
     replica_stats_every_s: Optional[float] = None,
+    kafka_brokers: Optional[str] = None,
+    kafka_topic: Optional[str] = None,
+    kafka_options: Optional[Dict[str, str]] = None,
 ) -> None:
     """(Re)configure the client; what is not given comes from the ``DRIFTLINE_*`` environment.
 
@@ -68,6 +74,14 @@ def init(
     ``<hostname>:<pid>``). ``replica_stats_every_s`` (``DRIFTLINE_REPLICA_STATS_EVERY_S``; default
     off, 0 turns it off) makes the sender thread queue this process's figures, as
     :func:`track_replica_stats` measures them, every that many seconds.
+
+    ``kafka_brokers`` (``DRIFTLINE_KAFKA_BROKERS``, ``host:port[,host:port…]``) sends events to
+    Kafka instead of ``url``, one message per event on ``kafka_topic`` (``DRIFTLINE_KAFKA_TOPIC``,
+    default ``driftline.events``, the topic ``driftline ingest`` consumes), with an idempotent
+    confluent-kafka producer (``pip install 'driftline[kafka]'``; without it this raises
+    ImportError). ``kafka_options`` (``DRIFTLINE_KAFKA_OPTIONS``, ``KEY=VALUE,KEY=VALUE``) are
+    librdkafka settings added to the producer's (TLS, SASL). ``url`` and ``api_key`` are then
+    for reads only; ``kafka_brokers=""`` turns Kafka off again.
     """
     if replica_id is not None:
         _replica.check_replica_id(replica_id)
@@ -77,6 +91,15 @@ def init(
     if dev and url is None:
         config.url = None
         config.api_key = None
+        config.kafka_brokers = None
+    if kafka_brokers is not None:
+        config.kafka_brokers = kafka_brokers.strip() or None
+    if kafka_topic is not None:
+        if not kafka_topic.strip():
+            raise ValueError("kafka_topic must not be empty; leave it out for driftline.events")
+        config.kafka_topic = kafka_topic.strip()
+    if kafka_options is not None:
+        config.kafka_options = {str(k): str(v) for k, v in kafka_options.items()}
     if url is not None:
         config.url = url
     if api_key is not None:
@@ -97,13 +120,14 @@ def init(
             setattr(config, name, value)
     if replica_stats_every_s is not None:
         config.replica_stats_every_s = replica_stats_every_s or None
-    config.dev = config.url is None
+    config.dev = config.uses_dev_server
     _client.configure(config)
 
 
 def flush(timeout: Optional[float] = 30.0) -> bool:
     """Send every queued event now. True when all were delivered within ``timeout`` seconds
-    (None: no limit); False when the server stayed unreachable (the events stay queued)."""
+    (None: no limit); False when the server stayed unreachable (the events stay queued). With
+    Kafka delivery, delivered means acknowledged by the broker (``acks=all``)."""
     return _client.get_client().sender.flush(timeout)
 
 
@@ -111,11 +135,17 @@ def stats() -> Dict[str, Any]:
     """The client's counters: ``enqueued``, ``queued``, ``in_flight``, ``sent``, ``accepted``,
     ``duplicates``, ``rejected`` (by the server), ``failed`` (refused requests), ``dropped``
     (the oldest events, when the queue was full), ``batches``, ``retries``, ``last_error``, and
-    ``url`` and ``dev`` of where events go."""
+    ``url`` and ``dev`` of where events go.
+
+    With Kafka delivery ``sent`` counts the messages the broker acknowledged, ``failed`` those
+    it refused for good; ``accepted``, ``duplicates`` and ``rejected`` stay 0 (``driftline
+    ingest`` decides those), and ``kafka`` holds ``brokers`` and ``topic``."""
     client = _client.get_client()
     out = client.sender.stats()
     out["dev"] = client.dev_server is not None
     out["url"] = client.dev_server.url if client.dev_server is not None else client.config.url
+    if client.config.kafka_brokers is not None:
+        out["kafka"] = {"brokers": client.config.kafka_brokers, "topic": client.config.kafka_topic}
     return out
 
 

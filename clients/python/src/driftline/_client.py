@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from . import _http, _replica, _uuids
 from ._config import DEV_MODEL_BUILD_CRN, DEV_MODEL_CRN, DEV_MODEL_DEPLOYMENT_CRN, Config
+from ._delivery import Event, HttpDelivery, Transport
 from ._devserver import DevServer
 from ._encode import dumps, key_json, value_json
 from ._sender import Sender
@@ -41,15 +42,31 @@ class Client:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.dev_server: Optional[DevServer] = DevServer() if config.uses_dev_server else None
+        transport: Transport
+        if config.kafka_brokers is not None:
+            from ._kafka import KafkaDelivery
+
+            transport = KafkaDelivery(
+                config.kafka_brokers,
+                config.kafka_topic,
+                config.kafka_options,
+                batch_size=config.batch_size,
+                timeout_s=config.request_timeout_s,
+            )
+        else:
+            transport = HttpDelivery(
+                self.target,
+                config.request_timeout_s,
+                on_unreachable=self._dev_unreachable if self.dev_server else None,
+            )
         self.sender = Sender(
-            self.target,
+            transport,
             queue_size=config.queue_size,
             batch_size=config.batch_size,
             linger_ms=config.linger_ms,
             request_timeout_s=config.request_timeout_s,
             max_backoff_s=config.max_backoff_s,
-            on_unreachable=self._dev_unreachable if self.dev_server else None,
-            periodic=(config.replica_stats_every_s, self._replica_stats_json) if config.replica_stats_every_s else None,
+            periodic=(config.replica_stats_every_s, self._replica_stats_event) if config.replica_stats_every_s else None,
         )
         model_crn, build_crn, deployment_crn = self.identity()
         #: The start of every prediction event's JSON: its type and this replica's CRNs.
@@ -59,10 +76,22 @@ class Client:
         )
 
     def target(self) -> Tuple[str, Optional[str]]:
+        """The server's URL and key, for sending over HTTP and for every read."""
         if self.dev_server is not None:
             return self.dev_server.target()
+        self.check_readable()
         assert self.config.url is not None
         return self.config.url, self.config.api_key
+
+    def check_readable(self) -> None:
+        """Raise when there is no server to read from: events go to Kafka and no URL is set."""
+        if self.dev_server is None and self.config.url is None:
+            raise DriftlineError(
+                "reading needs driftline's HTTP API, and only Kafka is configured "
+                f"(DRIFTLINE_KAFKA_BROKERS={self.config.kafka_brokers}): set DRIFTLINE_URL and "
+                "DRIFTLINE_API_KEY (a read key), or driftline.init(url=..., api_key=...), to the "
+                "`driftline serve` on the store that `driftline ingest` fills"
+            )
 
     def _dev_unreachable(self) -> None:
         # The shared server may have been stopped by the process that started it: start or
@@ -85,14 +114,16 @@ class Client:
         # init(replica_id=...) was checked when given: a bad one here is from the environment.
         return _replica.check_replica_id(self.config.replica_id, "DRIFTLINE_REPLICA_ID")
 
-    def _replica_stats_json(self) -> Optional[str]:
-        """This process's figures now, encoded; run by the sender thread every interval."""
+    def _replica_stats_event(self) -> Optional[Event]:
+        """This process's figures now, encoded with their key; run by the sender thread every
+        interval."""
         memory = _replica.memory_bytes()
         cpu = _replica.METER.cpu_percent()
         if memory is None:
             return None
-        event = _replica.event(self.identity()[2], self.replica_id(), now_ms(), cpu, memory)
-        return dumps(event)
+        deployment = self.identity()[2]
+        event = _replica.event(deployment, self.replica_id(), now_ms(), cpu, memory)
+        return dumps(event), deployment
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a sender of its own, and a development server it does not own."""
@@ -111,6 +142,7 @@ class Client:
 
     def read_lines(self, params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
         """The predictions of a window, one dict at a time, streamed as NDJSON."""
+        self.check_readable()
         self.sender.flush(self.config.request_timeout_s)
         url, key = self.target()
         for line in _http.get_lines(url, key, "/api/v1/read_metrics", dict(params, format="ndjson"), self.config.request_timeout_s):
@@ -324,7 +356,8 @@ def _enqueue_prediction(
                 payload,
                 result,
                 error,
-            )
+            ),
+            prediction_uuid,
         )
     except Exception as err:  # tracking must never fail a prediction
         log.warning("driftline: could not record prediction %s: %s", prediction_uuid, err)
@@ -342,7 +375,7 @@ def track_delayed_metrics(metrics: Dict[str, Any], prediction_uuid: str, timesta
         "timestamp_ms": now_ms() if timestamp_ms is None else int(timestamp_ms),
         "metrics": metrics,
     }
-    get_client().sender.put(dumps(event))
+    get_client().sender.put(dumps(event), event["uuid"])
 
 
 def track_aggregate_metrics(
@@ -363,7 +396,7 @@ def track_aggregate_metrics(
         "end_timestamp_ms": int(end_timestamp_ms),
         "metrics": metrics,
     }
-    client.sender.put(dumps(event))
+    client.sender.put(dumps(event), event["model_deployment_crn"])
 
 
 def track_replica_stats(
@@ -387,8 +420,9 @@ def track_replica_stats(
             return None
     if cpu is None:
         cpu = _replica.METER.cpu_percent()
-    event = _replica.event(client.identity()[2], replica, timestamp, cpu, memory)
-    client.sender.put(dumps(event))
+    deployment = client.identity()[2]
+    event = _replica.event(deployment, replica, timestamp, cpu, memory)
+    client.sender.put(dumps(event), deployment)
     return event
 
 
@@ -424,6 +458,7 @@ def read_rows(params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
 
 def read_aggregates(params: Dict[str, Any]) -> List[Dict[str, Any]]:
     client = get_client()
+    client.check_readable()
     client.sender.flush(client.config.request_timeout_s)
     url, key = client.target()
     answer = _http.get_json(url, key, "/api/v1/aggregate_metrics", params, client.config.request_timeout_s)
@@ -433,6 +468,7 @@ def read_aggregates(params: Dict[str, Any]) -> List[Dict[str, Any]]:
 def read_series(params: Dict[str, Any]) -> Dict[str, Any]:
     """The answer of ``GET /api/v1/series``, after sending what this process has queued."""
     client = get_client()
+    client.check_readable()
     client.sender.flush(client.config.request_timeout_s)
     url, key = client.target()
     answer = _http.get_json(url, key, "/api/v1/series", params, client.config.request_timeout_s)

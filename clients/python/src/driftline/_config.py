@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional
 
 #: CRNs used in development mode when the replica's identity is not configured.
 DEV_MODEL_CRN = "crn:driftline:dev:model/dev"
 DEV_MODEL_BUILD_CRN = "crn:driftline:dev:build/dev"
 DEV_MODEL_DEPLOYMENT_CRN = "crn:driftline:dev:deployment/dev"
+#: The topic `driftline ingest` consumes unless told otherwise (its `--topic`).
+DEFAULT_KAFKA_TOPIC = "driftline.events"
 
 
 def _env(name: str) -> Optional[str]:
@@ -35,9 +37,23 @@ def _env_interval(name: str) -> Optional[float]:
     return value or None
 
 
+def kafka_options(text: Optional[str], name: str = "DRIFTLINE_KAFKA_OPTIONS") -> Dict[str, str]:
+    """librdkafka settings written as ``KEY=VALUE,KEY=VALUE`` (as `driftline ingest` reads them)."""
+    options: Dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{name}: {item.strip()!r} is not KEY=VALUE, e.g. security.protocol=ssl")
+        options[key.strip()] = value.strip()
+    return options
+
+
 @dataclass
 class Config:
-    """The client's settings. ``url`` None means development mode on the embedded server."""
+    """The client's settings. Events go to Kafka when ``kafka_brokers`` is set, else to ``url``;
+    neither set means development mode on the embedded server."""
 
     url: Optional[str] = None
     api_key: Optional[str] = None
@@ -55,11 +71,21 @@ class Config:
     replica_id: Optional[str] = None
     #: Seconds between the replica figures the sender thread sends by itself; None: never.
     replica_stats_every_s: Optional[float] = None
+    #: Kafka bootstrap servers (``host:port[,host:port…]``): events are produced there.
+    kafka_brokers: Optional[str] = None
+    kafka_topic: str = DEFAULT_KAFKA_TOPIC
+    #: Extra librdkafka settings of the producer (TLS, SASL, ...); they win over the client's.
+    kafka_options: Dict[str, str] = field(default_factory=dict)
 
     @property
     def uses_dev_server(self) -> bool:
         """Whether events go to the local development server started by the client."""
-        return self.url is None
+        return self.url is None and self.kafka_brokers is None
+
+    @property
+    def uses_kafka(self) -> bool:
+        """Whether events are produced to Kafka rather than posted."""
+        return self.kafka_brokers is not None
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -75,4 +101,7 @@ class Config:
             linger_ms=_env_number("DRIFTLINE_LINGER_MS", 200.0),
             replica_id=_env("DRIFTLINE_REPLICA_ID"),
             replica_stats_every_s=_env_interval("DRIFTLINE_REPLICA_STATS_EVERY_S"),
+            kafka_brokers=_env("DRIFTLINE_KAFKA_BROKERS"),
+            kafka_topic=_env("DRIFTLINE_KAFKA_TOPIC") or DEFAULT_KAFKA_TOPIC,
+            kafka_options=kafka_options(_env("DRIFTLINE_KAFKA_OPTIONS")),
         )

@@ -1,11 +1,11 @@
 """The bounded event queue and the background thread that sends it in batches.
 
-Events are encoded JSON texts. ``put`` never blocks and never raises: when the queue is full the
-oldest queued event is dropped and counted. The sender thread takes a batch when ``batch_size``
-events are queued or the oldest has waited ``linger_ms``, POSTs it (over one kept-alive
-connection), and on a failure that may pass (the server down, 5xx, 408, 429) retries the same
-batch with capped exponential backoff, so an event is stored once however often it is sent (the
-server keeps one row per prediction UUID).
+Events are encoded JSON texts (with a Kafka message key). ``put`` never blocks and never raises:
+when the queue is full the oldest queued event is dropped and counted. The sender thread takes a
+batch when ``batch_size`` events are queued or the oldest has waited ``linger_ms``, hands it to
+its transport (``_delivery.py``: HTTP, or Kafka in ``_kafka.py``), and sends what the transport
+hands back (the server or the broker away) again with capped exponential backoff, so an event is
+stored once however often it is sent (the store keeps one row per prediction UUID).
 
 A forked child starts with an empty queue and a thread of its own (see ``after_fork_in_child``).
 
@@ -22,14 +22,12 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from . import _http
-from .errors import DriftlineError, ServerUnavailableError
+from ._delivery import Event, Transport
 
 log = logging.getLogger("driftline")
 
-Target = Callable[[], Tuple[str, Optional[str]]]
-#: Seconds between two calls, and a function returning an encoded event to queue (or None).
-Periodic = Tuple[float, Callable[[], Optional[str]]]
+#: Seconds between two calls, and a function returning an event to queue (or None).
+Periodic = Tuple[float, Callable[[], Optional[Event]]]
 
 
 class Sender:
@@ -37,20 +35,18 @@ class Sender:
 
     def __init__(
         self,
-        target: Target,
+        transport: Transport,
         *,
         queue_size: int,
         batch_size: int,
         linger_ms: float,
         request_timeout_s: float,
         max_backoff_s: float,
-        on_unreachable: Optional[Callable[[], None]] = None,
         periodic: Optional[Periodic] = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
-        self._target = target
-        self._on_unreachable = on_unreachable
+        self._transport = transport
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._linger_s = max(linger_ms, 0.0) / 1000.0
@@ -71,7 +67,7 @@ class Sender:
         # first event arrives while the thread waits on an empty queue: not once per event.
         self._work = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
-        self._queue: Deque[str] = collections.deque()
+        self._queue: Deque[Event] = collections.deque()
         self._oldest_at = 0.0  # when the oldest queued event was queued (monotonic)
         self._waiting_empty = False
         self._in_flight = 0
@@ -88,7 +84,7 @@ class Sender:
             "retries": 0,
         }
         self._last_error: Optional[str] = None
-        self._poster = _http.EventPoster(self._timeout_s)
+        self._lost_at_stop = 0  # taken from the queue, then given up when stopping
         periodic = self._periodic
         self._next_periodic = time.monotonic() + periodic[0] if periodic is not None else float("inf")
         self._thread: Optional[threading.Thread] = None
@@ -104,16 +100,16 @@ class Sender:
         only its own. The child's thread starts when it first queues or flushes (at once when a
         periodic event is configured), so a child that never tracks anything runs no thread.
         """
-        # The parent's connection is dropped, not closed: closing the child's copy of the socket
-        # does not end the parent's connection.
         self._reset()
+        self._transport.after_fork_in_child()
         if self._periodic is not None and not self._stopping:
             self._start_thread()
 
     # ---- the model's side: never blocks, never raises -------------------------------------
 
-    def put(self, event_json: str) -> None:
-        """Queue one encoded event, dropping the oldest queued one when full."""
+    def put(self, event_json: str, key: Optional[str] = None) -> None:
+        """Queue one encoded event, dropping the oldest queued one when full. ``key`` is its Kafka
+        message key (the HTTP transport ignores it)."""
         with self._lock:
             if self._stopping:
                 self._dropped += 1
@@ -126,7 +122,7 @@ class Sender:
                 queued -= 1
             elif queued == 0:
                 self._oldest_at = time.monotonic()
-            queue.append(event_json)
+            queue.append((event_json, key))
             self._enqueued += 1
             if self._thread is None:
                 self._start_thread()
@@ -168,9 +164,11 @@ class Sender:
             thread = self._thread
         if thread is not None:
             thread.join(timeout=max(self._timeout_s, 1.0) + 1.0)
-        self._poster.close()
-        if left:
-            log.warning("driftline: %d events were not delivered before exit (%s)", left, self._last_error)
+        self._transport.close()
+        with self._lock:
+            lost = left + self._lost_at_stop
+        if lost:
+            log.warning("driftline: %d events were not delivered before exit (%s)", lost, self._last_error)
         return delivered
 
     def stats(self) -> Dict[str, Any]:
@@ -185,8 +183,9 @@ class Sender:
 
     # ---- the thread -----------------------------------------------------------------------
 
-    def _take_batch(self) -> Optional[List[str]]:
-        """The next batch; an empty one when the periodic event is due; None when stopping."""
+    def _take_batch(self) -> Optional[List[Event]]:
+        """The next batch; None when stopping; an empty one when the periodic event is due or
+        the queue stayed empty for a second (the transport is then polled)."""
         with self._lock:
             while True:
                 if self._stopping:
@@ -208,11 +207,13 @@ class Sender:
                         self._in_flight = len(batch)
                         return batch
                     wait = self._linger_s - waited
+                    self._work.wait(min(wait, self._next_periodic - now))
                 else:
-                    wait = 1.0
                     self._waiting_empty = True
-                self._work.wait(min(wait, self._next_periodic - now))
-                self._waiting_empty = False
+                    self._work.wait(min(1.0, self._next_periodic - now))
+                    self._waiting_empty = False
+                    if not self._queue:
+                        return []
 
     def _queue_periodic(self) -> None:
         """Make and queue the periodic event, outside the lock (it may read files)."""
@@ -221,7 +222,7 @@ class Sender:
         due, now = self._next_periodic + every_s, time.monotonic()
         self._next_periodic = due if due > now else now + every_s  # late (a retry): skip, not catch up
         try:
-            event_json = make()
+            event = make()
         except Exception as err:  # a failed sample must not stop the sending
             message = f"periodic event failed: {err}"
             with self._lock:
@@ -229,8 +230,8 @@ class Sender:
             if not repeated:
                 log.warning("driftline: %s", message)
             return
-        if event_json is not None:
-            self.put(event_json)
+        if event is not None:
+            self.put(*event)
 
     def _run(self) -> None:
         while True:
@@ -238,7 +239,15 @@ class Sender:
             if batch is None:
                 return
             if not batch:
-                self._queue_periodic()
+                if time.monotonic() >= self._next_periodic:
+                    self._queue_periodic()
+                try:
+                    error = self._transport.poll()
+                except Exception as err:
+                    error = f"unexpected error while polling: {err!r}"
+                if error is not None:
+                    with self._lock:
+                        self._last_error = error
                 continue
             try:
                 self._deliver(batch)
@@ -249,56 +258,30 @@ class Sender:
                 if self._flush_waiters:
                     self._idle.notify_all()
 
-    def _deliver(self, batch: List[str]) -> None:
+    def _deliver(self, batch: List[Event]) -> None:
         backoff = 0.05
         while True:
-            try:
-                url, key = self._target()
-                body = ("[" + ",".join(batch) + "]").encode("utf-8")
-                report = self._poster.post(url, key, body)
-            except ServerUnavailableError as err:
-                with self._lock:
-                    self._last_error = str(err)
-                    self._counts["retries"] += 1
-                    if self._stopping:
-                        return
-                if err.status is None and self._on_unreachable is not None:
-                    try:
-                        self._on_unreachable()
-                    except Exception as again:
-                        with self._lock:
-                            self._last_error = str(again)
-                log.debug("driftline: send failed, retrying in %.2fs: %s", backoff, err)
-                with self._lock:
-                    self._work.wait_for(lambda: self._stopping, timeout=backoff)
-                    if self._stopping:
-                        return
-                backoff = min(backoff * 2, self._max_backoff_s)
-                continue
-            except DriftlineError as err:
-                if err.status == 413 and len(batch) > 1:
-                    half = len(batch) // 2
-                    self._deliver(batch[:half])
-                    self._deliver(batch[half:])
-                    return
-                # 400, 401, 403, ...: sending the same bytes again cannot succeed.
-                self._record_failure(len(batch), str(err))
-                log.warning("driftline: %d events refused: %s", len(batch), err)
-                return
+            outcome = self._transport.send(batch, self._is_stopping)
             with self._lock:
-                self._counts["batches"] += 1
-                self._counts["sent"] += len(batch)
-                for name in ("accepted", "duplicates", "rejected"):
-                    value = report.get(name)
-                    if isinstance(value, int):
-                        self._counts[name] += value
-                errors = report.get("errors") or []
-                if errors:
-                    first = errors[0]
-                    self._last_error = f"event rejected by the server: {first.get('reason', first)}"
-            if errors:
-                log.warning("driftline: %d events rejected, first: %s", len(errors), errors[0])
-            return
+                for name, n in outcome.counts.items():
+                    self._counts[name] += n
+                if outcome.error is not None:
+                    self._last_error = outcome.error
+                if not outcome.retry:
+                    return
+                batch = outcome.retry
+                self._in_flight = len(batch)
+                self._counts["retries"] += 1
+                if not self._stopping:
+                    self._work.wait_for(lambda: self._stopping, timeout=backoff)
+                if self._stopping:
+                    self._dropped += len(batch)
+                    self._lost_at_stop += len(batch)
+                    return
+            backoff = min(backoff * 2, self._max_backoff_s)
+
+    def _is_stopping(self) -> bool:
+        return self._stopping
 
     def _record_failure(self, n: int, message: str) -> None:
         with self._lock:

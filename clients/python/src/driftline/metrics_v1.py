@@ -6,7 +6,9 @@ later, by prediction UUID; ``track_aggregate_metrics`` records values computed o
 ``read_metrics`` reads a window back, after first sending what this process has queued.
 
 ``dev=True`` is accepted everywhere for compatibility: without ``DRIFTLINE_URL`` (or
-``driftline.init(url=...)``) the client always runs in development mode on the local server.
+``driftline.init(url=...)``) and without ``DRIFTLINE_KAFKA_BROKERS`` the client always runs in
+development mode on the local server. With Kafka delivery the reads need ``DRIFTLINE_URL`` and
+may lag behind the writes by what ``driftline ingest`` has not stored yet.
 """
 
 from __future__ import annotations
