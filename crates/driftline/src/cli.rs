@@ -41,6 +41,9 @@ pub(crate) enum Command {
     Replay(Box<crate::rollup::ReplayArgs>),
     /// One metric of one deployment over time, one row per bucket, from rollups and raw rows.
     Series(Box<crate::rollup::SeriesArgs>),
+    /// SQL over the store's tables (predictions, labelled_predictions, rollups_1h, …): one
+    /// statement, or an interactive prompt without one.
+    Sql(Box<crate::sql::SqlArgs>),
     /// Create, list and revoke API keys.
     Keys {
         #[command(subcommand)]

@@ -13,6 +13,7 @@ mod problem;
 mod rollup;
 mod serve;
 mod server;
+mod sql;
 
 use clap::Parser;
 
@@ -47,6 +48,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             cli::Command::Rollup(args) => rollup::run(*args).await,
             cli::Command::Series(args) => rollup::series(*args).await,
             cli::Command::Replay(args) => rollup::replay(*args).await,
+            cli::Command::Sql(args) => sql::run(*args).await,
             cli::Command::Keys { command } => keys::run(command).await,
             cli::Command::Drift { command } => drift::run(command).await,
         }

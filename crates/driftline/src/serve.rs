@@ -41,6 +41,8 @@ pub(crate) struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    sql: crate::sql::SqlLimitArgs,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -60,6 +62,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let drift = args.drift.settings(&args.store);
     let mut state = server::AppState::new(store.clone(), limits, keys, metrics.clone(), http, drift);
     state.rollup = args.rollup.summary();
+    state.sql = args.sql.limits();
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let consumer = match &args.kafka_brokers {

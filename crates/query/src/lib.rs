@@ -1,9 +1,11 @@
 //! driftline-query owns reads: turning request parameters into a selection and a time window,
 //! and streaming the selected predictions (or aggregate metrics) out in the answer shapes that
-//! existing clients parse (a chunked JSON document or NDJSON), never buffering the whole window.
+//! existing clients parse (a chunked JSON document or NDJSON), never buffering the whole window;
+//! and SQL over the store's tables through DataFusion ([`sql`]).
 
 pub mod answer;
 pub mod params;
+pub mod sql;
 
 pub use answer::{encode, encode_aggregates, AggregateMetric, Encoding, ReadMetric};
 pub use params::{ReadRequest, WindowParams};

@@ -13,6 +13,7 @@ pub mod positions;
 pub mod postgres;
 pub mod read;
 pub mod rollups;
+pub mod scan;
 mod sql;
 pub mod sqlite;
 
@@ -28,6 +29,7 @@ pub use keys::{ApiKey, NewKey, Scope};
 pub use open::{open, StoreConfig, StoreOptions};
 pub use read::{ReadRecord, Selection, StoredAggregate, Window};
 pub use rollups::{Resolution, RollupStore};
+pub use scan::ScanStore;
 
 /// A stream of read records, in prediction start-time order.
 pub type RecordStream = Pin<Box<dyn Stream<Item = Result<ReadRecord, Error>> + Send>>;
@@ -143,9 +145,9 @@ pub trait JobStore: Send + Sync + 'static {
 }
 
 /// A whole store: events, keys, jobs and rollups on one database.
-pub trait Store: EventStore + KeyStore + JobStore + RollupStore {}
+pub trait Store: EventStore + KeyStore + JobStore + RollupStore + ScanStore {}
 
-impl<T: EventStore + KeyStore + JobStore + RollupStore> Store for T {}
+impl<T: EventStore + KeyStore + JobStore + RollupStore + ScanStore> Store for T {}
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -190,10 +190,18 @@ impl<T> RowSink<T> {
     where
         S: futures::Stream<Item = Result<R, sqlx::Error>>,
     {
+        self.drain_with(rows, decode).await
+    }
+
+    /// [`RowSink::drain`] with a decoder that keeps state.
+    pub(crate) async fn drain_with<R, S>(self, rows: S, mut decode: impl FnMut(R) -> Result<T, Error>)
+    where
+        S: futures::Stream<Item = Result<R, sqlx::Error>>,
+    {
         use futures::StreamExt;
         futures::pin_mut!(rows);
         while let Some(row) = rows.next().await {
-            let item = row.map_err(Error::db("read")).and_then(decode);
+            let item = row.map_err(Error::db("read")).and_then(&mut decode);
             let failed = item.is_err();
             if self.tx.send(item).await.is_err() || failed {
                 break;

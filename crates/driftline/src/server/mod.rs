@@ -9,6 +9,7 @@ mod events;
 mod guard;
 mod reads;
 mod series;
+mod sql;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,6 +81,10 @@ pub(crate) struct AppState {
     pub(crate) drift: crate::drift_api::DriftSettings,
     /// How series reads summarise raw rows (the rollup worker's settings).
     pub(crate) rollup: driftline_rollup::SummaryOptions,
+    /// Limits of one SQL query.
+    pub(crate) sql: driftline_query::sql::SqlLimits,
+    /// SQL queries that may run at once.
+    pub(crate) sql_permits: Arc<Semaphore>,
     /// Requests being served.
     requests: Arc<Semaphore>,
     /// Request body bytes being received, in KiB.
@@ -102,12 +107,18 @@ impl AppState {
             metrics,
             drift,
             rollup: driftline_rollup::SummaryOptions::default(),
+            sql: driftline_query::sql::SqlLimits::default(),
+            sql_permits: Arc::new(Semaphore::new(SQL_AT_ONCE)),
             requests: Arc::new(Semaphore::new(http.max_concurrent_requests)),
             body_kib: Arc::new(Semaphore::new(http.inflight_body_kib())),
             http,
         }
     }
 }
+
+/// SQL queries the server runs at once; more are refused with 503 until one ends (each may
+/// hold up to its memory limit).
+const SQL_AT_ONCE: usize = 4;
 
 /// The API's routes, behind the guards.
 pub(crate) fn router(state: AppState) -> Router {
@@ -121,6 +132,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/aggregate_metrics", post(events::post_aggregate_metrics).get(reads::get_aggregate_metrics))
         .route("/api/v1/read_metrics", get(reads::read_metrics))
         .route("/api/v1/series", get(series::get_series))
+        .route("/api/v1/sql", post(sql::post_sql))
         .route("/api/v1/stats", get(reads::stats))
         .merge(crate::drift_api::routes())
         .fallback(|| async { Problem::not_found("no such endpoint; see the README for the API") })

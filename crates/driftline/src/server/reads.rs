@@ -56,7 +56,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
 }
 
 /// How long a failed stream waits before it is cut, so that its last chunk can be sent.
-const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A streamed answer; a failure mid-stream is logged with the request id, then aborts the body.
 fn streamed<E: std::fmt::Display + Send + 'static>(

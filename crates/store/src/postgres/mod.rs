@@ -416,6 +416,34 @@ impl EventStore for PostgresStore {
     }
 }
 
+impl crate::scan::ScanStore for PostgresStore {
+    fn scan(&self, request: crate::scan::ScanRequest) -> crate::scan::ScanStream {
+        use crate::scan::{self, Dialect, ScanValue};
+        let pool = self.pool.clone();
+        let budget = self.options.read_timeout;
+        let (sql, params) = scan::build(&request, Dialect::Postgres);
+        spawn_reader(budget, move |sink| async move {
+            let mut tx = match read_transaction(&pool, budget).await {
+                Ok(tx) => tx,
+                Err(e) => return sink.fail(e).await,
+            };
+            let mut query = sqlx::query(&sql);
+            for p in params {
+                query = match p {
+                    ScanValue::Int(i) => query.bind(i),
+                    ScanValue::Text(s) => query.bind(s),
+                };
+            }
+            let rows = query.fetch(&mut *tx);
+            sink.drain_with(rows, |row| scan::decode(&row, &request)).await;
+        })
+    }
+
+    fn scan_sql(&self, request: &crate::scan::ScanRequest) -> String {
+        crate::scan::build(request, crate::scan::Dialect::Postgres).0
+    }
+}
+
 /// A read-only transaction whose statements may run for `budget`.
 async fn read_transaction(
     pool: &PgPool,

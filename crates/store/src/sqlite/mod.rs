@@ -413,3 +413,26 @@ impl JobStore for SqliteStore {
         crate::sql::Sql(&self.writer).abandon_runs(before_ms, driftline_core::time::now_ms()).await
     }
 }
+
+impl crate::scan::ScanStore for SqliteStore {
+    fn scan(&self, request: crate::scan::ScanRequest) -> crate::scan::ScanStream {
+        use crate::scan::{self, Dialect, ScanValue};
+        let pool = self.reader.clone();
+        let (sql, params) = scan::build(&request, Dialect::Sqlite);
+        spawn_reader(self.options.read_timeout, move |sink| async move {
+            let mut query = sqlx::query(&sql);
+            for p in params {
+                query = match p {
+                    ScanValue::Int(i) => query.bind(i),
+                    ScanValue::Text(s) => query.bind(s),
+                };
+            }
+            let rows = query.fetch(&pool);
+            sink.drain_with(rows, |row| scan::decode(&row, &request)).await;
+        })
+    }
+
+    fn scan_sql(&self, request: &crate::scan::ScanRequest) -> String {
+        crate::scan::build(request, crate::scan::Dialect::Sqlite).0
+    }
+}

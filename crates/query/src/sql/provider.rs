@@ -1,0 +1,347 @@
+//! The store's tables as DataFusion tables: a provider per table that hands the store the
+//! projection, the filters it applies exactly and the limit, and a leaf plan that streams the
+//! scanned rows as Arrow record batches. The caller's deployment scope travels inside the
+//! provider and is added to every scan by the store, whatever the query's filters.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Float64Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::expr::InList;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
+};
+use driftline_store::scan::{Cell, ColumnKind, ScanFilter, ScanOp, ScanRequest, ScanStream, ScanTable, ScanValue};
+use driftline_store::Store;
+use futures::StreamExt;
+
+/// The Arrow schema of a table.
+pub(crate) fn schema(table: ScanTable) -> SchemaRef {
+    let fields: Vec<Field> = table
+        .columns()
+        .iter()
+        .map(|c| {
+            let t = match c.kind {
+                ColumnKind::Int => DataType::Int64,
+                ColumnKind::Float => DataType::Float64,
+                ColumnKind::Text | ColumnKind::Json => DataType::Utf8,
+                ColumnKind::Bytes => DataType::Binary,
+            };
+            Field::new(c.name, t, c.nullable)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// One table of the store, as one caller sees it.
+pub(crate) struct ScanProvider {
+    table: ScanTable,
+    schema: SchemaRef,
+    store: Arc<dyn Store>,
+    scope: Option<String>,
+}
+
+impl fmt::Debug for ScanProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanProvider").field("table", &self.table).field("scope", &self.scope).finish()
+    }
+}
+
+impl ScanProvider {
+    pub(crate) fn new(table: ScanTable, store: Arc<dyn Store>, scope: Option<String>) -> Self {
+        ScanProvider { table, schema: schema(table), store, scope }
+    }
+}
+
+/// The store's filter for `expr`, when the store applies it exactly.
+fn filter(table: ScanTable, expr: &Expr) -> Option<ScanFilter> {
+    let f = match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            let mut any = Vec::new();
+            for side in [left, right] {
+                match filter(table, side)? {
+                    ScanFilter::Any(more) => any.extend(more),
+                    one => any.push(one),
+                }
+            }
+            ScanFilter::Any(any)
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (column, value, op) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
+                (Expr::Literal(v, _), Expr::Column(c)) => (c, v, op.swap()?),
+                _ => return None,
+            };
+            compare(table, &column.name, op, value)?
+        }
+        Expr::InList(InList { expr, list, negated: false }) => {
+            let Expr::Column(column) = expr.as_ref() else { return None };
+            let any = list
+                .iter()
+                .map(|item| match item {
+                    Expr::Literal(v, _) => compare(table, &column.name, Operator::Eq, v),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            ScanFilter::Any(any)
+        }
+        _ => return None,
+    };
+    f.exact(table).then_some(f)
+}
+
+fn compare(table: ScanTable, name: &str, op: Operator, value: &ScalarValue) -> Option<ScanFilter> {
+    let column = table.columns().iter().position(|c| c.name == name)?;
+    let op = match op {
+        Operator::Eq => ScanOp::Eq,
+        Operator::NotEq => ScanOp::NotEq,
+        Operator::Lt => ScanOp::Lt,
+        Operator::LtEq => ScanOp::LtEq,
+        Operator::Gt => ScanOp::Gt,
+        Operator::GtEq => ScanOp::GtEq,
+        _ => return None,
+    };
+    let value = match value {
+        ScalarValue::Int64(Some(v)) => ScanValue::Int(*v),
+        ScalarValue::Int32(Some(v)) => ScanValue::Int(i64::from(*v)),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            ScanValue::Text(s.clone())
+        }
+        _ => return None,
+    };
+    Some(ScanFilter::Compare { column, op, value })
+}
+
+#[async_trait]
+impl TableProvider for ScanProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match filter(self.table, f) {
+                Some(_) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.table.columns().len()).collect(),
+        };
+        let schema = Arc::new(self.schema.project(&columns)?);
+        let request = ScanRequest {
+            table: self.table,
+            columns,
+            filters: filters.iter().filter_map(|f| filter(self.table, f)).collect(),
+            scope: self.scope.clone(),
+            limit: limit.map(|n| n as u64),
+        };
+        let sql = self.store.scan_sql(&request);
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(Arc::new(ScanExec { request, sql, schema, properties, store: self.store.clone() }))
+    }
+}
+
+/// Streams one scan of the store as record batches.
+pub(crate) struct ScanExec {
+    request: ScanRequest,
+    /// The SQL the store sends, shown by `EXPLAIN`.
+    sql: String,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    store: Arc<dyn Store>,
+}
+
+impl fmt::Debug for ScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanExec").field("sql", &self.sql).finish()
+    }
+}
+
+impl DisplayAs for ScanExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match t {
+            DisplayFormatType::TreeRender => write!(f, "sql={}", self.sql),
+            _ => write!(f, "ScanExec: table={}, sql={}", self.request.table.name(), self.sql),
+        }
+    }
+}
+
+impl ExecutionPlan for ScanExec {
+    fn name(&self) -> &str {
+        "ScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal("a store scan has no children".into()))
+        }
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!("a store scan has one partition, not {partition}")));
+        }
+        let rows = self.store.scan(self.request.clone());
+        let batches = batches(rows, self.schema.clone(), self.request.clone(), context.session_config().batch_size());
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches)))
+    }
+}
+
+/// Groups scanned rows into record batches of up to `size` rows.
+fn batches(
+    rows: ScanStream,
+    schema: SchemaRef,
+    request: ScanRequest,
+    size: usize,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    let kinds: Vec<ColumnKind> = request.columns.iter().map(|&i| request.table.columns()[i].kind).collect();
+    futures::stream::unfold(Some(rows), move |rows| {
+        let (schema, kinds) = (schema.clone(), kinds.clone());
+        async move {
+            let mut rows = rows?;
+            let mut chunk: Vec<Vec<Cell>> = Vec::with_capacity(size.min(1024));
+            while chunk.len() < size {
+                match rows.next().await {
+                    Some(Ok(row)) => chunk.push(row),
+                    Some(Err(e)) => return Some((Err(DataFusionError::External(Box::new(e))), None)),
+                    None => break,
+                }
+            }
+            if chunk.is_empty() {
+                return None;
+            }
+            let more = chunk.len() == size;
+            Some((batch(&schema, &kinds, &chunk), more.then_some(rows)))
+        }
+    })
+}
+
+/// One record batch of scanned rows.
+fn batch(schema: &SchemaRef, kinds: &[ColumnKind], rows: &[Vec<Cell>]) -> Result<RecordBatch> {
+    let mismatch = |i: usize| DataFusionError::Internal(format!("scanned column {i} does not have its declared type"));
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(kinds.len());
+    for (i, kind) in kinds.iter().enumerate() {
+        let column: ArrayRef = match kind {
+            ColumnKind::Int => {
+                let mut b = Int64Builder::with_capacity(rows.len());
+                for row in rows {
+                    match &row[i] {
+                        Cell::Int(v) => b.append_value(*v),
+                        Cell::Null => b.append_null(),
+                        _ => return Err(mismatch(i)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            ColumnKind::Float => {
+                let mut b = Float64Builder::with_capacity(rows.len());
+                for row in rows {
+                    match &row[i] {
+                        Cell::Float(v) => b.append_value(*v),
+                        Cell::Null => b.append_null(),
+                        _ => return Err(mismatch(i)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            ColumnKind::Text | ColumnKind::Json => {
+                let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 32);
+                for row in rows {
+                    match &row[i] {
+                        Cell::Text(v) => b.append_value(v),
+                        Cell::Null => b.append_null(),
+                        _ => return Err(mismatch(i)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            ColumnKind::Bytes => {
+                let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 32);
+                for row in rows {
+                    match &row[i] {
+                        Cell::Bytes(v) => b.append_value(v),
+                        Cell::Null => b.append_null(),
+                        _ => return Err(mismatch(i)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+        };
+        columns.push(column);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    #[test]
+    fn only_crn_equality_and_integer_comparisons_are_exact() {
+        let t = ScanTable::Predictions;
+        let exact = |e: Expr| filter(t, &e).is_some();
+        assert!(exact(col("model_deployment_crn").eq(lit("d"))));
+        assert!(exact(lit(5i64).lt(col("start_timestamp_ms"))));
+        assert!(exact(col("model_build_crn").in_list(vec![lit("a"), lit("b")], false)));
+        assert!(exact(col("model_crn").eq(lit("a")).or(col("start_timestamp_ms").gt_eq(lit(3i64)))));
+        // Text ordering follows collations; JSON and UUIDs are not compared by the store.
+        assert!(!exact(col("model_crn").lt(lit("m"))));
+        assert!(!exact(col("metrics").eq(lit("{}"))));
+        assert!(!exact(col("uuid").eq(lit("x"))));
+        assert!(!exact(col("model_build_crn").in_list(vec![lit("a")], true)));
+        assert!(!exact(col("model_crn").eq(lit("a")).or(col("metrics").eq(lit("{}")))));
+        assert!(!exact(col("start_timestamp_ms").eq(lit(ScalarValue::Int64(None)))));
+    }
+}
