@@ -58,8 +58,18 @@ impl Method {
         }
     }
 
-    pub(crate) fn drift_when_below(self) -> bool {
+    fn drift_when_below(self) -> bool {
         matches!(self, Method::Ks | Method::Chi2)
+    }
+
+    /// Whether a column drifted: a p-value below the threshold (KS, chi-square) or a distance
+    /// at or above it.
+    pub(crate) fn drifted(self, statistic: Option<f64>, p_value: Option<f64>, threshold: f64) -> bool {
+        if self.drift_when_below() {
+            p_value.is_some_and(|p| p < threshold)
+        } else {
+            statistic.is_some_and(|s| s >= threshold)
+        }
     }
 }
 
@@ -327,16 +337,8 @@ pub fn compare_column(
                         statistic = None;
                     }
                 }
-                Method::Psi => {
-                    let (total, terms) = stats::psi(&rb, &cb);
-                    statistic = Some(total);
-                    psi_terms = Some(terms);
-                }
-                Method::Js => statistic = Some(stats::jensen_shannon(&rb, &cb)),
-                Method::Chi2 => {
-                    let chi = stats::chi_square(&rb, &cb).expect("both samples hold values");
-                    statistic = Some(chi.statistic);
-                    p_value = Some(chi.p_value);
+                m @ (Method::Psi | Method::Js | Method::Chi2) => {
+                    (statistic, p_value, psi_terms) = on_counts(m, &rb, &cb)
                 }
                 Method::Auto => unreachable!("auto resolved above"),
             }
@@ -363,26 +365,14 @@ pub fn compare_column(
             reason = Some(empty_reason(ref_counts.values == 0, cur_counts.values == 0));
         } else {
             match method {
-                Method::Chi2 => {
-                    let chi = stats::chi_square(&rc, &cc).expect("both sides hold values");
-                    statistic = Some(chi.statistic);
-                    p_value = Some(chi.p_value);
-                }
-                Method::Js => statistic = Some(stats::jensen_shannon(&rc, &cc)),
-                Method::Psi => {
-                    let (total, terms) = stats::psi(&rc, &cc);
-                    statistic = Some(total);
-                    psi_terms = Some(terms);
+                m @ (Method::Psi | Method::Js | Method::Chi2) => {
+                    (statistic, p_value, psi_terms) = on_counts(m, &rc, &cc)
                 }
                 _ => unreachable!("numeric-only methods refused above"),
             }
         }
     }
-    let drifted = if method.drift_when_below() {
-        p_value.is_some_and(|p| p < threshold)
-    } else {
-        statistic.is_some_and(|s| s >= threshold)
-    };
+    let drifted = method.drifted(statistic, p_value, threshold);
     Ok(ColumnDrift {
         column: name.to_string(),
         kind,
@@ -398,6 +388,26 @@ pub fn compare_column(
         psi_terms,
         approximate: None,
     })
+}
+
+/// PSI, Jensen–Shannon or chi-square on two samples' counts per bin or category (both holding
+/// values): the statistic, the p-value (chi-square) and each bin's PSI term (PSI).
+pub(crate) fn on_counts(
+    method: Method,
+    reference: &[u64],
+    current: &[u64],
+) -> (Option<f64>, Option<f64>, Option<Vec<f64>>) {
+    match method {
+        Method::Psi => {
+            let (total, terms) = stats::psi(reference, current);
+            (Some(total), None, Some(terms))
+        }
+        Method::Chi2 => {
+            let chi = stats::chi_square(reference, current).expect("both samples hold values");
+            (Some(chi.statistic), Some(chi.p_value), None)
+        }
+        _ => (Some(stats::jensen_shannon(reference, current)), None, None),
+    }
 }
 
 pub(crate) fn empty_reason(reference: bool, current: bool) -> String {

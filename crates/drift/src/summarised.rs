@@ -208,25 +208,13 @@ pub fn compare_column(
                     ));
                 }
             }
-            Method::Psi => {
-                let (total, terms) = stats::psi(&rb, &cb);
-                statistic = Some(total);
-                psi_terms = Some(terms);
-            }
-            Method::Js => statistic = Some(stats::jensen_shannon(&rb, &cb)),
-            Method::Chi2 => {
-                let chi = stats::chi_square(&rb, &cb).expect("both sides hold values");
-                statistic = Some(chi.statistic);
-                p_value = Some(chi.p_value);
+            m @ (Method::Psi | Method::Js | Method::Chi2) => {
+                (statistic, p_value, psi_terms) = compare::on_counts(m, &rb, &cb);
             }
             Method::Auto => unreachable!("auto resolved above"),
         }
     }
-    let drifted = if method.drift_when_below() {
-        p_value.is_some_and(|p| p < threshold)
-    } else {
-        statistic.is_some_and(|s| s >= threshold)
-    };
+    let drifted = method.drifted(statistic, p_value, threshold);
     Ok(ColumnDrift {
         column: name.to_string(),
         kind: Kind::Numeric,

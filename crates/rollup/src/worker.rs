@@ -117,6 +117,15 @@ impl Worker {
         Worker { guard: PathGuard::new(options.max_paths), store, options, classes: HashMap::new() }
     }
 
+    /// Rolls the predictions of deployment `d` in `window` into minute summaries of its admitted
+    /// paths and its binary jobs' class scores.
+    async fn roll(&mut self, d: &str, window: Window) -> Result<(Vec<Bucketed>, u64), Error> {
+        self.guard.load(self.store.as_ref(), d).await?;
+        let classes = self.classes.get(d).map_or(&[][..], Vec::as_slice);
+        roll_minutes(self.store.as_ref(), d, window, self.options.summary, Paths::Guarded(&mut self.guard, classes))
+            .await
+    }
+
     /// Does one step of work, as of `now_ms`: the invalidation log first, then the next range
     /// of complete minutes.
     pub async fn step(&mut self, now_ms: i64) -> Result<Step, Error> {
@@ -242,18 +251,7 @@ impl Worker {
         let mut minutes = Vec::new();
         let mut predictions = 0;
         for d in &deployments {
-            self.guard.load(self.store.as_ref(), d).await?;
-            let (rolled, read) = {
-                let classes = self.classes.get(d).map_or(&[][..], Vec::as_slice);
-                roll_minutes(
-                    self.store.as_ref(),
-                    d,
-                    window,
-                    self.options.summary,
-                    Paths::Guarded(&mut self.guard, classes),
-                )
-                .await?
-            };
+            let (rolled, read) = self.roll(d, window).await?;
             minutes.extend(rolled);
             predictions += read;
         }
@@ -385,19 +383,8 @@ impl Worker {
         // Values of refused paths were counted when their minutes were first rolled.
         self.guard.count_refused(false);
         for (d, m) in &targets {
-            self.guard.load(self.store.as_ref(), d).await?;
             let window = Window { start_ms: *m, end_ms: m + Resolution::Minute.ms() };
-            let (rolled, read) = {
-                let classes = self.classes.get(d).map_or(&[][..], Vec::as_slice);
-                roll_minutes(
-                    self.store.as_ref(),
-                    d,
-                    window,
-                    self.options.summary,
-                    Paths::Guarded(&mut self.guard, classes),
-                )
-                .await?
-            };
+            let (rolled, read) = self.roll(d, window).await?;
             minutes.extend(rolled);
             predictions += read;
         }
