@@ -232,13 +232,6 @@ def test_server_errors_carry_the_problem_detail(client, crns):
     assert "API key" in caught.value.detail
 
 
-def test_sql_is_not_supported_yet(client):
-    with pytest.raises(NotImplementedError, match="SQL endpoint"):
-        driftline.sql("SELECT 1")
-    with pytest.raises(driftline.NotSupportedError):
-        driftline.sql("SELECT 1")
-
-
 def test_stats_count_what_happened(client, crns):
     answers = [predict({"petal_length": float(i)}) for i in range(10)]
     assert driftline.flush(10)

@@ -20,11 +20,13 @@ starts.
 Beyond Cloudera's API: :func:`series` and :func:`series_frame` read one metric of a deployment
 over time in buckets (count, sum, min, max, mean, stddev, quantiles, category counts), and
 :func:`track_replica_stats` (or ``init(replica_stats_every_s=...)``) records this process's CPU
-and memory as the series ``@replica.<id>.cpu_percent`` and ``@replica.<id>.memory_bytes``.
+and memory as the series ``@replica.<id>.cpu_percent`` and ``@replica.<id>.memory_bytes``;
+:func:`sql` runs a SQL query on the server and returns a pandas DataFrame (or an Arrow table).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, Optional
 
 from . import _client, _replica, _series
@@ -258,16 +260,62 @@ def track_replica_stats(
     return _client.track_replica_stats(cpu_percent, memory_bytes, replica_id, timestamp_ms)
 
 
-def sql(query: str) -> Any:
-    """Run a SQL query on the server and return a pandas DataFrame.
+def sql(query: str, *, as_arrow: bool = False) -> Any:
+    """Run one read-only SQL statement on the server (``POST /api/v1/sql``) and return its rows
+    as a pandas DataFrame, or as a ``pyarrow.Table`` with ``as_arrow=True``::
 
-    The server has no SQL endpoint yet, so this raises :class:`NotSupportedError` (a
-    ``NotImplementedError``); read windows with :func:`read_metrics` (``as_frame=True``) meanwhile.
+        driftline.sql("SELECT count(*) AS n, avg(json_get_float(metrics, 'score')) AS mean_score "
+                      "FROM labelled_predictions WHERE model_deployment_crn = 'crn:...'")
+
+    The tables (``predictions``, ``labelled_predictions``, ``delayed_metrics``,
+    ``aggregate_metrics``, ``dead_letters``, ``rollups_1m``/``1h``/``1d``), the JSON functions
+    (``json_get_float(metrics, 'input', 'tenure')``, ``->>``) and the drift and performance
+    aggregates (``roc_auc``, ``psi``, ``ks_pvalue``, ...) are the server's: see its docs/SQL.md.
+
+    Queued events are sent first, so the process reads its own writes; the server and key are
+    the configured ones (the development server in development mode), as for
+    :func:`read_metrics`. When ``pyarrow`` is installed the rows travel as an Arrow IPC stream,
+    which keeps the server's column types; without it they come as JSON and pandas infers the
+    types. A statement the server refuses (a syntax error, ``DROP``/``INSERT``/..., a limit of
+    time, rows or memory) raises :class:`DriftlineError` with the server's ``status`` and
+    ``detail``; :class:`ServerUnavailableError` when it is busy (503) or away;
+    :class:`NotSupportedError` when the server has no SQL endpoint, or when pandas (or for
+    ``as_arrow=True``, pyarrow) is not installed.
     """
-    raise NotSupportedError(
-        "driftline.sql() needs the server's SQL endpoint, which this version of driftline does not "
-        "have yet; use driftline.read_metrics(..., as_frame=True) and query the DataFrame instead"
-    )
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a SQL string, not {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty: give one SQL statement, such as 'SELECT count(*) FROM predictions'")
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.ipc
+
+        have_arrow = True
+    except ImportError:
+        have_arrow = False
+    if as_arrow and not have_arrow:
+        raise NotSupportedError("driftline.sql(..., as_arrow=True) needs pyarrow: pip install 'driftline[arrow]'")
+    if not as_arrow:
+        try:
+            import pandas as pd
+        except ImportError:
+            raise NotSupportedError("driftline.sql() needs pandas: pip install 'driftline[pandas]'") from None
+    raw, content_type = _client.run_sql(query, arrow=have_arrow)
+    if have_arrow and content_type.split(";")[0].strip() == _client.ARROW_STREAM:
+        try:
+            table = pyarrow.ipc.open_stream(raw).read_all()
+        except pyarrow.ArrowInvalid as err:
+            raise DriftlineError(f"POST /api/v1/sql: the server's Arrow answer cannot be read: {err}") from None
+        return table if as_arrow else table.to_pandas()
+    try:
+        rows = json.loads(raw)
+    except ValueError:
+        raise DriftlineError(f"POST /api/v1/sql: the server's answer is not JSON: {raw[:200]!r}") from None
+    if not isinstance(rows, list):
+        raise DriftlineError(f"POST /api/v1/sql: the server's answer is not a JSON array of rows: {str(rows)[:200]}")
+    if as_arrow:
+        return pyarrow.Table.from_pylist(rows)
+    return pd.DataFrame.from_records(rows)
 
 
 __all__ = [

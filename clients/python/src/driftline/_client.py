@@ -475,3 +475,32 @@ def read_series(params: Dict[str, Any]) -> Dict[str, Any]:
     if not isinstance(answer, dict):
         raise DriftlineError(f"GET /api/v1/series: the server's answer is not a JSON object: {str(answer)[:200]}")
     return answer
+
+
+#: The content type of an Arrow IPC stream, which ``POST /api/v1/sql`` answers when asked for it.
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+def run_sql(query: str, arrow: bool) -> Tuple[bytes, str]:
+    """The answer of ``POST /api/v1/sql`` (bytes and content type), after sending what this
+    process has queued: an Arrow IPC stream when ``arrow``, else the JSON array of rows."""
+    client = get_client()
+    client.check_readable()
+    client.sender.flush(client.config.request_timeout_s)
+    url, key = client.target()
+    body = json.dumps({"sql": query}).encode("utf-8")
+    accept = ARROW_STREAM if arrow else "application/json"
+    try:
+        return _http.post_for_bytes(url, key, "/api/v1/sql", body, accept, client.config.request_timeout_s)
+    except DriftlineError as err:
+        if err.status in (404, 405):
+            from .errors import NotSupportedError
+
+            raise NotSupportedError(
+                f"{err}; the server at {url} has no SQL endpoint (POST /api/v1/sql): upgrade it",
+                status=err.status,
+                title=err.title,
+                detail=err.detail,
+                problem=err.problem,
+            ) from None
+        raise

@@ -8,7 +8,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from .errors import DriftlineError, ServerUnavailableError
 
@@ -167,6 +167,22 @@ class EventPoster:
 
             return http.client.HTTPSConnection(self._netloc, timeout=self._timeout, context=ssl.create_default_context())
         return http.client.HTTPConnection(self._netloc, timeout=self._timeout)
+
+
+def post_for_bytes(
+    base_url: str, api_key: Optional[str], path: str, body: bytes, accept: str, timeout: float
+) -> Tuple[bytes, str]:
+    """POST a JSON body and return the whole answer and its content type (``accept`` is sent
+    as ``Accept``); error answers raise with the server's problem+json detail."""
+    headers = _headers(api_key, "application/json")
+    headers["Accept"] = accept
+    req = urllib.request.Request(base_url.rstrip("/") + path, data=body, method="POST", headers=headers)
+    what = f"POST {path}"
+    with _open(req, timeout, what) as resp:
+        try:
+            return resp.read(), resp.headers.get("Content-Type", "")
+        except (OSError, http.client.HTTPException) as err:
+            raise ServerUnavailableError(f"{what}: the answer was cut off ({err})") from None
 
 
 def get_json(base_url: str, api_key: Optional[str], path: str, params: Mapping[str, Any], timeout: float) -> Any:

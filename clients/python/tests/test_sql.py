@@ -1,0 +1,155 @@
+"""driftline.sql() against the real server's POST /api/v1/sql."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import driftline
+import driftline.metrics_v1 as metrics
+import driftline.models_v1 as models
+
+
+@models.cml_model(metrics=True)
+def predict(args):
+    metrics.track_metric("input", args)
+    score = args["tenure"] / 100
+    metrics.track_metric("score", score)
+    return score
+
+
+INPUTS = [("basic", 10.0), ("basic", 30.0), ("pro", 55.0), ("basic", 2.5), ("pro", 80.0)]
+
+
+def per_plan_query(deployment: str) -> str:
+    return (
+        "SELECT json_get_str(metrics, 'input', 'plan') AS plan, count(*) AS n, "
+        "sum(json_get_float(metrics, 'input', 'tenure')) AS tenure_sum, "
+        "max(json_get_float(metrics, 'score')) AS max_score "
+        f"FROM predictions WHERE model_deployment_crn = '{deployment}' GROUP BY 1 ORDER BY 1"
+    )
+
+
+def expected_per_plan():
+    out = {}
+    for plan, tenure in INPUTS:
+        n, total, top = out.get(plan, (0, 0.0, float("-inf")))
+        out[plan] = (n + 1, total + tenure, max(top, tenure / 100))
+    return [(plan, *out[plan]) for plan in sorted(out)]
+
+
+def track_inputs():
+    for plan, tenure in INPUTS:
+        predict({"plan": plan, "tenure": tenure})
+
+
+def assert_rows(actual, expected):
+    assert [(plan, n) for plan, n, _, _ in actual] == [(plan, n) for plan, n, _, _ in expected]
+    assert [v for _, _, *floats in actual for v in floats] == pytest.approx([v for _, _, *floats in expected for v in floats])
+
+
+def as_tuples(frame: pd.DataFrame):
+    return [(r.plan, int(r.n), float(r.tenure_sum), float(r.max_score)) for r in frame.itertuples()]
+
+
+def test_counts_and_json_aggregate_as_a_dataframe(client, crns):
+    track_inputs()
+    frame = driftline.sql(per_plan_query(crns["model_deployment_crn"]))
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["plan", "n", "tenure_sum", "max_score"]
+    assert_rows(as_tuples(frame), expected_per_plan())
+    # Another deployment's rows are not counted.
+    other = driftline.sql("SELECT count(*) AS n FROM predictions WHERE model_deployment_crn = 'crn:test:deployment/none'")
+    assert other["n"].tolist() == [0]
+
+
+def test_as_arrow_returns_a_table_with_the_same_values(client, crns):
+    track_inputs()
+    query = per_plan_query(crns["model_deployment_crn"])
+    table = driftline.sql(query, as_arrow=True)
+    assert isinstance(table, pa.Table)
+    assert table.column_names == ["plan", "n", "tenure_sum", "max_score"]
+    assert pa.types.is_integer(table.schema.field("n").type)
+    assert pa.types.is_floating(table.schema.field("tenure_sum").type)
+    rows = [(r["plan"], r["n"], r["tenure_sum"], r["max_score"]) for r in table.to_pylist()]
+    assert_rows(rows, expected_per_plan())
+    assert table.to_pandas().equals(driftline.sql(query))
+
+
+def test_without_pyarrow_the_json_answer_gives_the_same_frame(client, crns, monkeypatch):
+    track_inputs()
+    query = per_plan_query(crns["model_deployment_crn"])
+    with_arrow = driftline.sql(query)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.ipc", None)
+    without = driftline.sql(query)
+    assert_rows(as_tuples(without), as_tuples(with_arrow))
+    with pytest.raises(driftline.NotSupportedError, match="pyarrow"):
+        driftline.sql(query, as_arrow=True)
+
+
+def server_error_detail(server, query: str):
+    """The server's own problem+json answer to a query, read without the client."""
+    req = urllib.request.Request(
+        server.url + "/api/v1/sql",
+        data=json.dumps({"sql": query}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=30)
+    return caught.value.code, json.loads(caught.value.read())["detail"]
+
+
+@pytest.mark.parametrize("as_arrow", [False, True])
+def test_ddl_raises_with_the_servers_message(client, crns, as_arrow):
+    track_inputs()
+    query = "DROP TABLE predictions"
+    status, detail = server_error_detail(client, query)
+    assert status == 400 and detail
+    with pytest.raises(driftline.DriftlineError) as caught:
+        driftline.sql(query, as_arrow=as_arrow)
+    assert not isinstance(caught.value, driftline.ServerUnavailableError)
+    assert caught.value.status == 400
+    assert caught.value.detail == detail
+    assert detail in str(caught.value)
+    # The table is still there with every row.
+    assert driftline.sql(f"SELECT count(*) AS n FROM predictions WHERE model_deployment_crn = '{crns['model_deployment_crn']}'")["n"].tolist() == [len(INPUTS)]
+
+
+def test_bad_sql_raises_with_the_servers_message(client):
+    status, detail = server_error_detail(client, "SELEC 1")
+    assert status == 400
+    with pytest.raises(driftline.DriftlineError) as caught:
+        driftline.sql("SELEC 1")
+    assert caught.value.status == 400 and caught.value.detail == detail
+
+
+def test_reads_its_own_writes(server, crns):
+    # A linger of a minute: nothing is sent before sql() flushes it.
+    driftline.init(url=server.url, api_key=server.key, linger_ms=60_000, batch_size=1000, **crns)
+    answers = [predict({"plan": plan, "tenure": tenure}) for plan, tenure in INPUTS]
+    label = answers[0]["uuid"]
+    metrics.track_delayed_metrics({"label": 1}, label)
+    assert driftline.stats()["sent"] == 0
+    frame = driftline.sql(
+        "SELECT uuid, json_get_int(metrics, 'label') AS label FROM labelled_predictions "
+        f"WHERE model_deployment_crn = '{crns['model_deployment_crn']}' ORDER BY uuid"
+    )
+    assert sorted(frame["uuid"]) == sorted(a["uuid"] for a in answers)
+    labels = dict(zip(frame["uuid"], frame["label"]))
+    assert labels[label] == 1
+    assert all(pd.isna(v) for u, v in labels.items() if u != label)
+
+
+def test_query_is_checked_before_sending(client):
+    with pytest.raises(ValueError, match="empty"):
+        driftline.sql("  ")
+    with pytest.raises(TypeError):
+        driftline.sql(None)  # type: ignore[arg-type]
