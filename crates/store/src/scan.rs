@@ -353,6 +353,24 @@ fn condition(f: &ScanFilter, columns: &[ScanColumn], dialect: Dialect, params: &
     }
 }
 
+/// Binds a scan's parameters, in order, to `query`.
+pub(crate) fn bind<'q, DB: sqlx::Database>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    params: Vec<ScanValue>,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for p in params {
+        query = match p {
+            ScanValue::Int(i) => query.bind(i),
+            ScanValue::Text(s) => query.bind(s),
+        };
+    }
+    query
+}
+
 /// Whether a scan merges delayed metrics into `metrics`.
 pub(crate) fn merges_delayed(request: &ScanRequest) -> bool {
     request.table == ScanTable::LabelledPredictions

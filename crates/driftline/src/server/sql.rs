@@ -66,7 +66,7 @@ pub(crate) async fn post_sql(
             )))
         }
     };
-    let Ok(_permit) = state.sql_permits.clone().try_acquire_owned() else {
+    let Ok(permit) = state.sql_permits.clone().try_acquire_owned() else {
         return Err(Problem::busy("as many SQL queries as the server runs at once are running; retry in a moment"));
     };
     let limits = state.sql;
@@ -82,7 +82,7 @@ pub(crate) async fn post_sql(
         head.extend(encoder.batch(batch).map_err(problem)?);
     }
     let request = id.0.clone();
-    let rest = futures::stream::unfold(Next::Batches(answer.batches, Box::new(encoder), _permit), move |next| {
+    let rest = futures::stream::unfold(Next::Batches(answer.batches, Box::new(encoder), permit), move |next| {
         let request = request.clone();
         async move {
             match next {

@@ -418,7 +418,7 @@ impl EventStore for PostgresStore {
 
 impl crate::scan::ScanStore for PostgresStore {
     fn scan(&self, request: crate::scan::ScanRequest) -> crate::scan::ScanStream {
-        use crate::scan::{self, Dialect, ScanValue};
+        use crate::scan::{self, Dialect};
         let pool = self.pool.clone();
         let budget = self.options.read_timeout;
         let (sql, params) = scan::build(&request, Dialect::Postgres);
@@ -427,14 +427,7 @@ impl crate::scan::ScanStore for PostgresStore {
                 Ok(tx) => tx,
                 Err(e) => return sink.fail(e).await,
             };
-            let mut query = sqlx::query(&sql);
-            for p in params {
-                query = match p {
-                    ScanValue::Int(i) => query.bind(i),
-                    ScanValue::Text(s) => query.bind(s),
-                };
-            }
-            let rows = query.fetch(&mut *tx);
+            let rows = scan::bind(sqlx::query(&sql), params).fetch(&mut *tx);
             sink.drain_with(rows, |row| scan::decode(&row, &request)).await;
         })
     }

@@ -416,18 +416,11 @@ impl JobStore for SqliteStore {
 
 impl crate::scan::ScanStore for SqliteStore {
     fn scan(&self, request: crate::scan::ScanRequest) -> crate::scan::ScanStream {
-        use crate::scan::{self, Dialect, ScanValue};
+        use crate::scan::{self, Dialect};
         let pool = self.reader.clone();
         let (sql, params) = scan::build(&request, Dialect::Sqlite);
         spawn_reader(self.options.read_timeout, move |sink| async move {
-            let mut query = sqlx::query(&sql);
-            for p in params {
-                query = match p {
-                    ScanValue::Int(i) => query.bind(i),
-                    ScanValue::Text(s) => query.bind(s),
-                };
-            }
-            let rows = query.fetch(&pool);
+            let rows = scan::bind(sqlx::query(&sql), params).fetch(&pool);
             sink.drain_with(rows, |row| scan::decode(&row, &request)).await;
         })
     }
