@@ -65,12 +65,16 @@ def wait_ready(url: str, timeout: float = START_TIMEOUT_S) -> None:
 class Server:
     """A `driftline serve` process on an embedded store, which can be stopped and restarted."""
 
-    def __init__(self, binary: str, data_dir: Path) -> None:
+    def __init__(self, binary: str, data_dir: Path, extra_args: List[str] = ()) -> None:  # type: ignore[assignment]
         self.binary = binary
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.key = "test-admin-key-" + uuid.uuid4().hex
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Arrow Flight SQL, served beside the HTTP API.
+        self.flight_port = free_port()
+        self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> None:
@@ -78,7 +82,11 @@ class Server:
         env["DRIFTLINE_ADMIN_KEY"] = self.key
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}", "--no-drift-scheduler"],
+            [
+                self.binary, "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+                "--flight-sql-listen", f"127.0.0.1:{self.flight_port}", "--no-drift-scheduler",
+                *self.extra_args,
+            ],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -153,3 +154,68 @@ def test_query_is_checked_before_sending(client):
         driftline.sql("  ")
     with pytest.raises(TypeError):
         driftline.sql(None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def limited_server(driftline_bin, tmp_path):
+    from conftest import Server
+
+    srv = Server(driftline_bin, tmp_path / "limited", extra_args=["--sql-max-rows", "3"])
+    srv.data_dir.mkdir()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_a_query_over_the_row_limit_raises_422_with_the_limit(limited_server, crns):
+    driftline.init(url=limited_server.url, api_key=limited_server.key, linger_ms=20, **crns)
+    track_inputs()
+    with pytest.raises(driftline.DriftlineError) as caught:
+        driftline.sql("SELECT uuid FROM predictions")
+    assert not isinstance(caught.value, driftline.ServerUnavailableError)
+    assert caught.value.status == 422
+    assert "more than 3 rows" in caught.value.detail
+    # Within the limit, the same table answers.
+    assert len(driftline.sql("SELECT uuid FROM predictions LIMIT 3")) == 3
+
+
+def open_slow_answer(server, query: str):
+    """A POST /api/v1/sql whose (large) answer is not read: the server's query waits on the
+    client, holding its place among the queries that run at once."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = json.dumps({"sql": query})
+    conn.request("POST", "/api/v1/sql?format=ndjson", body=body,
+                 headers={"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    return conn
+
+
+def test_a_busy_server_answers_503_and_the_client_says_so(client, crns):
+    track_inputs()
+    driftline.flush()
+    # 5^8 = 390,625 rows of about 100 bytes: far more than the sockets hold.
+    big = "SELECT a.metrics, b.uuid FROM " + ", ".join(f"predictions {t}" for t in "abcdefgh")
+    held = [open_slow_answer(client, big) for _ in range(4)]
+    try:
+        with pytest.raises(driftline.ServerUnavailableError) as caught:
+            driftline.sql("SELECT 1 AS one")
+        assert caught.value.status == 503
+        assert "retry" in caught.value.detail
+    finally:
+        for conn in held:
+            conn.close()
+    # Once the held answers are gone the server answers again (boundedly waited for).
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert driftline.sql("SELECT 1 AS one")["one"].tolist() == [1]
+            break
+        except driftline.ServerUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

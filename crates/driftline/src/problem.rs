@@ -23,6 +23,11 @@ impl Problem {
         Problem { kind: "about:blank", title, status: status.as_u16(), detail: detail.into(), retry_after: None }
     }
 
+    /// What went wrong and what to do, as the answer's `detail` says it.
+    pub(crate) fn detail(&self) -> &str {
+        &self.detail
+    }
+
     pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::BAD_REQUEST, "Bad Request", detail)
     }
@@ -151,6 +156,7 @@ impl From<driftline_query::Error> for Problem {
         match e {
             driftline_query::Error::Param { .. } => Problem::bad_request(e.to_string()),
             driftline_query::Error::Store(e) => e.into(),
+            driftline_query::Error::Sql(e) => Problem::unavailable(format!("the read failed: {e}")),
         }
     }
 }

@@ -43,6 +43,10 @@ pub(crate) struct ServeArgs {
     http: HttpArgs,
     #[command(flatten)]
     sql: crate::sql::SqlLimitArgs,
+    /// Also serve Arrow Flight SQL (ADBC, JDBC, DBeaver, Grafana) on this address, with the same
+    /// API keys as the HTTP API.
+    #[arg(long, env = "DRIFTLINE_FLIGHT_SQL_LISTEN")]
+    flight_sql_listen: Option<SocketAddr>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -65,6 +69,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     state.sql = args.sql.limits();
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let flight_listener = match args.flight_sql_listen {
+        Some(at) => Some(TcpListener::bind(at).await.with_context(|| format!("listening for Flight SQL on {at}"))?),
+        None => None,
+    };
     let consumer = match &args.kafka_brokers {
         Some(brokers) => {
             let config = args.kafka.config(brokers, limits)?;
@@ -86,10 +94,30 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = rollup_stopped.await;
         }))
     });
+    let (stop_flight, flight_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flight = match flight_listener {
+        Some(flight_listener) => {
+            let service = server::flight::FlightSql {
+                store: store.clone(),
+                keys: state.keys.clone(),
+                limits: state.sql,
+                permits: state.sql_permits.clone(),
+            };
+            println!("driftline serving Flight SQL on grpc://{}", flight_listener.local_addr()?);
+            Some(tokio::spawn(server::flight::serve(service, flight_listener, async {
+                let _ = flight_stopped.await;
+            })))
+        }
+        None => None,
+    };
     println!("driftline listening on http://{addr} (store: {})", args.store.config().location());
     tracing::info!(%addr, store = %args.store.config().location(), kafka = args.kafka_brokers.is_some(), "serving");
     server::serve(state, listener, crate::shutdown_signal()).await?;
     let _ = stop_scheduler.send(());
+    let _ = stop_flight.send(());
+    if let Some(flight) = flight {
+        flight.await??;
+    }
     let _ = stop_rollup.send(());
     if let Some(rollup) = rollup {
         rollup.await?;

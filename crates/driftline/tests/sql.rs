@@ -1,19 +1,25 @@
 //! SQL end to end: `POST /api/v1/sql` of the real server (JSON, NDJSON, CSV, Arrow IPC; read
-//! scope; a deployment-scoped key; refused statements) and `driftline sql` (one statement in
-//! every format, and the interactive prompt fed on standard input), giving the same numbers, on
-//! SQLite and on a fresh Postgres database.
+//! scope; a deployment-scoped key; refused statements), Arrow Flight SQL from a Flight SQL client
+//! (statements, prepared statements, the catalog, bearer and basic auth, the same scopes), and
+//! `driftline sql` (one statement in every format, and the interactive prompt fed on standard
+//! input), giving the same numbers, on SQLite and on a fresh Postgres database.
 
 mod common;
 
 use std::io::Write;
 use std::process::Stdio;
 
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::CommandGetTables;
+use arrow_flight::FlightInfo;
 use common::{cli, sqlite_args, Server, ADMIN};
-use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::ipc::reader::StreamReader;
 use driftline_testkit::TestDatabase;
+use futures::TryStreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tonic::transport::Channel;
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -43,7 +49,13 @@ async fn sql(server: &Server, key: &str, body: Value, path: &str, accept: Option
 }
 
 async fn sql_everywhere(store_args: Vec<String>) {
-    let server = Server::start_admin(&store_args, &["--no-rollup"]);
+    let server = Server::start_admin(&store_args, &["--no-rollup", "--flight-sql-listen", "127.0.0.1:0"]);
+    let flight = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("driftline serving Flight SQL on grpc://"))
+        .expect("the server says where it serves Flight SQL")
+        .to_owned();
     let (status, _, _) = server.post("/api/v1/events", ADMIN, "application/json", events()).await;
     assert_eq!(status, StatusCode::OK);
     let expected =
@@ -103,6 +115,9 @@ async fn sql_everywhere(store_args: Vec<String>) {
     assert_eq!(answer, json!([{"deployment":"crn:dep/a","n":30,"tenure":435}]));
     let r = sql(&server, &writer, json!({"sql": QUERY}), "/api/v1/sql", None).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Flight SQL answers the same, under the same keys.
+    flight_sql(&flight, &scoped, &writer).await;
     assert!(server.stop().success());
 
     // The command line answers the same.
@@ -139,6 +154,104 @@ async fn sql_everywhere(store_args: Vec<String>) {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("| 10 |") && stdout.contains("| 7     |"), "{stdout}");
     assert!(stderr.contains("nope"), "{stderr}");
+}
+
+/// A Flight SQL client of the server at `addr`, sending `key` as its bearer token (if any).
+async fn flight_client(addr: &str, key: Option<&str>) -> FlightSqlServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    if let Some(key) = key {
+        client.set_token(key.to_owned());
+    }
+    client
+}
+
+/// Every batch of every endpoint of `info`.
+async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let stream = client.do_get(endpoint.ticket.unwrap()).await.unwrap();
+        batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    batches
+}
+
+/// The rows of QUERY's answer as (deployment, n, tenure).
+fn rows(batches: &[RecordBatch]) -> Vec<(String, i64, i64)> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let deployment = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let n = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        let tenure = batch.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..batch.num_rows() {
+            rows.push((deployment.value(i).to_owned(), n.value(i), tenure.value(i)));
+        }
+    }
+    rows
+}
+
+async fn flight_sql(addr: &str, scoped: &str, writer: &str) {
+    let expected = vec![("crn:dep/a".to_owned(), 30, 435), ("crn:dep/b".to_owned(), 10, 345)];
+
+    // A statement: its FlightInfo's schema is the answer's.
+    let mut admin = flight_client(addr, Some(ADMIN)).await;
+    let info = admin.execute(QUERY.to_owned(), None).await.unwrap();
+    let schema = info.clone().try_decode_schema().unwrap();
+    let batches = fetch(&mut admin, info).await;
+    assert_eq!(batches[0].schema().fields(), schema.fields());
+    assert_eq!(rows(&batches), expected);
+
+    // A prepared statement (what JDBC clients send), with its dataset schema up front.
+    let mut prepared = admin.prepare(QUERY.to_owned(), None).await.unwrap();
+    assert_eq!(prepared.dataset_schema().unwrap().fields(), schema.fields());
+    let info = prepared.execute().await.unwrap();
+    assert_eq!(rows(&fetch(&mut admin, info).await), expected);
+    prepared.close().await.unwrap();
+
+    // The catalog, with each table's schema.
+    let request = CommandGetTables { include_schema: true, ..Default::default() };
+    let info = admin.get_tables(request).await.unwrap();
+    let batches = fetch(&mut admin, info).await;
+    let names = batches[0].column_by_name("table_name").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let mut names: Vec<&str> = (0..names.len()).map(|i| names.value(i)).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "aggregate_metrics",
+            "dead_letters",
+            "delayed_metrics",
+            "labelled_predictions",
+            "predictions",
+            "rollups_1d",
+            "rollups_1h",
+            "rollups_1m"
+        ]
+    );
+
+    // Mistakes and refused statements are InvalidArgument and say what is wrong.
+    for (query, says) in [("SELECT * FROM nowhere", "nowhere"), ("DROP TABLE predictions", "not supported")] {
+        let e = admin.execute(query.to_owned(), None).await.unwrap_err().to_string();
+        assert!(e.contains("invalid argument") && e.contains(says), "{query}: {e}");
+    }
+
+    // Basic auth with the key as password gives a bearer token (what JDBC's user and password do).
+    let mut basic = flight_client(addr, None).await;
+    basic.handshake("analyst", scoped).await.unwrap();
+    assert_eq!(basic.token().map(String::as_str), Some(scoped));
+    let info = basic.execute(QUERY.to_owned(), None).await.unwrap();
+    // The scoped key sees its deployment only.
+    assert_eq!(rows(&fetch(&mut basic, info).await), expected[..1]);
+
+    // No key, an unknown key, a write key: refused.
+    let mut nobody = flight_client(addr, None).await;
+    let e = nobody.execute(QUERY.to_owned(), None).await.unwrap_err().to_string();
+    assert!(e.contains("valid authentication credentials") && e.contains("Bearer"), "{e}");
+    let e = flight_client(addr, Some("not-a-key")).await.execute(QUERY.to_owned(), None).await.unwrap_err();
+    assert!(e.to_string().contains("unknown or revoked"), "{e}");
+    assert!(flight_client(addr, None).await.handshake("x", "not-a-key").await.is_err());
+    let e = flight_client(addr, Some(writer)).await.execute(QUERY.to_owned(), None).await.unwrap_err();
+    assert!(e.to_string().contains("does not have permission") && e.to_string().contains("scope"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,14 @@
-//! The `read_metrics` answer, encoded as a stream of byte chunks.
-//!
-//! `{"metrics":[{"modelCrn":…,"modelBuildCrn":…,"modelDeploymentCrn":…,"predictionUuid":…,
-//! "startTimeStampMs":…,"endTimeStampMs":…,"metrics":{…}}, …]}` as one JSON document, or one
-//! such object per line (NDJSON). Records are written into chunks of about [`CHUNK_BYTES`].
+//! The answers' encodings, and the aggregate metrics answer encoded as a stream of byte chunks:
+//! `{"metrics":[{"modelDeploymentCrn":…,"startTimeStampMs":…,"endTimeStampMs":…,"metrics":{…},
+//! "source":…}, …]}` as one JSON document, or one such object per line (NDJSON), in chunks of
+//! about [`CHUNK_BYTES`]. `read_metrics` answers are encoded from record batches by
+//! [`crate::window`], in the same way.
 
 use std::pin::Pin;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use driftline_core::Metrics;
-use driftline_store::{AggregateStream, ReadRecord, RecordStream, StoredAggregate};
+use driftline_store::{AggregateStream, StoredAggregate};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 
@@ -24,6 +24,8 @@ pub enum Encoding {
     Json,
     /// One JSON object per line.
     Ndjson,
+    /// An Arrow IPC stream (`read_metrics` only), metrics as a JSON text column.
+    Arrow,
 }
 
 impl Encoding {
@@ -32,42 +34,7 @@ impl Encoding {
         match self {
             Encoding::Json => "application/json",
             Encoding::Ndjson => "application/x-ndjson",
-        }
-    }
-}
-
-/// One prediction in the compatible camelCase shape.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReadMetric<'a> {
-    /// The model's CRN.
-    pub model_crn: &'a str,
-    /// The build's CRN.
-    pub model_build_crn: &'a str,
-    /// The deployment's CRN.
-    pub model_deployment_crn: &'a str,
-    /// The prediction's UUID.
-    pub prediction_uuid: String,
-    /// Start, ms since the epoch.
-    #[serde(rename = "startTimeStampMs")]
-    pub start_time_stamp_ms: i64,
-    /// End, ms since the epoch.
-    #[serde(rename = "endTimeStampMs")]
-    pub end_time_stamp_ms: i64,
-    /// The prediction's metrics with its delayed metrics merged in.
-    pub metrics: &'a Metrics,
-}
-
-impl<'a> From<&'a ReadRecord> for ReadMetric<'a> {
-    fn from(r: &'a ReadRecord) -> Self {
-        ReadMetric {
-            model_crn: &r.model_crn,
-            model_build_crn: &r.model_build_crn,
-            model_deployment_crn: &r.model_deployment_crn,
-            prediction_uuid: r.uuid.to_string(),
-            start_time_stamp_ms: r.start_timestamp_ms,
-            end_time_stamp_ms: r.end_timestamp_ms,
-            metrics: &r.metrics,
+            Encoding::Arrow => "application/vnd.apache.arrow.stream",
         }
     }
 }
@@ -110,11 +77,6 @@ struct State<T> {
     done: bool,
     /// An error already announced on an NDJSON error line, ending the stream next.
     failed: Option<driftline_store::Error>,
-}
-
-/// Encodes a stream of read records as a stream of chunks.
-pub fn encode(records: RecordStream, encoding: Encoding) -> impl Stream<Item = Result<Bytes, Error>> + Send {
-    encode_items(records, encoding, |r: &ReadRecord, buf| write_json(buf, &ReadMetric::from(r)))
 }
 
 /// Encodes a stream of aggregate metrics as a stream of chunks.
@@ -192,36 +154,56 @@ fn encode_items<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::DataFusionError;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use datafusion::physical_plan::SendableRecordBatchStream;
     use futures::TryStreamExt;
     use serde_json::json;
+    use std::sync::Arc;
 
-    fn record(i: u128) -> ReadRecord {
-        ReadRecord {
-            uuid: uuid::Uuid::from_u128(i),
-            model_crn: "crn:model/churn".into(),
-            model_build_crn: "crn:build/7".into(),
-            model_deployment_crn: "crn:dep/1".into(),
-            start_timestamp_ms: 1_700_000_000_000 + i as i64,
-            end_timestamp_ms: 1_700_000_000_012 + i as i64,
-            metrics: json!({"input": {"tenure": 12, "plan": "basic"}, "prediction": 0.83, "label": 1})
-                .as_object()
-                .unwrap()
-                .clone(),
-        }
+    use crate::window::encode_window;
+
+    /// Rows `from..to` as `read_window`'s plan gives them: metrics as the scan normalises them.
+    fn batch(from: u128, to: u128) -> RecordBatch {
+        let text =
+            |f: &dyn Fn(u128) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values((from..to).map(f))) };
+        let int = |f: &dyn Fn(u128) -> i64| -> ArrayRef { Arc::new((from..to).map(f).collect::<Int64Array>()) };
+        let metrics = json!({"input": {"tenure": 12, "plan": "basic"}, "prediction": 0.83, "label": 1}).to_string();
+        let columns = vec![
+            text(&|_| "crn:model/churn".into()),
+            text(&|_| "crn:build/7".into()),
+            text(&|_| "crn:dep/1".into()),
+            text(&|i| uuid::Uuid::from_u128(i).to_string()),
+            int(&|i| 1_700_000_000_000 + i as i64),
+            int(&|i| 1_700_000_000_012 + i as i64),
+            text(&|_| metrics.clone()),
+        ];
+        RecordBatch::try_new(schema(), columns).unwrap()
     }
 
-    async fn collect(
-        records: Vec<Result<ReadRecord, driftline_store::Error>>,
-        encoding: Encoding,
-    ) -> Result<String, Error> {
-        let stream: RecordStream = Box::pin(futures::stream::iter(records));
-        let chunks: Vec<Bytes> = encode(stream, encoding).try_collect().await?;
+    fn schema() -> Arc<Schema> {
+        let names = ["model_crn", "model_build_crn", "model_deployment_crn", "uuid"];
+        let mut fields: Vec<Field> = names.iter().map(|n| Field::new(*n, DataType::Utf8, false)).collect();
+        fields.push(Field::new("start_timestamp_ms", DataType::Int64, false));
+        fields.push(Field::new("end_timestamp_ms", DataType::Int64, false));
+        fields.push(Field::new("metrics", DataType::Utf8, true));
+        Arc::new(Schema::new(fields))
+    }
+
+    fn stream(batches: Vec<Result<RecordBatch, DataFusionError>>) -> SendableRecordBatchStream {
+        Box::pin(RecordBatchStreamAdapter::new(schema(), futures::stream::iter(batches)))
+    }
+
+    async fn collect(batches: Vec<Result<RecordBatch, DataFusionError>>, encoding: Encoding) -> Result<String, Error> {
+        let chunks: Vec<Bytes> = encode_window(stream(batches), encoding).try_collect().await?;
         Ok(chunks.iter().map(|c| std::str::from_utf8(c).unwrap()).collect())
     }
 
     #[tokio::test]
     async fn json_answer_has_the_compatible_shape() {
-        let text = collect(vec![Ok(record(1)), Ok(record(2))], Encoding::Json).await.unwrap();
+        let text = collect(vec![Ok(batch(1, 2)), Ok(batch(2, 3))], Encoding::Json).await.unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         insta::assert_json_snapshot!("read_metrics_answer", value);
         assert_eq!(collect(vec![], Encoding::Json).await.unwrap(), r#"{"metrics":[]}"#);
@@ -229,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn ndjson_is_one_object_per_line() {
-        let text = collect(vec![Ok(record(1)), Ok(record(2)), Ok(record(3))], Encoding::Ndjson).await.unwrap();
+        let text = collect(vec![Ok(batch(1, 3)), Ok(batch(3, 4))], Encoding::Ndjson).await.unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
@@ -239,23 +221,35 @@ mod tests {
 
     #[tokio::test]
     async fn large_answers_come_in_bounded_chunks() {
-        let records: Vec<_> = (0..5_000).map(|i| Ok(record(i))).collect();
-        let stream: RecordStream = Box::pin(futures::stream::iter(records));
-        let chunks: Vec<Bytes> = encode(stream, Encoding::Json).try_collect().await.unwrap();
+        let batches = (0..5).map(|i| Ok(batch(i * 1_000, (i + 1) * 1_000))).collect();
+        let chunks: Vec<Bytes> = encode_window(stream(batches), Encoding::Json).try_collect().await.unwrap();
         assert!(chunks.len() > 5, "{} chunks", chunks.len());
-        assert!(chunks.iter().all(|c| c.len() < CHUNK_BYTES + 1024));
+        // A chunk ends after the batch that fills it: at most one batch (about 200 KiB here) over.
+        assert!(chunks.iter().all(|c| c.len() < CHUNK_BYTES + 300 * 1024));
         let text: Vec<u8> = chunks.concat();
         let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(value["metrics"].as_array().unwrap().len(), 5_000);
     }
 
     #[tokio::test]
-    async fn a_store_error_cuts_the_stream() {
-        let err = || driftline_store::Error::Corrupt { what: "metrics", detail: "x".into() };
-        assert!(collect(vec![Ok(record(1)), Err(err())], Encoding::Json).await.is_err());
-        // NDJSON readers get the records read so far and a last line that says why, then the cut.
-        let stream: RecordStream = Box::pin(futures::stream::iter(vec![Ok(record(1)), Err(err()), Ok(record(2))]));
-        let chunks: Vec<Result<Bytes, Error>> = encode(stream, Encoding::Ndjson).collect().await;
+    async fn arrow_answers_carry_the_batches() {
+        let chunks: Vec<Bytes> =
+            encode_window(stream(vec![Ok(batch(0, 3))]), Encoding::Arrow).try_collect().await.unwrap();
+        let bytes = chunks.concat();
+        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        assert_eq!(batches, vec![batch(0, 3)]);
+    }
+
+    #[tokio::test]
+    async fn a_failure_cuts_the_stream() {
+        let err = || {
+            DataFusionError::External(Box::new(driftline_store::Error::Corrupt { what: "metrics", detail: "x".into() }))
+        };
+        assert!(collect(vec![Ok(batch(1, 2)), Err(err())], Encoding::Json).await.is_err());
+        // NDJSON readers get the rows read so far and a last line that says why, then the cut.
+        let chunks: Vec<Result<Bytes, Error>> =
+            encode_window(stream(vec![Ok(batch(1, 2)), Err(err()), Ok(batch(2, 3))]), Encoding::Ndjson).collect().await;
         assert_eq!(chunks.len(), 2, "{chunks:?}");
         let text = std::str::from_utf8(chunks[0].as_ref().unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();

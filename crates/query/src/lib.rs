@@ -6,8 +6,9 @@
 pub mod answer;
 pub mod params;
 pub mod sql;
+pub mod window;
 
-pub use answer::{encode, encode_aggregates, AggregateMetric, Encoding, ReadMetric};
+pub use answer::{encode_aggregates, AggregateMetric, Encoding};
 pub use params::{ReadRequest, WindowParams};
 
 /// The one error type of this crate.
@@ -24,4 +25,7 @@ pub enum Error {
     /// Reading from the store failed.
     #[error(transparent)]
     Store(#[from] driftline_store::Error),
+    /// A read planned through the SQL layer failed.
+    #[error(transparent)]
+    Sql(#[from] sql::SqlError),
 }

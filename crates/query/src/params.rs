@@ -75,9 +75,10 @@ impl WindowParams {
         match self.format.as_deref() {
             None | Some("json") => Ok(Encoding::Json),
             Some("ndjson") => Ok(Encoding::Ndjson),
+            Some("arrow") => Ok(Encoding::Arrow),
             Some(other) => Err(Error::Param {
                 param: "format",
-                rule: format!("`{}` is not a format; use json or ndjson", other.escape_default()),
+                rule: format!("`{}` is not a format; use json, ndjson or arrow", other.escape_default()),
             }),
         }
     }
@@ -170,7 +171,7 @@ mod tests {
             err(params(&[("model_crn", "m"), ("start_timestamp_ms", "9"), ("end_timestamp_ms", "5")])).0,
             "end_timestamp_ms"
         );
-        assert!(err(params(&[("model_crn", "m"), ("format", "csv")])).1.contains("json or ndjson"));
+        assert!(err(params(&[("model_crn", "m"), ("format", "csv")])).1.contains("json, ndjson or arrow"));
         assert!(err(params(&[("model_crn", "m\u{0}")])).1.contains("control character"));
         assert_eq!(err(params(&[("model_deployment_crn", "d\u{1}")])).0, "model_deployment_crn");
     }

@@ -10,6 +10,8 @@ use datafusion::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, Str
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use driftline_core::{AggregateMetrics, DelayedMetrics, MetricsJson, Prediction};
 use driftline_query::sql::{self, SqlError, SqlLimits};
+use driftline_query::window::{encode_window, read_window};
+use driftline_query::{Encoding, ReadRequest};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
 use driftline_store::{DeadLetter, Selection, Store, Window, WriteBatch};
@@ -189,7 +191,9 @@ async fn tables_read_like_the_store(store: Arc<dyn Store>) {
         plan.contains("WHERE t.model_deployment_crn = ") && plan.contains("AND t.start_timestamp_ms >= "),
         "{plan}"
     );
-    assert!(!plan.contains("json_get_str(t.metrics"), "the JSON filter stays in DataFusion: {plan}");
+    // So is the typed JSON filter, and with it the count: the store sends one row.
+    assert!(plan.contains("jsonb_typeof(t.metrics -> ") || plan.contains("json_type(t.metrics, "), "{plan}");
+    assert!(plan.contains("SELECT count(*) FROM predictions t WHERE"), "{plan}");
     assert_eq!(
         one_int(
             &store,
@@ -422,6 +426,210 @@ async fn drift_functions_are_the_engines(store: Arc<dyn Store>) {
     }
 }
 
+/// The old `read_metrics` record shape, field for field, to check the answer byte for byte.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OldShape<'a> {
+    model_crn: &'a str,
+    model_build_crn: &'a str,
+    model_deployment_crn: &'a str,
+    prediction_uuid: String,
+    #[serde(rename = "startTimeStampMs")]
+    start: i64,
+    #[serde(rename = "endTimeStampMs")]
+    end: i64,
+    metrics: &'a driftline_core::Metrics,
+}
+
+async fn read_metrics_is_a_plan_over_labelled_predictions(store: Arc<dyn Store>) {
+    load(store.as_ref()).await;
+    let read = |selection: Selection, encoding: Encoding| ReadRequest {
+        selection,
+        window: Window { start_ms: T0 + 3_000, end_ms: T0 + 400_000 },
+        encoding,
+    };
+    for selection in [
+        Selection::Deployment("a".into()),
+        Selection::Build("crn:build/1".into()),
+        Selection::Model("crn:model".into()),
+    ] {
+        // What the store's own window read gives, serialised as the answer always was.
+        let records: Vec<_> = store
+            .read_window(selection.clone(), read(selection.clone(), Encoding::Json).window)
+            .try_collect()
+            .await
+            .unwrap();
+        let old: Vec<String> = records
+            .iter()
+            .map(|r| {
+                serde_json::to_string(&OldShape {
+                    model_crn: &r.model_crn,
+                    model_build_crn: &r.model_build_crn,
+                    model_deployment_crn: &r.model_deployment_crn,
+                    prediction_uuid: r.uuid.to_string(),
+                    start: r.start_timestamp_ms,
+                    end: r.end_timestamp_ms,
+                    metrics: &r.metrics,
+                })
+                .unwrap()
+            })
+            .collect();
+        assert!(old.len() > 100, "{selection:?}");
+        for (encoding, expected) in [
+            (Encoding::Json, format!("{{\"metrics\":[{}]}}", old.join(","))),
+            (Encoding::Ndjson, old.iter().map(|l| format!("{l}\n")).collect::<String>()),
+        ] {
+            let request = read(selection.clone(), encoding);
+            let batches = read_window(store.clone(), None, &request).await.unwrap();
+            let chunks: Vec<bytes::Bytes> = encode_window(batches, encoding).try_collect().await.unwrap();
+            assert_eq!(String::from_utf8(chunks.concat()).unwrap(), expected, "{selection:?} {encoding:?}");
+        }
+        // Arrow: the same rows as columns, metrics as JSON text.
+        let request = read(selection.clone(), Encoding::Arrow);
+        let chunks: Vec<bytes::Bytes> =
+            encode_window(read_window(store.clone(), None, &request).await.unwrap(), Encoding::Arrow)
+                .try_collect()
+                .await
+                .unwrap();
+        let reader =
+            datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(chunks.concat()), None).unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let uuids: Vec<String> = records.iter().map(|r| r.uuid.to_string()).collect();
+        assert_eq!(texts(&batches, 3), uuids);
+        let metrics: Vec<String> =
+            records.iter().map(|r| serde_json::Value::Object(r.metrics.clone()).to_string()).collect();
+        assert_eq!(texts(&batches, 6), metrics);
+    }
+    // A scoped caller reading another deployment's rows gets none, inside the plan.
+    let request = read(Selection::Deployment("b".into()), Encoding::Ndjson);
+    let batches = read_window(store.clone(), Some("a".into()), &request).await.unwrap();
+    let rows: Vec<RecordBatch> = batches.try_collect().await.unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+}
+
+/// Runs `sql_text` with and without the store computing the groups; both answers, and whether
+/// the store did.
+async fn with_and_without_pushdown(
+    store: &Arc<dyn Store>,
+    scope: Option<&str>,
+    sql_text: &str,
+) -> (Vec<RecordBatch>, Vec<RecordBatch>, String) {
+    let limits = SqlLimits::default();
+    let ctx = sql::session(store.clone(), scope.map(str::to_owned), &limits).unwrap();
+    let pushed: Vec<RecordBatch> =
+        sql::run(&ctx, sql_text, &limits).await.unwrap().batches.try_collect().await.unwrap();
+    let explain: Vec<RecordBatch> =
+        sql::run(&ctx, &format!("EXPLAIN {sql_text}"), &limits).await.unwrap().batches.try_collect().await.unwrap();
+    let plan = pretty_format_batches(&explain).unwrap().to_string();
+    assert!(ctx.remove_optimizer_rule("driftline_push_aggregates"));
+    let kept: Vec<RecordBatch> = sql::run(&ctx, sql_text, &limits).await.unwrap().batches.try_collect().await.unwrap();
+    (pushed, kept, plan)
+}
+
+/// Every value of `batches` as text, floats to 12 significant digits.
+fn cells(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut rows = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            rows.push(
+                b.columns()
+                    .iter()
+                    .map(|c| match c.as_any().downcast_ref::<Float64Array>() {
+                        Some(f) if !f.is_null(i) => format!("{:.12e}", f.value(i)),
+                        _ => {
+                            ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).unwrap().value(i).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+async fn groupings_are_the_stores(store: Arc<dyn Store>) {
+    load(store.as_ref()).await;
+    // Predictions whose values have other types than the rest: a number where a string was,
+    // a word and a number written as strings where numbers were, a boolean as a string.
+    let mut odd = WriteBatch::new(T0);
+    for (i, m) in [
+        json!({"input": {"tenure": "long", "plan": 7, "a.b c": "x"}, "prediction": "high"}),
+        json!({"input": {"plan": "pro"}, "prediction": "0.95", "flag": "true"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        odd.predictions.push(Prediction {
+            uuid: Uuid::new_v4(),
+            model_crn: "crn:model".into(),
+            model_build_crn: "crn:build/0".into(),
+            model_deployment_crn: "a".into(),
+            start_timestamp_ms: T0 + 5 + i as i64,
+            end_timestamp_ms: T0 + 9 + i as i64,
+            metrics: metrics(m),
+        });
+    }
+    store.write(&odd).await.unwrap();
+    for (scope, sql_text) in [
+        (
+            None,
+            "SELECT model_deployment_crn, date_trunc('minute', to_timestamp_millis(start_timestamp_ms)) AS minute, \
+             count(*) AS n, avg(end_timestamp_ms - start_timestamp_ms) AS latency, \
+             sum(end_timestamp_ms - start_timestamp_ms) AS total, min(start_timestamp_ms) AS first, \
+             max(start_timestamp_ms) AS last FROM predictions GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
+        (
+            None,
+            "SELECT json_get_str(metrics, 'input', 'plan') AS plan, count(*) AS n, avg(end_timestamp_ms - start_timestamp_ms) AS l \
+             FROM predictions WHERE model_deployment_crn = 'a' AND json_get_str(metrics, 'input', 'plan') <> 'zzz' \
+             GROUP BY 1 ORDER BY 1",
+        ),
+        (Some("a"), "SELECT start_timestamp_ms / 60000 AS m, count(*) AS n FROM labelled_predictions GROUP BY 1 ORDER BY 1"),
+        (Some("a"), "SELECT count(*) AS n, max(timestamp_ms) AS last FROM delayed_metrics"),
+        (None, "SELECT count(*) AS n FROM predictions WHERE json_get_str(metrics, 'input', 'a.b c') = 'x'"),
+        (None, "SELECT count(*) AS n FROM predictions WHERE json_get_bool(metrics, 'flag')"),
+        (
+            None,
+            "SELECT model_build_crn, count(*) AS n FROM predictions WHERE json_get_str(metrics, 'input', 'plan') <> 'pro' \
+             GROUP BY 1 ORDER BY 1",
+        ),
+    ] {
+        let (pushed, kept, plan) = with_and_without_pushdown(&store, scope, sql_text).await;
+        assert!(plan.contains("_grouped") && plan.contains("count("), "{sql_text}: {plan}");
+        assert_eq!(cells(&pushed), cells(&kept), "{sql_text}");
+        assert!(!cells(&pushed).is_empty(), "{sql_text}");
+    }
+    // Typed reads of values of other types are null, never errors; booleans written as strings
+    // are booleans.
+    let (pushed, _, _) = with_and_without_pushdown(
+        &store,
+        None,
+        "SELECT count(*) AS n, count(json_get_str(metrics, 'input', 'plan')) AS planned, \
+         count(*) FILTER (WHERE json_get_bool(metrics, 'flag')) AS flagged FROM predictions",
+    )
+    .await;
+    assert_eq!((ints(&pushed, 0), ints(&pushed, 1), ints(&pushed, 2)), (vec![502], vec![501], vec![1]));
+    // A comparison of json_get_float goes to the store as a superset (strings kept), and
+    // DataFusion decides: the number written as a string counts.
+    let above = "SELECT count(*) AS n FROM predictions WHERE json_get_float(metrics, 'prediction') >= 0.3";
+    let (pushed, kept, plan) = with_and_without_pushdown(&store, None, above).await;
+    assert_eq!((ints(&pushed, 0), ints(&kept, 0)), (vec![351], vec![351]));
+    assert!(plan.contains("WHEN 'string' THEN true") || plan.contains("IN ('integer', 'real', 'text')"), "{plan}");
+    assert!(!plan.contains("_grouped"), "{plan}");
+    // What does not translate stays with DataFusion, with the same answer.
+    for sql_text in [
+        "SELECT count(DISTINCT json_get_int(metrics, 'input', 'tenure')) AS n FROM predictions",
+        "SELECT model_crn, count(*) FILTER (WHERE start_timestamp_ms > 0) AS n FROM predictions GROUP BY 1",
+        "SELECT json_get_str(metrics, 'input', 'plan') AS plan, count(*) AS n FROM labelled_predictions GROUP BY 1 ORDER BY 1",
+        "SELECT model_deployment_crn, avg(json_get_float(metrics, 'prediction')) AS p FROM predictions GROUP BY 1 ORDER BY 1",
+    ] {
+        let (pushed, kept, plan) = with_and_without_pushdown(&store, None, sql_text).await;
+        assert!(!plan.contains("_grouped"), "{sql_text}: {plan}");
+        assert_eq!(cells(&pushed), cells(&kept), "{sql_text}");
+    }
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -453,4 +661,6 @@ both_backends!(
     scope_is_kept_inside_the_tables,
     limits_stop_a_query,
     drift_functions_are_the_engines,
+    read_metrics_is_a_plan_over_labelled_predictions,
+    groupings_are_the_stores,
 );

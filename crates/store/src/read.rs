@@ -20,7 +20,7 @@ pub enum Selection {
 
 impl Selection {
     /// The column this selection filters on.
-    pub(crate) fn column(&self) -> &'static str {
+    pub fn column(&self) -> &'static str {
         match self {
             Selection::Deployment(_) => "model_deployment_crn",
             Selection::Build(_) => "model_build_crn",

@@ -6,6 +6,7 @@
 //! on open connections, and a graceful shutdown that lets requests in flight finish.
 
 mod events;
+pub(crate) mod flight;
 mod guard;
 mod reads;
 mod series;

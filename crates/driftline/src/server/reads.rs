@@ -11,7 +11,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use driftline_ingest::IngestMetrics;
-use driftline_query::{encode, encode_aggregates, Encoding, WindowParams};
+use driftline_query::window::{encode_window, read_window};
+use driftline_query::{encode_aggregates, Encoding, WindowParams};
 use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 
@@ -101,8 +102,9 @@ pub(crate) async fn read_metrics(
             }
         }
     }
-    let records = state.store.read_window(read.selection, read.window);
-    Ok(streamed(encode(records, read.encoding), read.encoding, id))
+    // Through the SQL layer's plan over the same provider as SQL's `labelled_predictions`.
+    let batches = read_window(state.store.clone(), principal.deployment.clone(), &read).await?;
+    Ok(streamed(encode_window(batches, read.encoding), read.encoding, id))
 }
 
 pub(crate) async fn get_aggregate_metrics(
@@ -116,6 +118,11 @@ pub(crate) async fn get_aggregate_metrics(
     principal.check_deployment(&deployment)?;
     let window = params.window()?;
     let encoding = params.encoding()?;
+    if encoding == Encoding::Arrow {
+        return Err(Problem::bad_request(
+            "format: aggregate metrics come as json or ndjson; arrow is for read_metrics",
+        ));
+    }
     let aggregates = state.store.aggregate_window(&deployment, window);
     Ok(streamed(encode_aggregates(aggregates, encoding), encoding, id))
 }

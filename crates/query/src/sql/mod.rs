@@ -9,7 +9,8 @@
 
 mod functions;
 pub mod output;
-mod provider;
+pub(crate) mod provider;
+mod pushdown;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +60,7 @@ pub enum SqlError {
 }
 
 impl SqlError {
-    fn of(e: DataFusionError) -> Self {
+    pub(crate) fn of(e: DataFusionError) -> Self {
         match e.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -69,6 +70,8 @@ impl SqlError {
                 "the query needs more memory than one query may use ({}); aggregate or filter more, or select fewer rows",
                 clean(&e)
             )),
+            // The store's own error says what failed, without DataFusion's wrapping.
+            DataFusionError::External(inner) => SqlError::Failed(inner.to_string()),
             _ => SqlError::Failed(clean(&e)),
         }
     }
@@ -79,9 +82,17 @@ fn clean(e: &DataFusionError) -> String {
     e.find_root().to_string()
 }
 
+/// The catalog and schema the tables are in, for clients that name them in full
+/// (`driftline.public.predictions`).
+pub const CATALOG: &str = "driftline";
+pub const SCHEMA: &str = "public";
+
 /// A session over `store` for a caller limited to `scope` (a deployment) if given.
 pub fn session(store: Arc<dyn Store>, scope: Option<String>, limits: &SqlLimits) -> Result<SessionContext, SqlError> {
-    let mut config = SessionConfig::new().with_information_schema(false).with_target_partitions(2);
+    let mut config = SessionConfig::new()
+        .with_information_schema(false)
+        .with_target_partitions(2)
+        .with_default_catalog_and_schema(CATALOG, SCHEMA);
     let options = config.options_mut();
     options.sql_parser.dialect = "PostgreSQL".parse().map_err(|e: DataFusionError| SqlError::Failed(e.to_string()))?;
     // Text stays Utf8 (not the view type) so filters on CRNs reach the store and every client
@@ -96,11 +107,17 @@ pub fn session(store: Arc<dyn Store>, scope: Option<String>, limits: &SqlLimits)
     let mut ctx = SessionContext::new_with_config_rt(config, runtime);
     datafusion_functions_json::register_all(&mut ctx).map_err(SqlError::of)?;
     functions::register(&ctx);
+    ctx.add_optimizer_rule(Arc::new(pushdown::PushAggregates));
     for table in ScanTable::ALL {
         let provider = provider::ScanProvider::new(table, store.clone(), scope.clone());
         ctx.register_table(table.name(), Arc::new(provider)).map_err(SqlError::of)?;
     }
     Ok(ctx)
+}
+
+/// The tables of every session, each with its schema.
+pub fn tables() -> impl Iterator<Item = (&'static str, SchemaRef)> {
+    ScanTable::ALL.into_iter().map(|t| (t.name(), provider::schema(t)))
 }
 
 /// An answer's record batches, within the query's limits.
@@ -112,8 +129,16 @@ pub struct Answer {
     pub batches: Batches,
 }
 
-/// Plans and starts `sql` (one read-only statement) in `ctx`.
-pub async fn run(ctx: &SessionContext, sql: &str, limits: &SqlLimits) -> Result<Answer, SqlError> {
+/// A planned query, not started: its answer's schema is known.
+pub struct Planned {
+    frame: datafusion::dataframe::DataFrame,
+    /// The answer's schema.
+    pub schema: SchemaRef,
+    deadline: tokio::time::Instant,
+}
+
+/// Plans `sql` (one read-only statement) in `ctx`; the query's time budget starts here.
+pub async fn plan(ctx: &SessionContext, sql: &str, limits: &SqlLimits) -> Result<Planned, SqlError> {
     let deadline = tokio::time::Instant::now() + limits.time;
     let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let frame = tokio::time::timeout_at(deadline, ctx.sql_with_options(sql, read_only))
@@ -128,28 +153,41 @@ pub async fn run(ctx: &SessionContext, sql: &str, limits: &SqlLimits) -> Result<
             field.name()
         )));
     }
-    let stream = frame.execute_stream().await.map_err(SqlError::of)?;
-    let limits = *limits;
-    let batches = futures::stream::unfold(Some((stream, 0u64)), move |state| async move {
-        let (mut stream, rows) = state?;
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => Some((Err(over_time(&limits)), None)),
-            Ok(None) => None,
-            Ok(Some(Err(e))) => Some((Err(SqlError::of(e)), None)),
-            Ok(Some(Ok(batch))) => {
-                let rows = rows + batch.num_rows() as u64;
-                if rows > limits.rows {
-                    let message = format!(
-                        "the answer has more than {} rows, the most one query may return; aggregate, filter or add a LIMIT",
-                        limits.rows
-                    );
-                    return Some((Err(SqlError::Limit(message)), None));
+    Ok(Planned { frame, schema, deadline })
+}
+
+/// Plans and starts `sql` (one read-only statement) in `ctx`.
+pub async fn run(ctx: &SessionContext, sql: &str, limits: &SqlLimits) -> Result<Answer, SqlError> {
+    plan(ctx, sql, limits).await?.start(limits).await
+}
+
+impl Planned {
+    /// Starts the query: its batches, within `limits`.
+    pub async fn start(self, limits: &SqlLimits) -> Result<Answer, SqlError> {
+        let Planned { frame, schema, deadline } = self;
+        let stream = frame.execute_stream().await.map_err(SqlError::of)?;
+        let limits = *limits;
+        let batches = futures::stream::unfold(Some((stream, 0u64)), move |state| async move {
+            let (mut stream, rows) = state?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => Some((Err(over_time(&limits)), None)),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some((Err(SqlError::of(e)), None)),
+                Ok(Some(Ok(batch))) => {
+                    let rows = rows + batch.num_rows() as u64;
+                    if rows > limits.rows {
+                        let message = format!(
+                            "the answer has more than {} rows, the most one query may return; aggregate, filter or add a LIMIT",
+                            limits.rows
+                        );
+                        return Some((Err(SqlError::Limit(message)), None));
+                    }
+                    Some((Ok(batch), Some((stream, rows))))
                 }
-                Some((Ok(batch), Some((stream, rows))))
             }
-        }
-    });
-    Ok(Answer { schema, batches: Box::pin(batches) })
+        });
+        Ok(Answer { schema, batches: Box::pin(batches) })
+    }
 }
 
 fn over_time(limits: &SqlLimits) -> SqlError {

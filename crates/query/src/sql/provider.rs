@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, Float64Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
 };
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -17,13 +18,16 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
-use driftline_store::scan::{Cell, ColumnKind, ScanFilter, ScanOp, ScanRequest, ScanStream, ScanTable, ScanValue};
+use driftline_store::scan::{
+    Cell, ColumnKind, JsonType, ScanFilter, ScanOp, ScanRequest, ScanStream, ScanTable, ScanValue,
+};
 use driftline_store::Store;
 use futures::StreamExt;
 
@@ -51,6 +55,9 @@ pub(crate) struct ScanProvider {
     schema: SchemaRef,
     store: Arc<dyn Store>,
     scope: Option<String>,
+    /// Columns every scan's rows come ordered by (ascending), declared to the planner so that a
+    /// sort on them is not done twice.
+    order_by: Vec<usize>,
 }
 
 impl fmt::Debug for ScanProvider {
@@ -61,12 +68,35 @@ impl fmt::Debug for ScanProvider {
 
 impl ScanProvider {
     pub(crate) fn new(table: ScanTable, store: Arc<dyn Store>, scope: Option<String>) -> Self {
-        ScanProvider { table, schema: schema(table), store, scope }
+        ScanProvider { table, schema: schema(table), store, scope, order_by: Vec::new() }
+    }
+
+    /// The table with its rows ordered by the columns `by`, ascending.
+    pub(crate) fn ordered(table: ScanTable, store: Arc<dyn Store>, scope: Option<String>, by: &[&str]) -> Self {
+        let order_by = by
+            .iter()
+            .map(|name| table.columns().iter().position(|c| c.name == *name).expect("ordered by a column of the table"))
+            .collect();
+        ScanProvider { order_by, ..ScanProvider::new(table, store, scope) }
+    }
+
+    pub(crate) fn table(&self) -> ScanTable {
+        self.table
+    }
+
+    /// The deployment the caller is limited to, if any.
+    pub(crate) fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 }
 
-/// The store's filter for `expr`, when the store applies it exactly.
-fn filter(table: ScanTable, expr: &Expr) -> Option<ScanFilter> {
+/// The store's filter for `expr`, when the store applies it, exactly or as a superset (see
+/// [`ScanFilter::exact`]).
+pub(crate) fn filter(table: ScanTable, expr: &Expr) -> Option<ScanFilter> {
     let f = match expr {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
             let mut any = Vec::new();
@@ -77,6 +107,21 @@ fn filter(table: ScanTable, expr: &Expr) -> Option<ScanFilter> {
                 }
             }
             ScanFilter::Any(any)
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if json_path(table, left).is_some() => {
+            let (column, path, as_type) = json_path(table, left)?;
+            let Expr::Literal(value, _) = right.as_ref() else { return None };
+            json_compare(column, path, as_type, *op, value)?
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if json_path(table, right).is_some() => {
+            let (column, path, as_type) = json_path(table, right)?;
+            let Expr::Literal(value, _) = left.as_ref() else { return None };
+            json_compare(column, path, as_type, op.swap()?, value)?
+        }
+        // `WHERE json_get_bool(metrics, …)`.
+        Expr::ScalarFunction(_) => {
+            let (column, path, as_type) = json_path(table, expr)?;
+            json_compare(column, path, as_type, Operator::Eq, &ScalarValue::Boolean(Some(true)))?
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (column, value, op) = match (left.as_ref(), right.as_ref()) {
@@ -99,12 +144,58 @@ fn filter(table: ScanTable, expr: &Expr) -> Option<ScanFilter> {
         }
         _ => return None,
     };
-    f.exact(table).then_some(f)
+    f.sendable(table).then_some(f)
 }
 
-fn compare(table: ScanTable, name: &str, op: Operator, value: &ScalarValue) -> Option<ScanFilter> {
-    let column = table.columns().iter().position(|c| c.name == name)?;
-    let op = match op {
+/// `json_get_str`, `json_get_float` or `json_get_bool` of a column and object keys: the column,
+/// the keys and the type read.
+pub(crate) fn json_path(table: ScanTable, expr: &Expr) -> Option<(usize, Vec<String>, JsonType)> {
+    let Expr::ScalarFunction(f) = expr else { return None };
+    let as_type = match f.name() {
+        "json_get_str" => JsonType::Str,
+        "json_get_float" => JsonType::Float,
+        "json_get_bool" => JsonType::Bool,
+        _ => return None,
+    };
+    let (first, keys) = f.args.split_first()?;
+    let Expr::Column(c) = first else { return None };
+    let column = table.columns().iter().position(|col| col.name == c.name)?;
+    // Object keys only: an integer argument is an array index, which is not sent.
+    let path = keys
+        .iter()
+        .map(|k| match k {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+                _,
+            ) => Some(s.clone()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((column, path, as_type))
+}
+
+fn json_compare(
+    column: usize,
+    path: Vec<String>,
+    as_type: JsonType,
+    op: Operator,
+    value: &ScalarValue,
+) -> Option<ScanFilter> {
+    let value = match (as_type, value) {
+        (JsonType::Float, ScalarValue::Float64(Some(v))) => ScanValue::Float(*v),
+        (JsonType::Float, ScalarValue::Int64(Some(v))) => ScanValue::Float(*v as f64),
+        (JsonType::Bool, ScalarValue::Boolean(Some(b))) => ScanValue::Bool(*b),
+        (
+            JsonType::Str,
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+        ) => ScanValue::Text(s.clone()),
+        _ => return None,
+    };
+    Some(ScanFilter::Json { column, path, as_type, op: scan_op(op)?, value })
+}
+
+fn scan_op(op: Operator) -> Option<ScanOp> {
+    Some(match op {
         Operator::Eq => ScanOp::Eq,
         Operator::NotEq => ScanOp::NotEq,
         Operator::Lt => ScanOp::Lt,
@@ -112,7 +203,12 @@ fn compare(table: ScanTable, name: &str, op: Operator, value: &ScalarValue) -> O
         Operator::Gt => ScanOp::Gt,
         Operator::GtEq => ScanOp::GtEq,
         _ => return None,
-    };
+    })
+}
+
+fn compare(table: ScanTable, name: &str, op: Operator, value: &ScalarValue) -> Option<ScanFilter> {
+    let column = table.columns().iter().position(|c| c.name == name)?;
+    let op = scan_op(op)?;
     let value = match value {
         ScalarValue::Int64(Some(v)) => ScanValue::Int(*v),
         ScalarValue::Int32(Some(v)) => ScanValue::Int(i64::from(*v)),
@@ -138,7 +234,9 @@ impl TableProvider for ScanProvider {
         Ok(filters
             .iter()
             .map(|f| match filter(self.table, f) {
-                Some(_) => TableProviderFilterPushDown::Exact,
+                Some(f) if f.exact(self.table) => TableProviderFilterPushDown::Exact,
+                // Sent, and applied again by DataFusion.
+                Some(_) => TableProviderFilterPushDown::Inexact,
                 None => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
@@ -156,21 +254,26 @@ impl TableProvider for ScanProvider {
             None => (0..self.table.columns().len()).collect(),
         };
         let schema = Arc::new(self.schema.project(&columns)?);
+        // The ordering, as output columns, when every column of it is in the output.
+        let ordering: Option<Vec<PhysicalSortExpr>> = self
+            .order_by
+            .iter()
+            .map(|&c| {
+                let at = columns.iter().position(|&o| o == c)?;
+                let column = Column::new(self.table.columns()[c].name, at);
+                Some(PhysicalSortExpr::new(Arc::new(column), SortOptions { descending: false, nulls_first: false }))
+            })
+            .collect();
         let request = ScanRequest {
             table: self.table,
             columns,
             filters: filters.iter().filter_map(|f| filter(self.table, f)).collect(),
             scope: self.scope.clone(),
             limit: limit.map(|n| n as u64),
+            order_by: self.order_by.clone(),
+            aggregate: None,
         };
-        let sql = self.store.scan_sql(&request);
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
-        Ok(Arc::new(ScanExec { request, sql, schema, properties, store: self.store.clone() }))
+        Ok(Arc::new(ScanExec::new(request, schema, self.store.clone(), ordering.filter(|o| !o.is_empty()))))
     }
 }
 
@@ -182,6 +285,29 @@ pub(crate) struct ScanExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     store: Arc<dyn Store>,
+}
+
+impl ScanExec {
+    /// The scan `request` of `store`, whose rows have `schema` and come in `ordering` if given.
+    pub(crate) fn new(
+        request: ScanRequest,
+        schema: SchemaRef,
+        store: Arc<dyn Store>,
+        ordering: Option<Vec<PhysicalSortExpr>>,
+    ) -> Self {
+        let sql = store.scan_sql(&request);
+        let equivalence = match ordering {
+            Some(ordering) => EquivalenceProperties::new_with_orderings(schema.clone(), [ordering]),
+            None => EquivalenceProperties::new(schema.clone()),
+        };
+        let properties = Arc::new(PlanProperties::new(
+            equivalence,
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        ScanExec { request, sql, schema, properties, store }
+    }
 }
 
 impl fmt::Debug for ScanExec {
@@ -244,7 +370,7 @@ fn batches(
     request: ScanRequest,
     size: usize,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
-    let kinds: Vec<ColumnKind> = request.columns.iter().map(|&i| request.table.columns()[i].kind).collect();
+    let kinds: Vec<ColumnKind> = request.output_kinds();
     futures::stream::unfold(Some(rows), move |rows| {
         let (schema, kinds) = (schema.clone(), kinds.clone());
         async move {
@@ -343,5 +469,41 @@ mod tests {
         assert!(!exact(col("model_build_crn").in_list(vec![lit("a")], true)));
         assert!(!exact(col("model_crn").eq(lit("a")).or(col("metrics").eq(lit("{}")))));
         assert!(!exact(col("start_timestamp_ms").eq(lit(ScalarValue::Int64(None)))));
+    }
+
+    #[test]
+    fn typed_json_reads_of_stored_metrics_go_to_the_store() {
+        use datafusion::execution::FunctionRegistry;
+        let mut ctx = datafusion::prelude::SessionContext::new();
+        datafusion_functions_json::register_all(&mut ctx).unwrap();
+        let get = |name: &str, keys: &[&str]| {
+            let mut args = vec![col("metrics")];
+            args.extend(keys.iter().map(|k| lit(*k)));
+            ctx.udf(name).unwrap().call(args)
+        };
+        // Some(true): exact; Some(false): a superset the query layer filters again.
+        let applied = |t: ScanTable, e: Expr| filter(t, &e).map(|f| f.exact(t));
+        let t = ScanTable::Predictions;
+        assert_eq!(applied(t, get("json_get_str", &["input", "plan"]).eq(lit("basic"))), Some(true));
+        assert_eq!(applied(t, get("json_get_bool", &["input", "paperless"])), Some(true));
+        assert_eq!(applied(t, lit(false).not_eq(get("json_get_bool", &["x"]))), Some(true));
+        // Numbers written as strings are numbers to json_get_float: strings are kept.
+        assert_eq!(applied(t, get("json_get_float", &["prediction"]).gt(lit(0.5))), Some(false));
+        assert_eq!(applied(t, lit(0.5).lt_eq(get("json_get_float", &["input", "tenure"]))), Some(false));
+        assert_eq!(
+            applied(t, get("json_get_str", &["a"]).eq(lit("x")).or(get("json_get_float", &["b"]).lt(lit(1.0)))),
+            Some(false)
+        );
+        assert_eq!(applied(ScanTable::DelayedMetrics, get("json_get_str", &["label"]).eq(lit("yes"))), Some(true));
+        // Labels are merged in after the scan; text ordering follows collations; integers and
+        // array indices are left to DataFusion; so are keys with quotes, and keys that read as
+        // array indices.
+        assert_eq!(applied(ScanTable::LabelledPredictions, get("json_get_str", &["label"]).eq(lit("1"))), None);
+        assert_eq!(applied(t, get("json_get_str", &["input", "plan"]).lt(lit("m"))), None);
+        assert_eq!(applied(t, get("json_get_int", &["input", "tenure"]).gt(lit(5i64))), None);
+        assert_eq!(applied(t, get("json_get_str", &["input", "a\"b"]).eq(lit("x"))), None);
+        assert_eq!(applied(t, get("json_get_str", &["xs", "0"]).eq(lit("x"))), None);
+        let indexed = ctx.udf("json_get_str").unwrap().call(vec![col("metrics"), lit("xs"), lit(0i64)]);
+        assert_eq!(applied(t, indexed.eq(lit("x"))), None);
     }
 }
