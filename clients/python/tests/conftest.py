@@ -1,5 +1,12 @@
 """Fixtures that start the real ``driftline`` binary on a free loopback port, and for Kafka
-delivery the tansu broker (a Kafka-protocol broker process) and ``driftline ingest``."""
+delivery the tansu broker (a Kafka-protocol broker process) and ``driftline ingest``.
+
+``server`` runs on a fresh embedded SQLite store. Tests marked ``both_backends`` run twice, with
+``server`` on SQLite (``[sqlite]``) and on a fresh database of the Postgres server named by
+``DRIFTLINE_TEST_DATABASE_URL`` (``[postgres]``, e.g. ``postgres://postgres@127.0.0.1:5432/postgres``:
+a role that may create databases). Without that variable the Postgres variants are skipped,
+unless ``DRIFTLINE_REQUIRE_POSTGRES=1``, which makes them fail instead.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,32 @@ import pytest
 import driftline
 
 START_TIMEOUT_S = 30.0
+
+# Read when this module is imported: the `clean_env` fixture removes every DRIFTLINE_* variable
+# before each test.
+#: The Postgres server the `[postgres]` variants make their databases on.
+TEST_DATABASE_URL = os.environ.get("DRIFTLINE_TEST_DATABASE_URL") or None
+#: Whether the `[postgres]` variants fail, rather than skip, without DRIFTLINE_TEST_DATABASE_URL.
+REQUIRE_POSTGRES = os.environ.get("DRIFTLINE_REQUIRE_POSTGRES") == "1"
+
+#: The stores a test marked `both_backends` runs its `server` on.
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_backends: run the test with its `server` on the embedded SQLite store and on Postgres "
+        "(DRIFTLINE_TEST_DATABASE_URL)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_backends") is None:
+        return
+    if "server" not in metafunc.fixturenames:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} is marked both_backends but uses no `server` (or `client`)")
+    metafunc.parametrize("server", BACKENDS, indirect=True)
 
 
 def find_driftline_bin() -> str:
@@ -62,12 +95,71 @@ def wait_ready(url: str, timeout: float = START_TIMEOUT_S) -> None:
     raise AssertionError(f"{url} did not become ready within {timeout} s")
 
 
-class Server:
-    """A `driftline serve` process on an embedded store, which can be stopped and restarted."""
+class PostgresDatabase:
+    """A database of its own on the Postgres server at ``server_url``, created and dropped with
+    psql."""
 
-    def __init__(self, binary: str, data_dir: Path, extra_args: List[str] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.name = "driftline_py_" + uuid.uuid4().hex[:16]
+        parts = urllib.parse.urlsplit(server_url)
+        #: The URL of this database: the server's URL with the database's name as its path.
+        self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.name))
+
+    def create(self) -> None:
+        self._psql(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        # FORCE ends the connections a server that did not stop cleanly may have left open.
+        self._psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def _psql(self, statement: str) -> None:
+        psql = shutil.which("psql")
+        if psql is None:
+            pytest.fail("the Postgres tests need psql on PATH (DRIFTLINE_TEST_DATABASE_URL is set)")
+        done = subprocess.run(
+            [psql, "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", self.server_url, "--command", statement],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            parts = urllib.parse.urlsplit(self.server_url)
+            shown = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")) if parts.password else parts
+            pytest.fail(
+                f"psql {statement!r} on DRIFTLINE_TEST_DATABASE_URL={urllib.parse.urlunsplit(shown)} failed "
+                f"({done.returncode}): {done.stderr.decode(errors='replace').strip()}"
+            )
+
+
+def postgres_server_url() -> str:
+    """DRIFTLINE_TEST_DATABASE_URL, or a skip (a failure with DRIFTLINE_REQUIRE_POSTGRES=1)."""
+    if TEST_DATABASE_URL:
+        return TEST_DATABASE_URL
+    unset = (
+        "DRIFTLINE_TEST_DATABASE_URL is not set: the [postgres] variants need a Postgres server on "
+        "which they may create databases, e.g. postgres://postgres@127.0.0.1:5432/postgres"
+    )
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"DRIFTLINE_REQUIRE_POSTGRES=1 but {unset}")
+    pytest.skip(f"{unset} (DRIFTLINE_REQUIRE_POSTGRES=1 fails instead)")
+
+
+class Server:
+    """A `driftline serve` process on an embedded store in ``data_dir``, or on the Postgres
+    database at ``database_url``, which can be stopped and restarted. Its log is written beside
+    ``data_dir`` either way."""
+
+    def __init__(
+        self,
+        binary: str,
+        data_dir: Path,
+        extra_args: List[str] = (),  # type: ignore[assignment]
+        database_url: Optional[str] = None,
+    ) -> None:
         self.binary = binary
         self.data_dir = data_dir
+        self.database_url = database_url
         self.extra_args = list(extra_args)
         self.key = "test-admin-key-" + uuid.uuid4().hex
         self.port = free_port()
@@ -83,7 +175,7 @@ class Server:
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
             [
-                self.binary, "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+                self.binary, "serve", *self.store_args(), "--listen", f"127.0.0.1:{self.port}",
                 "--flight-sql-listen", f"127.0.0.1:{self.flight_port}", "--no-drift-scheduler",
                 *self.extra_args,
             ],
@@ -94,6 +186,12 @@ class Server:
         )
         log.close()
         wait_ready(self.url)
+
+    def store_args(self) -> List[str]:
+        """The flags that name this server's store, for other commands on the same store."""
+        if self.database_url is not None:
+            return ["--database-url", self.database_url]
+        return ["--data-dir", str(self.data_dir)]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -134,14 +232,22 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, driftline_bin: st
 
 
 @pytest.fixture
-def server(driftline_bin: str, tmp_path: Path) -> Iterator[Server]:
-    srv = Server(driftline_bin, tmp_path / "data")
+def server(request: pytest.FixtureRequest, driftline_bin: str, tmp_path: Path) -> Iterator[Server]:
+    """`driftline serve` on a fresh embedded store; in the `[postgres]` variant of a test marked
+    `both_backends`, on a fresh Postgres database, dropped after the test."""
+    backend = getattr(request, "param", "sqlite")
+    database = PostgresDatabase(postgres_server_url()) if backend == "postgres" else None
+    if database is not None:
+        database.create()
+    srv = Server(driftline_bin, tmp_path / "data", database_url=database.url if database is not None else None)
     srv.data_dir.mkdir()
-    srv.start()
     try:
+        srv.start()
         yield srv
     finally:
         srv.stop()
+        if database is not None:
+            database.drop()
 
 
 @pytest.fixture
@@ -237,10 +343,10 @@ class Tansu:
 
 class Ingest:
     """A `driftline ingest` process reading every partition of a topic (``--partitions all``, as
-    tansu needs) into the embedded store in ``data_dir``."""
+    tansu needs) into the store that ``store_args`` name (``Server.store_args``)."""
 
-    def __init__(self, binary: str, bootstrap: str, topic: Optional[str], data_dir: Path, log_dir: Path) -> None:
-        self.args = [binary, "ingest", "--kafka-brokers", bootstrap, "--partitions", "all", "--data-dir", str(data_dir), "--linger-ms", "50"]
+    def __init__(self, binary: str, bootstrap: str, topic: Optional[str], store_args: List[str], log_dir: Path) -> None:
+        self.args = [binary, "ingest", "--kafka-brokers", bootstrap, "--partitions", "all", *store_args, "--linger-ms", "50"]
         if topic is not None:
             self.args += ["--topic", topic]
         self.out = log_dir / f"ingest-{uuid.uuid4().hex[:8]}.log"
@@ -314,7 +420,7 @@ def start_ingest(driftline_bin: str, server: Server) -> Iterator[Callable[..., I
     started: List[Ingest] = []
 
     def start(bootstrap: str, topic: Optional[str]) -> Ingest:
-        ingest = Ingest(driftline_bin, bootstrap, topic, server.data_dir, server.data_dir.parent)
+        ingest = Ingest(driftline_bin, bootstrap, topic, server.store_args(), server.data_dir.parent)
         started.append(ingest)
         ingest.start()
         return ingest

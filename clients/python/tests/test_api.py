@@ -15,6 +15,9 @@ import driftline.cdsw as cdsw
 import driftline.metrics_v1 as metrics
 import driftline.models_v1 as models
 
+# Every test here runs on the embedded SQLite store and on Postgres (see conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 @models.cml_model(metrics=True)
 def predict(args):

@@ -59,6 +59,7 @@ def as_tuples(frame: pd.DataFrame):
     return [(r.plan, int(r.n), float(r.tenure_sum), float(r.max_score)) for r in frame.itertuples()]
 
 
+@pytest.mark.both_backends
 def test_counts_and_json_aggregate_as_a_dataframe(client, crns):
     track_inputs()
     frame = driftline.sql(per_plan_query(crns["model_deployment_crn"]))
@@ -70,6 +71,7 @@ def test_counts_and_json_aggregate_as_a_dataframe(client, crns):
     assert other["n"].tolist() == [0]
 
 
+@pytest.mark.both_backends
 def test_as_arrow_returns_a_table_with_the_same_values(client, crns):
     track_inputs()
     query = per_plan_query(crns["model_deployment_crn"])
@@ -132,6 +134,7 @@ def test_bad_sql_raises_with_the_servers_message(client):
     assert caught.value.status == 400 and caught.value.detail == detail
 
 
+@pytest.mark.both_backends
 def test_reads_its_own_writes(server, crns):
     # A linger of a minute: nothing is sent before sql() flushes it.
     driftline.init(url=server.url, api_key=server.key, linger_ms=60_000, batch_size=1000, **crns)

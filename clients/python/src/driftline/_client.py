@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import functools
 import json
@@ -14,7 +15,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
-from . import _http, _replica, _uuids
+from . import _frames, _http, _replica, _uuids
 from ._config import DEV_MODEL_BUILD_CRN, DEV_MODEL_CRN, DEV_MODEL_DEPLOYMENT_CRN, Config
 from ._delivery import Event, HttpDelivery, Transport
 from ._devserver import DevServer
@@ -26,6 +27,9 @@ log = logging.getLogger("driftline")
 
 #: The metrics key under which the decorator records sizes and failures of a prediction.
 RESERVED_KEY = "_driftline"
+
+#: The path of the window reads.
+READ_METRICS = "/api/v1/read_metrics"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,11 +145,51 @@ class Client:
     # ---- reads --------------------------------------------------------------------------
 
     def read_lines(self, params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
-        """The predictions of a window, one dict at a time, streamed as NDJSON."""
+        """The predictions of a window, one dict at a time, streamed as NDJSON, after sending
+        what this process has queued."""
+        url, key = self._before_read()
+        yield from self._ndjson_rows(url, key, params)
+
+    def read_arrow_rows(self, params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        """The predictions of a window as :meth:`read_lines` gives them, after sending what this
+        process has queued, read from the server's Arrow IPC stream (``format=arrow``) one
+        record batch at a time. Read as NDJSON instead when pyarrow is not installed, or when
+        the server refuses ``format=arrow`` (a server that predates it)."""
+        url, key = self._before_read()
+        try:
+            import pyarrow.ipc  # noqa: F401
+        except ImportError:
+            yield from self._ndjson_rows(url, key, params)
+            return
+        what = f"GET {READ_METRICS}"
+        try:
+            resp = _http.open_get(url, key, READ_METRICS, dict(params, format="arrow"), ARROW_STREAM, self.config.request_timeout_s)
+        except DriftlineError as err:
+            # A server without format=arrow answers 400 naming the parameter. Any other 400
+            # that mentions it comes again from the NDJSON read, which then raises it.
+            if err.status != 400 or "format" not in (err.detail or ""):
+                raise
+            log.debug("driftline: the server at %s refused format=arrow (%s); reading NDJSON", url, err.detail)
+            yield from self._ndjson_rows(url, key, params)
+            return
+        with contextlib.closing(resp):
+            content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type != ARROW_STREAM:
+                raise DriftlineError(
+                    f"{what}: the server answered format=arrow with {content_type or 'no content type'}, "
+                    f"not an Arrow IPC stream ({ARROW_STREAM})"
+                )
+            yield from _frames.arrow_rows(_frames.arrow_batches(resp, what))
+
+    def _before_read(self) -> Tuple[str, Optional[str]]:
+        """The server's URL and key, once what this process has queued is sent: a process
+        reads its own writes."""
         self.check_readable()
         self.sender.flush(self.config.request_timeout_s)
-        url, key = self.target()
-        for line in _http.get_lines(url, key, "/api/v1/read_metrics", dict(params, format="ndjson"), self.config.request_timeout_s):
+        return self.target()
+
+    def _ndjson_rows(self, url: str, key: Optional[str], params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        for line in _http.get_lines(url, key, READ_METRICS, dict(params, format="ndjson"), self.config.request_timeout_s):
             row = json.loads(line)
             if isinstance(row, dict) and set(row) == {"error"}:
                 raise DriftlineError(f"reading metrics failed on the server: {row['error']}; read the window again")
@@ -452,8 +496,11 @@ def window_params(
     )
 
 
-def read_rows(params: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
-    return get_client().read_lines(params)
+def read_rows(params: Dict[str, Any], arrow: bool = False) -> Iterator[Dict[str, Any]]:
+    """The predictions of a window, one dict at a time: from the server's Arrow IPC stream when
+    ``arrow`` (and pyarrow is installed and the server knows it), else from its NDJSON."""
+    client = get_client()
+    return client.read_arrow_rows(params) if arrow else client.read_lines(params)
 
 
 def read_aggregates(params: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -477,7 +524,8 @@ def read_series(params: Dict[str, Any]) -> Dict[str, Any]:
     return answer
 
 
-#: The content type of an Arrow IPC stream, which ``POST /api/v1/sql`` answers when asked for it.
+#: The content type of an Arrow IPC stream, which ``POST /api/v1/sql`` answers when asked for it,
+#: and ``GET /api/v1/read_metrics`` with ``format=arrow``.
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 

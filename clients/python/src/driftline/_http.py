@@ -208,10 +208,7 @@ def get_lines(base_url: str, api_key: Optional[str], path: str, params: Mapping[
             try:
                 line = resp.readline()
             except (OSError, http.client.HTTPException) as err:
-                raise DriftlineError(
-                    f"{what}: the answer was cut off before its end ({err}); the read failed on the "
-                    "server (see its log) or the connection broke: read the window again"
-                ) from None
+                raise cut_off(what, err) from None
             if not line:
                 return
             line = line.strip()
@@ -219,6 +216,25 @@ def get_lines(base_url: str, api_key: Optional[str], path: str, params: Mapping[
                 yield line
     finally:
         resp.close()
+
+
+def open_get(
+    base_url: str, api_key: Optional[str], path: str, params: Mapping[str, Any], accept: str, timeout: float
+) -> http.client.HTTPResponse:
+    """GET and return the open answer (``accept`` is sent as ``Accept``), for the caller to read
+    as it arrives and to close; an error answer raises with the server's problem+json detail."""
+    headers = _headers(api_key)
+    headers["Accept"] = accept
+    req = urllib.request.Request(_url(base_url, path, params), headers=headers)
+    return _open(req, timeout, f"GET {path}")
+
+
+def cut_off(what: str, reason: Any) -> DriftlineError:
+    """The error of a streamed answer that ended before its end."""
+    return DriftlineError(
+        f"{what}: the answer was cut off before its end ({reason}); the read failed on the "
+        "server (see its log) or the connection broke: read the window again"
+    )
 
 
 def ready(base_url: str, timeout: float = 1.0) -> bool:

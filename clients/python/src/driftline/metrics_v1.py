@@ -57,14 +57,20 @@ def read_metrics(
 
     Returns the server's shape, ``{"metrics": [{"modelCrn", "modelBuildCrn",
     "modelDeploymentCrn", "predictionUuid", "startTimeStampMs", "endTimeStampMs", "metrics"}]}``,
-    or with ``as_frame=True`` a pandas DataFrame with one column per metric (``input.petal_length``).
-    Raises :class:`driftline.DriftlineError` with the server's detail when the read fails.
+    or with ``as_frame=True`` a pandas DataFrame: the columns ``predictionUuid``, ``modelCrn``,
+    ``modelBuildCrn``, ``modelDeploymentCrn``, ``startTimeStampMs``, ``endTimeStampMs``, then one
+    column per metric, nested keys joined by dots (``input.petal_length``). The frame is built in
+    chunks of rows, from the server's Arrow IPC stream (``format=arrow``) when pyarrow is
+    installed, else, or from a server without ``format=arrow``, from its NDJSON; both give the
+    same frame.
+
+    Raises :class:`driftline.DriftlineError` with the server's detail when the read fails, or
+    when the answer is cut off before its end.
     """
     params = _client.window_params(model_crn, model_build_crn, model_deployment_crn, start_timestamp_ms, end_timestamp_ms)
-    rows = _client.read_rows(params)
     if as_frame:
-        return _frames.to_frame(rows)
-    return {"metrics": list(rows)}
+        return _frames.to_frame(_client.read_rows(params, arrow=True))
+    return {"metrics": list(_client.read_rows(params))}
 
 
 def read_metrics_arrow(
@@ -75,9 +81,18 @@ def read_metrics_arrow(
     end_timestamp_ms: Optional[int] = None,
     dev: bool = False,
 ) -> Any:
-    """The same window as :func:`read_metrics`, as a ``pyarrow.Table`` with one column per metric."""
+    """The same window as :func:`read_metrics`, as a ``pyarrow.Table`` with the columns of its
+    ``as_frame=True`` frame: the prediction's IDs and times, then one column per metric.
+
+    The server sends the window as an Arrow IPC stream (``format=arrow``), read one record batch
+    at a time; the table is built from it in chunks of rows, a column's type inferred from its
+    values (a column whose values mix types, such as ``1`` and ``"a"``, holds their JSON text).
+    A server without ``format=arrow`` is read as NDJSON, which gives the same table. Needs pyarrow (``pip install 'driftline[arrow]'``);
+    raises :class:`driftline.DriftlineError` with the server's detail when the read fails, or
+    when the answer is cut off before its end.
+    """
     params = _client.window_params(model_crn, model_build_crn, model_deployment_crn, start_timestamp_ms, end_timestamp_ms)
-    return _frames.to_arrow(_client.read_rows(params))
+    return _frames.to_arrow(_client.read_rows(params, arrow=True))
 
 
 def read_aggregate_metrics(
