@@ -118,7 +118,7 @@ async fn load(url: &str, a: &Args, end_ms: i64) -> anyhow::Result<()> {
                         'plan', (ARRAY['basic', 'standard', 'premium'])[1 + floor(random() * 3)::int], \
                         'region', (ARRAY['north', 'south', 'east', 'west'])[1 + floor(random() * 4)::int]), \
                       'prediction', round(random()::numeric, 4)), {start} \
-             FROM (SELECT {start} + (i * {span}) / {n} AS t FROM generate_series(0, {n} - 1) AS i) s",
+             FROM (SELECT {start} + (i::bigint * {span}) / {n} AS t FROM generate_series(0, {n} - 1) AS i) s",
             b = d % 2,
             dep = deployment(d),
         ))
