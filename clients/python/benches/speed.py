@@ -60,11 +60,13 @@ class BenchError(RuntimeError):
 
 
 class LocalServer:
-    """`driftline serve` on a temporary embedded store, on a free loopback port."""
+    """`driftline serve` on a temporary embedded store (or on the Postgres database at
+    ``database_url``), on a free loopback port."""
 
-    def __init__(self, binary: str, data_dir: Path) -> None:
+    def __init__(self, binary: str, data_dir: Path, database_url: Optional[str] = None) -> None:
         self.binary = binary
         self.data_dir = data_dir
+        self.database_url = database_url
         # The bootstrap admin key: at least 16 characters, given by environment only.
         self.key = "bench-" + secrets.token_hex(24)
         self.url: Optional[str] = None
@@ -81,8 +83,7 @@ class LocalServer:
             [
                 self.binary,
                 "serve",
-                "--data-dir",
-                str(self.data_dir),
+                *(["--database-url", self.database_url] if self.database_url else ["--data-dir", str(self.data_dir)]),
                 "--listen",
                 "127.0.0.1:0",
                 "--no-drift-scheduler",
@@ -398,6 +399,10 @@ def main() -> int:
     parser.add_argument("--predictions", type=int, default=200_000, help="tracked predictions (throughput)")
     parser.add_argument("--distinct-inputs", type=int, default=1_000, help="distinct input dicts, used in turn")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument(
+        "--database-url",
+        help="serve from this Postgres database (it should be empty) instead of a temporary embedded store",
+    )
     opts = parser.parse_args()
     if not (os.path.isfile(opts.bin) and os.access(opts.bin, os.X_OK)):
         print(f"speed.py: the driftline binary {opts.bin!r} is missing; set DRIFTLINE_BIN", file=sys.stderr)
@@ -410,7 +415,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="driftline-speed-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        server = LocalServer(opts.bin, data_dir)
+        server = LocalServer(opts.bin, data_dir, opts.database_url)
         try:
             server.start()
             overhead = measure_overhead(server, inputs, opts.calls, opts.warmup)
@@ -430,7 +435,7 @@ def main() -> int:
     print(
         f"driftline Python client {driftline.__version__}, Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"server on the embedded SQLite store, 127.0.0.1; client queue_size/batch_size/linger: "
+        f"server on {'Postgres' if opts.database_url else 'the embedded SQLite store'}, 127.0.0.1; client queue_size/batch_size/linger: "
         f"sized to the run/1,000/200 ms"
     )
     print()
