@@ -708,30 +708,18 @@ where
 {
     let columns = request.table.columns();
     let get = |e: sqlx::Error| Error::Corrupt { what: "scanned row", detail: e.to_string() };
-    if request.aggregate.is_some() {
-        return request
-            .output_kinds()
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| {
-                Ok(match kind {
-                    ColumnKind::Int => row.try_get::<Option<i64>, _>(i).map_err(get)?.map_or(Cell::Null, Cell::Int),
-                    ColumnKind::Float => row.try_get::<Option<f64>, _>(i).map_err(get)?.map_or(Cell::Null, Cell::Float),
-                    _ => row.try_get::<Option<String>, _>(i).map_err(get)?.map_or(Cell::Null, Cell::Text),
-                })
-            })
-            .collect();
-    }
-    let mut out = Vec::with_capacity(request.columns.len());
-    for (i, &c) in request.columns.iter().enumerate() {
-        let cell = match columns[c].kind {
+    // The values of a grouping are numbers and text; only scanned columns are JSON.
+    let kinds = request.output_kinds();
+    let mut out = Vec::with_capacity(kinds.len());
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let cell = match kind {
             ColumnKind::Int => row.try_get::<Option<i64>, _>(i).map_err(get)?.map_or(Cell::Null, Cell::Int),
             ColumnKind::Float => row.try_get::<Option<f64>, _>(i).map_err(get)?.map_or(Cell::Null, Cell::Float),
             ColumnKind::Text => row.try_get::<Option<String>, _>(i).map_err(get)?.map_or(Cell::Null, Cell::Text),
             ColumnKind::Bytes => row.try_get::<Option<Vec<u8>>, _>(i).map_err(get)?.map_or(Cell::Null, Cell::Bytes),
             ColumnKind::Json => match row.try_get::<Option<String>, _>(i).map_err(get)? {
                 None => Cell::Null,
-                Some(text) if merges_delayed(request) && columns[c].name == "metrics" => {
+                Some(text) if merges_delayed(request) && columns[request.columns[i]].name == "metrics" => {
                     let delayed: Option<String> = row.try_get(request.columns.len()).map_err(get)?;
                     let mut metrics = crate::read::decode_metrics(&text)?;
                     crate::read::merge_delayed(&mut metrics, delayed.as_deref())?;

@@ -27,6 +27,8 @@ use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
     Ticket,
 };
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
@@ -89,10 +91,25 @@ fn sql_info() -> &'static SqlInfoData {
 impl FlightSql {
     /// The caller of `request`, who must hold a key with read scope.
     fn caller<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let headers = request.metadata().clone().into_headers();
-        let principal = self.keys.authenticate(&headers).map_err(|p| Status::unauthenticated(p.detail()))?;
+        self.authorize(&request.metadata().clone().into_headers())
+    }
+
+    /// Who the bearer key in `headers` belongs to, if its scope allows reading.
+    fn authorize(&self, headers: &HeaderMap) -> Result<Principal, Status> {
+        let principal = self.keys.authenticate(headers).map_err(|p| Status::unauthenticated(p.detail()))?;
         principal.require(Scope::Read).map_err(|p| Status::permission_denied(p.detail()))?;
         Ok(principal)
+    }
+
+    /// The `FlightInfo` of a catalog `command` whose answer has `schema`, for a caller who may read.
+    fn catalog_info(
+        &self,
+        command: impl ProstMessageExt,
+        schema: &Schema,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        Ok(Response::new(Self::info(schema, command, request.into_inner())?))
     }
 
     /// Plans `sql` for `principal`.
@@ -145,6 +162,11 @@ fn encode(
     Box::pin(FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from))
 }
 
+/// A key that cannot be sent back as a header value.
+fn not_text<E>(_: E) -> Status {
+    Status::unauthenticated("the key is not valid text")
+}
+
 /// The key in a basic-auth `authorization` value: its password (the user name is not used).
 fn basic_password(value: &str) -> Option<String> {
     let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
@@ -182,21 +204,11 @@ impl FlightSqlService for FlightSql {
                 )
             })?;
         let bearer = format!("Bearer {key}");
-        let mut check = Request::new(());
-        check.metadata_mut().insert(
-            "authorization",
-            MetadataValue::try_from(bearer.as_str())
-                .map_err(|_| Status::unauthenticated("the key is not valid text"))?,
-        );
-        self.caller(&check)?;
+        self.authorize(&HeaderMap::from_iter([(AUTHORIZATION, HeaderValue::try_from(&bearer).map_err(not_text)?)]))?;
         let reply = HandshakeResponse { protocol_version: 0, payload: key.into_bytes().into() };
         let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
             Response::new(Box::pin(futures::stream::iter([Ok(reply)])));
-        response.metadata_mut().insert(
-            "authorization",
-            MetadataValue::try_from(bearer.as_str())
-                .map_err(|_| Status::unauthenticated("the key is not valid text"))?,
-        );
+        response.metadata_mut().insert("authorization", MetadataValue::try_from(&bearer).map_err(not_text)?);
         Ok(response)
     }
 
@@ -272,9 +284,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(Self::info(&schema, query, request.into_inner())?))
+        self.catalog_info(query, &schema, request)
     }
 
     async fn do_get_catalogs(
@@ -293,9 +304,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(Self::info(&schema, query, request.into_inner())?))
+        self.catalog_info(query, &schema, request)
     }
 
     async fn do_get_schemas(
@@ -314,9 +324,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(Self::info(&schema, query, request.into_inner())?))
+        self.catalog_info(query, &schema, request)
     }
 
     async fn do_get_tables(
@@ -339,9 +348,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(Self::info(&schema, query, request.into_inner())?))
+        self.catalog_info(query, &schema, request)
     }
 
     async fn do_get_table_types(
@@ -360,9 +368,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.clone().into_builder(sql_info()).schema();
-        Ok(Response::new(Self::info(&schema, query, request.into_inner())?))
+        self.catalog_info(query, &schema, request)
     }
 
     async fn do_get_sql_info(

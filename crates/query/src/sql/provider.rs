@@ -108,29 +108,25 @@ pub(crate) fn filter(table: ScanTable, expr: &Expr) -> Option<ScanFilter> {
             }
             ScanFilter::Any(any)
         }
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) if json_path(table, left).is_some() => {
-            let (column, path, as_type) = json_path(table, left)?;
-            let Expr::Literal(value, _) = right.as_ref() else { return None };
-            json_compare(column, path, as_type, *op, value)?
-        }
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) if json_path(table, right).is_some() => {
-            let (column, path, as_type) = json_path(table, right)?;
-            let Expr::Literal(value, _) = left.as_ref() else { return None };
-            json_compare(column, path, as_type, op.swap()?, value)?
-        }
         // `WHERE json_get_bool(metrics, …)`.
         Expr::ScalarFunction(_) => {
             let (column, path, as_type) = json_path(table, expr)?;
             json_compare(column, path, as_type, Operator::Eq, &ScalarValue::Boolean(Some(true)))?
         }
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (column, value, op) = match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
-                (Expr::Literal(v, _), Expr::Column(c)) => (c, v, op.swap()?),
-                _ => return None,
-            };
-            compare(table, &column.name, op, value)?
-        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) => compare(table, &c.name, *op, v)?,
+            (Expr::Literal(v, _), Expr::Column(c)) => compare(table, &c.name, op.swap()?, v)?,
+            // A typed JSON read compared with a literal, on either side.
+            (read, Expr::Literal(v, _)) => {
+                let (column, path, as_type) = json_path(table, read)?;
+                json_compare(column, path, as_type, *op, v)?
+            }
+            (Expr::Literal(v, _), read) => {
+                let (column, path, as_type) = json_path(table, read)?;
+                json_compare(column, path, as_type, op.swap()?, v)?
+            }
+            _ => return None,
+        },
         Expr::InList(InList { expr, list, negated: false }) => {
             let Expr::Column(column) = expr.as_ref() else { return None };
             let any = list
