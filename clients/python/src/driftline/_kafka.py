@@ -18,7 +18,12 @@ unknown topic, not authorised) is counted as ``failed``.
 
 Forking. librdkafka's threads do not exist in a forked child, and destroying the parent's
 producer there would wait for them forever: the child leaves that producer alone (never freed)
-and makes its own when it first sends.
+and makes its own when it first sends. The child's own producer is not freed either: a parent
+thread may have held one of libc's locks at the fork (the resolver's, taken by every broker
+address lookup), and a child thread that then waits for it waits forever, so destroying the
+producer, which joins its threads, could hang the child's exit. Its undelivered events are
+reported at exit instead. A child forked that way may never reach the broker; configure the
+client after forking (a pre-forking server's worker start) to be safe.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 
-#: Producers of a parent process, kept from being freed in a forked child (see the module doc).
+#: Producers never to be freed: a parent's, in a forked child, and that child's own (see the module doc).
 _ABANDONED: List[Any] = []
 
 _NOT_REPORTED = object()
@@ -121,6 +126,7 @@ class KafkaDelivery:
         self._settings["logger"] = _DebugLog()
         self._errors: List[str] = []
         self._fatal = False
+        self._forked_beside_threads = False
         # Made now, so that settings librdkafka refuses fail init() rather than every send.
         self._producer: Optional[Any] = self._make_producer()
 
@@ -217,29 +223,39 @@ class KafkaDelivery:
 
     def _replace_producer(self) -> None:
         """After a fatal error (the idempotent producer cannot go on): a new producer next time."""
-        old, self._producer = self._producer, None
+        self._let_go()
         self._fatal = False
-        if old is not None:
-            old.purge()
-            old.poll(0)
 
     def after_fork_in_child(self) -> None:
         old, self._producer = self._producer, None
         self._errors = []
         self._fatal = False
         if old is not None:
-            _ABANDONED.append(old)
-            try:  # not even the interpreter's exit may free it
-                ctypes.pythonapi.Py_IncRef(ctypes.py_object(old))
-            except Exception:
-                pass
+            self._forked_beside_threads = True
+            _abandon(old)
 
     def close(self) -> None:
         """Give up what is still unacknowledged (the sender counted it) and stop the producer."""
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Drop the producer and what it still holds; freed, unless this is a child forked
+        while the parent's producer ran (see the module doc)."""
         producer, self._producer = self._producer, None
         if producer is not None:
             producer.purge()
             producer.poll(0)
+            if self._forked_beside_threads:
+                _abandon(producer)
+
+
+def _abandon(producer: Any) -> None:
+    """Keep ``producer`` from ever being freed, not even by the interpreter's exit."""
+    _ABANDONED.append(producer)
+    try:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(producer))
+    except Exception:
+        pass
 
 
 def _record(reports: Dict[int, Any], index: int, err: Any, msg: Any) -> None:
