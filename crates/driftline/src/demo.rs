@@ -240,7 +240,7 @@ async fn rollup_series(store: Arc<dyn Store>, start_ms: i64, end_ms: i64) -> any
         quantiles: vec![0.5, 0.9],
         include_sketch: false,
     };
-    let answer = driftline_rollup::series(store.as_ref(), &query, options.summary).await?;
+    let answer = driftline_query::series::series(store.clone(), None, &query, options.summary).await?;
     let mut table = String::new();
     crate::rollup::write_table(&mut table, &answer, &query);
     Ok(RollupSummary { predictions: progress.predictions, seconds, table })

@@ -130,6 +130,7 @@ impl From<driftline_rollup::Error> for Problem {
         match e {
             driftline_rollup::Error::Store(e) => e.into(),
             driftline_rollup::Error::Query(_) => Problem::bad_request(e.to_string()),
+            driftline_rollup::Error::Read { .. } => Problem::unavailable(e.to_string()),
             driftline_rollup::Error::Sketch(_) | driftline_rollup::Error::Stored(_) => {
                 tracing::error!(error = %e, "rollup failure");
                 Problem::internal(format!("{e}; this needs an operator"))

@@ -262,7 +262,7 @@ pub(crate) async fn series(args: SeriesArgs) -> anyhow::Result<()> {
         quantiles: args.quantiles,
         include_sketch: false,
     };
-    let answer = driftline_rollup::series(store.as_ref(), &query, args.rollup.summary()).await?;
+    let answer = driftline_query::series::series(store.clone(), None, &query, args.rollup.summary()).await?;
     store.close().await;
     let mut out = String::new();
     match args.format {

@@ -223,6 +223,7 @@ async fn flight_sql(addr: &str, scoped: &str, writer: &str) {
             "delayed_metrics",
             "labelled_predictions",
             "predictions",
+            "replica_stats",
             "rollups_1d",
             "rollups_1h",
             "rollups_1m"

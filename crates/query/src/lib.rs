@@ -6,6 +6,7 @@
 pub mod answer;
 pub mod params;
 pub mod sql;
+pub mod series;
 pub mod window;
 
 pub use answer::{encode_aggregates, AggregateMetric, Encoding};

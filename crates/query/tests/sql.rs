@@ -630,6 +630,101 @@ async fn groupings_are_the_stores(store: Arc<dyn Store>) {
     }
 }
 
+/// Series answers read through the SQL layer's plans equal those read by the store's own
+/// queries, for every source, step and kind of path, with rolled, stale and unrolled minutes
+/// side by side; a caller limited to another deployment reads nothing of it.
+async fn series_are_plans_over_the_tables(store: Arc<dyn Store>) {
+    use driftline_rollup::{SeriesQuery, Source, SummaryOptions, Worker, WorkerOptions};
+    use driftline_store::Resolution;
+
+    let predictions = load(store.as_ref()).await;
+    let mut extra = WriteBatch::new(T0 + 400_000);
+    for i in 0..30i64 {
+        extra.replica_stats.push(driftline_core::ReplicaStats {
+            model_deployment_crn: "a".into(),
+            replica_id: format!("r-{}", i % 2),
+            timestamp_ms: T0 + i * 20_000,
+            cpu_percent: 10.0 + i as f64 * 1.5,
+            memory_bytes: 1_000_000 + i as u64 * 4096,
+        });
+    }
+    for i in 0..4i64 {
+        extra.dead_letters.push(DeadLetter {
+            received_at_ms: T0 + i * 70_000,
+            source: format!("http:test#{i}"),
+            reason: "field `metrics`: missing".into(),
+            raw: br#"{"model_deployment_crn":"a"}"#.to_vec(),
+            key: None,
+        });
+    }
+    store.write(&extra).await.expect("write");
+    // Rolled up to the third minute; then a late label makes the first minute stale.
+    let options = WorkerOptions { lateness: Duration::ZERO, ..Default::default() };
+    Worker::new(store.clone(), options).catch_up(T0 + 180_000, |_| {}).await.expect("roll");
+    let late = DelayedMetrics {
+        uuid: predictions[12].uuid,
+        timestamp_ms: T0 + 30_000_000,
+        metrics: metrics(json!({"label": 1, "late": true})),
+    };
+    store.write(&WriteBatch { delayed_metrics: vec![late], ..WriteBatch::new(T0 + 500_000) }).await.expect("write");
+
+    // The new column and table, as SQL sees them.
+    let labelled_twice = &predictions[0];
+    let sql_text = format!("SELECT delayed_metrics FROM predictions WHERE uuid = '{}'", labelled_twice.uuid);
+    let delayed = texts(&query(&store, None, &sql_text).await.expect("delayed_metrics"), 0);
+    assert_eq!(delayed, [r#"[{"label":0},{"label":1,"note":"fixed"}]"#]);
+    assert_eq!(one_int(&store, None, "SELECT count(*) FROM predictions WHERE delayed_metrics IS NULL").await, 333);
+    assert_eq!(one_int(&store, None, "SELECT count(*) FROM replica_stats WHERE replica_id = 'r-1'").await, 15);
+    assert_eq!(one_int(&store, Some("b"), "SELECT count(*) FROM replica_stats").await, 0);
+
+    let paths = [
+        "input.tenure",
+        "input.plan",
+        "prediction",
+        "label",
+        "@predictions",
+        "@latency_ms",
+        "@event_bytes",
+        "@labels",
+        "@rejected",
+        "@replica.r-1.cpu_percent",
+        "@replica.r-0.memory_bytes",
+    ];
+    for path in paths {
+        for step in [Resolution::Minute, Resolution::Hour] {
+            for source in [Source::Auto, Source::Rollup, Source::Raw] {
+                let q = SeriesQuery {
+                    deployment: "a".into(),
+                    path: path.into(),
+                    window: Window { start_ms: T0, end_ms: T0 + 600_000 },
+                    step,
+                    source,
+                    // A minute holds fewer values than a sketch keeps, so its quantiles and
+                    // sketch are exact; merged into hours, sketches compact at random.
+                    quantiles: if step == Resolution::Minute { vec![0.1, 0.5, 0.9] } else { vec![] },
+                    include_sketch: step == Resolution::Minute,
+                };
+                let direct = driftline_rollup::series(store.as_ref(), &q, SummaryOptions::default()).await.unwrap();
+                for scope in [None, Some("a".to_owned())] {
+                    let planned =
+                        driftline_query::series::series(store.clone(), scope.clone(), &q, SummaryOptions::default())
+                            .await
+                            .unwrap();
+                    assert_eq!(planned, direct, "{path} {step:?} {source:?} {scope:?}");
+                }
+                let other = driftline_query::series::series(store.clone(), Some("b".into()), &q, SummaryOptions::default())
+                    .await
+                    .unwrap();
+                assert!(other.series.is_empty(), "{path} {step:?} {source:?}: {other:?}");
+                // Not a comparison of empty answers (but rollups by the hour: the worker has
+                // not finished the first hour).
+                let rolled_hours = step == Resolution::Hour && source == Source::Rollup;
+                assert_eq!(direct.series.is_empty(), rolled_hours, "{path} {step:?} {source:?}");
+            }
+        }
+    }
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -663,4 +758,5 @@ both_backends!(
     drift_functions_are_the_engines,
     read_metrics_is_a_plan_over_labelled_predictions,
     groupings_are_the_stores,
+    series_are_plans_over_the_tables,
 );

@@ -10,6 +10,7 @@ pub mod leaves;
 pub mod replay;
 pub mod retention;
 pub mod roll;
+pub mod rows;
 pub mod series;
 pub mod sketch;
 pub mod summary;
@@ -17,7 +18,8 @@ pub mod window;
 pub mod worker;
 
 pub use retention::{Retained, Retention};
-pub use series::{series, Series, SeriesPoint, SeriesQuery, Source};
+pub use rows::{Rows, StoreRows};
+pub use series::{series, series_from, Series, SeriesPoint, SeriesQuery, Source};
 pub use sketch::Sketch;
 pub use summary::{Summary, SummaryOptions};
 pub use window::{summarise, WindowSummary};
@@ -38,4 +40,12 @@ pub enum Error {
     /// A series query asked for something that cannot be answered.
     #[error("{0}")]
     Query(String),
+    /// Rows read through another reader than the store's own queries could not be read.
+    #[error("reading {what} failed: {detail}")]
+    Read {
+        /// Which rows.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
 }

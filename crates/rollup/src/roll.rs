@@ -11,6 +11,7 @@ use driftline_store::{Resolution, Store, Window};
 use futures::StreamExt;
 
 use crate::leaves::{is_technical, ClassScores, Leaf, Point};
+use crate::rows::Rows;
 use crate::summary::{Summary, SummaryOptions};
 use crate::Error;
 
@@ -170,13 +171,13 @@ pub enum Paths<'a> {
 /// Rolls the predictions of `deployment` starting in `window` into minute summaries, in
 /// (path, minute) order. Returns them and the number of predictions read.
 pub async fn roll_minutes(
-    store: &dyn Store,
+    source: &dyn Rows,
     deployment: &str,
     window: Window,
     options: SummaryOptions,
     mut paths: Paths<'_>,
 ) -> Result<(Vec<Bucketed>, u64), Error> {
-    let mut rows = store.rollup_source(deployment, window);
+    let mut rows = source.predictions(deployment, window);
     let mut out = Vec::new();
     let mut minute = i64::MIN;
     let mut current: HashMap<String, Summary> = HashMap::new();
@@ -245,7 +246,7 @@ pub async fn roll_minutes(
     // The store's own series from other tables: replica figures and refused events.
     let mut other: BTreeMap<(i64, String), Summary> = BTreeMap::new();
     if want_replicas {
-        for r in store.replica_source(deployment, window).await? {
+        for r in source.replicas(deployment, window).await? {
             let m = Resolution::Minute.floor(r.timestamp_ms);
             for (figure, value) in [("cpu_percent", r.cpu_percent), ("memory_bytes", r.memory_bytes as f64)] {
                 let path = crate::leaves::replica_path(&r.replica_id, figure);
@@ -261,7 +262,7 @@ pub async fn roll_minutes(
         }
     }
     if want_rejected {
-        for at in store.rejected_source(deployment, window).await? {
+        for at in source.rejected(deployment, window).await? {
             let key = (Resolution::Minute.floor(at), crate::leaves::REJECTED.to_owned());
             other.entry(key).or_insert_with(|| Summary::new(options)).push_number(1.0)?;
         }

@@ -12,6 +12,7 @@ use driftline_store::{Resolution, Store, Window};
 use serde::Serialize;
 
 use crate::roll::{merge_up, roll_minutes, Bucketed, Paths};
+use crate::rows::{Rows, StoreRows};
 use crate::summary::{Summary, SummaryOptions};
 use crate::Error;
 
@@ -135,11 +136,30 @@ fn rank_key(q: f64) -> String {
     format!("{q}")
 }
 
+/// What summaries are read from: rows, and the store's record of how far they are rolled up
+/// and which minutes are stale.
+#[derive(Clone, Copy)]
+pub(crate) struct Readers<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) rows: &'a dyn Rows,
+}
+
 /// Most buckets one series answer may span.
 pub const MAX_BUCKETS: i64 = 100_000;
 
-/// Reads a series.
+/// Reads a series with the store's own queries.
 pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOptions) -> Result<Series, Error> {
+    series_from(store, &StoreRows(store), query, options).await
+}
+
+/// Reads a series, its rows from `rows` (the store's own queries, or the query layer's plans);
+/// what is rolled up so far, and which minutes are stale, comes from `store`.
+pub async fn series_from(
+    store: &dyn Store,
+    rows: &dyn Rows,
+    query: &SeriesQuery,
+    options: SummaryOptions,
+) -> Result<Series, Error> {
     if query.window.end_ms <= query.window.start_ms {
         return Err(Error::Query(format!(
             "the window is empty: end_timestamp_ms ({}) must be after start_timestamp_ms ({})",
@@ -160,7 +180,8 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
         )));
     }
     let buckets =
-        bucket_summaries(store, &query.deployment, &query.path, (first, last), step, query.source, options).await?;
+        bucket_summaries(Readers { store, rows }, &query.deployment, &query.path, (first, last), step, query.source, options)
+            .await?;
     Ok(Series {
         resolution: step.name(),
         series: buckets.iter().map(|(start, s)| SeriesPoint::new(*start, s, query)).collect(),
@@ -170,7 +191,7 @@ pub async fn series(store: &dyn Store, query: &SeriesQuery, options: SummaryOpti
 /// The summaries of one path of a deployment over the buckets of `step` starting in
 /// `[range.0, range.1)` (both bucket starts), read from `source`, by bucket start.
 pub(crate) async fn bucket_summaries(
-    store: &dyn Store,
+    Readers { store, rows }: Readers<'_>,
     deployment: &str,
     path: &str,
     range: (i64, i64),
@@ -213,7 +234,7 @@ pub(crate) async fn bucket_summaries(
         } else {
             BTreeSet::new()
         };
-        for row in store.rollup_rows(step, deployment, Some(path), rolled_window).await? {
+        for row in rows.rollups(step, deployment, path, rolled_window).await? {
             if !stale.contains(&row.bucket_start_ms) {
                 buckets.insert(row.bucket_start_ms, Summary::from_row(&row, options)?);
             }
@@ -224,7 +245,7 @@ pub(crate) async fn bucket_summaries(
         raw_ranges.push(Window { start_ms: rolled, end_ms: last });
     }
     for range in raw_ranges {
-        for b in from_raw(store, deployment, path, range, step, options).await? {
+        for b in from_raw(rows, deployment, path, range, step, options).await? {
             buckets.insert(b.start_ms, b.summary);
         }
     }
@@ -235,7 +256,7 @@ pub(crate) async fn bucket_summaries(
 /// The range is read a day (or one step, if longer) at a time, so memory holds at most a day
 /// of minute summaries whatever the range.
 async fn from_raw(
-    store: &dyn Store,
+    rows: &dyn Rows,
     deployment: &str,
     path: &str,
     range: Window,
@@ -248,7 +269,7 @@ async fn from_raw(
     while from < range.end_ms {
         let to = (step.floor(from) + piece).min(range.end_ms);
         let window = Window { start_ms: from, end_ms: to };
-        let (mut buckets, _) = roll_minutes(store, deployment, window, options, Paths::Only(path)).await?;
+        let (mut buckets, _) = roll_minutes(rows, deployment, window, options, Paths::Only(path)).await?;
         let mut resolution = Resolution::Minute;
         while resolution != step {
             let coarser = resolution.coarser().expect("a step coarser than a minute is an hour or a day");

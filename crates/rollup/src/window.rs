@@ -10,7 +10,8 @@ use driftline_store::rollups::RollupState;
 use driftline_store::{Resolution, Store, Window};
 
 use crate::leaves::PREDICTIONS;
-use crate::series::{bucket_summaries, Source};
+use crate::rows::StoreRows;
+use crate::series::{bucket_summaries, Readers, Source};
 use crate::summary::{Summary, SummaryOptions};
 use crate::Error;
 
@@ -81,7 +82,9 @@ pub async fn summarise(
         let wanted = paths.iter().map(String::as_str).zip(summaries.iter_mut());
         for (path, summary) in wanted.chain(std::iter::once((PREDICTIONS, &mut predictions))) {
             for bucket in
-                bucket_summaries(store, deployment, path, range, *resolution, Source::Auto, options).await?.values()
+                bucket_summaries(Readers { store, rows: &StoreRows(store) }, deployment, path, range, *resolution, Source::Auto, options)
+                    .await?
+                    .values()
             {
                 summary.merge(bucket)?;
             }

@@ -17,6 +17,7 @@ use driftline_store::{Resolution, Store, Window};
 
 use crate::leaves::ClassScores;
 use crate::roll::{class_scores, merge_up, roll_minutes, sort, Bucketed, PathGuard, Paths};
+use crate::rows::StoreRows;
 use crate::summary::SummaryOptions;
 use crate::Error;
 
@@ -122,7 +123,7 @@ impl Worker {
     async fn roll(&mut self, d: &str, window: Window) -> Result<(Vec<Bucketed>, u64), Error> {
         self.guard.load(self.store.as_ref(), d).await?;
         let classes = self.classes.get(d).map_or(&[][..], Vec::as_slice);
-        roll_minutes(self.store.as_ref(), d, window, self.options.summary, Paths::Guarded(&mut self.guard, classes))
+        roll_minutes(&StoreRows(self.store.as_ref()), d, window, self.options.summary, Paths::Guarded(&mut self.guard, classes))
             .await
     }
 

@@ -28,6 +28,8 @@ pub enum ScanTable {
     AggregateMetrics,
     /// Refused events.
     DeadLetters,
+    /// Resource use of model replicas.
+    ReplicaStats,
     /// Rollups of one resolution.
     Rollups(Resolution),
 }
@@ -41,7 +43,8 @@ pub enum ColumnKind {
     Float,
     /// Text.
     Text,
-    /// JSON object as compact text, keys sorted: the same text on both backends.
+    /// JSON (an object, or an array of objects) as compact text, keys sorted: the same text on
+    /// both backends.
     Json,
     /// Bytes.
     Bytes,
@@ -66,6 +69,8 @@ const fn col(name: &'static str, kind: ColumnKind, nullable: bool, pushable: boo
 
 use ColumnKind::{Bytes, Float, Int, Json, Text};
 
+/// Predictions as sent; the last column, `delayed_metrics`, is the prediction's delayed metrics
+/// as one JSON array of their objects, oldest first (null when there are none).
 const PREDICTIONS: &[ScanColumn] = &[
     col("uuid", Text, false, false),
     col("model_crn", Text, false, true),
@@ -75,7 +80,12 @@ const PREDICTIONS: &[ScanColumn] = &[
     col("end_timestamp_ms", Int, false, true),
     col("metrics", Json, false, false),
     col("received_at_ms", Int, false, true),
+    col("delayed_metrics", Json, true, false),
 ];
+
+/// Predictions with their delayed metrics merged into `metrics`: the columns before
+/// `delayed_metrics`.
+const LABELLED_PREDICTIONS: &[ScanColumn] = PREDICTIONS.split_at(PREDICTIONS.len() - 1).0;
 
 const DELAYED_METRICS: &[ScanColumn] = &[
     col("id", Int, false, true),
@@ -106,6 +116,16 @@ const DEAD_LETTERS: &[ScanColumn] = &[
     col("model_deployment_crn", Text, true, true),
 ];
 
+const REPLICA_STATS: &[ScanColumn] = &[
+    col("id", Int, false, true),
+    col("model_deployment_crn", Text, false, true),
+    col("replica_id", Text, false, true),
+    col("timestamp_ms", Int, false, true),
+    col("cpu_percent", Float, false, false),
+    col("memory_bytes", Int, false, true),
+    col("received_at_ms", Int, false, true),
+];
+
 const ROLLUPS: &[ScanColumn] = &[
     col("model_deployment_crn", Text, false, true),
     col("path", Text, false, true),
@@ -123,12 +143,13 @@ const ROLLUPS: &[ScanColumn] = &[
 
 impl ScanTable {
     /// Every table, as the query layer names them.
-    pub const ALL: [ScanTable; 8] = [
+    pub const ALL: [ScanTable; 9] = [
         ScanTable::Predictions,
         ScanTable::DelayedMetrics,
         ScanTable::LabelledPredictions,
         ScanTable::AggregateMetrics,
         ScanTable::DeadLetters,
+        ScanTable::ReplicaStats,
         ScanTable::Rollups(Resolution::Minute),
         ScanTable::Rollups(Resolution::Hour),
         ScanTable::Rollups(Resolution::Day),
@@ -142,6 +163,7 @@ impl ScanTable {
             ScanTable::LabelledPredictions => "labelled_predictions",
             ScanTable::AggregateMetrics => "aggregate_metrics",
             ScanTable::DeadLetters => "dead_letters",
+            ScanTable::ReplicaStats => "replica_stats",
             ScanTable::Rollups(r) => r.table(),
         }
     }
@@ -149,10 +171,12 @@ impl ScanTable {
     /// Its columns, in order.
     pub fn columns(self) -> &'static [ScanColumn] {
         match self {
-            ScanTable::Predictions | ScanTable::LabelledPredictions => PREDICTIONS,
+            ScanTable::Predictions => PREDICTIONS,
+            ScanTable::LabelledPredictions => LABELLED_PREDICTIONS,
             ScanTable::DelayedMetrics => DELAYED_METRICS,
             ScanTable::AggregateMetrics => AGGREGATE_METRICS,
             ScanTable::DeadLetters => DEAD_LETTERS,
+            ScanTable::ReplicaStats => REPLICA_STATS,
             ScanTable::Rollups(_) => ROLLUPS,
         }
     }
@@ -458,7 +482,20 @@ impl Dialect {
         match (self, c.name) {
             (Dialect::Postgres, "uuid") => "t.uuid::text".into(),
             (Dialect::Postgres, "metrics") => "t.metrics::text".into(),
+            (_, "delayed_metrics") => self.delayed_array().into(),
             (_, name) => format!("t.{name}"),
+        }
+    }
+
+    /// The delayed metrics of prediction `t`, oldest first, as one JSON array of their objects
+    /// (null when there are none): those naming its deployment or none.
+    fn delayed_array(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "(SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
+                 WHERE d.uuid = t.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = t.model_deployment_crn))",
+            Dialect::Sqlite => "(SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) FROM delayed_metrics d \
+                 WHERE d.uuid = t.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = t.model_deployment_crn) \
+                 HAVING count(*) > 0)",
         }
     }
 }
@@ -474,15 +511,7 @@ pub(crate) fn build(request: &ScanRequest, dialect: Dialect) -> (String, Vec<Sca
         None => request.columns.iter().map(|&i| dialect.select(&columns[i])).collect(),
     };
     if merges_delayed(request) {
-        select.push(match dialect {
-            Dialect::Postgres => "(SELECT json_agg(d.metrics ORDER BY d.timestamp_ms, d.id)::text FROM delayed_metrics d \
-                 WHERE d.uuid = t.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = t.model_deployment_crn))"
-                .into(),
-            Dialect::Sqlite => "(SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) FROM delayed_metrics d \
-                 WHERE d.uuid = t.uuid AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = t.model_deployment_crn) \
-                 HAVING count(*) > 0)"
-                .into(),
-        });
+        select.push(dialect.delayed_array().into());
     }
     if select.is_empty() {
         select.push("1".into());

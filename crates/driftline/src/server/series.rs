@@ -1,4 +1,5 @@
-//! `GET /api/v1/series`: one metric of one deployment over time, from rollups and raw rows.
+//! `GET /api/v1/series`: one metric of one deployment over time, from rollups and raw rows,
+//! read through the SQL layer's providers.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -104,5 +105,6 @@ pub(crate) async fn get_series(
     let Query(params) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
     let query = params.query()?;
     principal.check_deployment(&query.deployment)?;
-    Ok(Json(driftline_rollup::series(state.store.as_ref(), &query, state.rollup).await?))
+    let scope = principal.deployment.clone();
+    Ok(Json(driftline_query::series::series(state.store.clone(), scope, &query, state.rollup).await?))
 }
