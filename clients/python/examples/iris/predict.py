@@ -49,6 +49,7 @@ known_metrics = cdsw.read_metrics(
 )
 
 rows = known_metrics["metrics"]
+labelled = sum(1 for m in rows if "actual_result" in m["metrics"])
 correct = sum(1 for m in rows if m["metrics"].get("predict_result") == m["metrics"].get("actual_result"))
-print(f"{len(rows)} predictions of deployment {cdsw.dev_model_deployment_crn}, {correct} correct")
-print("latest:", rows[-1]["metrics"])
+print(f"{len(rows)} predictions of deployment {cdsw.dev_model_deployment_crn}, {labelled} labelled, {correct} correct")
+print("first:", rows[0]["metrics"])
