@@ -10,6 +10,13 @@
 //!
 //! PSI drifts when ≥ 0.1. The dataset drifts when at least half of its columns drift.
 //!
+//! Variants, stated per column in `variant`: the KS p-value is `exact` (both samples of at most
+//! 10,000 values) or `asymptotic`, as SciPy's `method="auto"` chooses; the Jensen–Shannon
+//! distance uses the `natural_log` (so it is at most √ln 2 ≈ 0.8326), as SciPy's does by
+//! default; chi-square has `no_correction` unless Yates's is asked for and there are two
+//! categories (`yates`); Wasserstein's statistic is `normalized_by_reference_std` (the
+//! population standard deviation), and the column also carries SciPy's raw distance.
+//!
 //! Categorical columns are compared over at most `max_categories` categories (50 by default)
 //! plus one "other" category for the rest ([`crate::stats::categories`] has the rules), so a
 //! column with tens of thousands of distinct values gives a bounded table and report.
@@ -17,7 +24,7 @@
 use crate::format;
 use crate::stats::categories::{CategoryTable, DEFAULT_KEEP, MAX_NAMES};
 use crate::stats::column::ColumnData;
-use crate::stats::drift as stats;
+use crate::stats::drift::{self as stats, Chi2Correction};
 use crate::stats::sample::Sample;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -103,6 +110,9 @@ pub struct Options {
     /// "other".
     #[serde(default = "default_max_categories")]
     pub max_categories: usize,
+    /// Continuity correction of the chi-square test.
+    #[serde(default)]
+    pub chi2_correction: Chi2Correction,
 }
 
 fn default_max_categories() -> usize {
@@ -120,6 +130,7 @@ impl Default for Options {
             bins: stats::DEFAULT_BINS,
             drift_share: 0.5,
             max_categories: DEFAULT_KEEP,
+            chi2_correction: Chi2Correction::None,
         }
     }
 }
@@ -187,6 +198,18 @@ pub struct ColumnDrift {
     /// The test's statistic: KS D, chi-square, PSI, JS distance or normalised Wasserstein
     /// distance. `null` when it could not be computed (see `reason`).
     pub statistic: Option<f64>,
+    /// Which form of the test gave it: `exact` or `asymptotic` (KS), `natural_log`
+    /// (Jensen–Shannon), `no_correction` or `yates` (chi-square), `normalized_by_reference_std`
+    /// (Wasserstein). PSI has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// With Wasserstein: SciPy's distance, in the column's units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasserstein: Option<f64>,
+    /// With Wasserstein: the distance divided by the reference's standard deviation; the
+    /// statistic, which the threshold applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasserstein_normalized: Option<f64>,
     /// For KS and chi-square.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
@@ -307,6 +330,8 @@ pub fn compare_column(
     let mut p_value = None;
     let mut psi_terms = None;
     let mut reason = None;
+    let mut variant = None;
+    let mut raw_wasserstein = None;
     let (kind, ref_counts, cur_counts, histogram);
     if continuous {
         let (r, c) = numeric.as_ref().expect("numeric columns");
@@ -324,10 +349,16 @@ pub fn compare_column(
                     let ks = stats::ks_two_sample(r, c).expect("both samples hold values");
                     statistic = Some(ks.statistic);
                     p_value = Some(ks.p_value);
+                    variant = Some(match ks.method {
+                        stats::KsMethod::Exact => "exact",
+                        stats::KsMethod::Asymptotic => "asymptotic",
+                    });
                 }
                 Method::Wasserstein => {
                     let distance = stats::wasserstein(r, c).expect("both samples hold values");
                     let (_, std) = r.mean_std();
+                    raw_wasserstein = Some(distance);
+                    variant = Some(NORMALIZED);
                     if std > 0.0 {
                         statistic = Some(distance / std);
                     } else {
@@ -338,7 +369,7 @@ pub fn compare_column(
                     }
                 }
                 m @ (Method::Psi | Method::Js | Method::Chi2) => {
-                    (statistic, p_value, psi_terms) = on_counts(m, &rb, &cb)
+                    (statistic, p_value, psi_terms, variant) = on_counts(m, &rb, &cb, options.chi2_correction)
                 }
                 Method::Auto => unreachable!("auto resolved above"),
             }
@@ -366,7 +397,7 @@ pub fn compare_column(
         } else {
             match method {
                 m @ (Method::Psi | Method::Js | Method::Chi2) => {
-                    (statistic, p_value, psi_terms) = on_counts(m, &rc, &cc)
+                    (statistic, p_value, psi_terms, variant) = on_counts(m, &rc, &cc, options.chi2_correction)
                 }
                 _ => unreachable!("numeric-only methods refused above"),
             }
@@ -378,6 +409,9 @@ pub fn compare_column(
         kind,
         method,
         statistic,
+        variant: variant.map(str::to_owned),
+        wasserstein: raw_wasserstein,
+        wasserstein_normalized: raw_wasserstein.and(statistic),
         p_value,
         threshold,
         drifted,
@@ -390,23 +424,27 @@ pub fn compare_column(
     })
 }
 
+/// The variant of a Wasserstein statistic.
+pub(crate) const NORMALIZED: &str = "normalized_by_reference_std";
+
+/// What [`on_counts`] gives: the statistic, the p-value (chi-square), each bin's PSI term
+/// (PSI) and the test's variant.
+pub(crate) type OnCounts = (Option<f64>, Option<f64>, Option<Vec<f64>>, Option<&'static str>);
+
 /// PSI, Jensen–Shannon or chi-square on two samples' counts per bin or category (both holding
-/// values): the statistic, the p-value (chi-square) and each bin's PSI term (PSI).
-pub(crate) fn on_counts(
-    method: Method,
-    reference: &[u64],
-    current: &[u64],
-) -> (Option<f64>, Option<f64>, Option<Vec<f64>>) {
+/// values).
+pub(crate) fn on_counts(method: Method, reference: &[u64], current: &[u64], correction: Chi2Correction) -> OnCounts {
     match method {
         Method::Psi => {
             let (total, terms) = stats::psi(reference, current);
-            (Some(total), None, Some(terms))
+            (Some(total), None, Some(terms), None)
         }
         Method::Chi2 => {
-            let chi = stats::chi_square(reference, current).expect("both samples hold values");
-            (Some(chi.statistic), Some(chi.p_value), None)
+            let chi = stats::chi_square_with(reference, current, correction).expect("both samples hold values");
+            let variant = if chi.corrected { "yates" } else { "no_correction" };
+            (Some(chi.statistic), Some(chi.p_value), None, Some(variant))
         }
-        _ => (Some(stats::jensen_shannon(reference, current)), None, None),
+        _ => (Some(stats::jensen_shannon(reference, current)), None, None, Some("natural_log")),
     }
 }
 
@@ -541,6 +579,56 @@ mod tests {
         assert_eq!(few.histogram.labels.len(), 4);
         let err = Options { max_categories: 0, ..Options::default() }.validate().unwrap_err().to_string();
         assert!(err.starts_with("max_categories:"), "{err}");
+    }
+
+    #[test]
+    fn each_column_states_its_variant_and_wasserstein_both_distances() {
+        let reference = numbers((0..3000).map(|i| (i as f64 * 0.37).sin() * 4.0));
+        let current = numbers((0..2500).map(|i| (i as f64 * 0.41).sin() * 4.0 + 0.3));
+        let with =
+            |method| compare_column("x", &reference, &current, &Options { method, ..Options::default() }).unwrap();
+        let w = with(Method::Wasserstein);
+        let (r, c) = match (&reference, &current) {
+            (ColumnData::Numeric(r), ColumnData::Numeric(c)) => {
+                (Sample::new(r.iter().copied()), Sample::new(c.iter().copied()))
+            }
+            _ => unreachable!(),
+        };
+        let raw = stats::wasserstein(&r, &c).unwrap();
+        assert_eq!(w.wasserstein, Some(raw));
+        assert_eq!(w.wasserstein_normalized, Some(raw / r.mean_std().1));
+        assert_eq!(w.statistic, w.wasserstein_normalized, "the threshold applies to the normalised distance");
+        assert_eq!(w.variant.as_deref(), Some(NORMALIZED));
+        assert_eq!(with(Method::Ks).variant.as_deref(), Some("exact"));
+        assert_eq!(with(Method::Js).variant.as_deref(), Some("natural_log"));
+        assert_eq!(with(Method::Chi2).variant.as_deref(), Some("no_correction"));
+        assert_eq!(with(Method::Psi).variant, None);
+        assert_eq!((with(Method::Ks).wasserstein, with(Method::Ks).wasserstein_normalized), (None, None));
+        let large = numbers((0..12_000).map(|i| (i as f64 * 0.37).sin()));
+        let ks = compare_column("x", &large, &current, &Options { method: Method::Ks, ..Options::default() }).unwrap();
+        assert_eq!(ks.variant.as_deref(), Some("asymptotic"));
+        // A constant reference: the raw distance, no statistic, a reason.
+        let flat = numbers((0..100).map(|_| 2.0));
+        let w = compare_column("x", &flat, &current, &Options { method: Method::Wasserstein, ..Options::default() })
+            .unwrap();
+        assert!(w.wasserstein.is_some() && w.wasserstein_normalized.is_none() && w.reason.is_some());
+    }
+
+    #[test]
+    fn yates_correction_applies_to_two_categories_only() {
+        let two_r = categories((0..100).map(|i| if i < 30 { "yes" } else { "no" }));
+        let two_c = categories((0..100).map(|i| if i < 45 { "yes" } else { "no" }));
+        let yates = Options { method: Method::Chi2, chi2_correction: Chi2Correction::Yates, ..Options::default() };
+        let plain = Options { method: Method::Chi2, ..Options::default() };
+        let corrected = compare_column("x", &two_r, &two_c, &yates).unwrap();
+        let uncorrected = compare_column("x", &two_r, &two_c, &plain).unwrap();
+        assert_eq!(corrected.variant.as_deref(), Some("yates"));
+        assert!(corrected.statistic.unwrap() < uncorrected.statistic.unwrap());
+        let three_r = categories((0..90).map(|i| ["a", "b", "c"][i % 3]));
+        let three_c = categories((0..90).map(|i| ["a", "b", "c", "c"][i % 4]));
+        let three = compare_column("x", &three_r, &three_c, &yates).unwrap();
+        assert_eq!(three.variant.as_deref(), Some("no_correction"));
+        assert_eq!(three.statistic, compare_column("x", &three_r, &three_c, &plain).unwrap().statistic);
     }
 
     #[test]

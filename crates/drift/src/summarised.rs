@@ -186,6 +186,7 @@ pub fn compare_column(
     let edges = sketched::quantile_edges(&r.sketch, options.bins);
     let (rb, cb) = (sketched::bin_counts(&r.sketch, &edges), sketched::bin_counts(&c.sketch, &edges));
     let (mut statistic, mut p_value, mut psi_terms, mut reason, mut error_bound) = (None, None, None, None, None);
+    let (mut variant, mut raw_wasserstein) = (None, None);
     if r.counts.values == 0 || c.counts.values == 0 {
         reason = Some(compare::empty_reason(r.counts.values == 0, c.counts.values == 0));
     } else {
@@ -195,9 +196,12 @@ pub fn compare_column(
                 statistic = Some(ks.value);
                 p_value = Some(stats::ks_asymptotic_p(r.counts.values, c.counts.values, ks.value));
                 error_bound = Some(ks.error_bound);
+                variant = Some("asymptotic");
             }
             Method::Wasserstein => {
                 let w = sketched::wasserstein(&r.sketch, &c.sketch).expect("both sketches hold values");
+                raw_wasserstein = Some(w.value);
+                variant = Some(compare::NORMALIZED);
                 if r.std > 0.0 {
                     statistic = Some(w.value / r.std);
                     error_bound = Some(w.error_bound / r.std);
@@ -209,7 +213,7 @@ pub fn compare_column(
                 }
             }
             m @ (Method::Psi | Method::Js | Method::Chi2) => {
-                (statistic, p_value, psi_terms) = compare::on_counts(m, &rb, &cb);
+                (statistic, p_value, psi_terms, variant) = compare::on_counts(m, &rb, &cb, options.chi2_correction);
             }
             Method::Auto => unreachable!("auto resolved above"),
         }
@@ -220,6 +224,9 @@ pub fn compare_column(
         kind: Kind::Numeric,
         method,
         statistic,
+        variant: variant.map(str::to_owned),
+        wasserstein: raw_wasserstein,
+        wasserstein_normalized: raw_wasserstein.and(statistic),
         p_value,
         threshold,
         drifted,

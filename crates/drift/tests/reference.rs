@@ -177,6 +177,11 @@ fn categorical_drift_matches_scipy() {
         check(name, "chi2_statistic", &Stat::of(chi.statistic), &e["chi2_statistic"], &mut failures);
         check_p(name, chi.p_value, e["chi2_pvalue"].as_f64().unwrap(), &mut failures);
         assert_eq!(chi.degrees_of_freedom as u64, e["chi2_dof"].as_u64().unwrap(), "{name}");
+        assert!(!chi.corrected, "{name}");
+        let yates = stats::chi_square_with(&rc, &cc, stats::Chi2Correction::Yates).unwrap();
+        check(name, "chi2_yates_statistic", &Stat::of(yates.statistic), &e["chi2_yates_statistic"], &mut failures);
+        check_p(name, yates.p_value, e["chi2_yates_pvalue"].as_f64().unwrap(), &mut failures);
+        assert_eq!(yates.corrected, chi.degrees_of_freedom == 1, "{name}");
         let (psi, terms) = stats::psi(&rc, &cc);
         check(name, "psi", &Stat::of(psi), &e["psi"], &mut failures);
         for (category, term) in names.iter().zip(terms) {

@@ -14,8 +14,9 @@ use driftline_drift::job::scheduler::{self, SchedulerConfig};
 use driftline_drift::job::spec::{parse_time, Alert, JobSpec, Reference};
 use driftline_drift::report::{html, text};
 use driftline_drift::stats::categories::DEFAULT_KEEP;
+use driftline_drift::stats::drift::Chi2Correction;
 use driftline_drift::stats::performance::{Metrics, Task};
-use driftline_drift::table::files;
+use driftline_drift::table::files::{self, PerformanceRequest};
 use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
 use driftline_store::Store;
@@ -178,6 +179,9 @@ pub(crate) struct CreateJobArgs {
     /// are compared as one, "other".
     #[arg(long, env = "DRIFTLINE_JOB_MAX_CATEGORIES", default_value_t = DEFAULT_KEEP)]
     max_categories: usize,
+    /// Continuity correction of the chi-square test: none, or yates (with two categories).
+    #[arg(long, env = "DRIFTLINE_JOB_CHI2_CORRECTION", default_value = "none")]
+    chi2_correction: Chi2Correction,
     /// Warn when a metric crosses a bound: `roc_auc<0.75`, `rmse>3`.
     #[arg(long, env = "DRIFTLINE_JOB_ALERT")]
     alert: Option<String>,
@@ -231,6 +235,10 @@ pub(crate) struct CompareArgs {
     /// Columns to compare (comma-separated); all columns the files share by default.
     #[arg(long, env = "DRIFTLINE_DRIFT_COLUMNS", value_delimiter = ',')]
     columns: Vec<String>,
+    /// Columns to leave out (comma-separated): ids, timestamps, anything that differs by
+    /// construction.
+    #[arg(long, env = "DRIFTLINE_DRIFT_EXCLUDE", value_delimiter = ',')]
+    exclude: Vec<String>,
     /// The test: auto (chosen per column by type, cardinality and size), psi, ks, chi2, js or
     /// wasserstein.
     #[arg(long, env = "DRIFTLINE_DRIFT_METHOD", default_value = "auto")]
@@ -249,11 +257,20 @@ pub(crate) struct CompareArgs {
     /// "other".
     #[arg(long, env = "DRIFTLINE_DRIFT_MAX_CATEGORIES", default_value_t = DEFAULT_KEEP)]
     max_categories: usize,
+    /// Continuity correction of the chi-square test: none, or yates (applied with two
+    /// categories, as SciPy's chi2_contingency does by default and NannyML's chi-square is
+    /// defined).
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHI2_CORRECTION", default_value = "none")]
+    chi2_correction: Chi2Correction,
     #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
     format: Format,
     /// Write to this file instead of standard output.
     #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
     output: Option<PathBuf>,
+    /// Exit with status 3 when any column drifts (after writing the result), so a pipeline
+    /// step fails on drift.
+    #[arg(long, env = "DRIFTLINE_DRIFT_FAIL_ON_DRIFT")]
+    fail_on_drift: bool,
 }
 
 #[derive(Debug, Args)]
@@ -263,10 +280,14 @@ pub(crate) struct PerformanceArgs {
     input: PathBuf,
     /// The column of scores: probabilities of class 1 (binary), class names (multiclass) or
     /// predicted values (regression).
-    #[arg(long, env = "DRIFTLINE_DRIFT_SCORE")]
+    #[arg(long, visible_alias = "score-column", env = "DRIFTLINE_DRIFT_SCORE")]
     score: String,
+    /// The column of predicted classes of a binary model (0/1 or true/false): accuracy,
+    /// precision, recall and F1 count these instead of scores at or above --threshold.
+    #[arg(long, visible_alias = "prediction-column", env = "DRIFTLINE_DRIFT_PREDICTION")]
+    prediction: Option<String>,
     /// The column of ground truth.
-    #[arg(long, env = "DRIFTLINE_DRIFT_LABEL")]
+    #[arg(long, visible_alias = "label-column", env = "DRIFTLINE_DRIFT_LABEL")]
     label: String,
     /// binary, multiclass or regression.
     #[arg(long, env = "DRIFTLINE_DRIFT_TASK", default_value = "binary")]
@@ -274,7 +295,7 @@ pub(crate) struct PerformanceArgs {
     /// A binary score at or above it predicts class 1.
     #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD", default_value_t = 0.5)]
     threshold: f64,
-    /// table or json.
+    /// table, json or html (metrics, confusion matrix and ROC curve on one page).
     #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
     format: Format,
     /// Write to this file instead of standard output.
@@ -326,6 +347,7 @@ impl CreateJobArgs {
             drift_share: self.drift_share,
             bins: self.bins,
             max_categories: self.max_categories,
+            chi2_correction: self.chi2_correction,
             alert,
             schedule: ScheduleSpec { expression: self.schedule.clone(), timezone: self.timezone.clone() },
         };
@@ -346,6 +368,8 @@ fn flag_names(e: Error) -> anyhow::Error {
                 "threshold" => "--threshold",
                 "max_categories" => "--max-categories",
                 "columns" => "--columns",
+                "exclude" => "--exclude",
+                "prediction" => "--prediction",
                 "features" => "--features",
                 "from" => "--from",
                 "period" => "--from/--to",
@@ -561,18 +585,29 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threshold {
         anyhow::ensure!(t.is_finite() && t >= 0.0, "--threshold must be a non-negative number (got {t})");
     }
-    let columns: Vec<String> = args.columns.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    let names = |list: &[String]| -> Vec<String> {
+        list.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+    };
+    let (columns, exclude) = (names(&args.columns), names(&args.exclude));
     let options = Options {
         method: args.method,
         threshold: args.threshold,
         bins: args.bins,
         drift_share: args.drift_share,
         max_categories: args.max_categories,
+        chi2_correction: args.chi2_correction,
     };
-    let result = files::compare_files(&args.reference, &args.current, &columns, &options).map_err(|e| match e {
-        Error::Column { .. } if args.method != Method::Auto => anyhow::anyhow!("{e} (choose it with --method)"),
-        other => flag_names(other),
-    })?;
+    let result =
+        files::compare_files(&args.reference, &args.current, &columns, &exclude, &options).map_err(|e| match e {
+            Error::Column { .. } if args.method != Method::Auto => anyhow::anyhow!("{e} (choose it with --method)"),
+            other => flag_names(other),
+        })?;
+    for column in &result.unique_columns {
+        eprintln!(
+            "note: `{column}` holds a different value in every row of both files (an id or a timestamp?); it drifts \
+             by construction: leave it out with --exclude {column}"
+        );
+    }
     let text = match args.format {
         Format::Table => text::comparison_table(&result.comparison),
         Format::Json => serde_json::to_string_pretty(&result)? + "\n",
@@ -589,24 +624,59 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
             ),
         ),
     };
-    emit(&text, args.output.as_ref())
+    emit(&text, args.output.as_ref())?;
+    if args.fail_on_drift && result.comparison.drifted_columns > 0 {
+        return Err(
+            DriftFound { drifted: result.comparison.drifted_columns, of: result.comparison.columns.len() }.into()
+        );
+    }
+    Ok(())
 }
 
+/// Drift found with `--fail-on-drift`: the process exits with [`DriftFound::EXIT_CODE`].
+#[derive(Debug)]
+pub(crate) struct DriftFound {
+    drifted: usize,
+    of: usize,
+}
+
+impl DriftFound {
+    /// The exit status of a run that found drift with `--fail-on-drift`.
+    pub(crate) const EXIT_CODE: u8 = 3;
+}
+
+impl std::fmt::Display for DriftFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {} columns drifted (--fail-on-drift)", self.drifted, self.of)
+    }
+}
+
+impl std::error::Error for DriftFound {}
+
 fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.format != Format::Html, "--format html is for drift compare; use table or json here");
     anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number (got {})", args.threshold);
-    let result =
-        files::performance_of_file(&args.input, &args.score, &args.label, args.task, args.threshold).map_err(|e| {
-            match e {
-                Error::Column { .. } => anyhow::anyhow!("{e} (choose the task with --task)"),
-                other => other.into(),
-            }
-        })?;
+    let request = PerformanceRequest {
+        score: args.score.clone(),
+        prediction: args.prediction.clone(),
+        label: args.label.clone(),
+        task: args.task,
+        threshold: args.threshold,
+        roc_curve: args.format == Format::Html,
+    };
+    let result = files::performance_of_file(&args.input, &request).map_err(|e| match e {
+        Error::Column { .. } => anyhow::anyhow!("{e} (choose the task with --task)"),
+        other => flag_names(other),
+    })?;
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&result)? + "\n",
-        _ => {
+        Format::Html => html::performance_page(&result, "driftline performance report"),
+        Format::Table => {
+            let classes = match &result.prediction {
+                Some(column) => format!(" · predicted classes `{column}`"),
+                None => String::new(),
+            };
             let mut t = format!(
-                "{} · {} · score `{}` · label `{}` · {} rows, {} left out (missing or not finite)\n\n",
+                "{} · {} · score `{}`{classes} · label `{}` · {} rows, {} left out (missing or not finite)\n\n",
                 result.input.path,
                 result.task.name(),
                 result.score,

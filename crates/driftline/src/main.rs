@@ -23,6 +23,10 @@ fn main() -> std::process::ExitCode {
     match run(cli::Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(found) = e.downcast_ref::<drift::DriftFound>() {
+                eprintln!("drift: {found}");
+                return std::process::ExitCode::from(drift::DriftFound::EXIT_CODE);
+            }
             // The chain of causes on one line; no backtrace, whatever RUST_BACKTRACE says.
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

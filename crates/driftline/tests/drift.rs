@@ -162,6 +162,142 @@ fn performance_of_files() {
 }
 
 #[test]
+fn exclude_ids_and_fail_on_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tables(dir.path());
+    // An id column beside the features: a different whole number in every row.
+    for (file, offset) in [("reference.csv", 0), ("current.csv", 10_000)] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let mut lines = text.lines();
+        let mut out = format!("customer_id,{}\n", lines.next().unwrap());
+        for (i, line) in lines.enumerate() {
+            out.push_str(&format!("{},{line}\n", offset + i));
+        }
+        std::fs::write(dir.path().join(file), out).unwrap();
+    }
+    let run = compare(dir.path(), &["--format", "json"]);
+    let report: Value = serde_json::from_str(&stdout(&run)).unwrap();
+    assert_eq!(report["unique_columns"], json!(["customer_id"]));
+    let note = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        note.contains("`customer_id` holds a different value in every row") && note.contains("--exclude customer_id")
+    );
+    let column = |r: &Value, name: &str| r["columns"].as_array().unwrap().iter().find(|c| c["column"] == name).cloned();
+    assert_eq!(column(&report, "customer_id").unwrap()["drifted"], json!(true), "an id drifts by construction");
+
+    let out = stdout(&compare(dir.path(), &["--format", "json", "--exclude", "customer_id, calls"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["excluded_columns"], json!(["customer_id", "calls"]));
+    assert!(report.get("unique_columns").is_none());
+    let names: Vec<&str> =
+        report["columns"].as_array().unwrap().iter().map(|c| c["column"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tenure", "charges", "plan"]);
+    let err = failure(&compare(dir.path(), &["--exclude", "colour"]));
+    assert!(err.contains("--exclude") && err.contains("`colour`"), "{err}");
+    let err = failure(&compare(dir.path(), &["--columns", "tenure", "--exclude", "tenure"]));
+    assert!(err.contains("--exclude: leaves no column to compare"), "{err}");
+
+    // Exit 3 on drift, after the answer is written; 0 without drift.
+    let drifted = compare(dir.path(), &["--exclude", "customer_id", "--fail-on-drift"]);
+    assert_eq!(drifted.status.code(), Some(3), "{}", String::from_utf8_lossy(&drifted.stderr));
+    assert!(String::from_utf8_lossy(&drifted.stdout).contains("2 of 4 columns drifted"));
+    assert!(String::from_utf8_lossy(&drifted.stderr).contains("drift: 2 of 4 columns drifted (--fail-on-drift)"));
+    let calm = compare(dir.path(), &["--columns", "charges", "--fail-on-drift"]);
+    assert_eq!(calm.status.code(), Some(0), "{}", String::from_utf8_lossy(&calm.stderr));
+
+    // Wasserstein: the raw distance and the normalised one the threshold applies to.
+    let out = stdout(&compare(dir.path(), &["--format", "json", "--method", "wasserstein", "--columns", "tenure"]));
+    let tenure = column(&serde_json::from_str(&out).unwrap(), "tenure").unwrap();
+    assert_eq!(tenure["statistic"], tenure["wasserstein_normalized"]);
+    assert_eq!(tenure["variant"], json!("normalized_by_reference_std"));
+    let (raw, normalized) =
+        (tenure["wasserstein"].as_f64().unwrap(), tenure["wasserstein_normalized"].as_f64().unwrap());
+    assert!(raw > normalized && normalized > 0.1, "tenure spans 40 units: {raw} {normalized}");
+    let table = stdout(&compare(dir.path(), &["--method", "wasserstein", "--columns", "tenure"]));
+    assert!(
+        table.contains("tenure: Wasserstein distance") && table.contains("reference standard deviations"),
+        "{table}"
+    );
+}
+
+#[test]
+fn performance_with_predicted_classes_and_as_html() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tables(dir.path());
+    // The model's own decisions: class 1 from 0.6 on, unlike the default threshold of 0.5.
+    let text = std::fs::read_to_string(dir.path().join("predictions.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut out = format!("{},decision\n", lines.next().unwrap());
+    let (mut tp, mut fp, mut tn, mut fn_) = (0, 0, 0, 0);
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        let decision = match fields[0].parse::<f64>() {
+            Ok(score) => {
+                let (predicted, label) = (score >= 0.6, fields[1] == "1");
+                match (predicted, label) {
+                    (true, true) => tp += 1,
+                    (true, false) => fp += 1,
+                    (false, false) => tn += 1,
+                    (false, true) => fn_ += 1,
+                }
+                u8::from(predicted).to_string()
+            }
+            Err(_) => String::new(),
+        };
+        out.push_str(&format!("{line},{decision}\n"));
+    }
+    std::fs::write(dir.path().join("decisions.csv"), out).unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["drift", "performance", "--input", "decisions.csv", "--score-column", "score"];
+        a.extend_from_slice(&["--label-column", "label"]);
+        a.extend_from_slice(extra);
+        a
+    };
+    let json_out = stdout(&driftline(dir.path(), &args(&["--prediction-column", "decision", "--format", "json"])));
+    let report: Value = serde_json::from_str(&json_out).unwrap();
+    let metrics = &report["metrics"];
+    assert_eq!(report["prediction"], json!("decision"));
+    assert_eq!(metrics["threshold"], Value::Null);
+    assert_eq!(
+        metrics["confusion"],
+        json!({"true_negatives": tn, "false_positives": fp, "false_negatives": fn_, "true_positives": tp})
+    );
+    let precision = tp as f64 / (tp + fp) as f64;
+    assert_eq!(metrics["precision"]["value"].as_f64().unwrap(), precision);
+    // The ranking metrics still come from the scores: the same as without the column.
+    let plain: Value = serde_json::from_str(&stdout(&driftline(dir.path(), &args(&["--format", "json"])))).unwrap();
+    assert_eq!(metrics["roc_auc"], plain["metrics"]["roc_auc"]);
+    assert_ne!(metrics["confusion"], plain["metrics"]["confusion"]);
+
+    stdout(&driftline(
+        dir.path(),
+        &args(&["--prediction-column", "decision", "--format", "html", "--output", "p.html"]),
+    ));
+    let html = std::fs::read_to_string(dir.path().join("p.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("Confusion matrix") && html.contains("ROC curve"));
+    assert!(html.contains(&format!("<td>{tn}</td><td>{fp}</td>")) && html.contains("predicted classes `decision`"));
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+    let err = failure(&driftline(
+        dir.path(),
+        &[
+            "drift",
+            "performance",
+            "--input",
+            "decisions.csv",
+            "--score",
+            "predicted",
+            "--label",
+            "target",
+            "--task",
+            "regression",
+            "--prediction",
+            "decision",
+        ],
+    ));
+    assert!(err.contains("--prediction") && err.contains("binary task"), "{err}");
+}
+
+#[test]
 fn bad_input_is_named() {
     let dir = tempfile::tempdir().unwrap();
     write_tables(dir.path());

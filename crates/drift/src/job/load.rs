@@ -334,7 +334,7 @@ fn summarised_performance(rows: usize, task: Task, classes: Option<Box<(Summary,
             let metrics = Binary {
                 rows: p + n,
                 positives: p,
-                threshold: 0.5,
+                threshold: Some(0.5),
                 roc_auc,
                 average_precision: Stat::undefined(GONE),
                 accuracy: Stat::undefined(GONE),

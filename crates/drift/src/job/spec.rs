@@ -3,6 +3,7 @@
 use super::schedule::{Schedule, ScheduleSpec};
 use crate::compare::{Method, Options};
 use crate::stats::categories::DEFAULT_KEEP;
+use crate::stats::drift::Chi2Correction;
 use crate::stats::performance::Task;
 use crate::table::references::ReferenceFiles;
 use crate::Error;
@@ -55,6 +56,9 @@ pub struct JobSpec {
     /// are compared as one, "other".
     #[serde(default = "default_max_categories")]
     pub max_categories: usize,
+    /// Continuity correction of the chi-square test (`none` or `yates`).
+    #[serde(default, skip_serializing_if = "is_uncorrected")]
+    pub chi2_correction: Chi2Correction,
     /// A performance metric that turns the status to `warning` when it crosses a bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<Alert>,
@@ -79,6 +83,10 @@ fn default_drift_share() -> f64 {
 fn default_bins() -> usize {
     crate::stats::drift::DEFAULT_BINS
 }
+fn is_uncorrected(c: &Chi2Correction) -> bool {
+    *c == Chi2Correction::None
+}
+
 fn default_max_categories() -> usize {
     DEFAULT_KEEP
 }
@@ -252,6 +260,7 @@ impl JobSpec {
             drift_share: default_drift_share(),
             bins: default_bins(),
             max_categories: default_max_categories(),
+            chi2_correction: Chi2Correction::None,
             alert: None,
             schedule,
         }
@@ -290,6 +299,7 @@ impl JobSpec {
             bins: self.bins,
             drift_share: self.drift_share,
             max_categories: self.max_categories,
+            chi2_correction: self.chi2_correction,
         }
     }
 

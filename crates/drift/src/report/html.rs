@@ -3,7 +3,9 @@
 
 use crate::compare::{Comparison, Histogram};
 use crate::format::{number, shorten};
-use crate::stats::performance::RocPoint;
+use crate::stats::performance::{Metrics, RocPoint};
+use crate::table::files::FilePerformance;
+use serde_json::Value;
 use std::fmt::Write as _;
 
 /// Escapes text for HTML.
@@ -70,6 +72,12 @@ pub fn comparison_section(c: &Comparison) -> String {
         if let Some(p) = col.p_value {
             let _ = write!(detail, ", p = {}", number(p));
         }
+        if let Some(raw) = col.wasserstein {
+            let _ = write!(detail, " (reference standard deviations; distance {})", number(raw));
+        }
+        if let Some(variant) = &col.variant {
+            let _ = write!(detail, " · {}", variant.replace('_', " "));
+        }
         if let Some(a) = &col.approximate {
             let _ = write!(detail, " · approximate, from {}", a.from);
             if let Some(bound) = a.error_bound {
@@ -103,6 +111,67 @@ pub fn comparison_page(c: &Comparison, title: &str, subtitle: &str) -> String {
     out.push_str(&comparison_section(c));
     out.push_str(page_end());
     out
+}
+
+/// A whole page for the performance of a file's predictions: the metrics, and for a binary
+/// model the confusion matrix and the ROC curve.
+pub fn performance_page(p: &FilePerformance, title: &str) -> String {
+    let classes = match &p.prediction {
+        Some(column) => format!(" · predicted classes `{column}`"),
+        None => String::new(),
+    };
+    let subtitle = format!(
+        "{} · {} · score `{}`{classes} · label `{}` · {} rows, {} left out (missing or not finite)",
+        p.input.path,
+        p.task.name(),
+        p.score,
+        p.label,
+        p.input.rows,
+        p.rows_excluded
+    );
+    let mut out = page_start(title, &subtitle);
+    out.push_str("<div class=\"grid\"><div class=\"card\"><h3>Metrics</h3><table>");
+    for (name, value) in performance_rows(&p.metrics) {
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));
+    }
+    out.push_str("</table></div>");
+    if let Metrics::Binary(b) = &p.metrics {
+        let c = &b.confusion;
+        let _ = write!(
+            out,
+            "<div class=\"card\"><h3>Confusion matrix</h3><table><tr><th></th><th>predicted 0</th><th>predicted 1</th></tr>\
+             <tr><th>label 0</th><td>{}</td><td>{}</td></tr><tr><th>label 1</th><td>{}</td><td>{}</td></tr></table></div>",
+            c.true_negatives, c.false_positives, c.false_negatives, c.true_positives
+        );
+        if !p.roc_curve.is_empty() {
+            let _ =
+                write!(out, "<div class=\"card\"><h3>ROC curve</h3>{}</div>", roc_svg(&p.roc_curve, b.roc_auc.value));
+        }
+    }
+    out.push_str("</div>");
+    out.push_str(page_end());
+    out
+}
+
+/// Each metric's name and value as text, in the order the JSON has them.
+pub(crate) fn performance_rows(metrics: &Metrics) -> Vec<(String, String)> {
+    let value = serde_json::to_value(metrics).expect("metrics serialize");
+    let mut rows = Vec::new();
+    if let Value::Object(map) = value {
+        for (name, v) in map {
+            let text = match &v {
+                Value::Object(o) if o.contains_key("value") => match o.get("value").and_then(Value::as_f64) {
+                    Some(x) => number(x),
+                    None => format!("— ({})", o.get("reason").and_then(Value::as_str).unwrap_or("undefined")),
+                },
+                Value::Object(o) => o.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+                Value::Number(n) => n.to_string(),
+                other => other.to_string(),
+            };
+            rows.push((name, text));
+        }
+    }
+    rows
 }
 
 /// Reference and current shares as overlaid bars. At most 30 bars; further categories are

@@ -131,7 +131,7 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
                 );
             }
             out.push_str("<div class=\"grid\"><div class=\"card\"><table>");
-            for (name, value) in performance_rows(metrics) {
+            for (name, value) in html::performance_rows(metrics) {
                 let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));
             }
             out.push_str("</table></div>");
@@ -180,24 +180,4 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
     out.push_str("</table>");
     out.push_str(html::page_end());
     out
-}
-
-fn performance_rows(metrics: &Metrics) -> Vec<(String, String)> {
-    let value = serde_json::to_value(metrics).expect("metrics serialize");
-    let mut rows = Vec::new();
-    if let Value::Object(map) = value {
-        for (name, v) in map {
-            let text = match &v {
-                Value::Object(o) if o.contains_key("value") => match o.get("value").and_then(Value::as_f64) {
-                    Some(x) => number(x),
-                    None => format!("— ({})", o.get("reason").and_then(Value::as_str).unwrap_or("undefined")),
-                },
-                Value::Object(o) => o.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
-                Value::Number(n) => n.to_string(),
-                other => other.to_string(),
-            };
-            rows.push((name, text));
-        }
-    }
-    rows
 }

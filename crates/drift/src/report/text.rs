@@ -51,6 +51,17 @@ pub fn comparison_table(c: &Comparison) -> String {
     for col in c.columns.iter().filter(|c| c.reason.is_some()) {
         let _ = writeln!(out, "{}: {}", col.column, col.reason.as_deref().unwrap_or_default());
     }
+    for col in &c.columns {
+        if let (Some(raw), Some(normalized)) = (col.wasserstein, col.wasserstein_normalized) {
+            let _ = writeln!(
+                out,
+                "{}: Wasserstein distance {} in its units, {} reference standard deviations (the statistic)",
+                col.column,
+                number(raw),
+                number(normalized)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\n{} of {} columns drifted ({:.0}%); dataset drift: {} (at {:.0}% of columns)",
@@ -68,7 +79,7 @@ pub fn binary_table(b: &Binary) -> String {
     let mut rows = vec![["metric".to_string(), "value".into()]];
     rows.push(["rows".into(), b.rows.to_string()]);
     rows.push(["positives".into(), b.positives.to_string()]);
-    rows.push(["threshold".into(), number(b.threshold)]);
+    rows.push(["threshold".into(), b.threshold.map(number).unwrap_or_else(|| "— (classes as predicted)".into())]);
     for (name, stat) in [
         ("roc_auc", &b.roc_auc),
         ("average_precision", &b.average_precision),

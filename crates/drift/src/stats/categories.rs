@@ -114,6 +114,11 @@ impl Categories {
         self.counts.len()
     }
 
+    /// Whether every value counted by name was seen once.
+    pub fn all_distinct(&self) -> bool {
+        self.counts.values().all(|c| *c == 1)
+    }
+
     /// The count of one category.
     pub fn count(&self, name: &str) -> u64 {
         self.counts.get(name).copied().unwrap_or(0)

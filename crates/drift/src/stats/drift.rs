@@ -221,41 +221,87 @@ pub fn jensen_shannon(reference: &[u64], current: &[u64]) -> f64 {
     (divergence / 2.0).max(0.0).sqrt()
 }
 
+/// Whether the chi-square test corrects for continuity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chi2Correction {
+    /// Pearson's statistic as it is (`correction=False` in SciPy).
+    #[default]
+    None,
+    /// Yates's correction when there is one degree of freedom (two categories): each count is
+    /// moved half a unit toward its expected value, as `chi2_contingency(table)` does by
+    /// default, and as NannyML's chi-square on two categories is defined.
+    Yates,
+}
+
+impl Chi2Correction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Chi2Correction::None => "none",
+            Chi2Correction::Yates => "yates",
+        }
+    }
+}
+
+impl std::str::FromStr for Chi2Correction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Chi2Correction::None),
+            "yates" => Ok(Chi2Correction::Yates),
+            other => Err(format!("unknown chi-square correction `{other}`; use none or yates")),
+        }
+    }
+}
+
 /// Pearson's chi-square test of homogeneity on the 2 × k table of reference and current counts
-/// per category (`scipy.stats.chi2_contingency(table, correction=False)`).
+/// per category (`scipy.stats.chi2_contingency(table, correction=…)`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ChiSquare {
     pub statistic: f64,
     pub p_value: f64,
     pub degrees_of_freedom: usize,
+    /// Whether Yates's correction was applied (asked for, and one degree of freedom).
+    #[serde(default)]
+    pub corrected: bool,
 }
 
+/// The chi-square test without correction.
 pub fn chi_square(reference: &[u64], current: &[u64]) -> Option<ChiSquare> {
+    chi_square_with(reference, current, Chi2Correction::None)
+}
+
+/// The chi-square test with `correction`.
+pub fn chi_square_with(reference: &[u64], current: &[u64], correction: Chi2Correction) -> Option<ChiSquare> {
     let rt: u64 = reference.iter().sum();
     let ct: u64 = current.iter().sum();
     if rt == 0 || ct == 0 {
         return None;
     }
     let total = (rt + ct) as f64;
+    let categories = reference.iter().zip(current).filter(|(r, c)| **r + **c > 0).count();
+    let dof = categories.saturating_sub(1);
+    if dof == 0 {
+        return Some(ChiSquare { statistic: 0.0, p_value: 1.0, degrees_of_freedom: 0, corrected: false });
+    }
+    let corrected = correction == Chi2Correction::Yates && dof == 1;
     let mut statistic = 0.0;
-    let mut categories = 0usize;
     for (r, c) in reference.iter().zip(current) {
         let column = (r + c) as f64;
         if column == 0.0 {
             continue;
         }
-        categories += 1;
         for (observed, row) in [(*r as f64, rt as f64), (*c as f64, ct as f64)] {
             let expected = row * column / total;
-            statistic += (observed - expected).powi(2) / expected;
+            let mut gap = (observed - expected).abs();
+            if corrected {
+                gap -= gap.min(0.5);
+            }
+            statistic += gap * gap / expected;
         }
     }
-    let dof = categories.saturating_sub(1);
-    if dof == 0 {
-        return Some(ChiSquare { statistic: 0.0, p_value: 1.0, degrees_of_freedom: 0 });
-    }
     let p_value = ChiSquared::new(dof as f64).map(|d| d.sf(statistic)).unwrap_or(f64::NAN);
-    Some(ChiSquare { statistic, p_value, degrees_of_freedom: dof })
+    Some(ChiSquare { statistic, p_value, degrees_of_freedom: dof, corrected })
 }
 
 /// Counts per category of a reference and a current sample, over the union of categories

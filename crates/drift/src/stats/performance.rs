@@ -15,8 +15,9 @@ pub struct Binary {
     pub rows: usize,
     /// Rows whose label is 1.
     pub positives: usize,
-    /// A score at or above it predicts class 1.
-    pub threshold: f64,
+    /// A score at or above it predicts class 1; `null` when the predicted classes were given
+    /// (a prediction column).
+    pub threshold: Option<f64>,
     pub roc_auc: Stat,
     pub average_precision: Stat,
     pub accuracy: Stat,
@@ -148,15 +149,37 @@ const ONE_CLASS: &str = "the labels hold one class only; it needs both 0 and 1";
 
 /// Binary metrics of `scores` (probabilities of class 1) against `labels` (`true` = 1).
 pub fn binary(scores: &[f64], labels: &[bool], threshold: f64) -> Binary {
+    binary_classes(scores, Classes::Threshold(threshold), labels)
+}
+
+/// Where a binary model's predicted classes come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Classes<'a> {
+    /// A score at or above the threshold predicts class 1.
+    Threshold(f64),
+    /// Given, one per score (a model's own decision, as NannyML and Evidently take it).
+    Predicted(&'a [bool]),
+}
+
+/// Binary metrics with the predicted classes from `classes`: accuracy, precision, recall, F1
+/// and the confusion matrix count those; the ranking metrics and losses use the scores.
+pub fn binary_classes(scores: &[f64], classes: Classes<'_>, labels: &[bool]) -> Binary {
     assert_eq!(scores.len(), labels.len(), "one label per score");
+    let predicts = |i: usize| match classes {
+        Classes::Threshold(t) => scores[i] >= t,
+        Classes::Predicted(p) => p[i],
+    };
+    if let Classes::Predicted(p) = classes {
+        assert_eq!(p.len(), labels.len(), "one predicted class per score");
+    }
     let n = scores.len();
     let positives = labels.iter().filter(|l| **l).count();
     let negatives = n - positives;
     let both = positives > 0 && negatives > 0;
 
     let mut confusion = Confusion::default();
-    for (s, l) in scores.iter().zip(labels) {
-        match (*s >= threshold, *l) {
+    for (i, l) in labels.iter().enumerate() {
+        match (predicts(i), *l) {
             (false, false) => confusion.true_negatives += 1,
             (true, false) => confusion.false_positives += 1,
             (false, true) => confusion.false_negatives += 1,
@@ -207,15 +230,14 @@ pub fn binary(scores: &[f64], labels: &[bool], threshold: f64) -> Binary {
     Binary {
         rows: n,
         positives,
-        threshold,
+        threshold: match classes {
+            Classes::Threshold(t) => Some(t),
+            Classes::Predicted(_) => None,
+        },
         roc_auc,
         average_precision,
         accuracy: Stat::when(n > 0, || (tp + tn) / n as f64, EMPTY),
-        precision: Stat::when(
-            tp + fp > 0.0,
-            || tp / (tp + fp),
-            "no score reached the threshold, so nothing was predicted positive",
-        ),
+        precision: Stat::when(tp + fp > 0.0, || tp / (tp + fp), "nothing was predicted positive"),
         recall: Stat::when(tp + fn_ > 0.0, || tp / (tp + fn_), "no positive labels; recall needs at least one"),
         f1: Stat::when(
             tp + fp + fn_ > 0.0,

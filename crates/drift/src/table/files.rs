@@ -4,7 +4,7 @@
 use super::frame::{Cells, Table};
 use crate::compare::{self, Comparison, Options};
 use crate::format::category_name;
-use crate::stats::performance::{self, Metrics, Task};
+use crate::stats::performance::{self, Classes, Metrics, RocPoint, Task};
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -14,6 +14,14 @@ use std::path::Path;
 pub struct FileComparison {
     pub reference: FileInfo,
     pub current: FileInfo,
+    /// Columns left out as asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_columns: Vec<String>,
+    /// Compared columns holding a different value in every row of both files (text or whole
+    /// numbers, at least 100 values each): ids or timestamps, which drift by construction and
+    /// are better left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique_columns: Vec<String>,
     #[serde(flatten)]
     pub comparison: Comparison,
 }
@@ -25,16 +33,25 @@ pub struct FileInfo {
     pub rows: usize,
 }
 
-/// Compares `columns` (all columns the two files share when empty) of two files.
+/// Compares `columns` (all columns the two files share when empty) of two files, but those in
+/// `exclude`.
 pub fn compare_files(
     reference: &Path,
     current: &Path,
     columns: &[String],
+    exclude: &[String],
     options: &Options,
 ) -> Result<FileComparison, Error> {
     options.validate()?;
     let (r, c) = (Table::read(reference)?, Table::read(current)?);
-    let names: Vec<String> = if columns.is_empty() {
+    let (reference_names, current_names) = (r.column_names(), c.column_names());
+    if let Some(unknown) = exclude.iter().find(|x| !reference_names.contains(x) && !current_names.contains(x)) {
+        return Err(Error::Invalid {
+            field: "exclude".into(),
+            message: format!("neither {} nor {} has a column `{unknown}`", r.path(), c.path()),
+        });
+    }
+    let mut names: Vec<String> = if columns.is_empty() {
         let shared: Vec<String> = r.column_names().into_iter().filter(|n| c.column_names().contains(n)).collect();
         if shared.is_empty() {
             return Err(Error::Invalid {
@@ -46,15 +63,23 @@ pub fn compare_files(
     } else {
         columns.to_vec()
     };
+    names.retain(|n| !exclude.contains(n));
+    if names.is_empty() {
+        return Err(Error::Invalid { field: "exclude".into(), message: "leaves no column to compare".into() });
+    }
     let mut data = Vec::with_capacity(names.len());
     for name in names {
         let (rc, cc) = (r.column(&name)?, c.column(&name)?);
         data.push((name, rc, cc));
     }
+    let unique_columns =
+        data.iter().filter(|(_, rc, cc)| rc.unique_per_row() && cc.unique_per_row()).map(|(n, ..)| n.clone()).collect();
     let comparison = compare::compare(&data, options)?;
     Ok(FileComparison {
         reference: FileInfo { path: r.path().into(), rows: r.rows() },
         current: FileInfo { path: c.path().into(), rows: c.rows() },
+        excluded_columns: exclude.to_vec(),
+        unique_columns,
         comparison,
     })
 }
@@ -65,22 +90,56 @@ pub struct FilePerformance {
     pub input: FileInfo,
     pub task: Task,
     pub score: String,
+    /// The column of predicted classes (binary), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<String>,
     pub label: String,
-    /// Rows left out because the score or the label was missing, NaN or infinite.
+    /// Rows left out because the score, the predicted class or the label was missing, NaN or
+    /// infinite.
     pub rows_excluded: usize,
     pub metrics: Metrics,
+    /// The ROC curve (binary), when asked for, thinned to at most [`ROC_POINTS`] points.
+    #[serde(skip)]
+    pub roc_curve: Vec<RocPoint>,
 }
 
-/// Scores the `score` column against the `label` column of a file.
-pub fn performance_of_file(
-    path: &Path,
-    score: &str,
-    label: &str,
-    task: Task,
-    threshold: f64,
-) -> Result<FilePerformance, Error> {
+/// Most points of a file's ROC curve kept for its report.
+pub const ROC_POINTS: usize = 2_000;
+
+/// What to score in a file of predictions.
+#[derive(Debug, Clone)]
+pub struct PerformanceRequest {
+    /// Scores: probabilities of class 1 (binary), class names (multiclass) or predicted values
+    /// (regression).
+    pub score: String,
+    /// Predicted classes (binary only; 0/1 or true/false); the threshold decides otherwise.
+    pub prediction: Option<String>,
+    /// Ground truth.
+    pub label: String,
+    pub task: Task,
+    /// A binary score at or above it predicts class 1 (without a prediction column).
+    pub threshold: f64,
+    /// Whether to compute the ROC curve (binary), for a report.
+    pub roc_curve: bool,
+}
+
+/// Scores a file's predictions against its labels.
+pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<FilePerformance, Error> {
+    let PerformanceRequest { score, prediction, label, task, threshold, .. } = request;
+    let (task, threshold) = (*task, *threshold);
     let table = Table::read(path)?;
     let (s, l) = (table.cells(score)?, table.cells(label)?);
+    if prediction.is_some() && task != Task::Binary {
+        return Err(Error::Invalid {
+            field: "prediction".into(),
+            message: format!(
+                "a column of predicted classes is for the binary task; with the {} task the score column holds the \
+                 predictions",
+                task.name()
+            ),
+        });
+    }
+    let mut roc_curve = Vec::new();
     let (metrics, excluded) = match task {
         Task::Binary => {
             let scores = numbers(
@@ -89,8 +148,31 @@ pub fn performance_of_file(
                 "binary scores are probabilities of class 1; use the multiclass task for class names",
             )?;
             let labels = binary_labels(label, &l)?;
-            let (scores, labels, excluded) = pair_rows(&scores, &labels);
-            (Metrics::Binary(performance::binary(&scores, &labels, threshold)), excluded)
+            let (metrics, kept, excluded) = match prediction {
+                None => {
+                    let (scores, labels, excluded) = pair_rows(&scores, &labels);
+                    (performance::binary(&scores, &labels, threshold), (scores, labels), excluded)
+                }
+                Some(column) => {
+                    let predicted = binary_labels(column, &table.cells(column)?)?;
+                    let (mut kept_scores, mut kept_predicted, mut kept_labels) = (Vec::new(), Vec::new(), Vec::new());
+                    for ((s, p), l) in scores.iter().zip(&predicted).zip(&labels) {
+                        if let (Some(s), Some(p), Some(l)) = (s, p, l) {
+                            kept_scores.push(*s);
+                            kept_predicted.push(*p);
+                            kept_labels.push(*l);
+                        }
+                    }
+                    let excluded = scores.len() - kept_scores.len();
+                    let classes = Classes::Predicted(&kept_predicted);
+                    let metrics = performance::binary_classes(&kept_scores, classes, &kept_labels);
+                    (metrics, (kept_scores, kept_labels), excluded)
+                }
+            };
+            if request.roc_curve {
+                roc_curve = thin(performance::roc_curve(&kept.0, &kept.1), ROC_POINTS);
+            }
+            (Metrics::Binary(metrics), excluded)
         }
         Task::Regression => {
             let predicted = numbers(score, &s, "regression needs numeric predictions")?;
@@ -117,11 +199,23 @@ pub fn performance_of_file(
     Ok(FilePerformance {
         input: FileInfo { path: table.path().into(), rows: table.rows() },
         task,
-        score: score.into(),
-        label: label.into(),
+        score: score.clone(),
+        prediction: prediction.clone(),
+        label: label.clone(),
         rows_excluded: excluded,
         metrics,
+        roc_curve,
     })
+}
+
+/// At most `max` points of a curve, evenly spaced, its first and last kept.
+fn thin(points: Vec<RocPoint>, max: usize) -> Vec<RocPoint> {
+    if points.len() <= max {
+        return points;
+    }
+    let step = points.len().div_ceil(max - 1);
+    let last = points.len() - 1;
+    points.into_iter().enumerate().filter(|(i, _)| i % step == 0 || *i == last).map(|(_, p)| p).collect()
 }
 
 /// Class names: numbers as JSON prints them; missing, NaN and infinite numbers are missing.
