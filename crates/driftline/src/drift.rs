@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use driftline_core::time::now_ms;
+use driftline_drift::chunk::{Chunking, Period};
+use driftline_drift::chunked::{ChunkMethod, ChunkThreshold};
 use driftline_drift::compare::{Method, Options};
 use driftline_drift::format::time;
 use driftline_drift::job::persist::write_reports;
@@ -16,7 +18,7 @@ use driftline_drift::report::{html, text};
 use driftline_drift::stats::categories::DEFAULT_KEEP;
 use driftline_drift::stats::drift::Chi2Correction;
 use driftline_drift::stats::performance::{Metrics, Task};
-use driftline_drift::table::files::{self, PerformanceRequest};
+use driftline_drift::table::files::{self, ChunkRequest, PerformanceRequest};
 use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
 use driftline_store::Store;
@@ -222,6 +224,8 @@ pub(crate) enum Format {
     Table,
     Json,
     Html,
+    /// One row per chunk, column and statistic (chunked comparisons).
+    Csv,
 }
 
 #[derive(Debug, Args)]
@@ -267,10 +271,46 @@ pub(crate) struct CompareArgs {
     /// Write to this file instead of standard output.
     #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
     output: Option<PathBuf>,
-    /// Exit with status 3 when any column drifts (after writing the result), so a pipeline
-    /// step fails on drift.
+    /// Exit with status 3 when any column drifts (with chunks: when any analysis chunk
+    /// alerts), after writing the result, so a pipeline step fails on drift.
     #[arg(long, env = "DRIFTLINE_DRIFT_FAIL_ON_DRIFT")]
     fail_on_drift: bool,
+    /// Compare in chunks of this many consecutive rows (in time order with
+    /// --timestamp-column), each against the whole reference, with thresholds from the
+    /// reference's own chunks.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_SIZE", group = "chunks")]
+    chunk_size: Option<usize>,
+    /// Compare in this many chunks of equal size (a remainder makes one more, smaller, chunk).
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_NUMBER", group = "chunks")]
+    chunk_number: Option<usize>,
+    /// Compare in one chunk per calendar period (UTC): 1h, 1d, 1w (Monday to Sunday) or 1mo;
+    /// needs --timestamp-column.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_PERIOD", group = "chunks")]
+    chunk_period: Option<Period>,
+    /// The column of times that orders the rows for chunks (date-times, or milliseconds since
+    /// the epoch); it is not compared.
+    #[arg(long, env = "DRIFTLINE_DRIFT_TIMESTAMP_COLUMN")]
+    timestamp_column: Option<String>,
+    /// The statistics per chunk (comma-separated): kolmogorov_smirnov (ks), jensen_shannon
+    /// (js), wasserstein, hellinger, l_infinity, chi2; each column gets those for its type.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_METHODS", value_delimiter = ',', default_value = "jensen_shannon")]
+    chunk_methods: Vec<ChunkMethod>,
+    /// With chunks: the upper threshold is the mean of the reference chunks' values plus this
+    /// many of their standard deviations (unless --threshold gives a constant).
+    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD_SD", default_value_t = 3.0)]
+    threshold_sd: f64,
+}
+
+impl CompareArgs {
+    /// The chunking asked for, if any.
+    fn chunking(&self) -> Option<Chunking> {
+        match (self.chunk_size, self.chunk_number, self.chunk_period) {
+            (Some(n), ..) => Some(Chunking::Size(n)),
+            (_, Some(n), _) => Some(Chunking::Number(n)),
+            (.., Some(p)) => Some(Chunking::Period(p)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -589,6 +629,14 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         list.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
     };
     let (columns, exclude) = (names(&args.columns), names(&args.exclude));
+    if let Some(chunking) = args.chunking() {
+        return compare_chunks(&args, chunking, &columns, &exclude);
+    }
+    anyhow::ensure!(
+        args.timestamp_column.is_none(),
+        "--timestamp-column orders rows for chunks; add --chunk-size, --chunk-number or --chunk-period"
+    );
+    anyhow::ensure!(args.format != Format::Csv, "--format csv is for chunked comparisons; use table, json or html");
     let options = Options {
         method: args.method,
         threshold: args.threshold,
@@ -609,7 +657,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         );
     }
     let text = match args.format {
-        Format::Table => text::comparison_table(&result.comparison),
+        Format::Table | Format::Csv => text::comparison_table(&result.comparison),
         Format::Json => serde_json::to_string_pretty(&result)? + "\n",
         Format::Html => html::comparison_page(
             &result.comparison,
@@ -626,9 +674,64 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
     };
     emit(&text, args.output.as_ref())?;
     if args.fail_on_drift && result.comparison.drifted_columns > 0 {
-        return Err(
-            DriftFound { drifted: result.comparison.drifted_columns, of: result.comparison.columns.len() }.into()
-        );
+        let (drifted, of) = (result.comparison.drifted_columns, result.comparison.columns.len());
+        return Err(DriftFound { drifted, of, what: "columns drifted" }.into());
+    }
+    Ok(())
+}
+
+/// `drift compare` in chunks.
+fn compare_chunks(
+    args: &CompareArgs,
+    chunking: Chunking,
+    columns: &[String],
+    exclude: &[String],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.threshold_sd.is_finite() && args.threshold_sd >= 0.0,
+        "--threshold-sd must be a non-negative number (got {})",
+        args.threshold_sd
+    );
+    let request = ChunkRequest {
+        chunking,
+        timestamp_column: args.timestamp_column.clone(),
+        methods: args.chunk_methods.clone(),
+        threshold: match args.threshold {
+            Some(t) => ChunkThreshold::Constant(t),
+            None => ChunkThreshold::StandardDeviations(args.threshold_sd),
+        },
+    };
+    let result = files::chunked_compare_files(&args.reference, &args.current, columns, exclude, &request).map_err(
+        |e| match e {
+            Error::Invalid { field, message } if field == "chunk_period" => {
+                anyhow::anyhow!("--chunk-period: {message} with --timestamp-column")
+            }
+            Error::Invalid { field, message } if field == "chunk_number" => {
+                anyhow::anyhow!("--chunk-number: {message}")
+            }
+            Error::Invalid { field, message } if field == "chunk_size" => anyhow::anyhow!("--chunk-size: {message}"),
+            Error::Column { .. } => anyhow::anyhow!("{e} (choose the statistics with --chunk-methods)"),
+            other => flag_names(other),
+        },
+    )?;
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&result)? + "\n",
+        Format::Table => text::chunks_table(&result.drift),
+        Format::Csv => text::chunks_csv(&result.drift),
+        Format::Html => html::chunks_page(
+            &result.drift,
+            "driftline drift report, by chunk",
+            &format!(
+                "reference {} ({} rows) · analysis {} ({} rows)",
+                result.reference.path, result.reference.rows, result.current.path, result.current.rows
+            ),
+        ),
+    };
+    emit(&text, args.output.as_ref())?;
+    if args.fail_on_drift && result.drift.alerting_chunks > 0 {
+        let analysis = result.drift.chunks.iter().filter(|c| c.period == "analysis").count();
+        let drifted = result.drift.alerting_chunks;
+        return Err(DriftFound { drifted, of: analysis, what: "analysis chunks alerted" }.into());
     }
     Ok(())
 }
@@ -638,6 +741,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
 pub(crate) struct DriftFound {
     drifted: usize,
     of: usize,
+    what: &'static str,
 }
 
 impl DriftFound {
@@ -647,7 +751,7 @@ impl DriftFound {
 
 impl std::fmt::Display for DriftFound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} of {} columns drifted (--fail-on-drift)", self.drifted, self.of)
+        write!(f, "{} of {} {} (--fail-on-drift)", self.drifted, self.of, self.what)
     }
 }
 
@@ -655,6 +759,7 @@ impl std::error::Error for DriftFound {}
 
 fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number (got {})", args.threshold);
+    anyhow::ensure!(args.format != Format::Csv, "--format csv is for chunked comparisons; use table, json or html");
     let request = PerformanceRequest {
         score: args.score.clone(),
         prediction: args.prediction.clone(),
@@ -670,7 +775,7 @@ fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&result)? + "\n",
         Format::Html => html::performance_page(&result, "driftline performance report"),
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let classes = match &result.prediction {
                 Some(column) => format!(" · predicted classes `{column}`"),
                 None => String::new(),

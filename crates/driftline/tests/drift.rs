@@ -298,6 +298,63 @@ fn performance_with_predicted_classes_and_as_html() {
 }
 
 #[test]
+fn chunked_compare_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tables(dir.path());
+    let chunked = |extra: &[&str]| {
+        let mut args = vec!["--chunk-size", "100", "--chunk-methods", "ks,js,chi2"];
+        args.extend_from_slice(extra);
+        compare(dir.path(), &args)
+    };
+    let report: Value = serde_json::from_str(&stdout(&chunked(&["--format", "json"]))).unwrap();
+    let chunks = report["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 12, "6 chunks of 100 rows on each side");
+    assert_eq!((chunks[0]["period"].as_str(), chunks[6]["period"].as_str()), (Some("reference"), Some("analysis")));
+    assert_eq!((chunks[6]["start_index"].as_u64(), chunks[6]["end_index"].as_u64()), (Some(0), Some(99)));
+    assert_eq!(report["chunking"], json!({"size": 100}));
+    let alert =
+        |chunk: &Value, column: &str, method: &str| chunk["results"][column][method]["alert"].as_bool().unwrap();
+    // tenure moves by 10 in every current chunk; charges stays.
+    assert!(chunks[6..]
+        .iter()
+        .all(|c| alert(c, "tenure", "kolmogorov_smirnov") && alert(c, "tenure", "jensen_shannon")));
+    assert!(chunks[..6].iter().all(|c| !alert(c, "tenure", "kolmogorov_smirnov")), "the reference's own chunks");
+    let threshold = chunks[0]["results"]["tenure"]["kolmogorov_smirnov"]["upper_threshold"].as_f64().unwrap();
+    assert!(threshold > 0.0 && threshold < 1.0, "{threshold}");
+    assert!(chunks[6]["results"]["plan"]["chi2"]["p_value"].as_f64().unwrap() < 0.05);
+    assert!(chunks[0]["results"]["plan"].get("kolmogorov_smirnov").is_none(), "categories get no KS");
+
+    let csv = stdout(&chunked(&["--format", "csv"]));
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("chunk,period,start_index,end_index,"));
+    // 12 chunks × (tenure, charges, calls: ks and js; plan: js and chi2).
+    assert_eq!(lines.count(), 12 * 8);
+    let table = stdout(&chunked(&[]));
+    assert!(table.contains("ALERT") && table.contains("6 of 6 analysis chunks alerted"), "{table}");
+    stdout(&chunked(&["--format", "html", "--output", "chunks.html"]));
+    let html = std::fs::read_to_string(dir.path().join("chunks.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 8, "one chart per column and statistic");
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+
+    let drifted = chunked(&["--fail-on-drift"]);
+    assert_eq!(drifted.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&drifted.stderr).contains("6 of 6 analysis chunks alerted (--fail-on-drift)"));
+    let constant = chunked(&["--format", "json", "--threshold", "0.99", "--columns", "charges"]);
+    let report: Value = serde_json::from_str(&stdout(&constant)).unwrap();
+    assert_eq!(report["chunks"][7]["results"]["charges"]["jensen_shannon"]["upper_threshold"], json!(0.99));
+    assert_eq!(report["alerting_chunks"], json!(0));
+
+    let err = failure(&compare(dir.path(), &["--chunk-period", "1d"]));
+    assert!(err.contains("--chunk-period") && err.contains("--timestamp-column"), "{err}");
+    let err = failure(&compare(dir.path(), &["--chunk-number", "700"]));
+    assert!(err.contains("--chunk-number: 700 chunks need at least 700 rows"), "{err}");
+    let err = failure(&compare(dir.path(), &["--chunk-size", "100", "--chunk-methods", "ks", "--columns", "plan"]));
+    assert!(err.contains("`plan`") && err.contains("--chunk-methods"), "{err}");
+    let both = compare(dir.path(), &["--chunk-size", "100", "--chunk-number", "3"]);
+    assert_eq!(both.status.code(), Some(2), "clap refuses two ways of chunking");
+}
+
+#[test]
 fn bad_input_is_named() {
     let dir = tempfile::tempdir().unwrap();
     write_tables(dir.path());

@@ -5,8 +5,8 @@
 
 pub mod answer;
 pub mod params;
-pub mod sql;
 pub mod series;
+pub mod sql;
 pub mod window;
 
 pub use answer::{encode_aggregates, AggregateMetric, Encoding};

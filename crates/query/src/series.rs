@@ -124,7 +124,9 @@ impl Rows for PlannedRows {
             let what = "predictions";
             let batches =
                 rows.read(ScanTable::Predictions, filter, &PREDICTION_COLUMNS, &order).await.map_err(failed(what))?;
-            Ok::<_, Error>(batches.map_err(failed(what)).map_ok(|b| futures::stream::iter(source_rows(&b).into_iter().map(Ok))))
+            Ok::<_, Error>(
+                batches.map_err(failed(what)).map_ok(|b| futures::stream::iter(source_rows(&b).into_iter().map(Ok))),
+            )
         };
         Box::pin(futures::stream::once(started).try_flatten().try_flatten())
     }

@@ -712,9 +712,10 @@ async fn series_are_plans_over_the_tables(store: Arc<dyn Store>) {
                             .unwrap();
                     assert_eq!(planned, direct, "{path} {step:?} {source:?} {scope:?}");
                 }
-                let other = driftline_query::series::series(store.clone(), Some("b".into()), &q, SummaryOptions::default())
-                    .await
-                    .unwrap();
+                let other =
+                    driftline_query::series::series(store.clone(), Some("b".into()), &q, SummaryOptions::default())
+                        .await
+                        .unwrap();
                 assert!(other.series.is_empty(), "{path} {step:?} {source:?}: {other:?}");
                 // Not a comparison of empty answers (but rollups by the hour: the worker has
                 // not finished the first hour).

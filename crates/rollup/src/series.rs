@@ -179,9 +179,16 @@ pub async fn series_from(
             step.name()
         )));
     }
-    let buckets =
-        bucket_summaries(Readers { store, rows }, &query.deployment, &query.path, (first, last), step, query.source, options)
-            .await?;
+    let buckets = bucket_summaries(
+        Readers { store, rows },
+        &query.deployment,
+        &query.path,
+        (first, last),
+        step,
+        query.source,
+        options,
+    )
+    .await?;
     Ok(Series {
         resolution: step.name(),
         series: buckets.iter().map(|(start, s)| SeriesPoint::new(*start, s, query)).collect(),

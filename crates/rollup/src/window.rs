@@ -81,10 +81,17 @@ pub async fn summarise(
         let range = (part.start_ms, part.end_ms);
         let wanted = paths.iter().map(String::as_str).zip(summaries.iter_mut());
         for (path, summary) in wanted.chain(std::iter::once((PREDICTIONS, &mut predictions))) {
-            for bucket in
-                bucket_summaries(Readers { store, rows: &StoreRows(store) }, deployment, path, range, *resolution, Source::Auto, options)
-                    .await?
-                    .values()
+            for bucket in bucket_summaries(
+                Readers { store, rows: &StoreRows(store) },
+                deployment,
+                path,
+                range,
+                *resolution,
+                Source::Auto,
+                options,
+            )
+            .await?
+            .values()
             {
                 summary.merge(bucket)?;
             }

@@ -123,8 +123,14 @@ impl Worker {
     async fn roll(&mut self, d: &str, window: Window) -> Result<(Vec<Bucketed>, u64), Error> {
         self.guard.load(self.store.as_ref(), d).await?;
         let classes = self.classes.get(d).map_or(&[][..], Vec::as_slice);
-        roll_minutes(&StoreRows(self.store.as_ref()), d, window, self.options.summary, Paths::Guarded(&mut self.guard, classes))
-            .await
+        roll_minutes(
+            &StoreRows(self.store.as_ref()),
+            d,
+            window,
+            self.options.summary,
+            Paths::Guarded(&mut self.guard, classes),
+        )
+        .await
     }
 
     /// Does one step of work, as of `now_ms`: the invalidation log first, then the next range

@@ -1,6 +1,7 @@
 //! Self-contained HTML for people: pages with inline CSS and SVG (histogram overlays, the ROC
 //! curve, line charts), no scripts, nothing fetched over the network.
 
+use crate::chunked::ChunkedDrift;
 use crate::compare::{Comparison, Histogram};
 use crate::format::{number, shorten};
 use crate::stats::performance::{Metrics, RocPoint};
@@ -111,6 +112,114 @@ pub fn comparison_page(c: &Comparison, title: &str, subtitle: &str) -> String {
     out.push_str(&comparison_section(c));
     out.push_str(page_end());
     out
+}
+
+/// A whole page for drift per chunk: per column and statistic, its value over the chunks as a
+/// line (reference chunks, then analysis chunks, a dashed line between them), the upper
+/// threshold as a band edge, and alerting chunks marked.
+pub fn chunks_page(d: &ChunkedDrift, title: &str, subtitle: &str) -> String {
+    let mut out = page_start(title, subtitle);
+    let analysis = d.chunks.iter().filter(|c| c.period == "analysis").count();
+    let (class, verdict) = if d.alerting_chunks > 0 { ("drift", "Drift alerts") } else { ("ok", "No drift alerts") };
+    let _ = write!(
+        out,
+        "<div class=\"banner {class}\"><b>{verdict}</b>: {} of {analysis} analysis chunks alerted.</div><div class=\"grid\">",
+        d.alerting_chunks
+    );
+    for (column, methods) in &d.columns {
+        for method in methods {
+            let points: Vec<ChunkPoint> = d
+                .chunks
+                .iter()
+                .filter_map(|c| {
+                    let v = c.results.get(column)?.get(method)?;
+                    Some(ChunkPoint {
+                        key: &c.key,
+                        reference: c.period == "reference",
+                        value: v.value,
+                        upper: v.upper_threshold,
+                        alert: v.alert,
+                    })
+                })
+                .collect();
+            let alerts = points.iter().filter(|p| p.alert && !p.reference).count();
+            let _ = write!(
+                out,
+                "<div class=\"card\"><h3>{} · {}</h3>{}<div class=\"sub\">{alerts} analysis chunks alerted</div></div>",
+                escape(column),
+                escape(method.name()),
+                chunk_svg(&points)
+            );
+        }
+    }
+    out.push_str("</div>");
+    out.push_str(page_end());
+    out
+}
+
+/// One chunk's point in a chunk chart.
+struct ChunkPoint<'a> {
+    key: &'a str,
+    reference: bool,
+    value: Option<f64>,
+    upper: Option<f64>,
+    alert: bool,
+}
+
+/// A statistic over chunks: the line, the threshold (shaded above), alerts in red.
+fn chunk_svg(points: &[ChunkPoint<'_>]) -> String {
+    let (w, h, pad) = (340.0, 180.0, 28.0);
+    let values: Vec<f64> = points.iter().flat_map(|p| [p.value, p.upper]).flatten().collect();
+    let top = values.iter().copied().fold(0.0f64, f64::max).max(f64::MIN_POSITIVE) * 1.1;
+    let x =
+        |i: usize| pad + (w - 2.0 * pad) * if points.len() > 1 { i as f64 / (points.len() - 1) as f64 } else { 0.5 };
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * (v / top);
+    let mut svg = format!("<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\"><title>value per chunk</title>");
+    if let Some(u) = points.iter().find_map(|p| p.upper) {
+        let _ = write!(
+            svg,
+            "<rect x=\"{pad}\" y=\"{pad}\" width=\"{}\" height=\"{:.2}\" fill=\"#fef3f2\"/><line x1=\"{pad}\" x2=\"{}\" y1=\"{y:.2}\" y2=\"{y:.2}\" stroke=\"#b42318\" stroke-dasharray=\"4 3\"/>",
+            w - 2.0 * pad,
+            (y(u) - pad).max(0.0),
+            w - pad,
+            y = y(u)
+        );
+    }
+    if let Some(first) = points.iter().position(|p| !p.reference).filter(|i| *i > 0) {
+        let at = (x(first - 1) + x(first)) / 2.0;
+        let _ = write!(
+            svg,
+            "<line x1=\"{at:.2}\" x2=\"{at:.2}\" y1=\"{pad}\" y2=\"{}\" stroke=\"#9aa3af\" stroke-dasharray=\"2 3\"/>",
+            h - pad
+        );
+    }
+    let line: Vec<String> =
+        points.iter().enumerate().filter_map(|(i, p)| p.value.map(|v| format!("{:.2},{:.2}", x(i), y(v)))).collect();
+    let _ = write!(
+        svg,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"{REFERENCE}\" stroke-width=\"1.5\"/>",
+        line.join(" ")
+    );
+    for (i, p) in points.iter().enumerate() {
+        if let Some(v) = p.value {
+            let colour = if p.alert { "#b42318" } else { REFERENCE };
+            let _ = write!(
+                svg,
+                "<circle cx=\"{:.2}\" cy=\"{:.2}\" r=\"2.5\" fill=\"{colour}\"><title>{}: {}</title></circle>",
+                x(i),
+                y(v),
+                escape(p.key),
+                number(v)
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\">reference chunks | analysis chunks · max {}</text></svg>",
+        h - 8.0,
+        number(top / 1.1)
+    );
+    svg
 }
 
 /// A whole page for the performance of a file's predictions: the metrics, and for a binary

@@ -1,6 +1,7 @@
 //! Results as aligned text tables for a terminal: a comparison's verdicts and a model's
 //! metrics.
 
+use crate::chunked::{ChunkMethod, ChunkResult, ChunkValue, ChunkedDrift};
 use crate::compare::Comparison;
 use crate::format::number;
 use crate::stats::performance::{Binary, Multiclass, Regression};
@@ -72,6 +73,89 @@ pub fn comparison_table(c: &Comparison) -> String {
         c.drift_share * 100.0
     );
     out
+}
+
+/// Drift per chunk: one row per chunk, column and statistic.
+pub fn chunks_table(d: &ChunkedDrift) -> String {
+    let mut rows = vec![[
+        "chunk".to_string(),
+        "period".into(),
+        "rows".into(),
+        "column".into(),
+        "statistic".into(),
+        "value".into(),
+        "threshold".into(),
+        "alert".into(),
+    ]];
+    for (chunk, column, method, v) in chunk_rows(d) {
+        rows.push([
+            chunk.key.clone(),
+            chunk.period.clone(),
+            chunk.size.to_string(),
+            column.to_string(),
+            method.to_string(),
+            v.value.map(number).unwrap_or_else(|| "—".into()),
+            match (v.upper_threshold, v.p_value) {
+                (Some(u), _) => format!("> {}", number(u)),
+                (None, Some(p)) => format!("p {} < 0.05", number(p)),
+                (None, None) => "—".into(),
+            },
+            if v.alert { "ALERT".into() } else { "ok".into() },
+        ]);
+    }
+    let mut out = text_table(&rows);
+    let analysis = d.chunks.iter().filter(|c| c.period == "analysis").count();
+    let _ = writeln!(out, "\n{} of {} analysis chunks alerted", d.alerting_chunks, analysis);
+    out
+}
+
+/// Drift per chunk as CSV with a header: one line per chunk, column and statistic.
+pub fn chunks_csv(d: &ChunkedDrift) -> String {
+    let mut out = String::from(
+        "chunk,period,start_index,end_index,start_timestamp_ms,end_timestamp_ms,rows,column,statistic,value,p_value,upper_threshold,lower_threshold,alert\n",
+    );
+    let opt = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
+    for (chunk, column, method, v) in chunk_rows(d) {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            csv_field(&chunk.key),
+            chunk.period,
+            chunk.start_index,
+            chunk.end_index,
+            chunk.start_timestamp_ms.map(|t| t.to_string()).unwrap_or_default(),
+            chunk.end_timestamp_ms.map(|t| t.to_string()).unwrap_or_default(),
+            chunk.size,
+            csv_field(column),
+            method,
+            opt(v.value),
+            opt(v.p_value),
+            opt(v.upper_threshold),
+            opt(v.lower_threshold),
+            v.alert
+        );
+    }
+    out
+}
+
+/// Every chunk's results, in chunk order, then column and statistic order.
+fn chunk_rows(d: &ChunkedDrift) -> impl Iterator<Item = (&ChunkResult, &str, ChunkMethod, &ChunkValue)> {
+    d.chunks.iter().flat_map(move |chunk| {
+        d.columns.iter().flat_map(move |(column, methods)| {
+            methods.iter().filter_map(move |m| {
+                chunk.results.get(column).and_then(|r| r.get(m)).map(|v| (chunk, column.as_str(), *m, v))
+            })
+        })
+    })
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Binary metrics as a two-column table.

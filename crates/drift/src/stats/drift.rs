@@ -35,6 +35,18 @@ pub struct Ks {
 /// `method="auto"`): exact when both samples hold at most 10,000 values, asymptotic otherwise.
 /// `None` when either sample is empty.
 pub fn ks_two_sample(a: &Sample, b: &Sample) -> Option<Ks> {
+    let d = ks_statistic(a, b)?;
+    let (n1, n2) = (a.len(), b.len());
+    if n1.max(n2) <= kolmogorov::EXACT_MAX_N {
+        let (d, p) = kolmogorov::two_sample_exact(n1, n2, d);
+        return Some(Ks { statistic: d, p_value: p, method: KsMethod::Exact });
+    }
+    Some(Ks { statistic: d, p_value: ks_asymptotic_p(n1, n2, d), method: KsMethod::Asymptotic })
+}
+
+/// The two-sample Kolmogorov–Smirnov statistic D alone (no p-value); `None` when either
+/// sample is empty.
+pub fn ks_statistic(a: &Sample, b: &Sample) -> Option<f64> {
     let (x, y) = (a.sorted(), b.sorted());
     let (n1, n2) = (x.len(), y.len());
     if n1 == 0 || n2 == 0 {
@@ -54,12 +66,7 @@ pub fn ks_two_sample(a: &Sample, b: &Sample) -> Option<Ks> {
         });
         (low.0.max(high.0), low.1.max(high.1))
     };
-    let d = max_up.max(max_down).clamp(0.0, 1.0);
-    if n1.max(n2) <= kolmogorov::EXACT_MAX_N {
-        let (d, p) = kolmogorov::two_sample_exact(n1, n2, d);
-        return Some(Ks { statistic: d, p_value: p, method: KsMethod::Exact });
-    }
-    Some(Ks { statistic: d, p_value: ks_asymptotic_p(n1, n2, d), method: KsMethod::Asymptotic })
+    Some(max_up.max(max_down).clamp(0.0, 1.0))
 }
 
 /// The asymptotic two-sided p-value of the two-sample KS statistic `d` of samples of `n1` and

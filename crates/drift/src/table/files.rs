@@ -2,6 +2,8 @@
 //! predictions against its labels.
 
 use super::frame::{Cells, Table};
+use crate::chunk::{self, Chunking};
+use crate::chunked::{self, ChunkColumn, ChunkMethod, ChunkThreshold, ChunkedDrift, Values};
 use crate::compare::{self, Comparison, Options};
 use crate::format::category_name;
 use crate::stats::performance::{self, Classes, Metrics, RocPoint, Task};
@@ -44,29 +46,7 @@ pub fn compare_files(
 ) -> Result<FileComparison, Error> {
     options.validate()?;
     let (r, c) = (Table::read(reference)?, Table::read(current)?);
-    let (reference_names, current_names) = (r.column_names(), c.column_names());
-    if let Some(unknown) = exclude.iter().find(|x| !reference_names.contains(x) && !current_names.contains(x)) {
-        return Err(Error::Invalid {
-            field: "exclude".into(),
-            message: format!("neither {} nor {} has a column `{unknown}`", r.path(), c.path()),
-        });
-    }
-    let mut names: Vec<String> = if columns.is_empty() {
-        let shared: Vec<String> = r.column_names().into_iter().filter(|n| c.column_names().contains(n)).collect();
-        if shared.is_empty() {
-            return Err(Error::Invalid {
-                field: "columns".into(),
-                message: format!("{} and {} share no column name; name the columns to compare", r.path(), c.path()),
-            });
-        }
-        shared
-    } else {
-        columns.to_vec()
-    };
-    names.retain(|n| !exclude.contains(n));
-    if names.is_empty() {
-        return Err(Error::Invalid { field: "exclude".into(), message: "leaves no column to compare".into() });
-    }
+    let names = chosen_columns(&r, &c, columns, exclude)?;
     let mut data = Vec::with_capacity(names.len());
     for name in names {
         let (rc, cc) = (r.column(&name)?, c.column(&name)?);
@@ -82,6 +62,111 @@ pub fn compare_files(
         unique_columns,
         comparison,
     })
+}
+
+/// The columns to compare: `columns`, or all the two tables share, but those in `exclude`.
+fn chosen_columns(r: &Table, c: &Table, columns: &[String], exclude: &[String]) -> Result<Vec<String>, Error> {
+    let (reference_names, current_names) = (r.column_names(), c.column_names());
+    if let Some(unknown) = exclude.iter().find(|x| !reference_names.contains(x) && !current_names.contains(x)) {
+        return Err(Error::Invalid {
+            field: "exclude".into(),
+            message: format!("neither {} nor {} has a column `{unknown}`", r.path(), c.path()),
+        });
+    }
+    let mut names: Vec<String> = if columns.is_empty() {
+        let shared: Vec<String> = reference_names.into_iter().filter(|n| current_names.contains(n)).collect();
+        if shared.is_empty() {
+            return Err(Error::Invalid {
+                field: "columns".into(),
+                message: format!("{} and {} share no column name; name the columns to compare", r.path(), c.path()),
+            });
+        }
+        shared
+    } else {
+        columns.to_vec()
+    };
+    names.retain(|n| !exclude.contains(n));
+    if names.is_empty() {
+        return Err(Error::Invalid { field: "exclude".into(), message: "leaves no column to compare".into() });
+    }
+    Ok(names)
+}
+
+/// Drift per chunk of two files, as `driftline drift compare --chunk-…` prints it in JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileChunkedDrift {
+    pub reference: FileInfo,
+    /// The analysis file.
+    pub current: FileInfo,
+    pub chunking: Chunking,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_column: Option<String>,
+    #[serde(flatten)]
+    pub drift: ChunkedDrift,
+}
+
+/// What a chunked comparison computes.
+#[derive(Debug, Clone)]
+pub struct ChunkRequest {
+    pub chunking: Chunking,
+    /// The column rows are ordered by, and periods read from.
+    pub timestamp_column: Option<String>,
+    pub methods: Vec<ChunkMethod>,
+    pub threshold: ChunkThreshold,
+}
+
+/// Drift per chunk of `columns` (all the files share but the timestamp column when empty) of
+/// two files, but those in `exclude`.
+pub fn chunked_compare_files(
+    reference: &Path,
+    current: &Path,
+    columns: &[String],
+    exclude: &[String],
+    request: &ChunkRequest,
+) -> Result<FileChunkedDrift, Error> {
+    let (r, c) = (Table::read(reference)?, Table::read(current)?);
+    let ts = request.timestamp_column.as_deref();
+    let mut left_out = exclude.to_vec();
+    left_out.extend(ts.map(str::to_owned));
+    let names = chosen_columns(&r, &c, columns, &left_out)?;
+    let times = |t: &Table| ts.map(|name| t.times(name)).transpose();
+    let (reference_times, current_times) = (times(&r)?, times(&c)?);
+    let ts_name = ts.unwrap_or_default();
+    let reference_order = chunk::order(reference_times.as_deref(), ts_name)?;
+    let current_order = chunk::order(current_times.as_deref(), ts_name)?;
+    let ordered = |times: &Option<Vec<Option<i64>>>, order: &[usize]| -> Option<Vec<i64>> {
+        times.as_ref().map(|t| order.iter().map(|&i| t[i].unwrap_or_default()).collect())
+    };
+    let reference_spans =
+        chunk::split(r.rows(), ordered(&reference_times, &reference_order).as_deref(), request.chunking)?;
+    let current_spans = chunk::split(c.rows(), ordered(&current_times, &current_order).as_deref(), request.chunking)?;
+    let mut data = Vec::with_capacity(names.len());
+    for name in names {
+        data.push(ChunkColumn {
+            reference: reordered(r.values(&name)?, &reference_order),
+            analysis: reordered(c.values(&name)?, &current_order),
+            name,
+        });
+    }
+    let drift = chunked::chunked_drift(&data, &reference_spans, &current_spans, &request.methods, request.threshold)?;
+    Ok(FileChunkedDrift {
+        reference: FileInfo { path: r.path().into(), rows: r.rows() },
+        current: FileInfo { path: c.path().into(), rows: c.rows() },
+        chunking: request.chunking,
+        timestamp_column: request.timestamp_column.clone(),
+        drift,
+    })
+}
+
+/// The values in `order` (file order when it is empty).
+fn reordered(values: Values, order: &[usize]) -> Values {
+    if order.is_empty() {
+        return values;
+    }
+    match values {
+        Values::Numbers(v) => Values::Numbers(order.iter().map(|&i| v[i]).collect()),
+        Values::Categories(mut v) => Values::Categories(order.iter().map(|&i| v[i].take()).collect()),
+    }
 }
 
 /// Performance of one file's predictions, as `driftline drift performance` prints it in JSON.

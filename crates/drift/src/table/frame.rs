@@ -97,6 +97,43 @@ impl Table {
         })
     }
 
+    /// A column's values for chunked comparisons: numbers, or text (booleans as `true` and
+    /// `false`).
+    pub fn values(&self, name: &str) -> Result<crate::chunked::Values, Error> {
+        Ok(match self.cells(name)? {
+            Cells::Numbers(v) => crate::chunked::Values::Numbers(v),
+            Cells::Text(v) => crate::chunked::Values::Categories(v),
+        })
+    }
+
+    /// A column of times as milliseconds since the epoch: a date-time column (any unit, taken
+    /// as UTC), or whole numbers taken as milliseconds; missing values are `None`.
+    pub fn times(&self, name: &str) -> Result<Vec<Option<i64>>, Error> {
+        let column = self.frame.column(name).map_err(|_| Error::MissingColumn {
+            column: name.to_string(),
+            path: self.path.clone(),
+            available: self.column_names().join(", "),
+        })?;
+        let series = column.as_materialized_series();
+        let failed = |e: PolarsError| Error::Column { column: name.to_string(), message: e.to_string() };
+        let per_ms = match series.dtype() {
+            DataType::Datetime(TimeUnit::Nanoseconds, _) => 1_000_000,
+            DataType::Datetime(TimeUnit::Microseconds, _) => 1_000,
+            DataType::Datetime(TimeUnit::Milliseconds, _) => 1,
+            dtype if dtype.is_integer() => 1,
+            other => {
+                return Err(Error::Column {
+                    column: name.to_string(),
+                    message: format!(
+                        "holds {other}, not times; give a date-time column or milliseconds since the epoch"
+                    ),
+                })
+            }
+        };
+        let physical = series.to_physical_repr().cast(&DataType::Int64).map_err(failed)?;
+        Ok(physical.i64().map_err(failed)?.iter().map(|v| v.map(|v| v.div_euclid(per_ms))).collect())
+    }
+
     fn typed(&self, name: &str) -> Result<Typed, Error> {
         let column = self.frame.column(name).map_err(|_| Error::MissingColumn {
             column: name.to_string(),
