@@ -18,6 +18,13 @@
 //! Thresholds come from the reference chunks' values: mean + k·σ (population σ, k = 3 by
 //! default; no lower threshold; Kolmogorov–Smirnov's is at most 1), or a constant. A value
 //! strictly above the upper threshold alerts. Missing and non-finite values are left out.
+//!
+//! Data quality, as NannyML's data-quality calculators give it, in the same results:
+//! `missing_values`, the share of a chunk's rows with no value (null, or NaN), with thresholds
+//! mean ± k·σ of the reference chunks' shares kept within [0, 1] (a column never missing in
+//! the reference alerts on the first missing value); and `unseen_values` (categories), the
+//! share of a chunk's rows holding a value the reference never had (a missing value is seen
+//! when the reference has missing values too), which alerts above 0.
 
 use std::collections::BTreeMap;
 
@@ -38,10 +45,24 @@ pub enum ChunkMethod {
     Hellinger,
     LInfinity,
     Chi2,
+    MissingValues,
+    UnseenValues,
 }
 
 impl ChunkMethod {
-    pub const ALL: [ChunkMethod; 6] = [
+    pub const ALL: [ChunkMethod; 8] = [
+        ChunkMethod::KolmogorovSmirnov,
+        ChunkMethod::JensenShannon,
+        ChunkMethod::Wasserstein,
+        ChunkMethod::Hellinger,
+        ChunkMethod::LInfinity,
+        ChunkMethod::Chi2,
+        ChunkMethod::MissingValues,
+        ChunkMethod::UnseenValues,
+    ];
+
+    /// The drift statistics, without the data-quality measures.
+    pub const DRIFT: [ChunkMethod; 6] = [
         ChunkMethod::KolmogorovSmirnov,
         ChunkMethod::JensenShannon,
         ChunkMethod::Wasserstein,
@@ -58,6 +79,8 @@ impl ChunkMethod {
             ChunkMethod::Hellinger => "hellinger",
             ChunkMethod::LInfinity => "l_infinity",
             ChunkMethod::Chi2 => "chi2",
+            ChunkMethod::MissingValues => "missing_values",
+            ChunkMethod::UnseenValues => "unseen_values",
         }
     }
 
@@ -65,8 +88,8 @@ impl ChunkMethod {
     fn takes(self, numeric: bool) -> bool {
         match self {
             ChunkMethod::KolmogorovSmirnov | ChunkMethod::Wasserstein => numeric,
-            ChunkMethod::LInfinity | ChunkMethod::Chi2 => !numeric,
-            ChunkMethod::JensenShannon | ChunkMethod::Hellinger => true,
+            ChunkMethod::LInfinity | ChunkMethod::Chi2 | ChunkMethod::UnseenValues => !numeric,
+            ChunkMethod::JensenShannon | ChunkMethod::Hellinger | ChunkMethod::MissingValues => true,
         }
     }
 }
@@ -254,6 +277,10 @@ fn column_results(
     };
     let mut out = Vec::new();
     for &method in methods.iter().filter(|m| m.takes(numeric)) {
+        if matches!(method, ChunkMethod::MissingValues | ChunkMethod::UnseenValues) {
+            out.push((method, quality(method, column, reference_spans, analysis_spans, threshold)));
+            continue;
+        }
         let fitted = Fitted::fit(method, &column.reference);
         let measure = |values: &Values, span: &Span| fitted.measure(&slice(values, span));
         let reference: Vec<(Option<f64>, Option<f64>)> =
@@ -304,6 +331,63 @@ fn column_results(
         });
     }
     Ok(out)
+}
+
+/// The missing or unseen values' share per chunk, with thresholds and alerts.
+fn quality(
+    method: ChunkMethod,
+    column: &ChunkColumn,
+    reference_spans: &[Span],
+    analysis_spans: &[Span],
+    threshold: ChunkThreshold,
+) -> Vec<ChunkValue> {
+    let absent = |v: &Option<f64>| v.is_none_or(f64::is_nan);
+    let seen: Option<std::collections::HashSet<Option<&str>>> = match &column.reference {
+        Values::Categories(v) if method == ChunkMethod::UnseenValues => Some(v.iter().map(Option::as_deref).collect()),
+        _ => None,
+    };
+    let share = |values: &Values, span: &Span| -> Option<f64> {
+        let n = span.end - span.start;
+        let hits = match (values, &seen) {
+            (Values::Numbers(v), _) => v[span.start..span.end].iter().filter(|x| absent(x)).count(),
+            (Values::Categories(v), None) => v[span.start..span.end].iter().filter(|x| x.is_none()).count(),
+            (Values::Categories(v), Some(seen)) => {
+                v[span.start..span.end].iter().filter(|x| !seen.contains(&x.as_deref())).count()
+            }
+        };
+        (n > 0).then(|| hits as f64 / n as f64)
+    };
+    let reference: Vec<Option<f64>> = reference_spans.iter().map(|s| share(&column.reference, s)).collect();
+    let analysis: Vec<Option<f64>> = analysis_spans.iter().map(|s| share(&column.analysis, s)).collect();
+    let (lower, upper) = if method == ChunkMethod::UnseenValues {
+        (None, Some(0.0))
+    } else {
+        let k = match threshold {
+            ChunkThreshold::StandardDeviations(k) => k,
+            ChunkThreshold::Constant(_) => 3.0,
+        };
+        let seen: Vec<f64> = reference.iter().flatten().copied().collect();
+        if seen.is_empty() {
+            (None, None)
+        } else {
+            let n = seen.len() as f64;
+            let mean = seen.iter().sum::<f64>() / n;
+            let sd = (seen.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+            let (lower, upper) = (mean - sd * k, mean + sd * k);
+            (Some(if lower <= 0.0 { 0.0 } else { lower }), Some(if upper >= 1.0 { 1.0 } else { upper }))
+        }
+    };
+    reference
+        .into_iter()
+        .chain(analysis)
+        .map(|value| ChunkValue {
+            value,
+            p_value: None,
+            upper_threshold: upper,
+            lower_threshold: lower,
+            alert: value.is_some_and(|v| upper.is_some_and(|u| v > u) || lower.is_some_and(|l| v < l)),
+        })
+        .collect()
 }
 
 /// The present values of a chunk.

@@ -1,5 +1,6 @@
 //! The crate's shape, checked on its sources: the top-level modules are layers, each using only
-//! the ones before it (`format`, `stats`, `compare`, `table`, `report`, `job`); no two files use
+//! the ones before it (`format`, `stats`, `compare`, `chunk`, `chunked`, `summarised`, `table`,
+//! `report`, `job`); no two files use
 //! each other, directly or through others (no import cycles); numbers are formatted in
 //! `format` alone; and library messages name no command-line flag (the CLI adds those).
 
@@ -7,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The layers, lowest first.
-const LAYERS: [&str; 7] = ["format", "stats", "compare", "summarised", "table", "report", "job"];
+const LAYERS: [&str; 9] = ["format", "stats", "compare", "chunk", "chunked", "summarised", "table", "report", "job"];
 
 /// A module path, e.g. `["job", "run"]`; the crate root is empty.
 type Module = Vec<String>;

@@ -47,7 +47,7 @@ fn chunked_drift_equals_nannyml_on_the_car_loan_data() {
         let request = ChunkRequest {
             chunking,
             timestamp_column: Some("timestamp".into()),
-            methods: ChunkMethod::ALL.to_vec(),
+            methods: ChunkMethod::DRIFT.to_vec(),
             threshold: ChunkThreshold::StandardDeviations(3.0),
         };
         let got = chunked_compare_files(
@@ -107,4 +107,79 @@ fn chunked_drift_equals_nannyml_on_the_car_loan_data() {
     );
     // 3 runs × (20, 16, 21) chunks × (4 numeric + 3 categorical columns) × 4 statistics.
     assert_eq!(compared, (20 + 16 + 21) * 7 * 4);
+}
+
+/// Missing and unseen values per chunk, on NannyML's car-loan data-quality variant (three
+/// columns with missing values and categories the reference lacks).
+#[test]
+fn data_quality_per_chunk_equals_nannyml() {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected_data_quality.json")).unwrap()).unwrap();
+    let in_files = ["salary_range", "driver_tenure", "size_of_downpayment"];
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    let mut alerts = 0;
+    for (run, chunking) in [
+        ("dq_chunk_size_5000", Chunking::Size(5_000)),
+        ("dq_chunk_number_7", Chunking::Number(7)),
+        ("dq_chunk_period_M", Chunking::Period(Period::Month)),
+    ] {
+        for (measure, method) in [("missing", ChunkMethod::MissingValues), ("unseen", ChunkMethod::UnseenValues)] {
+            let e = &expected["runs"][format!("{measure}_{run}")];
+            let columns: Vec<String> = e["column_names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .filter(|c| in_files.contains(&c.as_str()))
+                .collect();
+            let request = ChunkRequest {
+                chunking,
+                timestamp_column: Some("timestamp".into()),
+                methods: vec![method],
+                threshold: ChunkThreshold::StandardDeviations(3.0),
+            };
+            let got = chunked_compare_files(
+                &fixtures().join("car_loan_dq_reference.parquet"),
+                &fixtures().join("car_loan_dq_analysis.parquet"),
+                &columns,
+                &[],
+                &request,
+            )
+            .unwrap();
+            let chunks = e["chunks"].as_array().unwrap();
+            assert_eq!(got.drift.chunks.len(), chunks.len(), "{measure} {run}");
+            for (g, x) in got.drift.chunks.iter().zip(chunks) {
+                assert_eq!(g.key, x["key"].as_str().unwrap());
+                for column in &columns {
+                    let want = &x["columns"][column];
+                    let have = &g.results[column][&method];
+                    let at = format!("{measure} {run} {} {} {column}", x["period"], x["key"]);
+                    compared += 1;
+                    alerts += usize::from(have.alert);
+                    for (name, have, want) in [
+                        ("value", have.value, &want["value"]),
+                        ("upper", have.upper_threshold, &want["upper_threshold"]),
+                        ("lower", have.lower_threshold, &want["lower_threshold"]),
+                    ] {
+                        if !close(have, want) {
+                            failures.push(format!("{at}: {name} {have:?} != {want}"));
+                        }
+                    }
+                    if Some(have.alert) != want["alert"].as_bool() {
+                        failures.push(format!("{at}: alert {} != {}", have.alert, want["alert"]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(40)].join("\n")
+    );
+    // (20 + 16 + 21) chunks × (3 columns missing + 2 columns unseen), and some of them alert.
+    assert_eq!(compared, (20 + 16 + 21) * 5);
+    assert!(alerts > 0);
 }

@@ -292,8 +292,14 @@ pub(crate) struct CompareArgs {
     #[arg(long, env = "DRIFTLINE_DRIFT_TIMESTAMP_COLUMN")]
     timestamp_column: Option<String>,
     /// The statistics per chunk (comma-separated): kolmogorov_smirnov (ks), jensen_shannon
-    /// (js), wasserstein, hellinger, l_infinity, chi2; each column gets those for its type.
-    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_METHODS", value_delimiter = ',', default_value = "jensen_shannon")]
+    /// (js), wasserstein, hellinger, l_infinity, chi2, and the data-quality measures
+    /// missing_values and unseen_values; each column gets those for its type.
+    #[arg(
+        long,
+        env = "DRIFTLINE_DRIFT_CHUNK_METHODS",
+        value_delimiter = ',',
+        default_value = "jensen_shannon,missing_values,unseen_values"
+    )]
     chunk_methods: Vec<ChunkMethod>,
     /// With chunks: the upper threshold is the mean of the reference chunks' values plus this
     /// many of their standard deviations (unless --threshold gives a constant).

@@ -344,6 +344,16 @@ fn chunked_compare_in_every_format() {
     assert_eq!(report["chunks"][7]["results"]["charges"]["jensen_shannon"]["upper_threshold"], json!(0.99));
     assert_eq!(report["alerting_chunks"], json!(0));
 
+    // By default: Jensen-Shannon and the data-quality measures. `calls` misses every 50th value.
+    let out = stdout(&compare(dir.path(), &["--chunk-size", "100", "--format", "json", "--columns", "calls,plan"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let first = &report["chunks"][0]["results"];
+    assert_eq!(first["calls"]["missing_values"]["value"], json!(0.02));
+    assert!(first["calls"].get("unseen_values").is_none(), "numbers have no unseen values");
+    // `enterprise` is a plan the reference never had: every current chunk alerts on it.
+    let unseen = |c: &Value| c["results"]["plan"]["unseen_values"]["alert"].as_bool().unwrap();
+    assert!(report["chunks"].as_array().unwrap()[6..].iter().all(unseen));
+
     let err = failure(&compare(dir.path(), &["--chunk-period", "1d"]));
     assert!(err.contains("--chunk-period") && err.contains("--timestamp-column"), "{err}");
     let err = failure(&compare(dir.path(), &["--chunk-number", "700"]));
