@@ -109,12 +109,7 @@ impl Table {
     /// A column of times as milliseconds since the epoch: a date-time column (any unit, taken
     /// as UTC), or whole numbers taken as milliseconds; missing values are `None`.
     pub fn times(&self, name: &str) -> Result<Vec<Option<i64>>, Error> {
-        let column = self.frame.column(name).map_err(|_| Error::MissingColumn {
-            column: name.to_string(),
-            path: self.path.clone(),
-            available: self.column_names().join(", "),
-        })?;
-        let series = column.as_materialized_series();
+        let series = self.series(name)?;
         let failed = |e: PolarsError| Error::Column { column: name.to_string(), message: e.to_string() };
         let per_ms = match series.dtype() {
             DataType::Datetime(TimeUnit::Nanoseconds, _) => 1_000_000,
@@ -134,13 +129,18 @@ impl Table {
         Ok(physical.i64().map_err(failed)?.iter().map(|v| v.map(|v| v.div_euclid(per_ms))).collect())
     }
 
-    fn typed(&self, name: &str) -> Result<Typed, Error> {
+    /// The column `name`, or an error listing the file's columns.
+    fn series(&self, name: &str) -> Result<&Series, Error> {
         let column = self.frame.column(name).map_err(|_| Error::MissingColumn {
             column: name.to_string(),
             path: self.path.clone(),
             available: self.column_names().join(", "),
         })?;
-        let series = column.as_materialized_series();
+        Ok(column.as_materialized_series())
+    }
+
+    fn typed(&self, name: &str) -> Result<Typed, Error> {
+        let series = self.series(name)?;
         let failed = |e: PolarsError| Error::Column { column: name.to_string(), message: e.to_string() };
         let dtype = series.dtype();
         if dtype.is_primitive_numeric() {
