@@ -275,7 +275,7 @@ fn column_results(
             continue;
         }
         let fitted = Fitted::fit(method, &column.reference);
-        let measure = |values: &Values, span: &Span| fitted.measure(&slice(values, span));
+        let measure = |values: &Values, span: &Span| fitted.measure(slice(values, span));
         let reference: Vec<(Option<f64>, Option<f64>)> =
             reference_spans.iter().map(|s| measure(&column.reference, s)).collect();
         let analysis: Vec<(Option<f64>, Option<f64>)> =
@@ -285,10 +285,7 @@ fn column_results(
             (_, ChunkThreshold::Constant(c)) => Some(c),
             (_, ChunkThreshold::StandardDeviations(k)) => {
                 let seen: Vec<f64> = reference.iter().filter_map(|(v, _)| *v).collect();
-                (!seen.is_empty()).then(|| {
-                    let n = seen.len() as f64;
-                    let mean = seen.iter().sum::<f64>() / n;
-                    let sd = (seen.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+                mean_sd(&seen).map(|(mean, sd)| {
                     let upper = mean + sd * k;
                     if method == ChunkMethod::KolmogorovSmirnov && upper >= 1.0 {
                         1.0
@@ -360,14 +357,12 @@ fn quality(
             ChunkThreshold::Constant(_) => 3.0,
         };
         let seen: Vec<f64> = reference.iter().flatten().copied().collect();
-        if seen.is_empty() {
-            (None, None)
-        } else {
-            let n = seen.len() as f64;
-            let mean = seen.iter().sum::<f64>() / n;
-            let sd = (seen.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
-            let (lower, upper) = (mean - sd * k, mean + sd * k);
-            (Some(if lower <= 0.0 { 0.0 } else { lower }), Some(if upper >= 1.0 { 1.0 } else { upper }))
+        match mean_sd(&seen) {
+            None => (None, None),
+            Some((mean, sd)) => {
+                let (lower, upper) = (mean - sd * k, mean + sd * k);
+                (Some(if lower <= 0.0 { 0.0 } else { lower }), Some(if upper >= 1.0 { 1.0 } else { upper }))
+            }
         }
     };
     reference
@@ -381,6 +376,17 @@ fn quality(
             alert: value.is_some_and(|v| upper.is_some_and(|u| v > u) || lower.is_some_and(|l| v < l)),
         })
         .collect()
+}
+
+/// The mean and population standard deviation of the reference chunks' values, if any.
+fn mean_sd(values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    Some((mean, sd))
 }
 
 /// The present values of a chunk.
@@ -409,15 +415,9 @@ enum Fitted {
     /// Nothing in the reference: every value is missing.
     Empty,
     KsExact(Sample),
-    KsBinned {
-        edges: Vec<f64>,
-        cdf: Vec<f64>,
-    },
+    KsBinned(BinnedCdf),
     WassersteinExact(Sample),
-    WassersteinBinned {
-        edges: Vec<f64>,
-        cdf: Vec<f64>,
-    },
+    WassersteinBinned(BinnedCdf),
     /// Jensen–Shannon or Hellinger over numeric bins.
     Bins {
         method: ChunkMethod,
@@ -445,15 +445,11 @@ impl Fitted {
             (_, Chunk::Numbers(v)) if v.is_empty() => Fitted::Empty,
             (_, Chunk::Categories(v)) if v.is_empty() => Fitted::Empty,
             (ChunkMethod::KolmogorovSmirnov, Chunk::Numbers(v)) if v.len() >= BINNED_FROM => {
-                let edges = equal_width(&v);
-                let cdf = cumulative(&histogram(&v, &edges), v.len());
-                Fitted::KsBinned { edges, cdf }
+                Fitted::KsBinned(BinnedCdf::of(&v))
             }
             (ChunkMethod::KolmogorovSmirnov, Chunk::Numbers(v)) => Fitted::KsExact(Sample::from_finite(v)),
             (ChunkMethod::Wasserstein, Chunk::Numbers(v)) if v.len() >= BINNED_FROM => {
-                let edges = equal_width(&v);
-                let cdf = cumulative(&histogram(&v, &edges), v.len());
-                Fitted::WassersteinBinned { edges, cdf }
+                Fitted::WassersteinBinned(BinnedCdf::of(&v))
             }
             (ChunkMethod::Wasserstein, Chunk::Numbers(v)) => Fitted::WassersteinExact(Sample::from_finite(v)),
             (method, Chunk::Numbers(v)) => {
@@ -482,8 +478,8 @@ impl Fitted {
     }
 
     /// The value of a chunk, and its p-value (chi-square).
-    fn measure(&self, chunk: &Chunk<'_>) -> (Option<f64>, Option<f64>) {
-        let n = match chunk {
+    fn measure(&self, chunk: Chunk<'_>) -> (Option<f64>, Option<f64>) {
+        let n = match &chunk {
             Chunk::Numbers(v) => v.len(),
             Chunk::Categories(v) => v.len(),
         };
@@ -492,35 +488,31 @@ impl Fitted {
         }
         match (self, chunk) {
             (Fitted::Empty, _) => (None, None),
-            (Fitted::KsExact(r), Chunk::Numbers(v)) => (stats::ks_statistic(r, &Sample::from_finite(v.clone())), None),
-            (Fitted::KsBinned { edges, cdf }, Chunk::Numbers(v)) => {
+            (Fitted::KsExact(r), Chunk::Numbers(v)) => (stats::ks_statistic(r, &Sample::from_finite(v)), None),
+            (Fitted::KsBinned(BinnedCdf { edges, cdf }), Chunk::Numbers(v)) => {
                 let below = v.iter().filter(|x| **x < edges[0]).count() as f64 / n as f64;
                 let mut acc = 0.0;
                 let mut d = 0.0f64;
-                for (c, r) in histogram(v, edges).iter().zip(cdf) {
+                for (c, r) in histogram(&v, edges).iter().zip(cdf) {
                     acc += *c as f64 / n as f64;
                     d = d.max((r - (below + acc)).abs());
                 }
                 (Some(d), None)
             }
-            (Fitted::WassersteinExact(r), Chunk::Numbers(v)) => {
-                (stats::wasserstein(r, &Sample::from_finite(v.clone())), None)
-            }
-            (Fitted::WassersteinBinned { edges, cdf }, Chunk::Numbers(v)) => {
-                (Some(binned_wasserstein(edges, cdf, v)), None)
-            }
+            (Fitted::WassersteinExact(r), Chunk::Numbers(v)) => (stats::wasserstein(r, &Sample::from_finite(v)), None),
+            (Fitted::WassersteinBinned(binned), Chunk::Numbers(v)) => (Some(binned_wasserstein(binned, &v)), None),
             (Fitted::Bins { method, edges, shares }, Chunk::Numbers(v)) => {
-                let q: Vec<f64> = histogram(v, edges).iter().map(|c| *c as f64 / n as f64).collect();
+                let q: Vec<f64> = histogram(&v, edges).iter().map(|c| *c as f64 / n as f64).collect();
                 (Some(distance(*method, shares, q)), None)
             }
             (Fitted::Categories { method, names, shares }, Chunk::Categories(v)) => {
-                let counts = count(v);
+                let counts = count(&v);
                 let q: Vec<f64> =
                     names.iter().map(|k| counts.get(k.as_str()).copied().unwrap_or(0) as f64 / n as f64).collect();
                 (Some(distance(*method, shares, q)), None)
             }
             (Fitted::LInfinity { shares }, Chunk::Categories(v)) => {
-                let counts = count(v);
+                let counts = count(&v);
                 let mut d = 0.0f64;
                 for (k, r) in shares {
                     d = d.max((r - counts.get(k.as_str()).copied().unwrap_or(0) as f64 / n as f64).abs());
@@ -533,7 +525,7 @@ impl Fitted {
                 (Some(d), None)
             }
             (Fitted::Chi2 { counts }, Chunk::Categories(v)) => {
-                let mut chunk_counts = count(v);
+                let mut chunk_counts = count(&v);
                 let mut r: Vec<u64> = Vec::with_capacity(counts.len());
                 let mut c: Vec<u64> = Vec::with_capacity(counts.len());
                 for (k, n) in counts {
@@ -589,10 +581,19 @@ fn range(values: &[f64]) -> (f64, f64) {
     }
 }
 
-/// [`BINS`] equal-width bins over the values' range.
-fn equal_width(values: &[f64]) -> Vec<f64> {
-    let (lo, hi) = range(values);
-    linspace(lo, hi, BINS + 1)
+/// A reference's cumulative shares at [`BINS`] equal-width bins over its range.
+struct BinnedCdf {
+    edges: Vec<f64>,
+    cdf: Vec<f64>,
+}
+
+impl BinnedCdf {
+    fn of(values: &[f64]) -> Self {
+        let (lo, hi) = range(values);
+        let edges = linspace(lo, hi, BINS + 1);
+        let cdf = cumulative(&histogram(values, &edges), values.len());
+        BinnedCdf { edges, cdf }
+    }
 }
 
 /// NumPy's `histogram_bin_edges(values, bins="doane")`.
@@ -644,7 +645,7 @@ fn cumulative(counts: &[u64], n: usize) -> Vec<f64> {
 /// NannyML's Wasserstein distance between a reference binned at `edges` (cumulative shares
 /// `cdf`) and `values`: the binned CDFs' area, plus the exact areas of values below and above
 /// the reference's range.
-fn binned_wasserstein(edges: &[f64], cdf: &[f64], values: &[f64]) -> f64 {
+fn binned_wasserstein(BinnedCdf { edges, cdf }: &BinnedCdf, values: &[f64]) -> f64 {
     let n = values.len() as f64;
     let (lo, hi) = (edges[0], edges[edges.len() - 1]);
     let below: Vec<f64> = values.iter().copied().filter(|x| *x < lo).collect();
@@ -738,10 +739,8 @@ mod tests {
         // Reference on [0, 1]; the chunk has half its values at 3: their distance to the
         // reference's top is 2, weighed by their share.
         let reference: Vec<f64> = (0..20_000).map(|i| i as f64 / 19_999.0).collect();
-        let edges = equal_width(&reference);
-        let cdf = cumulative(&histogram(&reference, &edges), reference.len());
         let chunk: Vec<f64> = (0..1000).map(|i| if i % 2 == 0 { 3.0 } else { i as f64 / 999.0 }).collect();
-        let binned = binned_wasserstein(&edges, &cdf, &chunk);
+        let binned = binned_wasserstein(&BinnedCdf::of(&reference), &chunk);
         let exact = stats::wasserstein(&Sample::from_finite(reference), &Sample::from_finite(chunk)).unwrap();
         assert!((binned - exact).abs() < 2e-3, "{binned} {exact}");
     }

@@ -782,19 +782,7 @@ fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
         Format::Json => serde_json::to_string_pretty(&result)? + "\n",
         Format::Html => html::performance_page(&result, "driftline performance report"),
         Format::Table | Format::Csv => {
-            let classes = match &result.prediction {
-                Some(column) => format!(" · predicted classes `{column}`"),
-                None => String::new(),
-            };
-            let mut t = format!(
-                "{} · {} · score `{}`{classes} · label `{}` · {} rows, {} left out (missing or not finite)\n\n",
-                result.input.path,
-                result.task.name(),
-                result.score,
-                result.label,
-                result.input.rows,
-                result.rows_excluded
-            );
+            let mut t = text::performance_heading(&result) + "\n\n";
             t.push_str(&match &result.metrics {
                 Metrics::Binary(b) => text::binary_table(b),
                 Metrics::Multiclass(m) => text::multiclass_table(m),

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::prelude::{col, lit, Expr, SessionConfig, SessionContext};
+use datafusion::prelude::{col, lit, Expr};
 use driftline_rollup::rows::{RowStream, Rows};
 use driftline_rollup::{Error, Series, SeriesQuery, SummaryOptions};
 use driftline_store::rollups::{ReplicaRow, RollupRow, SourceRow};
@@ -19,6 +19,7 @@ use driftline_store::{Resolution, Store, Window};
 use futures::TryStreamExt;
 
 use crate::sql::provider::ScanProvider;
+use crate::sql::SqlError;
 
 /// Reads `query` for a caller limited to `scope` (a deployment) if given.
 pub async fn series(
@@ -44,8 +45,7 @@ impl PlannedRows {
         PlannedRows { store, scope }
     }
 
-    /// The plan reading `columns` of the rows of `table` that pass `filter`, ordered by `order`
-    /// (which the store sends them in: the plan does not sort), started.
+    /// [`ScanProvider::read_ordered`] in this caller's scope.
     async fn read(
         &self,
         table: ScanTable,
@@ -53,15 +53,7 @@ impl PlannedRows {
         columns: &[&str],
         order: &[&str],
     ) -> Result<SendableRecordBatchStream, DataFusionError> {
-        // One partition: the store's one ordered stream, with nothing to repartition or merge.
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-        let provider = ScanProvider::ordered(table, self.store.clone(), self.scope.clone(), order);
-        ctx.read_table(Arc::new(provider))?
-            .filter(filter)?
-            .select_columns(columns)?
-            .sort(order.iter().map(|c| col(*c).sort(true, false)).collect())?
-            .execute_stream()
-            .await
+        ScanProvider::read_ordered(table, self.store.clone(), self.scope.clone(), filter, columns, order).await
     }
 
     /// Every row of a started plan, each made by `row` from a batch and an index.
@@ -206,13 +198,8 @@ fn rollup_row(batch: &RecordBatch, i: usize) -> RollupRow {
     }
 }
 
-/// A failed plan as this crate's error, with the store's own message where it failed.
+/// A failed plan as the rollup crate's error, with the SQL layer's message for it (the store's
+/// own where the store failed).
 fn failed(what: &'static str) -> impl Fn(DataFusionError) -> Error {
-    move |e| {
-        let detail = match e.find_root() {
-            DataFusionError::External(inner) => inner.to_string(),
-            root => root.to_string(),
-        };
-        Error::Read { what, detail }
-    }
+    move |e| Error::Read { what, detail: SqlError::of(e).to_string() }
 }

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::prelude::{col, lit, SessionConfig, SessionContext};
+use datafusion::prelude::{col, lit};
 use driftline_store::scan::ScanTable;
 use driftline_store::Store;
 use futures::{Stream, StreamExt};
@@ -41,25 +41,14 @@ pub async fn read_window(
     scope: Option<String>,
     read: &ReadRequest,
 ) -> Result<SendableRecordBatchStream, Error> {
-    let sql = |e| Error::Sql(SqlError::of(e));
-    // One partition: the store's one ordered stream, with nothing to repartition or merge.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    let table = ScanTable::LabelledPredictions;
-    let provider = ScanProvider::ordered(table, store, scope, &["start_timestamp_ms", "uuid"]);
     let selected = col(read.selection.column())
         .eq(lit(read.selection.crn().to_owned()))
         .and(col("start_timestamp_ms").gt_eq(lit(read.window.start_ms)))
         .and(col("start_timestamp_ms").lt(lit(read.window.end_ms)));
-    let frame = ctx
-        .read_table(Arc::new(provider))
-        .map_err(sql)?
-        .filter(selected)
-        .map_err(sql)?
-        .select_columns(&COLUMNS)
-        .map_err(sql)?
-        .sort(vec![col("start_timestamp_ms").sort(true, false), col("uuid").sort(true, false)])
-        .map_err(sql)?;
-    frame.execute_stream().await.map_err(sql)
+    let order = ["start_timestamp_ms", "uuid"];
+    ScanProvider::read_ordered(ScanTable::LabelledPredictions, store, scope, selected, &COLUMNS, &order)
+        .await
+        .map_err(|e| Error::Sql(SqlError::of(e)))
 }
 
 /// Encodes the batches of [`read_window`] as a stream of chunks of about [`CHUNK_BYTES`]. A

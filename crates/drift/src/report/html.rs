@@ -225,24 +225,9 @@ fn chunk_svg(points: &[ChunkPoint<'_>]) -> String {
 /// A whole page for the performance of a file's predictions: the metrics, and for a binary
 /// model the confusion matrix and the ROC curve.
 pub fn performance_page(p: &FilePerformance, title: &str) -> String {
-    let classes = match &p.prediction {
-        Some(column) => format!(" · predicted classes `{column}`"),
-        None => String::new(),
-    };
-    let subtitle = format!(
-        "{} · {} · score `{}`{classes} · label `{}` · {} rows, {} left out (missing or not finite)",
-        p.input.path,
-        p.task.name(),
-        p.score,
-        p.label,
-        p.input.rows,
-        p.rows_excluded
-    );
-    let mut out = page_start(title, &subtitle);
+    let mut out = page_start(title, &super::text::performance_heading(p));
     out.push_str("<div class=\"grid\"><div class=\"card\"><h3>Metrics</h3><table>");
-    for (name, value) in performance_rows(&p.metrics) {
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));
-    }
+    out.push_str(&metric_rows(&p.metrics));
     out.push_str("</table></div>");
     if let Metrics::Binary(b) = &p.metrics {
         let c = &b.confusion;
@@ -262,8 +247,17 @@ pub fn performance_page(p: &FilePerformance, title: &str) -> String {
     out
 }
 
+/// Each metric as a table row of its name and value, in the order the JSON has them.
+pub(crate) fn metric_rows(metrics: &Metrics) -> String {
+    let mut out = String::new();
+    for (name, value) in performance_rows(metrics) {
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));
+    }
+    out
+}
+
 /// Each metric's name and value as text, in the order the JSON has them.
-pub(crate) fn performance_rows(metrics: &Metrics) -> Vec<(String, String)> {
+fn performance_rows(metrics: &Metrics) -> Vec<(String, String)> {
     let value = serde_json::to_value(metrics).expect("metrics serialize");
     let mut rows = Vec::new();
     if let Value::Object(map) = value {

@@ -131,9 +131,7 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
                 );
             }
             out.push_str("<div class=\"grid\"><div class=\"card\"><table>");
-            for (name, value) in html::performance_rows(metrics) {
-                let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(&name), escape(&value));
-            }
+            out.push_str(&html::metric_rows(metrics));
             out.push_str("</table></div>");
             if let Metrics::Binary(b) = metrics {
                 let _ = write!(

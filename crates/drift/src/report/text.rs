@@ -6,6 +6,7 @@ use crate::compare::Comparison;
 use crate::format::number;
 use crate::stats::performance::{Binary, Multiclass, Regression};
 use crate::stats::value::Stat;
+use crate::table::files::FilePerformance;
 use std::fmt::Write as _;
 
 /// The comparison as an aligned text table.
@@ -156,6 +157,23 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// What a file's performance was computed from, on one line: file, task, columns, rows.
+pub fn performance_heading(p: &FilePerformance) -> String {
+    let classes = match &p.prediction {
+        Some(column) => format!(" · predicted classes `{column}`"),
+        None => String::new(),
+    };
+    format!(
+        "{} · {} · score `{}`{classes} · label `{}` · {} rows, {} left out (missing or not finite)",
+        p.input.path,
+        p.task.name(),
+        p.score,
+        p.label,
+        p.input.rows,
+        p.rows_excluded
+    )
 }
 
 /// Binary metrics as a two-column table.

@@ -80,6 +80,29 @@ impl ScanProvider {
         ScanProvider { order_by, ..ScanProvider::new(table, store, scope) }
     }
 
+    /// Reads `columns` of the rows of `table` that pass `filter`, ordered by `order` (which the
+    /// store sends them in: the plan does not sort), for a caller limited to `scope`: the plan,
+    /// on one partition (the store's one ordered stream, nothing to repartition or merge),
+    /// started.
+    pub(crate) async fn read_ordered(
+        table: ScanTable,
+        store: Arc<dyn Store>,
+        scope: Option<String>,
+        filter: Expr,
+        columns: &[&str],
+        order: &[&str],
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        use datafusion::prelude::{col, SessionConfig, SessionContext};
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+        let provider = ScanProvider::ordered(table, store, scope, order);
+        ctx.read_table(Arc::new(provider))?
+            .filter(filter)?
+            .select_columns(columns)?
+            .sort(order.iter().map(|c| col(*c).sort(true, false)).collect())?
+            .execute_stream()
+            .await
+    }
+
     pub(crate) fn table(&self) -> ScanTable {
         self.table
     }
