@@ -65,6 +65,46 @@ pub struct Span {
     pub end_ms: Option<i64>,
 }
 
+/// A chunk as results describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkInfo {
+    pub key: String,
+    /// `reference` or `analysis`.
+    pub period: String,
+    /// First and last row (inclusive), positions in the period's time-ordered rows.
+    pub start_index: usize,
+    pub end_index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timestamp_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_timestamp_ms: Option<i64>,
+    pub size: usize,
+}
+
+impl ChunkInfo {
+    pub fn is_reference(&self) -> bool {
+        self.period == "reference"
+    }
+}
+
+/// The chunks of both periods as results list them: the reference's, then the analysis's.
+pub fn describe(reference: &[Span], analysis: &[Span]) -> Vec<ChunkInfo> {
+    reference
+        .iter()
+        .map(|s| (s, "reference"))
+        .chain(analysis.iter().map(|s| (s, "analysis")))
+        .map(|(s, period)| ChunkInfo {
+            key: s.key.clone(),
+            period: period.into(),
+            start_index: s.start,
+            end_index: s.end.saturating_sub(1),
+            start_timestamp_ms: s.start_ms,
+            end_timestamp_ms: s.end_ms,
+            size: s.end - s.start,
+        })
+        .collect()
+}
+
 /// The order rows are read in: by time, stably, when there are times; file order otherwise.
 /// Rows without a time are refused.
 pub fn order(times: Option<&[Option<i64>]>, column: &str) -> Result<Vec<usize>, Error> {

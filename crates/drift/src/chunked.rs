@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::Span;
+use crate::chunk::{self, ChunkInfo, Span};
 use crate::stats::drift::{self as stats, Chi2Correction};
 use crate::stats::sample::Sample;
 use crate::Error;
@@ -156,17 +156,8 @@ pub struct ChunkValue {
 /// A chunk and its results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkResult {
-    pub key: String,
-    /// `reference` or `analysis`.
-    pub period: String,
-    /// First and last row (inclusive), positions in the period's time-ordered rows.
-    pub start_index: usize,
-    pub end_index: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_timestamp_ms: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_timestamp_ms: Option<i64>,
-    pub size: usize,
+    #[serde(flatten)]
+    pub chunk: ChunkInfo,
     /// By column, then by method.
     pub results: BTreeMap<String, BTreeMap<ChunkMethod, ChunkValue>>,
 }
@@ -197,39 +188,11 @@ pub fn chunked_drift(
     if !k.is_finite() || k < 0.0 {
         return Err(Error::Invalid { field: "threshold".into(), message: format!("{k} is not a non-negative number") });
     }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(columns.len()).max(1);
-    let per_column: Vec<ColumnOutcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                scope.spawn(move || {
-                    columns
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| i % workers == w)
-                        .map(|(i, c)| (i, column_results(c, reference_spans, analysis_spans, methods, threshold)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut all: Vec<(usize, ColumnOutcome)> =
-            handles.into_iter().flat_map(|h| h.join().expect("a chunk worker does not panic")).collect();
-        all.sort_by_key(|(i, _)| *i);
-        all.into_iter().map(|(_, r)| r).collect()
-    });
-    let mut chunks: Vec<ChunkResult> = reference_spans
-        .iter()
-        .map(|s| (s, "reference"))
-        .chain(analysis_spans.iter().map(|s| (s, "analysis")))
-        .map(|(s, period)| ChunkResult {
-            key: s.key.clone(),
-            period: period.into(),
-            start_index: s.start,
-            end_index: s.end.saturating_sub(1),
-            start_timestamp_ms: s.start_ms,
-            end_timestamp_ms: s.end_ms,
-            size: s.end - s.start,
-            results: BTreeMap::new(),
-        })
+    let per_column: Vec<ColumnOutcome> =
+        in_parallel(columns, |c| column_results(c, reference_spans, analysis_spans, methods, threshold));
+    let mut chunks: Vec<ChunkResult> = chunk::describe(reference_spans, analysis_spans)
+        .into_iter()
+        .map(|chunk| ChunkResult { chunk, results: BTreeMap::new() })
         .collect();
     let mut described = Vec::with_capacity(columns.len());
     for (column, outcome) in columns.iter().zip(per_column) {
@@ -243,7 +206,7 @@ pub fn chunked_drift(
     }
     let alerting_chunks = chunks
         .iter()
-        .filter(|c| c.period == "analysis" && c.results.values().flat_map(|m| m.values()).any(|v| v.alert))
+        .filter(|c| !c.chunk.is_reference() && c.results.values().flat_map(|m| m.values()).any(|v| v.alert))
         .count();
     Ok(ChunkedDrift { threshold, columns: described, chunks, alerting_chunks })
 }
@@ -356,14 +319,7 @@ fn quality(
             ChunkThreshold::StandardDeviations(k) => k,
             ChunkThreshold::Constant(_) => 3.0,
         };
-        let seen: Vec<f64> = reference.iter().flatten().copied().collect();
-        match mean_sd(&seen) {
-            None => (None, None),
-            Some((mean, sd)) => {
-                let (lower, upper) = (mean - sd * k, mean + sd * k);
-                (Some(if lower <= 0.0 { 0.0 } else { lower }), Some(if upper >= 1.0 { 1.0 } else { upper }))
-            }
-        }
+        share_band(&reference, k)
     };
     reference
         .into_iter()
@@ -376,6 +332,43 @@ fn quality(
             alert: value.is_some_and(|v| upper.is_some_and(|u| v > u) || lower.is_some_and(|l| v < l)),
         })
         .collect()
+}
+
+/// Thresholds for a share or a rate from its reference chunks' values: mean ± k·σ, kept within
+/// [0, 1] (a bound at or beyond a limit becomes the limit); none without a value.
+pub(crate) fn share_band(reference: &[Option<f64>], k: f64) -> (Option<f64>, Option<f64>) {
+    let seen: Vec<f64> = reference.iter().flatten().copied().filter(|v| !v.is_nan()).collect();
+    match mean_sd(&seen) {
+        None => (None, None),
+        Some((mean, sd)) => {
+            let (lower, upper) = (mean - sd * k, mean + sd * k);
+            (Some(if lower <= 0.0 { 0.0 } else { lower }), Some(if upper >= 1.0 { 1.0 } else { upper }))
+        }
+    }
+}
+
+/// `f` of every item, computed on as many threads as there are cores, in the items' order.
+pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len()).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    items
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % workers == w)
+                        .map(|(i, x)| (i, f(x)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, R)> =
+            handles.into_iter().flat_map(|h| h.join().expect("a chunk worker does not panic")).collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    })
 }
 
 /// The mean and population standard deviation of the reference chunks' values, if any.

@@ -5,14 +5,16 @@
 //! it: [`format`] (how numbers, times and text are written for people), [`stats`] (pure
 //! statistics), [`compare`] (a test and a verdict per column, and one for the dataset),
 //! [`chunk`] and [`chunked`] (rows cut into chunks, and drift per chunk with thresholds from
-//! the reference's chunks, as NannyML computes it), [`summarised`] (the same for columns known only from rollups, marked approximate),
-//! [`table`] (CSV and Parquet files, and the reference files a process may read), [`report`]
+//! the reference's chunks, as NannyML computes it), [`estimate`] (performance estimated per
+//! chunk from calibrated scores, without labels: NannyML's CBPE), [`summarised`] (the
+//! whole-window comparison for columns known only from rollups, marked approximate), [`table`] (CSV and Parquet files, and the reference files a process may read), [`report`]
 //! (terminal tables and self-contained HTML pages), [`job`] (drift jobs over the store: settings,
 //! schedules, runs and the scheduler).
 
 pub mod chunk;
 pub mod chunked;
 pub mod compare;
+pub mod estimate;
 pub mod format;
 pub mod job;
 pub mod report;

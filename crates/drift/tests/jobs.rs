@@ -1,17 +1,20 @@
 //! Drift jobs against a real store, on SQLite and on a fresh Postgres database: the window is
 //! read with late labels joined on, results are written back as aggregate metrics, runs keep a
 //! status and a history, one job never runs twice at once, reference files are read only from
-//! the references directory, wide text and many categories give bounded reports, and the
-//! scheduler makes up for missed runs within its bounds.
+//! the references directory, wide text and many categories give bounded reports, the
+//! scheduler makes up for missed runs within its bounds, and performance is estimated before
+//! labels arrive and checked once they have.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
+use driftline_drift::estimate::EstimateMetric;
+use driftline_drift::job::estimates;
 use driftline_drift::job::run::run_job;
 use driftline_drift::job::schedule::ScheduleSpec;
 use driftline_drift::job::scheduler::{self, SchedulerConfig};
-use driftline_drift::job::spec::{Alert, JobSpec, Reference, Span};
+use driftline_drift::job::spec::{Alert, EstimateSpec, JobSpec, Reference, Span};
 use driftline_drift::stats::performance::Metrics as TaskMetrics;
 use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
@@ -411,6 +414,104 @@ async fn manual_runs_do_not_move_the_schedule(store: Arc<dyn Store>) {
     assert!(err.to_string().contains("shorter parts"), "{err}");
 }
 
+/// Predictions of a model whose scores rank well but are not calibrated (the score is the
+/// square of the probability), `per_day` on each of `days` days from D0, with the predicted
+/// class under `predicted`; the labels of the days in `labelled` are written, the others are
+/// returned to write later.
+async fn load_scores(store: &dyn Store, days: i64, per_day: usize, labelled: std::ops::Range<i64>) -> WriteBatch {
+    let mut rng = StdRng::seed_from_u64(5);
+    let (mut now, mut later) = (WriteBatch::new(D0), WriteBatch::new(D0));
+    for day in 0..days {
+        for i in 0..per_day {
+            let at = D0 + day * DAY + (i as i64 * DAY) / per_day as i64;
+            let p: f64 = rng.random();
+            let truth = rng.random::<f64>() < p;
+            let score = p * p;
+            let uuid = Uuid::new_v4();
+            now.predictions.push(Prediction {
+                uuid,
+                model_crn: "crn:test:model/churn".into(),
+                model_build_crn: "crn:test:build/1".into(),
+                model_deployment_crn: DEPLOYMENT.into(),
+                start_timestamp_ms: at,
+                end_timestamp_ms: at + 5,
+                metrics: metrics(json!({"input": {"p": p}, "prediction": score, "predicted": u8::from(score >= 0.25)})),
+            });
+            let label =
+                DelayedMetrics { uuid, timestamp_ms: at + 1, metrics: metrics(json!({"label": u8::from(truth)})) };
+            if labelled.contains(&day) {
+                now.delayed_metrics.push(label);
+            } else {
+                later.delayed_metrics.push(label);
+            }
+        }
+    }
+    store.write(&now).await.expect("write");
+    later
+}
+
+/// A job that estimates performance: a window without labels gets estimates from its scores
+/// alone (calibrated on the labelled reference), written as aggregate metrics and shown in the
+/// report; once the labels arrive, the check puts each estimate beside the realised value.
+async fn estimates_before_labels_and_checks_them_after(store: Arc<dyn Store>) {
+    let later = load_scores(store.as_ref(), 2, 3_000, 0..1).await;
+    let mut s = spec("churn-estimate");
+    s.features = vec!["input.p".into()];
+    s.alert = None;
+    s.estimate = Some(EstimateSpec { prediction: Some("predicted".into()), ..EstimateSpec::default() });
+    create(store.as_ref(), &s, D0).await;
+
+    let err = estimates::check(store.as_ref(), &spec("no-estimates"), 10).await.unwrap_err();
+    assert!(err.to_string().contains("does not estimate"), "{err}");
+
+    let run = run_job(store.as_ref(), &no_files(), &s, D0 + 2 * DAY).await.unwrap();
+    let report = run.report.unwrap_or_else(|| panic!("no report: {:?}", run.run));
+    assert_eq!((report.rows, report.labelled), (3_000, 0));
+    let estimate = report.estimate.as_ref().expect("an estimate");
+    let calibration = estimate.calibration.as_ref().unwrap();
+    assert!(calibration.calibrated, "squared probabilities need calibrating: {calibration:?}");
+    assert!(estimate.reference_chunks >= 10, "{estimate:?}");
+    let chunk = estimate.chunk.as_ref().unwrap_or_else(|| panic!("{estimate:?}"));
+    assert_eq!((chunk.rows_used, chunk.rows_labelled), (3_000, 0));
+    for (metric, v) in &chunk.metrics {
+        let value = v.value.unwrap_or_else(|| panic!("{metric}: {v:?}"));
+        assert!((0.0..=1.0).contains(&value), "{metric}: {v:?}");
+        assert_eq!(v.realized, None, "{metric}: no labels yet");
+        assert!(v.lower_confidence_boundary.unwrap() < value && value < v.upper_confidence_boundary.unwrap());
+    }
+    let written = report.aggregate["estimated_performance"]["roc_auc"].as_f64().unwrap();
+    assert_eq!(Some(written), chunk.metrics[&EstimateMetric::RocAuc].value);
+    let html = store.run_reports("churn-estimate", run.run.id).await.unwrap().unwrap().1.unwrap();
+    assert!(html.contains("Estimated performance") && html.contains("roc_auc estimated"), "the report shows them");
+
+    // Before the labels: the check has estimates and nothing realised.
+    let before = estimates::check(store.as_ref(), &s, 10).await.unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].labelled, 0);
+    assert!(before[0].metrics.values().all(|m| m.realized_now.is_none() && m.within_band.is_none()));
+
+    // The labels arrive: each estimate is within a few hundredths of what they give, and ROC
+    // AUC and accuracy within their bands.
+    store.write(&later).await.unwrap();
+    let after = estimates::check(store.as_ref(), &s, 10).await.unwrap();
+    assert_eq!((after[0].rows, after[0].labelled), (3_000, 3_000));
+    for (metric, m) in &after[0].metrics {
+        let (estimated, realized) = (m.estimated.value.unwrap(), m.realized_now.unwrap());
+        assert!((estimated - realized).abs() < 0.03, "{metric}: estimated {estimated}, realised {realized}");
+    }
+    for metric in [EstimateMetric::RocAuc, EstimateMetric::Accuracy] {
+        assert_eq!(after[0].metrics[&metric].within_band, Some(true), "{metric}: {:?}", after[0].metrics[&metric]);
+    }
+    assert!(estimates::table(&after).contains("3000 of 3000"));
+    assert!(estimates::page("churn-estimate", &after).contains("<svg"));
+
+    // A job whose task is not binary cannot estimate.
+    let mut regression = s.clone();
+    regression.task = driftline_drift::stats::performance::Task::Regression;
+    let err = regression.validate().unwrap_err();
+    assert!(err.to_string().starts_with("estimate:"), "{err}");
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.sqlite")).await.unwrap();
@@ -493,4 +594,16 @@ async fn sqlite_manual_runs_do_not_move_the_schedule() {
 async fn postgres_manual_runs_do_not_move_the_schedule() {
     let Some((_db, store)) = postgres().await else { return };
     manual_runs_do_not_move_the_schedule(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_estimates_before_labels_and_checks_them_after() {
+    let (_dir, store) = sqlite().await;
+    estimates_before_labels_and_checks_them_after(store).await;
+}
+
+#[tokio::test]
+async fn postgres_estimates_before_labels_and_checks_them_after() {
+    let Some((_db, store)) = postgres().await else { return };
+    estimates_before_labels_and_checks_them_after(store).await;
 }

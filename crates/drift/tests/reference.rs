@@ -86,6 +86,46 @@ fn performance_matches_scikit_learn() {
                 check(name, "accuracy", &got.accuracy, &e["accuracy"], &mut failures);
                 check(name, "macro_f1", &got.macro_f1, &e["macro_f1"], &mut failures);
                 checked += 2;
+                if let Some(per_class) = e.get("per_class").and_then(Value::as_object) {
+                    assert_eq!(got.per_class.len(), per_class.len(), "{name}: classes");
+                    for (class, want) in per_class {
+                        let have = &got.per_class[class];
+                        for (metric, value) in
+                            [("precision", have.precision), ("recall", have.recall), ("f1-score", have.f1)]
+                        {
+                            check(name, &format!("{class}/{metric}"), &Stat::of(value), &want[metric], &mut failures);
+                        }
+                        assert_eq!(Some(have.support as f64), want["support"].as_f64(), "{name}/{class}: support");
+                        checked += 4;
+                    }
+                    for (metric, stat) in [
+                        ("macro_precision", &got.macro_precision),
+                        ("macro_recall", &got.macro_recall),
+                        ("weighted_precision", &got.weighted_precision),
+                        ("weighted_recall", &got.weighted_recall),
+                        ("weighted_f1", &got.weighted_f1),
+                    ] {
+                        check(name, metric, stat, &e[metric], &mut failures);
+                        checked += 1;
+                    }
+                }
+                if let Some(scores) = case.get("class_scores").and_then(Value::as_object) {
+                    let scores = scores.iter().map(|(c, v)| (c.clone(), floats(v))).collect();
+                    let ovr = performance::one_vs_rest(&scores, &l);
+                    check(name, "roc_auc_ovr_macro", &ovr.macro_roc_auc, &e["roc_auc_ovr_macro"], &mut failures);
+                    check(
+                        name,
+                        "roc_auc_ovr_weighted",
+                        &ovr.weighted_roc_auc,
+                        &e["roc_auc_ovr_weighted"],
+                        &mut failures,
+                    );
+                    for (class, want) in e["roc_auc_per_class"].as_object().unwrap() {
+                        let have = ovr.per_class[class].map_or_else(|| Stat::undefined("none"), Stat::of);
+                        check(name, &format!("roc_auc[{class}]"), &have, want, &mut failures);
+                    }
+                    checked += 2 + ovr.per_class.len();
+                }
             }
             "regression" => {
                 let got = performance::regression(&floats(&case["predicted"]), &floats(&case["label"]));

@@ -8,17 +8,19 @@ use driftline_core::time::now_ms;
 use driftline_drift::chunk::{Chunking, Period};
 use driftline_drift::chunked::{ChunkMethod, ChunkThreshold};
 use driftline_drift::compare::{Method, Options};
+use driftline_drift::estimate::{Calibrate, EstimateMetric, EstimateOptions};
 use driftline_drift::format::time;
+use driftline_drift::job::estimates;
 use driftline_drift::job::persist::write_reports;
 use driftline_drift::job::run::{run_job, Finished};
 use driftline_drift::job::schedule::{Schedule, ScheduleSpec};
 use driftline_drift::job::scheduler::{self, SchedulerConfig};
-use driftline_drift::job::spec::{parse_time, Alert, JobSpec, Reference};
+use driftline_drift::job::spec::{parse_time, Alert, EstimateSpec, JobSpec, Reference};
 use driftline_drift::report::{html, text};
 use driftline_drift::stats::categories::DEFAULT_KEEP;
 use driftline_drift::stats::drift::Chi2Correction;
 use driftline_drift::stats::performance::{Metrics, Task};
-use driftline_drift::table::files::{self, ChunkRequest, PerformanceRequest};
+use driftline_drift::table::files::{self, ChunkRequest, EstimateRequest, PerformanceRequest};
 use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
 use driftline_store::Store;
@@ -90,6 +92,9 @@ pub(crate) enum DriftCommand {
     Compare(CompareArgs),
     /// Score a file's predictions against its labels.
     Performance(PerformanceArgs),
+    /// Estimate a binary classifier's performance per chunk from its scores, before labels
+    /// arrive (confidence-based performance estimation, as NannyML's CBPE).
+    Estimate(Box<EstimateArgs>),
     /// Create, list, show, delete and run drift jobs over the store.
     Job {
         #[command(subcommand)]
@@ -134,6 +139,22 @@ pub(crate) enum JobCommand {
         output_dir: PathBuf,
         #[command(flatten)]
         references: ReferencesArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Check a job's performance estimates against the labels that have arrived since: each
+    /// recent run's estimate beside its window's realised performance now.
+    Estimates {
+        name: String,
+        /// How many recent runs to check.
+        #[arg(long, env = "DRIFTLINE_JOB_RUNS", default_value_t = 30)]
+        runs: u32,
+        /// table, json or html (each metric over the runs: estimate, band, realised now).
+        #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
+        format: Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -187,6 +208,17 @@ pub(crate) struct CreateJobArgs {
     /// Warn when a metric crosses a bound: `roc_auc<0.75`, `rmse>3`.
     #[arg(long, env = "DRIFTLINE_JOB_ALERT")]
     alert: Option<String>,
+    /// Also estimate performance from the scores before labels arrive (binary task; CBPE):
+    /// the reference's labels calibrate the scores and set the thresholds.
+    #[arg(long, env = "DRIFTLINE_JOB_ESTIMATE")]
+    estimate: bool,
+    /// With --estimate: the dotted path of the predicted class in the prediction's metrics;
+    /// without it a score at or above 0.5 predicts class 1.
+    #[arg(long, env = "DRIFTLINE_JOB_ESTIMATE_PREDICTION", requires = "estimate")]
+    estimate_prediction: Option<String>,
+    /// With --estimate: calibrate the scores with isotonic regression: auto, always or never.
+    #[arg(long, env = "DRIFTLINE_JOB_CALIBRATION", default_value = "auto")]
+    calibration: Calibrate,
     /// daily@HH:MM, weekly:mon@HH:MM, monthly:first-mon@HH:MM, hourly, or a cron expression.
     #[arg(long, env = "DRIFTLINE_JOB_SCHEDULE", default_value = "daily@00:00")]
     schedule: String,
@@ -275,22 +307,8 @@ pub(crate) struct CompareArgs {
     /// alerts), after writing the result, so a pipeline step fails on drift.
     #[arg(long, env = "DRIFTLINE_DRIFT_FAIL_ON_DRIFT")]
     fail_on_drift: bool,
-    /// Compare in chunks of this many consecutive rows (in time order with
-    /// --timestamp-column), each against the whole reference, with thresholds from the
-    /// reference's own chunks.
-    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_SIZE", group = "chunks")]
-    chunk_size: Option<usize>,
-    /// Compare in this many chunks of equal size (a remainder makes one more, smaller, chunk).
-    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_NUMBER", group = "chunks")]
-    chunk_number: Option<usize>,
-    /// Compare in one chunk per calendar period (UTC): 1h, 1d, 1w (Monday to Sunday) or 1mo;
-    /// needs --timestamp-column.
-    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_PERIOD", group = "chunks")]
-    chunk_period: Option<Period>,
-    /// The column of times that orders the rows for chunks (date-times, or milliseconds since
-    /// the epoch); it is not compared.
-    #[arg(long, env = "DRIFTLINE_DRIFT_TIMESTAMP_COLUMN")]
-    timestamp_column: Option<String>,
+    #[command(flatten)]
+    chunks: ChunkArgs,
     /// The statistics per chunk (comma-separated): kolmogorov_smirnov (ks), jensen_shannon
     /// (js), wasserstein, hellinger, l_infinity, chi2, and the data-quality measures
     /// missing_values and unseen_values; each column gets those for its type.
@@ -307,7 +325,27 @@ pub(crate) struct CompareArgs {
     threshold_sd: f64,
 }
 
-impl CompareArgs {
+/// How rows are cut into chunks.
+#[derive(Debug, Args)]
+pub(crate) struct ChunkArgs {
+    /// Chunks of this many consecutive rows (in time order with --timestamp-column), each
+    /// against the whole reference, with thresholds from the reference's own chunks.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_SIZE", group = "chunks")]
+    chunk_size: Option<usize>,
+    /// This many chunks of equal size (a remainder makes one more, smaller, chunk).
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_NUMBER", group = "chunks")]
+    chunk_number: Option<usize>,
+    /// One chunk per calendar period (UTC): 1h, 1d, 1w (Monday to Sunday) or 1mo; needs
+    /// --timestamp-column.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CHUNK_PERIOD", group = "chunks")]
+    chunk_period: Option<Period>,
+    /// The column of times that orders the rows for chunks (date-times, or milliseconds since
+    /// the epoch); it is not compared.
+    #[arg(long, env = "DRIFTLINE_DRIFT_TIMESTAMP_COLUMN")]
+    timestamp_column: Option<String>,
+}
+
+impl ChunkArgs {
     /// The chunking asked for, if any.
     fn chunking(&self) -> Option<Chunking> {
         match (self.chunk_size, self.chunk_number, self.chunk_period) {
@@ -317,6 +355,74 @@ impl CompareArgs {
             _ => None,
         }
     }
+}
+
+/// A chunking error in the flags' words.
+fn chunk_flags(e: Error) -> anyhow::Error {
+    match e {
+        Error::Invalid { field, message } if field == "chunk_period" => {
+            anyhow::anyhow!("--chunk-period: {message} with --timestamp-column")
+        }
+        Error::Invalid { field, message } if field == "chunk_number" => anyhow::anyhow!("--chunk-number: {message}"),
+        Error::Invalid { field, message } if field == "chunk_size" => anyhow::anyhow!("--chunk-size: {message}"),
+        other => flag_names(other),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EstimateArgs {
+    /// The reference file (CSV with a header row, or Parquet): scores, predicted classes and
+    /// labels of a period whose performance is known.
+    #[arg(long, env = "DRIFTLINE_DRIFT_REFERENCE")]
+    reference: PathBuf,
+    /// The analysis file: scores and predicted classes; labels where known (the column may be
+    /// missing or partly empty).
+    #[arg(long, visible_alias = "current", env = "DRIFTLINE_DRIFT_ANALYSIS")]
+    analysis: PathBuf,
+    /// The column of scores: probabilities of class 1.
+    #[arg(long, visible_alias = "score-column", env = "DRIFTLINE_DRIFT_SCORE")]
+    score: String,
+    /// The column of predicted classes (0/1 or true/false); without it a score at or above
+    /// --decision-threshold predicts class 1.
+    #[arg(long, visible_alias = "prediction-column", env = "DRIFTLINE_DRIFT_PREDICTION")]
+    prediction: Option<String>,
+    /// The column of ground truth.
+    #[arg(long, visible_alias = "label-column", env = "DRIFTLINE_DRIFT_LABEL")]
+    label: String,
+    /// Without --prediction: a score at or above it predicts class 1.
+    #[arg(long, env = "DRIFTLINE_DRIFT_DECISION_THRESHOLD", default_value_t = 0.5)]
+    decision_threshold: f64,
+    #[command(flatten)]
+    chunks: ChunkArgs,
+    /// The metrics (comma-separated): roc_auc, f1, precision, recall, specificity, accuracy.
+    #[arg(
+        long,
+        env = "DRIFTLINE_DRIFT_METRICS",
+        value_delimiter = ',',
+        default_value = "roc_auc,f1,precision,recall,specificity,accuracy"
+    )]
+    metrics: Vec<EstimateMetric>,
+    /// Calibrate the scores on the reference with isotonic regression: auto (when that lowers
+    /// the calibration error out of sample), always or never.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CALIBRATION", default_value = "auto")]
+    calibration: Calibrate,
+    /// Thresholds are the mean of the realised metric over the reference chunks plus and minus
+    /// this many of its standard deviations, within [0, 1] (unless --alert-below is given).
+    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD_SD", default_value_t = 3.0)]
+    threshold_sd: f64,
+    /// A constant threshold instead: a chunk alerts when its estimate is below it.
+    #[arg(long, env = "DRIFTLINE_DRIFT_ALERT_BELOW")]
+    alert_below: Option<f64>,
+    /// table, json, csv (one line per chunk and metric) or html (each metric over the chunks
+    /// with its band, realised values and thresholds).
+    #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
+    format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
+    output: Option<PathBuf>,
+    /// Exit with status 3 when any analysis chunk alerts, after writing the result.
+    #[arg(long, visible_alias = "fail-on-drift", env = "DRIFTLINE_DRIFT_FAIL_ON_ALERT")]
+    fail_on_alert: bool,
 }
 
 #[derive(Debug, Args)]
@@ -338,6 +444,10 @@ pub(crate) struct PerformanceArgs {
     /// binary, multiclass or regression.
     #[arg(long, env = "DRIFTLINE_DRIFT_TASK", default_value = "binary")]
     task: Task,
+    /// Multiclass: each class's column of scores (probabilities), as CLASS=COLUMN pairs
+    /// (comma-separated), for one-vs-rest ROC AUC per class, macro and weighted.
+    #[arg(long, env = "DRIFTLINE_DRIFT_CLASS_SCORES", value_delimiter = ',')]
+    class_scores: Vec<String>,
     /// A binary score at or above it predicts class 1.
     #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD", default_value_t = 0.5)]
     threshold: f64,
@@ -353,6 +463,7 @@ pub(crate) async fn run(command: DriftCommand) -> anyhow::Result<()> {
     match command {
         DriftCommand::Compare(args) => tokio::task::spawn_blocking(move || compare(args)).await?,
         DriftCommand::Performance(args) => tokio::task::spawn_blocking(move || performance(args)).await?,
+        DriftCommand::Estimate(args) => tokio::task::spawn_blocking(move || estimate(*args)).await?,
         DriftCommand::Job { command } => job(command).await,
         DriftCommand::Backfill(args) => backfill(args).await,
     }
@@ -395,6 +506,11 @@ impl CreateJobArgs {
             max_categories: self.max_categories,
             chi2_correction: self.chi2_correction,
             alert,
+            estimate: self.estimate.then(|| EstimateSpec {
+                prediction: self.estimate_prediction.clone(),
+                calibration: self.calibration,
+                ..EstimateSpec::default()
+            }),
             schedule: ScheduleSpec { expression: self.schedule.clone(), timezone: self.timezone.clone() },
         };
         spec.validate().map_err(flag_names)?;
@@ -416,10 +532,15 @@ fn flag_names(e: Error) -> anyhow::Error {
                 "columns" => "--columns",
                 "exclude" => "--exclude",
                 "prediction" => "--prediction",
+                "label" => "--label",
+                "metrics" => "--metrics",
+                "class_scores" => "--class-scores",
                 "features" => "--features",
                 "from" => "--from",
                 "period" => "--from/--to",
                 "alert" | "alert.metric" => "--alert",
+                "estimate" => "--estimate",
+                "estimate.prediction" => "--estimate-prediction",
                 _ => return anyhow::anyhow!("{field}: {message}"),
             };
             anyhow::anyhow!("{flag}: {message}")
@@ -509,6 +630,20 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             println!();
             print!("{}", text::text_table(&rows));
             Ok(())
+        }
+        JobCommand::Estimates { name, runs, format, output, store } => {
+            anyhow::ensure!(format != Format::Csv, "--format csv is not offered here; use table, json or html");
+            let store = store.open().await?;
+            let spec = find_job(store.as_ref(), &name).await?;
+            let checks = estimates::check(store.as_ref(), &spec, runs).await.map_err(flag_names);
+            store.close().await;
+            let checks = checks?;
+            let text = match format {
+                Format::Json => serde_json::to_string_pretty(&checks)? + "\n",
+                Format::Html => estimates::page(&name, &checks),
+                Format::Table | Format::Csv => estimates::table(&checks),
+            };
+            emit(&text, output.as_ref())
         }
         JobCommand::Delete { name, store } => {
             let store = store.open().await?;
@@ -635,11 +770,11 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         list.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
     };
     let (columns, exclude) = (names(&args.columns), names(&args.exclude));
-    if let Some(chunking) = args.chunking() {
+    if let Some(chunking) = args.chunks.chunking() {
         return compare_chunks(&args, chunking, &columns, &exclude);
     }
     anyhow::ensure!(
-        args.timestamp_column.is_none(),
+        args.chunks.timestamp_column.is_none(),
         "--timestamp-column orders rows for chunks; add --chunk-size, --chunk-number or --chunk-period"
     );
     anyhow::ensure!(args.format != Format::Csv, "--format csv is for chunked comparisons; use table, json or html");
@@ -700,7 +835,7 @@ fn compare_chunks(
     );
     let request = ChunkRequest {
         chunking,
-        timestamp_column: args.timestamp_column.clone(),
+        timestamp_column: args.chunks.timestamp_column.clone(),
         methods: args.chunk_methods.clone(),
         threshold: match args.threshold {
             Some(t) => ChunkThreshold::Constant(t),
@@ -709,15 +844,8 @@ fn compare_chunks(
     };
     let result = files::chunked_compare_files(&args.reference, &args.current, columns, exclude, &request).map_err(
         |e| match e {
-            Error::Invalid { field, message } if field == "chunk_period" => {
-                anyhow::anyhow!("--chunk-period: {message} with --timestamp-column")
-            }
-            Error::Invalid { field, message } if field == "chunk_number" => {
-                anyhow::anyhow!("--chunk-number: {message}")
-            }
-            Error::Invalid { field, message } if field == "chunk_size" => anyhow::anyhow!("--chunk-size: {message}"),
             Error::Column { .. } => anyhow::anyhow!("{e} (choose the statistics with --chunk-methods)"),
-            other => flag_names(other),
+            other => chunk_flags(other),
         },
     )?;
     let text = match args.format {
@@ -735,7 +863,7 @@ fn compare_chunks(
     };
     emit(&text, args.output.as_ref())?;
     if args.fail_on_drift && result.drift.alerting_chunks > 0 {
-        let analysis = result.drift.chunks.iter().filter(|c| c.period == "analysis").count();
+        let analysis = result.drift.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
         let drifted = result.drift.alerting_chunks;
         return Err(DriftFound { drifted, of: analysis, what: "analysis chunks alerted" }.into());
     }
@@ -766,7 +894,19 @@ impl std::error::Error for DriftFound {}
 fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number (got {})", args.threshold);
     anyhow::ensure!(args.format != Format::Csv, "--format csv is for chunked comparisons; use table, json or html");
+    let class_scores = args
+        .class_scores
+        .iter()
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((class, column)) if !class.trim().is_empty() && !column.trim().is_empty() => {
+                Ok((class.trim().to_string(), column.trim().to_string()))
+            }
+            _ => Err(anyhow::anyhow!("--class-scores: `{pair}` is not CLASS=COLUMN, e.g. cat=p_cat")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let request = PerformanceRequest {
+        class_scores,
         score: args.score.clone(),
         prediction: args.prediction.clone(),
         label: args.label.clone(),
@@ -792,6 +932,60 @@ fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
         }
     };
     emit(&text, args.output.as_ref())
+}
+
+fn estimate(args: EstimateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.threshold_sd.is_finite() && args.threshold_sd >= 0.0,
+        "--threshold-sd must be a non-negative number (got {})",
+        args.threshold_sd
+    );
+    if let Some(t) = args.alert_below {
+        anyhow::ensure!((0.0..=1.0).contains(&t), "--alert-below must be between 0 and 1 (got {t})");
+    }
+    anyhow::ensure!(
+        args.decision_threshold.is_finite(),
+        "--decision-threshold must be a number (got {})",
+        args.decision_threshold
+    );
+    let request = EstimateRequest {
+        // NannyML's default: ten chunks.
+        chunking: args.chunks.chunking().unwrap_or(Chunking::Number(10)),
+        timestamp_column: args.chunks.timestamp_column.clone(),
+        score: args.score.clone(),
+        prediction: args.prediction.clone(),
+        decision_threshold: args.decision_threshold,
+        label: args.label.clone(),
+        options: EstimateOptions {
+            metrics: args.metrics.clone(),
+            calibrate: args.calibration,
+            threshold: match args.alert_below {
+                Some(t) => ChunkThreshold::Constant(t),
+                None => ChunkThreshold::StandardDeviations(args.threshold_sd),
+            },
+        },
+    };
+    let result = files::estimate_files(&args.reference, &args.analysis, &request).map_err(chunk_flags)?;
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&result)? + "\n",
+        Format::Table => text::estimate_table(&result.estimate),
+        Format::Csv => text::estimate_csv(&result.estimate),
+        Format::Html => html::estimate_page(
+            &result.estimate,
+            "driftline performance estimate, by chunk",
+            &format!(
+                "reference {} ({} rows) · analysis {} ({} rows) · score {}",
+                result.reference.path, result.reference.rows, result.current.path, result.current.rows, result.score
+            ),
+        ),
+    };
+    emit(&text, args.output.as_ref())?;
+    if args.fail_on_alert && result.estimate.alerting_chunks > 0 {
+        let analysis = result.estimate.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
+        let drifted = result.estimate.alerting_chunks;
+        return Err(DriftFound { drifted, of: analysis, what: "analysis chunks alerted" }.into());
+    }
+    Ok(())
 }
 
 fn emit(text: &str, output: Option<&PathBuf>) -> anyhow::Result<()> {

@@ -549,6 +549,73 @@ async fn job_commands_and_backfill() {
         .count();
     assert_eq!(html, 2, "one report per `run`, the last one of the backfill");
 
+    // A job that estimates performance, and the check of its estimates against the labels.
+    let err = failure(&run(&["drift", "job", "estimates", "churn"]));
+    assert!(err.contains("does not estimate"), "{err}");
+    let estimating = [
+        "drift",
+        "job",
+        "create",
+        "churn-estimate",
+        "--deployment",
+        DEPLOYMENT,
+        "--window",
+        "1d",
+        "--reference",
+        "baseline:2026-11-01T00:00:00Z..2026-11-02T00:00:00Z",
+        "--features",
+        "input.tenure",
+        "--estimate",
+    ];
+    assert!(stdout(&run(&estimating)).contains("created drift job `churn-estimate`"));
+    let ran = stdout(&run(&[
+        "drift",
+        "job",
+        "run",
+        "churn-estimate",
+        "--at",
+        "2026-11-03T00:00:00Z",
+        "--output-dir",
+        "reports",
+    ]));
+    assert!(ran.contains("run "), "{ran}");
+    let checks: Value =
+        serde_json::from_str(&stdout(&run(&["drift", "job", "estimates", "churn-estimate", "--format", "json"])))
+            .unwrap();
+    let check = &checks[0];
+    assert_eq!((check["rows"].as_u64(), check["labelled"].as_u64()), (Some(300), Some(300)), "{check}");
+    let accuracy = &check["metrics"]["accuracy"];
+    assert!(accuracy["estimated"]["value"].is_f64() && accuracy["realized_now"].is_f64(), "{accuracy}");
+    let table = stdout(&run(&["drift", "job", "estimates", "churn-estimate"]));
+    assert!(table.contains("realised now") && table.contains("300 of 300"), "{table}");
+    let err = failure(&run(&[
+        "drift",
+        "job",
+        "create",
+        "x",
+        "--deployment",
+        DEPLOYMENT,
+        "--features",
+        "a",
+        "--estimate-prediction",
+        "p",
+    ]));
+    assert!(err.contains("--estimate"), "{err}");
+    let err = failure(&run(&[
+        "drift",
+        "job",
+        "create",
+        "x",
+        "--deployment",
+        DEPLOYMENT,
+        "--features",
+        "a",
+        "--estimate",
+        "--task",
+        "regression",
+    ]));
+    assert!(err.contains("--estimate: estimates performance of a binary classifier"), "{err}");
+
     let shown = stdout(&run(&["drift", "job", "show", "churn"]));
     assert!(shown.contains("\"deployment\"") && shown.contains("drift"), "{shown}");
     assert!(stdout(&run(&["drift", "job", "delete", "churn"])).contains("deleted"));
@@ -699,4 +766,152 @@ async fn jobs_over_the_api(url: &str, dir: &Path) {
     let (status, _, _) = server.get("/api/v1/drift/jobs/churn-api", Some(ADMIN)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(server.stop().success());
+}
+
+/// A reference whose scores rank well but are not calibrated (the square of the probability),
+/// with predicted classes and labels; an analysis file without labels whose first half is like
+/// the reference and whose second half holds scores the model is unsure about (near 0.25, the
+/// decision boundary).
+fn write_scores(dir: &Path) {
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut reference = String::from("score,predicted,label\n");
+    let mut analysis = String::from("score,predicted\n");
+    for i in 0..2000 {
+        let p: f64 = rng.random();
+        let label = rng.random::<f64>() < p;
+        reference.push_str(&format!("{:.4},{},{}\n", p * p, u8::from(p >= 0.5), u8::from(label)));
+        let p: f64 = if i < 1000 { rng.random() } else { rng.random_range(0.4..0.6) };
+        analysis.push_str(&format!("{:.4},{}\n", p * p, u8::from(p >= 0.5)));
+    }
+    std::fs::write(dir.join("scored_reference.csv"), reference).unwrap();
+    std::fs::write(dir.join("scored_analysis.csv"), analysis).unwrap();
+}
+
+fn estimate(dir: &Path, extra: &[&str]) -> Output {
+    estimate_from(dir, "scored_reference.csv", "label", extra)
+}
+
+fn estimate_from(dir: &Path, reference: &str, label: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["drift", "estimate", "--reference", reference, "--analysis", "scored_analysis.csv"];
+    args.extend_from_slice(&["--score", "score", "--prediction", "predicted", "--label", label]);
+    args.extend_from_slice(extra);
+    driftline(dir, &args)
+}
+
+#[test]
+fn estimate_without_labels_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    write_scores(dir.path());
+    let report: Value =
+        serde_json::from_str(&stdout(&estimate(dir.path(), &["--chunk-size", "500", "--format", "json"]))).unwrap();
+    let chunks = report["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 8, "4 chunks of 500 rows on each side");
+    assert_eq!(report["calibration"]["calibrated"], json!(true), "{}", report["calibration"]);
+    let metric = |c: &Value, m: &str, field: &str| c["metrics"][m][field].clone();
+    for c in &chunks[..4] {
+        assert!(metric(c, "accuracy", "realized").is_f64(), "the reference has labels");
+        assert_eq!(metric(c, "accuracy", "alert"), json!(false), "{c}");
+    }
+    for c in &chunks[4..] {
+        assert_eq!(metric(c, "roc_auc", "realized"), Value::Null, "the analysis has no labels");
+        assert_eq!(c["rows_labelled"], json!(0));
+    }
+    // The unsure half: its estimated accuracy is far below the reference's thresholds.
+    let accuracy = |c: &Value| metric(c, "accuracy", "value").as_f64().unwrap();
+    let lower = metric(&chunks[0], "accuracy", "lower_threshold").as_f64().unwrap();
+    assert!(accuracy(&chunks[4]) > lower && accuracy(&chunks[7]) < lower - 0.1, "{lower} {}", accuracy(&chunks[7]));
+    for (i, c) in chunks[4..].iter().enumerate() {
+        assert_eq!(metric(c, "accuracy", "alert"), json!(i >= 2), "accuracy alerts in the unsure half only: {c}");
+    }
+    assert!(report["alerting_chunks"].as_u64().unwrap() >= 2);
+
+    let csv = stdout(&estimate(dir.path(), &["--chunk-size", "500", "--format", "csv"]));
+    assert!(csv.starts_with("chunk,period,start_index,end_index,"));
+    assert_eq!(csv.lines().count(), 1 + 8 * 6, "a line per chunk and metric");
+    let table = stdout(&estimate(dir.path(), &["--chunk-size", "500", "--metrics", "roc_auc,accuracy"]));
+    assert!(
+        table.contains("scores calibrated (isotonic)") && table.contains(" of 4 analysis chunks alerted"),
+        "{table}"
+    );
+    assert_eq!(table.matches("roc_auc").count(), 8, "{table}");
+    stdout(&estimate(dir.path(), &["--chunk-size", "500", "--format", "html", "--output", "estimate.html"]));
+    let html = std::fs::read_to_string(dir.path().join("estimate.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 6, "one chart per metric");
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+
+    // NannyML's default: ten chunks; never calibrating changes the estimates.
+    let default: Value = serde_json::from_str(&stdout(&estimate(dir.path(), &["--format", "json"]))).unwrap();
+    assert_eq!(default["chunks"].as_array().unwrap().len(), 20);
+    let raw: Value = serde_json::from_str(&stdout(&estimate(
+        dir.path(),
+        &["--chunk-size", "500", "--format", "json", "--calibration", "never"],
+    )))
+    .unwrap();
+    assert_eq!(raw["calibration"]["calibrated"], json!(false));
+    assert_ne!(raw["chunks"][4]["metrics"]["accuracy"]["value"], chunks[4]["metrics"]["accuracy"]["value"]);
+
+    let alerted = estimate(dir.path(), &["--chunk-size", "500", "--fail-on-alert"]);
+    assert_eq!(alerted.status.code(), Some(3));
+    let constant = estimate(dir.path(), &["--chunk-size", "500", "--alert-below", "0.01", "--fail-on-drift"]);
+    assert_eq!(constant.status.code(), Some(0), "nothing is below 0.01");
+
+    let err = failure(&estimate_from(dir.path(), "scored_reference.csv", "nope", &[]));
+    assert!(err.contains("column `nope`") && err.contains("its columns are"), "{err}");
+    let err = failure(&estimate(dir.path(), &["--alert-below", "2"]));
+    assert!(err.contains("--alert-below must be between 0 and 1"), "{err}");
+    let err = failure(&estimate(dir.path(), &["--metrics", "auc"]));
+    assert!(err.contains("unknown metric `auc`"), "{err}");
+    let err = failure(&estimate(dir.path(), &["--chunk-number", "5000"]));
+    assert!(err.contains("--chunk-number: 5000 chunks need at least 5000 rows"), "{err}");
+    std::fs::write(dir.path().join("one_class.csv"), "score,predicted,label\n0.2,0,1\n0.9,1,1\n0.7,1,1\n").unwrap();
+    let err = failure(&estimate_from(dir.path(), "one_class.csv", "label", &["--chunk-number", "1"]));
+    assert!(err.contains("--label: the reference's 3 rows") && err.contains("one class only"), "{err}");
+}
+
+#[test]
+fn multiclass_performance_with_class_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut text = String::from("label,predicted,p_a,p_b,p_c\n");
+    for _ in 0..300 {
+        let truth = rng.random_range(0..3usize);
+        let mut p = [rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>()];
+        p[truth] += 1.0;
+        let sum: f64 = p.iter().sum();
+        let best = (0..3).max_by(|a, b| p[*a].total_cmp(&p[*b])).unwrap();
+        let names = ["a", "b", "c"];
+        text.push_str(&format!(
+            "{},{},{:.4},{:.4},{:.4}\n",
+            names[truth],
+            names[best],
+            p[0] / sum,
+            p[1] / sum,
+            p[2] / sum
+        ));
+    }
+    std::fs::write(dir.path().join("classes.csv"), text).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args =
+            vec!["drift", "performance", "--input", "classes.csv", "--score", "predicted", "--label", "label"];
+        args.extend_from_slice(extra);
+        driftline(dir.path(), &args)
+    };
+    let scored = ["--task", "multiclass", "--class-scores", "a=p_a,b=p_b,c=p_c"];
+    let report: Value = serde_json::from_str(&stdout(&run(&[&scored[..], &["--format", "json"]].concat()))).unwrap();
+    let ovr = &report["metrics"]["one_vs_rest"];
+    assert!(ovr["macro_roc_auc"]["value"].as_f64().unwrap() > 0.8, "{ovr}");
+    assert_eq!(ovr["per_class"].as_object().unwrap().len(), 3);
+    let per_class = report["metrics"]["per_class"].as_object().unwrap();
+    let support: u64 = per_class.values().map(|c| c["support"].as_u64().unwrap()).sum();
+    assert_eq!(support, 300, "every row's class is counted once");
+    let table = stdout(&run(&scored));
+    assert!(table.contains("roc_auc (one-vs-rest, macro)") && table.contains("weighted_f1"), "{table}");
+    assert!(table.contains("support") && table.lines().any(|l| l.starts_with("b ")), "{table}");
+
+    let err = failure(&run(&["--task", "multiclass", "--class-scores", "a"]));
+    assert!(err.contains("--class-scores: `a` is not CLASS=COLUMN"), "{err}");
+    let err = failure(&run(&["--task", "multiclass", "--class-scores", "a=p_x"]));
+    assert!(err.contains("column `p_x`"), "{err}");
+    let err = failure(&run(&["--class-scores", "a=p_a"]));
+    assert!(err.contains("--class-scores: are for the multiclass task"), "{err}");
 }

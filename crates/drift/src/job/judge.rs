@@ -1,14 +1,19 @@
 //! Judging a run: each feature's drift against the reference, the model's performance on the
-//! labelled predictions, the alert, the status, and the aggregate metrics written for the
-//! window. CPU work, done on a blocking thread.
+//! labelled predictions, its performance estimated from all the scores (when the job
+//! estimates), the alerts, the status, and the aggregate metrics written for the window. CPU
+//! work, done on a blocking thread.
 
-use super::load::{Columns, Current};
-use super::spec::JobSpec;
+use super::load::{Columns, Current, EstimateRows, ReferenceRead};
+use super::spec::{EstimateSpec, JobSpec};
+use crate::chunk::{self, Chunking, Span};
 use crate::compare::{self, Approximation, Comparison};
+use crate::estimate::{self, CalibrationReport, EstimateOptions};
+use crate::format::time;
+use crate::report::run::RunEstimate;
 use crate::stats::performance::{Metrics, RocPoint};
 use crate::summarised::{self, Side};
 use crate::Error;
-use driftline_store::RunStatus;
+use driftline_store::{RunStatus, Window};
 use serde_json::{json, Map, Value};
 
 /// Most points of the ROC curve kept in a report.
@@ -28,23 +33,31 @@ pub(crate) struct Judgement {
     pub(crate) performance_approximate: Option<Approximation>,
     /// At most [`ROC_POINTS`] points; empty unless the task is binary.
     pub(crate) roc_curve: Vec<RocPoint>,
-    /// Why the status is `warning`, when the alert's bound was crossed.
+    /// Why the status is `warning`, when the alert's bound was crossed or an estimate alerted.
     pub(crate) alert: Option<String>,
+    pub(crate) estimate: Option<RunEstimate>,
     /// The aggregate metrics of the window.
     pub(crate) aggregate: Map<String, Value>,
 }
 
-/// Judges the current window against the reference's columns, on a blocking thread.
-pub(crate) async fn judge(spec: &JobSpec, current: Current, reference: Columns) -> Result<Judgement, Error> {
+/// Judges the current window against the reference, on a blocking thread.
+pub(crate) async fn judge(
+    spec: &JobSpec,
+    window: Window,
+    current: Current,
+    reference: ReferenceRead,
+) -> Result<Judgement, Error> {
     let spec = spec.clone();
-    tokio::task::spawn_blocking(move || judge_now(&spec, current, reference))
+    tokio::task::spawn_blocking(move || judge_now(&spec, window, current, reference))
         .await
         .map_err(|e| Error::Internal { what: "the drift computation".into(), message: e.to_string() })?
 }
 
-fn judge_now(spec: &JobSpec, current: Current, reference: Columns) -> Result<Judgement, Error> {
+fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: ReferenceRead) -> Result<Judgement, Error> {
     let rows = current.rows;
-    let drift = match (reference, current.features) {
+    let estimate =
+        spec.estimate.as_ref().map(|e| estimate_window(e, window, reference.estimate_rows, current.estimate_rows));
+    let drift = match (reference.columns, current.features) {
         (Columns::Raw(r), Columns::Raw(c)) => {
             let columns: Vec<_> =
                 spec.features.iter().cloned().zip(r).zip(c).map(|((name, r), c)| (name, r, c)).collect();
@@ -64,7 +77,7 @@ fn judge_now(spec: &JobSpec, current: Current, reference: Columns) -> Result<Jud
     let perf = current.outcomes.performance();
 
     let performance_values = perf.metrics.values(spec.task);
-    let alert = spec.alert.as_ref().and_then(|a| {
+    let bound_crossed = spec.alert.as_ref().and_then(|a| {
         let value = performance_values.get(&a.metric)?.as_f64()?;
         match (a.below, a.above) {
             (Some(b), _) if value < b => Some(format!("{} = {value:.4} is below {b}", a.metric)),
@@ -72,6 +85,11 @@ fn judge_now(spec: &JobSpec, current: Current, reference: Columns) -> Result<Jud
             _ => None,
         }
     });
+    let estimate_alerts = estimate.as_ref().and_then(RunEstimate::alerts);
+    let alert = match (bound_crossed, estimate_alerts) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
     let status = if rows == 0 {
         RunStatus::NoData
     } else if drift.dataset_drift {
@@ -100,6 +118,11 @@ fn judge_now(spec: &JobSpec, current: Current, reference: Columns) -> Result<Jud
     }
     aggregate.insert("drift".into(), Value::Object(per_feature));
     aggregate.insert("performance".into(), Value::Object(performance_values));
+    if let Some(estimated) = estimate.as_ref().and_then(|e| e.chunk.as_ref()) {
+        let values: Map<String, Value> =
+            estimated.metrics.iter().map(|(m, v)| (m.name().to_string(), json!(v.value))).collect();
+        aggregate.insert("estimated_performance".into(), Value::Object(values));
+    }
 
     Ok(Judgement {
         status,
@@ -112,8 +135,44 @@ fn judge_now(spec: &JobSpec, current: Current, reference: Columns) -> Result<Jud
         performance_approximate: perf.approximate,
         roc_curve: thin(perf.roc, ROC_POINTS),
         alert,
+        estimate,
         aggregate,
     })
+}
+
+/// Performance of the current window estimated from its scores: the window is one chunk; the
+/// reference is cut into chunks of the window's size, or into ten when it holds fewer than ten
+/// windows' rows, for the thresholds.
+fn estimate_window(spec: &EstimateSpec, window: Window, reference: EstimateRows, current: EstimateRows) -> RunEstimate {
+    let not_estimated =
+        |note: String| RunEstimate { calibration: None, reference_chunks: 0, chunk: None, note: Some(note) };
+    let (reference, current) = match (reference, current) {
+        (Some(Ok(r)), Some(Ok(c))) => (r, c),
+        (Some(Err(why)), _) | (_, Some(Err(why))) => return not_estimated(format!("not estimated: {why}")),
+        _ => return not_estimated("not estimated: no rows were read for it".into()),
+    };
+    let (reference_rows, current_rows) = (reference.scores.len(), current.scores.len());
+    if current_rows == 0 {
+        return not_estimated("not estimated: no predictions in the window".into());
+    }
+    let size = current_rows.min(reference_rows.div_ceil(10)).max(1);
+    let reference_spans = match chunk::split(reference_rows, None, Chunking::Size(size)) {
+        Ok(spans) => spans,
+        Err(e) => return not_estimated(format!("not estimated: {e}")),
+    };
+    let key = format!("{} .. {}", time(window.start_ms), time(window.end_ms));
+    let current_span =
+        Span { key, start: 0, end: current_rows, start_ms: Some(window.start_ms), end_ms: Some(window.end_ms - 1) };
+    let options = EstimateOptions { calibrate: spec.calibration, ..EstimateOptions::default() };
+    match estimate::estimate(&reference, &reference_spans, &current, &[current_span], &options) {
+        Ok(mut e) => RunEstimate {
+            reference_chunks: reference_spans.len(),
+            chunk: e.chunks.pop(),
+            calibration: Some(CalibrationReport { knots: Vec::new(), ..e.calibration }),
+            note: None,
+        },
+        Err(e) => not_estimated(format!("not estimated: {e}")),
+    }
 }
 
 /// Feature `i` of a window's columns.

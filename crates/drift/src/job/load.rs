@@ -12,8 +12,9 @@
 //! score sketches of each class, from which ROC AUC is estimated. Results from them are marked
 //! approximate.
 
-use super::spec::{JobSpec, Reference};
+use super::spec::{EstimateSpec, JobSpec, Reference};
 use crate::compare::Approximation;
+use crate::estimate::Predictions;
 use crate::format::{category_name, time};
 use crate::report::run::{ReferenceInfo, RollupRead};
 use crate::stats::categories::{category_of, Categories, MAX_NAMES};
@@ -21,7 +22,7 @@ use crate::stats::column::ColumnData;
 use crate::stats::performance::{self, Binary, Confusion, Metrics, RocPoint, Task};
 use crate::stats::sketched;
 use crate::stats::value::Stat;
-use crate::table::frame::Table;
+use crate::table::frame::{Cells, Table};
 use crate::table::references::ReferenceFiles;
 use crate::Error;
 use driftline_rollup::leaves::{lookup, ClassScores};
@@ -46,9 +47,18 @@ pub(crate) struct Current {
     pub(crate) rows: usize,
     pub(crate) features: Columns,
     pub(crate) outcomes: CurrentOutcomes,
+    /// Each prediction's score, predicted class and label, when the job estimates performance.
+    pub(crate) estimate_rows: EstimateRows,
     /// Set when read from the rollups.
     pub(crate) from_rollups: Option<RollupRead>,
 }
+
+/// The rows a performance estimate needs, or why there are none: `None` when the job does not
+/// estimate.
+pub(crate) type EstimateRows = Option<Result<Predictions, String>>;
+
+/// Why a window read from the rollups cannot be estimated.
+const NO_ROWS_IN_ROLLUPS: &str = "read from the rollups, which keep no per-prediction scores";
 
 /// The scores and labels of the current window.
 pub(crate) enum CurrentOutcomes {
@@ -80,14 +90,21 @@ pub(crate) async fn current(store: &dyn Store, spec: &JobSpec, window: Window) -
         let rows = summary.predictions as usize;
         return Ok(Current {
             rows,
+            estimate_rows: spec.estimate.as_ref().map(|_| Err(format!("the current window was {NO_ROWS_IN_ROLLUPS}"))),
             from_rollups: Some(rollup_read("current", &summary)),
             features: Columns::Summarised(summary.summaries),
             outcomes: CurrentOutcomes::Summarised { rows, task: spec.task, classes: class_summaries },
         });
     }
     let mut outcomes = Outcomes::new(spec.task);
-    let (rows, features) = read(store, spec, window, Some(&mut outcomes)).await?;
-    Ok(Current { rows, features: Columns::Raw(features), outcomes: CurrentOutcomes::Raw(outcomes), from_rollups: None })
+    let (rows, features, estimate_rows) = read(store, spec, window, Some(&mut outcomes)).await?;
+    Ok(Current {
+        rows,
+        features: Columns::Raw(features),
+        outcomes: CurrentOutcomes::Raw(outcomes),
+        estimate_rows: estimate_rows.map(Ok),
+        from_rollups: None,
+    })
 }
 
 /// Whether retention removed raw rows of `window` (all or some of them).
@@ -119,14 +136,22 @@ fn rollup_read(which: &str, summary: &WindowSummary) -> RollupRead {
     }
 }
 
-/// Reads the reference of the run whose current window is `window`: one column per feature,
-/// and where it was read from when that was the rollups.
+/// A run's reference: one column per feature, the rows for the estimate, what it is, and where
+/// it was read from when that was the rollups.
+pub(crate) struct ReferenceRead {
+    pub(crate) columns: Columns,
+    pub(crate) estimate_rows: EstimateRows,
+    pub(crate) info: ReferenceInfo,
+    pub(crate) from_rollups: Option<RollupRead>,
+}
+
+/// Reads the reference of the run whose current window is `window`.
 pub(crate) async fn reference(
     store: &dyn Store,
     references: &ReferenceFiles,
     spec: &JobSpec,
     window: Window,
-) -> Result<(Columns, ReferenceInfo, Option<RollupRead>), Error> {
+) -> Result<ReferenceRead, Error> {
     let (w, description) = match &spec.reference {
         Reference::Baseline { start_ms, end_ms } => {
             let w = Window { start_ms: *start_ms, end_ms: *end_ms };
@@ -138,11 +163,13 @@ pub(crate) async fn reference(
         }
         Reference::File { path } => {
             let resolved = references.resolve(path)?;
-            let features = spec.features.clone();
-            let (columns, rows) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let job = spec.clone();
+            let (columns, rows, estimate_rows) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let table = Table::read(&resolved)?;
-                let columns = features.iter().map(|f| table.column(f)).collect::<Result<Vec<_>, _>>()?;
-                Ok((columns, table.rows()))
+                let columns = job.features.iter().map(|f| table.column(f)).collect::<Result<Vec<_>, _>>()?;
+                let estimate_rows =
+                    job.estimate.as_ref().map(|e| file_rows(&table, &job, e).map_err(|e| e.to_string()));
+                Ok((columns, table.rows(), estimate_rows))
             })
             .await
             .map_err(|e| Error::Internal { what: "reading the reference file".into(), message: e.to_string() })??;
@@ -152,7 +179,7 @@ pub(crate) async fn reference(
                 start_ms: None,
                 end_ms: None,
             };
-            return Ok((Columns::Raw(columns), info, None));
+            return Ok(ReferenceRead { columns: Columns::Raw(columns), estimate_rows, info, from_rollups: None });
         }
     };
     if raw_gone(store, w).await? {
@@ -164,23 +191,84 @@ pub(crate) async fn reference(
             start_ms: Some(w.start_ms),
             end_ms: Some(w.end_ms),
         };
-        return Ok((Columns::Summarised(summary.summaries), info, Some(read)));
+        return Ok(ReferenceRead {
+            columns: Columns::Summarised(summary.summaries),
+            estimate_rows: spec.estimate.as_ref().map(|_| Err(format!("the reference was {NO_ROWS_IN_ROLLUPS}"))),
+            info,
+            from_rollups: Some(read),
+        });
     }
-    let (rows, columns) = read(store, spec, w, None).await?;
+    let (rows, columns, estimate_rows) = read(store, spec, w, None).await?;
     let info = ReferenceInfo { description, rows, start_ms: Some(w.start_ms), end_ms: Some(w.end_ms) };
-    Ok((Columns::Raw(columns), info, None))
+    Ok(ReferenceRead { columns: Columns::Raw(columns), estimate_rows: estimate_rows.map(Ok), info, from_rollups: None })
 }
 
-/// Reads a window of the job's deployment: the number of predictions and one column per
-/// feature, and the scores and labels into `outcomes` when given.
+/// A reference file's rows for the estimate: its columns named by the job's score, predicted
+/// class and label paths.
+fn file_rows(table: &Table, spec: &JobSpec, estimate: &EstimateSpec) -> Result<Predictions, Error> {
+    let cells = |name: &str| -> Result<Vec<Option<Value>>, Error> {
+        Ok(match table.cells(name)? {
+            Cells::Numbers(v) => {
+                v.into_iter().map(|x| x.and_then(|x| serde_json::Number::from_f64(x).map(Value::Number))).collect()
+            }
+            Cells::Text(v) => v.into_iter().map(|x| x.map(Value::String)).collect(),
+        })
+    };
+    let scores = cells(&spec.score)?;
+    let labels = cells(&spec.label)?;
+    let predicted = estimate.prediction.as_deref().map(cells).transpose()?;
+    let mut rows = Predictions::default();
+    for i in 0..table.rows() {
+        let predicted = predicted.as_ref().map(|p| Cell::of(p[i].as_ref()));
+        push_estimate_row(&mut rows, estimate, Cell::of(scores[i].as_ref()), predicted, Cell::of(labels[i].as_ref()));
+    }
+    Ok(rows)
+}
+
+/// Adds a prediction's score, predicted class (the score against the decision threshold when
+/// the job names no predicted class) and label to the estimate's rows.
+fn push_estimate_row(
+    rows: &mut Predictions,
+    estimate: &EstimateSpec,
+    score: Cell<'_>,
+    predicted: Option<Cell<'_>>,
+    label: Cell<'_>,
+) {
+    let score = match score {
+        Cell::Number(x) if x.is_finite() => Some(x),
+        _ => None,
+    };
+    rows.predicted.push(match predicted {
+        Some(cell) => binary(&cell),
+        None => score.map(|s| s >= estimate.decision_threshold),
+    });
+    rows.scores.push(score);
+    rows.labels.push(binary(&label));
+}
+
+/// A binary class: 0/1 or true/false.
+fn binary(cell: &Cell<'_>) -> Option<bool> {
+    match cell {
+        Cell::Number(x) if *x == 0.0 => Some(false),
+        Cell::Number(x) if *x == 1.0 => Some(true),
+        Cell::Text(t) if t == "true" || t == "1" => Some(true),
+        Cell::Text(t) if t == "false" || t == "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads a window of the job's deployment: the number of predictions, one column per feature,
+/// the rows for the estimate when the job estimates, and the scores and labels into `outcomes`
+/// when given.
 async fn read(
     store: &dyn Store,
     spec: &JobSpec,
     window: Window,
     mut outcomes: Option<&mut Outcomes>,
-) -> Result<(usize, Vec<ColumnData>), Error> {
+) -> Result<(usize, Vec<ColumnData>, Option<Predictions>), Error> {
     let mut stream = store.read_window(Selection::Deployment(spec.deployment.clone()), window);
     let mut columns: Vec<ColumnBuilder> = spec.features.iter().map(|_| ColumnBuilder::default()).collect();
+    let mut estimate_rows = spec.estimate.as_ref().map(|_| Predictions::default());
     let mut rows = 0;
     while let Some(record) = stream.next().await {
         let record = record?;
@@ -188,12 +276,16 @@ async fn read(
         for (column, path) in columns.iter_mut().zip(&spec.features) {
             column.push(Cell::of(lookup(&record.metrics, path)));
         }
+        let (score, label) = (lookup(&record.metrics, &spec.score), lookup(&record.metrics, &spec.label));
+        if let (Some(estimate), Some(rows)) = (&spec.estimate, estimate_rows.as_mut()) {
+            let predicted = estimate.prediction.as_deref().map(|p| Cell::of(lookup(&record.metrics, p)));
+            push_estimate_row(rows, estimate, Cell::of(score), predicted, Cell::of(label));
+        }
         if let Some(outcomes) = outcomes.as_deref_mut() {
-            outcomes
-                .push(Cell::of(lookup(&record.metrics, &spec.score)), Cell::of(lookup(&record.metrics, &spec.label)));
+            outcomes.push(Cell::of(score), Cell::of(label));
         }
     }
-    Ok((rows, columns.into_iter().map(ColumnBuilder::finish).collect()))
+    Ok((rows, columns.into_iter().map(ColumnBuilder::finish).collect(), estimate_rows))
 }
 
 /// One value read from an event.
@@ -369,7 +461,13 @@ fn summarised_performance(rows: usize, task: Task, classes: Option<Box<(Summary,
                     classes: 0,
                     accuracy: undefined(),
                     macro_f1: undefined(),
-                    f1_per_class: Default::default(),
+                    macro_precision: undefined(),
+                    macro_recall: undefined(),
+                    weighted_precision: undefined(),
+                    weighted_recall: undefined(),
+                    weighted_f1: undefined(),
+                    per_class: Default::default(),
+                    one_vs_rest: None,
                 }),
             };
             (0, metrics, None)
@@ -402,23 +500,14 @@ impl Outcomes {
         }
         self.labelled += 1;
         let fits = match &mut self.pairs {
-            Pairs::Binary { scores, labels } => {
-                let truth = match &label {
-                    Cell::Number(x) if *x == 0.0 => Some(false),
-                    Cell::Number(x) if *x == 1.0 => Some(true),
-                    Cell::Text(t) if t == "true" || t == "1" => Some(true),
-                    Cell::Text(t) if t == "false" || t == "0" => Some(false),
-                    _ => None,
-                };
-                match (score, truth) {
-                    (Cell::Number(x), Some(t)) if x.is_finite() => {
-                        scores.push(x);
-                        labels.push(t);
-                        true
-                    }
-                    _ => false,
+            Pairs::Binary { scores, labels } => match (score, binary(&label)) {
+                (Cell::Number(x), Some(t)) if x.is_finite() => {
+                    scores.push(x);
+                    labels.push(t);
+                    true
                 }
-            }
+                _ => false,
+            },
             Pairs::Regression { predicted, targets } => match (score, label) {
                 (Cell::Number(x), Cell::Number(y)) if x.is_finite() && y.is_finite() => {
                     predicted.push(x);

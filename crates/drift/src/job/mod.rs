@@ -3,8 +3,10 @@
 //! ([`run`]) loads the data in bounded memory, judges drift and performance, and persists the
 //! results ([`persist`]): an aggregate metrics event with `source = drift:<job>`, the run's
 //! status and its JSON and HTML reports. The scheduler ([`scheduler`]) runs jobs when they come
-//! due, inside `driftline serve`.
+//! due, inside `driftline serve`. A job that estimates performance from scores before labels
+//! arrive has its estimates checked against the labels that came later by [`estimates`].
 
+pub mod estimates;
 mod judge;
 mod load;
 pub mod persist;

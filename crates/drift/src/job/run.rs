@@ -67,9 +67,10 @@ async fn execute(
     window: Window,
 ) -> Result<(RunReport, String), Error> {
     let current = load::current(store, spec, window).await?;
-    let (reference_columns, reference, reference_read) = load::reference(store, references, spec, window).await?;
-    let from_rollups: Vec<_> = reference_read.into_iter().chain(current.from_rollups.clone()).collect();
-    let judged = judge::judge(spec, current, reference_columns).await?;
+    let reference = load::reference(store, references, spec, window).await?;
+    let from_rollups: Vec<_> = reference.from_rollups.clone().into_iter().chain(current.from_rollups.clone()).collect();
+    let reference_info = reference.info.clone();
+    let judged = judge::judge(spec, window, current, reference).await?;
     persist::write_aggregate(store, spec, window, &judged.aggregate).await?;
     let report = RunReport {
         job: spec.name.clone(),
@@ -78,7 +79,7 @@ async fn execute(
         status: judged.status,
         window_start_ms: window.start_ms,
         window_end_ms: window.end_ms,
-        reference,
+        reference: reference_info,
         rows: judged.rows,
         labelled: judged.labelled,
         unlabelled: judged.unlabelled,
@@ -89,6 +90,7 @@ async fn execute(
         from_rollups,
         roc_curve: judged.roc_curve,
         alert: judged.alert,
+        estimate: judged.estimate,
         aggregate: judged.aggregate,
     };
     let html = persist::render(store, spec, &report).await?;

@@ -2,6 +2,7 @@
 
 use super::schedule::{Schedule, ScheduleSpec};
 use crate::compare::{Method, Options};
+use crate::estimate::Calibrate;
 use crate::stats::categories::DEFAULT_KEEP;
 use crate::stats::drift::Chi2Correction;
 use crate::stats::performance::Task;
@@ -62,7 +63,41 @@ pub struct JobSpec {
     /// A performance metric that turns the status to `warning` when it crosses a bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<Alert>,
+    /// Also estimate performance from the scores, for windows whose labels have not arrived
+    /// (binary task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<EstimateSpec>,
     pub schedule: ScheduleSpec,
+}
+
+/// A job's performance estimate (CBPE, [`crate::estimate`]): the current window is one chunk,
+/// the reference is cut into chunks of the current window's size (into ten when it holds fewer
+/// than ten such windows) for the thresholds, and the reference's labels calibrate the scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateSpec {
+    /// Dotted path of the predicted class (0/1 or true/false) in the prediction's metrics;
+    /// without it a score at or above `decision_threshold` predicts class 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<String>,
+    #[serde(default = "default_decision_threshold")]
+    pub decision_threshold: f64,
+    #[serde(default)]
+    pub calibration: Calibrate,
+}
+
+impl Default for EstimateSpec {
+    fn default() -> Self {
+        EstimateSpec {
+            prediction: None,
+            decision_threshold: default_decision_threshold(),
+            calibration: Calibrate::Auto,
+        }
+    }
+}
+
+fn default_decision_threshold() -> f64 {
+    0.5
 }
 
 fn default_score() -> String {
@@ -262,6 +297,7 @@ impl JobSpec {
             max_categories: default_max_categories(),
             chi2_correction: Chi2Correction::None,
             alert: None,
+            estimate: None,
             schedule,
         }
     }
@@ -389,6 +425,25 @@ impl JobSpec {
             }
             if alert.below.is_none() && alert.above.is_none() {
                 return Err(invalid("alert", "needs `below` or `above`".into()));
+            }
+        }
+        if let Some(estimate) = &self.estimate {
+            if self.task != Task::Binary {
+                return Err(invalid(
+                    "estimate",
+                    format!("estimates performance of a binary classifier; this job's task is {}", self.task.name()),
+                ));
+            }
+            if let Some(path) = &estimate.prediction {
+                if path.is_empty() || path.split('.').any(str::is_empty) {
+                    return Err(invalid(
+                        "estimate.prediction",
+                        format!("`{path}` is not a dotted path such as predicted_class"),
+                    ));
+                }
+            }
+            if !estimate.decision_threshold.is_finite() {
+                return Err(invalid("estimate.decision_threshold", "must be a number, such as 0.5".into()));
             }
         }
         Schedule::parse(&self.schedule)

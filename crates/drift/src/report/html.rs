@@ -3,6 +3,7 @@
 
 use crate::chunked::ChunkedDrift;
 use crate::compare::{Comparison, Histogram};
+use crate::estimate::{Estimate, EstimatedValue};
 use crate::format::{number, shorten};
 use crate::stats::performance::{Metrics, RocPoint};
 use crate::table::files::FilePerformance;
@@ -119,7 +120,7 @@ pub fn comparison_page(c: &Comparison, title: &str, subtitle: &str) -> String {
 /// threshold as a band edge, and alerting chunks marked.
 pub fn chunks_page(d: &ChunkedDrift, title: &str, subtitle: &str) -> String {
     let mut out = page_start(title, subtitle);
-    let analysis = d.chunks.iter().filter(|c| c.period == "analysis").count();
+    let analysis = d.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
     let (class, verdict) = if d.alerting_chunks > 0 { ("drift", "Drift alerts") } else { ("ok", "No drift alerts") };
     let _ = write!(
         out,
@@ -134,11 +135,13 @@ pub fn chunks_page(d: &ChunkedDrift, title: &str, subtitle: &str) -> String {
                 .filter_map(|c| {
                     let v = c.results.get(column)?.get(method)?;
                     Some(ChunkPoint {
-                        key: &c.key,
-                        reference: c.period == "reference",
+                        key: &c.chunk.key,
+                        reference: c.chunk.is_reference(),
                         value: v.value,
                         upper: v.upper_threshold,
+                        lower: v.lower_threshold,
                         alert: v.alert,
+                        ..ChunkPoint::default()
                     })
                 })
                 .collect();
@@ -158,32 +161,99 @@ pub fn chunks_page(d: &ChunkedDrift, title: &str, subtitle: &str) -> String {
 }
 
 /// One chunk's point in a chunk chart.
+#[derive(Default)]
 struct ChunkPoint<'a> {
     key: &'a str,
     reference: bool,
     value: Option<f64>,
     upper: Option<f64>,
+    lower: Option<f64>,
+    /// A confidence band around the value.
+    band: Option<(f64, f64)>,
+    /// The realised value beside an estimate.
+    realized: Option<f64>,
     alert: bool,
 }
 
-/// A statistic over chunks: the line, the threshold (shaded above), alerts in red.
+impl<'a> ChunkPoint<'a> {
+    /// An estimate's point: its band, realised value and thresholds.
+    fn estimated(key: &'a str, reference: bool, v: &EstimatedValue) -> Self {
+        ChunkPoint {
+            key,
+            reference,
+            value: v.value,
+            upper: v.upper_threshold,
+            lower: v.lower_threshold,
+            band: v.lower_confidence_boundary.zip(v.upper_confidence_boundary),
+            realized: v.realized,
+            alert: v.alert,
+        }
+    }
+}
+
+/// A value over chunks: the line (its confidence band shaded), the realised values dashed, the
+/// thresholds as red dashed lines with the alerting side shaded, alerts in red, the axis's
+/// bottom and top labelled.
 fn chunk_svg(points: &[ChunkPoint<'_>]) -> String {
-    let (w, h, pad) = (340.0, 180.0, 28.0);
-    let values: Vec<f64> = points.iter().flat_map(|p| [p.value, p.upper]).flatten().collect();
-    let top = values.iter().copied().fold(0.0f64, f64::max).max(f64::MIN_POSITIVE) * 1.1;
+    let (w, h, pad, left) = (340.0, 180.0, 22.0, 52.0);
+    let shown: Vec<f64> = points
+        .iter()
+        .flat_map(|p| [p.value, p.upper, p.lower, p.realized, p.band.map(|b| b.0), p.band.map(|b| b.1)])
+        .flatten()
+        .filter(|v| v.is_finite())
+        .collect();
+    let max = shown.iter().copied().fold(f64::MIN, f64::max);
+    let min = shown.iter().copied().fold(f64::MAX, f64::min);
+    // Statistics that are distances start at 0; metrics near 1 get a range around their values.
+    let (bottom, top) = if shown.is_empty() {
+        (0.0, 1.0)
+    } else if points.iter().all(|p| p.lower.is_none() && p.band.is_none()) && min >= 0.0 {
+        (0.0, (max * 1.1).max(f64::MIN_POSITIVE))
+    } else {
+        // A range around the values, kept within [0, 1] when they are (shares and rates).
+        let margin = ((max - min) * 0.1).max(1e-6);
+        let bottom = if min >= 0.0 { (min - margin).max(0.0) } else { min - margin };
+        let top = if max <= 1.0 { (max + margin).min(1.0) } else { max + margin };
+        (bottom, top)
+    };
     let x =
-        |i: usize| pad + (w - 2.0 * pad) * if points.len() > 1 { i as f64 / (points.len() - 1) as f64 } else { 0.5 };
-    let y = |v: f64| h - pad - (h - 2.0 * pad) * (v / top);
+        |i: usize| left + (w - left - pad) * if points.len() > 1 { i as f64 / (points.len() - 1) as f64 } else { 0.5 };
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * ((v - bottom) / (top - bottom));
     let mut svg = format!("<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\"><title>value per chunk</title>");
-    if let Some(u) = points.iter().find_map(|p| p.upper) {
+    for (v, label_y) in [(top, pad + 4.0), (bottom, h - pad)] {
         let _ = write!(
             svg,
-            "<rect x=\"{pad}\" y=\"{pad}\" width=\"{}\" height=\"{:.2}\" fill=\"#fef3f2\"/><line x1=\"{pad}\" x2=\"{}\" y1=\"{y:.2}\" y2=\"{y:.2}\" stroke=\"#b42318\" stroke-dasharray=\"4 3\"/>",
-            w - 2.0 * pad,
-            (y(u) - pad).max(0.0),
-            w - pad,
-            y = y(u)
+            "<text x=\"{}\" y=\"{label_y:.2}\" font-size=\"10\" text-anchor=\"end\" fill=\"#5b6575\">{}</text>",
+            left - 4.0,
+            number(v)
         );
+    }
+    let _ = write!(svg, "<line x1=\"{left}\" x2=\"{left}\" y1=\"{pad}\" y2=\"{}\" stroke=\"#d9dee6\"/>", h - pad);
+    if let Some(u) = points.iter().find_map(|p| p.upper).filter(|u| *u < top) {
+        let _ = write!(
+            svg,
+            "<rect x=\"{left}\" y=\"{pad}\" width=\"{}\" height=\"{:.2}\" fill=\"#fef3f2\"/>{}",
+            w - left - pad,
+            (y(u) - pad).max(0.0),
+            threshold_line(left, w - pad, y(u))
+        );
+    }
+    if let Some(l) = points.iter().find_map(|p| p.lower).filter(|l| *l > bottom) {
+        let _ = write!(
+            svg,
+            "<rect x=\"{left}\" y=\"{:.2}\" width=\"{}\" height=\"{:.2}\" fill=\"#fef3f2\"/>{}",
+            y(l),
+            w - left - pad,
+            (h - pad - y(l)).max(0.0),
+            threshold_line(left, w - pad, y(l))
+        );
+    }
+    let banded: Vec<(usize, (f64, f64))> = points.iter().enumerate().filter_map(|(i, p)| Some((i, p.band?))).collect();
+    if !banded.is_empty() {
+        let upper = banded.iter().map(|(i, b)| format!("{:.2},{:.2}", x(*i), y(b.1)));
+        let lower = banded.iter().rev().map(|(i, b)| format!("{:.2},{:.2}", x(*i), y(b.0)));
+        let outline: Vec<String> = upper.chain(lower).collect();
+        let _ = write!(svg, "<polygon points=\"{}\" fill=\"{REFERENCE}\" fill-opacity=\"0.15\"/>", outline.join(" "));
     }
     if let Some(first) = points.iter().position(|p| !p.reference).filter(|i| *i > 0) {
         let at = (x(first - 1) + x(first)) / 2.0;
@@ -193,12 +263,25 @@ fn chunk_svg(points: &[ChunkPoint<'_>]) -> String {
             h - pad
         );
     }
-    let line: Vec<String> =
-        points.iter().enumerate().filter_map(|(i, p)| p.value.map(|v| format!("{:.2},{:.2}", x(i), y(v)))).collect();
+    let line = |pick: &dyn Fn(&ChunkPoint) -> Option<f64>| -> String {
+        points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| pick(p).map(|v| format!("{:.2},{:.2}", x(i), y(v))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if points.iter().any(|p| p.realized.is_some()) {
+        let _ = write!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{CURRENT}\" stroke-width=\"1.5\" stroke-dasharray=\"5 3\"/>",
+            line(&|p| p.realized)
+        );
+    }
     let _ = write!(
         svg,
         "<polyline points=\"{}\" fill=\"none\" stroke=\"{REFERENCE}\" stroke-width=\"1.5\"/>",
-        line.join(" ")
+        line(&|p| p.value)
     );
     for (i, p) in points.iter().enumerate() {
         if let Some(v) = p.value {
@@ -213,13 +296,64 @@ fn chunk_svg(points: &[ChunkPoint<'_>]) -> String {
             );
         }
     }
-    let _ = write!(
-        svg,
-        "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\">reference chunks | analysis chunks · max {}</text></svg>",
-        h - 8.0,
-        number(top / 1.1)
-    );
+    if points.iter().any(|p| p.reference) {
+        let _ = write!(
+            svg,
+            "<text x=\"{left}\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\">reference chunks | analysis chunks</text>",
+            h - 6.0
+        );
+    }
+    svg.push_str("</svg>");
     svg
+}
+
+/// Estimates over time, one point per label (a run's window): the estimate with its band, the
+/// realised value (dashed) and the thresholds.
+pub fn estimates_svg(points: &[(String, EstimatedValue)]) -> String {
+    let points: Vec<ChunkPoint> = points.iter().map(|(key, v)| ChunkPoint::estimated(key, false, v)).collect();
+    chunk_svg(&points)
+}
+
+/// A threshold: a red dashed line across the chart at height `y`.
+fn threshold_line(from: f64, to: f64, y: f64) -> String {
+    format!("<line x1=\"{from}\" x2=\"{to}\" y1=\"{y:.2}\" y2=\"{y:.2}\" stroke=\"#b42318\" stroke-dasharray=\"4 3\"/>")
+}
+
+/// A whole page for performance estimated per chunk: per metric, the estimate over the chunks
+/// with its confidence band, the realised value where labels are known (dashed), the thresholds
+/// and the alerts.
+pub fn estimate_page(e: &Estimate, title: &str, subtitle: &str) -> String {
+    let mut out = page_start(title, subtitle);
+    let analysis = e.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
+    let (class, verdict) =
+        if e.alerting_chunks > 0 { ("drift", "Performance alerts") } else { ("ok", "No performance alerts") };
+    let _ = write!(
+        out,
+        "<div class=\"banner {class}\"><b>{verdict}</b>: {} of {analysis} analysis chunks alerted. Scores {}: {}.</div>\
+         <p class=\"legend\"><span style=\"background:{REFERENCE}\"></span>estimated (band: three sampling errors)\
+         <span style=\"background:{CURRENT}\"></span>realised, where labels are known\
+         <span style=\"background:#b42318\"></span>thresholds</p><div class=\"grid\">",
+        e.alerting_chunks,
+        if e.calibration.calibrated { "calibrated (isotonic)" } else { "used as they are" },
+        escape(&e.calibration.reason)
+    );
+    for metric in &e.metrics {
+        let points: Vec<ChunkPoint> = e
+            .chunks
+            .iter()
+            .filter_map(|c| Some(ChunkPoint::estimated(&c.chunk.key, c.chunk.is_reference(), c.metrics.get(metric)?)))
+            .collect();
+        let alerts = points.iter().filter(|p| p.alert && !p.reference).count();
+        let _ = write!(
+            out,
+            "<div class=\"card\"><h3>{}</h3>{}<div class=\"sub\">{alerts} analysis chunks alerted</div></div>",
+            escape(metric.name()),
+            chunk_svg(&points)
+        );
+    }
+    out.push_str("</div>");
+    out.push_str(page_end());
+    out
 }
 
 /// A whole page for the performance of a file's predictions: the metrics, and for a binary

@@ -5,6 +5,7 @@
 
 use super::html::{self, escape};
 use crate::compare::{Approximation, Comparison};
+use crate::estimate::{CalibrationReport, EstimatedChunk, EstimatedValue};
 use crate::format::{number, time};
 use crate::stats::performance::{Metrics, RocPoint};
 use driftline_store::{RunStatus, StoredRun};
@@ -44,11 +45,51 @@ pub struct RunReport {
     /// The ROC curve (binary task), at most 200 points.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roc_curve: Vec<RocPoint>,
-    /// Why the status is `warning`, when an alert bound was crossed.
+    /// Why the status is `warning`, when an alert bound was crossed or an estimate alerted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// Performance estimated from the scores, when the job estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<RunEstimate>,
     /// The aggregate metrics written for the window.
     pub aggregate: Map<String, Value>,
+}
+
+/// A run's performance estimate ([`crate::estimate`]): the window as one chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEstimate {
+    /// How the scores were calibrated (without the knots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationReport>,
+    /// The reference chunks the thresholds come from.
+    pub reference_chunks: usize,
+    /// The window's estimates, each with the realised value from the labels that had arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<EstimatedChunk>,
+    /// Why there is no estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl RunEstimate {
+    /// The estimates outside their thresholds, in words.
+    pub fn alerts(&self) -> Option<String> {
+        let chunk = self.chunk.as_ref()?;
+        let alerts: Vec<String> = chunk
+            .metrics
+            .iter()
+            .filter(|(_, v)| v.alert)
+            .map(|(m, v)| {
+                format!(
+                    "estimated {m} = {} is outside {} .. {}",
+                    v.value.map(number).unwrap_or_default(),
+                    v.lower_threshold.map(number).unwrap_or_else(|| "-".into()),
+                    v.upper_threshold.map(number).unwrap_or_else(|| "-".into())
+                )
+            })
+            .collect();
+        (!alerts.is_empty()).then(|| alerts.join("; "))
+    }
 }
 
 /// Where a window was read from when it was read from the rollups.
@@ -145,6 +186,10 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
         None => out.push_str("<p class=\"sub\">No performance: no predictions with ground truth in the window.</p>"),
     }
 
+    if let Some(estimate) = &report.estimate {
+        out.push_str(&estimate_section(estimate));
+    }
+
     out.push_str("<h2>Recent runs</h2><div class=\"grid\">");
     let mut runs: Vec<&StoredRun> = history.iter().collect();
     runs.reverse();
@@ -165,6 +210,21 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
         "<div class=\"card\">{}</div>",
         html::line_svg(chart_metric, &series(&|s| s.get("performance")?.get(chart_metric)?.as_f64()))
     );
+    if report.estimate.is_some() {
+        let estimated: Vec<(String, EstimatedValue)> = summaries
+            .iter()
+            .filter_map(|(label, s)| {
+                let v = s.as_ref()?.get("estimated_performance")?.get(chart_metric)?;
+                Some((label.clone(), serde_json::from_value(v.clone()).ok()?))
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "<div class=\"card\"><h3>{} estimated, and realised as labelled at each run</h3>{}</div>",
+            escape(chart_metric),
+            html::estimates_svg(&estimated)
+        );
+    }
     out.push_str("</div><table><tr><th>run</th><th>window end</th><th>status</th></tr>");
     for r in history.iter().take(10) {
         let _ = write!(
@@ -177,5 +237,48 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
     }
     out.push_str("</table>");
     out.push_str(html::page_end());
+    out
+}
+
+/// The estimate of a run's window: a row per metric with the band, the realised value from the
+/// labels so far, the thresholds and the alert.
+fn estimate_section(e: &RunEstimate) -> String {
+    let mut out = String::from("<h2>Estimated performance</h2>");
+    let Some(chunk) = &e.chunk else {
+        let _ = write!(out, "<p class=\"sub\">{}</p>", escape(e.note.as_deref().unwrap_or("not estimated")));
+        return out;
+    };
+    if let Some(c) = &e.calibration {
+        let _ = write!(
+            out,
+            "<p class=\"sub\">From all {} scores of the window, labelled or not; scores {}: {}. Thresholds from {} \
+             reference chunks; realised values from the {} labels that had arrived.</p>",
+            chunk.rows_used,
+            if c.calibrated { "calibrated (isotonic)" } else { "used as they are" },
+            escape(&c.reason),
+            e.reference_chunks,
+            chunk.rows_labelled
+        );
+    }
+    out.push_str(
+        "<table><tr><th>metric</th><th>estimate</th><th>band (±3 sampling errors)</th><th>realised so \
+         far</th><th>thresholds</th><th></th></tr>",
+    );
+    let shown = |x: Option<f64>| x.map(number).unwrap_or_else(|| "—".into());
+    for (metric, v) in &chunk.metrics {
+        let _ = write!(
+            out,
+            "<tr><td>{metric}</td><td>{}</td><td>{} .. {}</td><td>{}</td><td>{} .. {}</td><td class=\"{}\">{}</td></tr>",
+            shown(v.value),
+            shown(v.lower_confidence_boundary),
+            shown(v.upper_confidence_boundary),
+            shown(v.realized),
+            shown(v.lower_threshold),
+            shown(v.upper_threshold),
+            if v.alert { "drift" } else { "ok" },
+            if v.alert { "alert" } else { "ok" }
+        );
+    }
+    out.push_str("</table>");
     out
 }

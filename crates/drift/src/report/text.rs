@@ -1,8 +1,10 @@
 //! Results as aligned text tables for a terminal: a comparison's verdicts and a model's
 //! metrics.
 
-use crate::chunked::{ChunkMethod, ChunkResult, ChunkValue, ChunkedDrift};
+use crate::chunk::ChunkInfo;
+use crate::chunked::{ChunkMethod, ChunkValue, ChunkedDrift};
 use crate::compare::Comparison;
+use crate::estimate::{Estimate, EstimateMetric, EstimatedValue};
 use crate::format::number;
 use crate::stats::performance::{Binary, Multiclass, Regression};
 use crate::stats::value::Stat;
@@ -105,7 +107,7 @@ pub fn chunks_table(d: &ChunkedDrift) -> String {
         ]);
     }
     let mut out = text_table(&rows);
-    let analysis = d.chunks.iter().filter(|c| c.period == "analysis").count();
+    let analysis = d.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
     let _ = writeln!(out, "\n{} of {} analysis chunks alerted", d.alerting_chunks, analysis);
     out
 }
@@ -139,12 +141,88 @@ pub fn chunks_csv(d: &ChunkedDrift) -> String {
     out
 }
 
+/// Performance estimated per chunk: one row per chunk and metric, then how scores were
+/// calibrated and how many analysis chunks alerted.
+pub fn estimate_table(e: &Estimate) -> String {
+    let mut rows = vec![[
+        "chunk".to_string(),
+        "period".into(),
+        "rows".into(),
+        "metric".into(),
+        "estimate".into(),
+        "band".into(),
+        "realised".into(),
+        "thresholds".into(),
+        "alert".into(),
+    ]];
+    let shown = |x: Option<f64>| x.map(number).unwrap_or_else(|| "—".into());
+    let range = |lo: Option<f64>, hi: Option<f64>| match (lo, hi) {
+        (None, None) => "—".to_string(),
+        (lo, hi) => format!("{} .. {}", shown(lo), shown(hi)),
+    };
+    for (chunk, metric, v) in estimate_rows(e) {
+        rows.push([
+            chunk.key.clone(),
+            chunk.period.clone(),
+            chunk.size.to_string(),
+            metric.to_string(),
+            shown(v.value),
+            range(v.lower_confidence_boundary, v.upper_confidence_boundary),
+            shown(v.realized),
+            range(v.lower_threshold, v.upper_threshold),
+            if v.alert { "ALERT".into() } else { "ok".into() },
+        ]);
+    }
+    let mut out = text_table(&rows);
+    let analysis = e.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
+    let how = if e.calibration.calibrated { "calibrated (isotonic)" } else { "used as they are" };
+    let _ = writeln!(out, "\nscores {how}: {}", e.calibration.reason);
+    let _ = writeln!(out, "{} of {} analysis chunks alerted", e.alerting_chunks, analysis);
+    out
+}
+
+/// Performance estimated per chunk as CSV with a header: one line per chunk and metric.
+pub fn estimate_csv(e: &Estimate) -> String {
+    let mut out = String::from(
+        "chunk,period,start_index,end_index,start_timestamp_ms,end_timestamp_ms,rows,metric,value,sampling_error,realized,lower_confidence_boundary,upper_confidence_boundary,lower_threshold,upper_threshold,alert\n",
+    );
+    let opt = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
+    let time = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_default();
+    for (chunk, metric, v) in estimate_rows(e) {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{metric},{},{},{},{},{},{},{},{}",
+            csv_field(&chunk.key),
+            chunk.period,
+            chunk.start_index,
+            chunk.end_index,
+            time(chunk.start_timestamp_ms),
+            time(chunk.end_timestamp_ms),
+            chunk.size,
+            opt(v.value),
+            opt(v.sampling_error),
+            opt(v.realized),
+            opt(v.lower_confidence_boundary),
+            opt(v.upper_confidence_boundary),
+            opt(v.lower_threshold),
+            opt(v.upper_threshold),
+            v.alert
+        );
+    }
+    out
+}
+
+/// Every chunk's estimates, in chunk order, then metric order.
+fn estimate_rows(e: &Estimate) -> impl Iterator<Item = (&ChunkInfo, EstimateMetric, &EstimatedValue)> {
+    e.chunks.iter().flat_map(move |c| e.metrics.iter().filter_map(move |m| Some((&c.chunk, *m, c.metrics.get(m)?))))
+}
+
 /// Every chunk's results, in chunk order, then column and statistic order.
-fn chunk_rows(d: &ChunkedDrift) -> impl Iterator<Item = (&ChunkResult, &str, ChunkMethod, &ChunkValue)> {
+fn chunk_rows(d: &ChunkedDrift) -> impl Iterator<Item = (&ChunkInfo, &str, ChunkMethod, &ChunkValue)> {
     d.chunks.iter().flat_map(move |chunk| {
         d.columns.iter().flat_map(move |(column, methods)| {
             methods.iter().filter_map(move |m| {
-                chunk.results.get(column).and_then(|r| r.get(m)).map(|v| (chunk, column.as_str(), *m, v))
+                chunk.results.get(column).and_then(|r| r.get(m)).map(|v| (&chunk.chunk, column.as_str(), *m, v))
             })
         })
     })
@@ -207,11 +285,44 @@ pub fn multiclass_table(m: &Multiclass) -> String {
     rows.push(["rows".into(), m.rows.to_string()]);
     rows.push(["classes".into(), m.classes.to_string()]);
     rows.push(["accuracy".into(), stat_text(&m.accuracy)]);
-    rows.push(["macro_f1".into(), stat_text(&m.macro_f1)]);
-    for (class, f1) in &m.f1_per_class {
-        rows.push([format!("f1[{class}]"), number(*f1)]);
+    for (name, stat) in [
+        ("macro_precision", &m.macro_precision),
+        ("macro_recall", &m.macro_recall),
+        ("macro_f1", &m.macro_f1),
+        ("weighted_precision", &m.weighted_precision),
+        ("weighted_recall", &m.weighted_recall),
+        ("weighted_f1", &m.weighted_f1),
+    ] {
+        rows.push([name.into(), stat_text(stat)]);
     }
-    text_table(&rows)
+    if let Some(ovr) = &m.one_vs_rest {
+        rows.push(["roc_auc (one-vs-rest, macro)".into(), stat_text(&ovr.macro_roc_auc)]);
+        rows.push(["roc_auc (one-vs-rest, weighted)".into(), stat_text(&ovr.weighted_roc_auc)]);
+    }
+    let mut out = text_table(&rows);
+    let shown = |x: Option<f64>| x.map(number).unwrap_or_else(|| "—".into());
+    let mut classes = vec![[
+        "class".to_string(),
+        "precision".into(),
+        "recall".into(),
+        "f1".into(),
+        "support".into(),
+        "roc_auc (vs rest)".into(),
+    ]];
+    for (class, c) in &m.per_class {
+        let auc = m.one_vs_rest.as_ref().and_then(|o| o.per_class.get(class).copied().flatten());
+        classes.push([
+            class.clone(),
+            number(c.precision),
+            number(c.recall),
+            number(c.f1),
+            c.support.to_string(),
+            shown(auc),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&text_table(&classes));
+    out
 }
 
 pub fn regression_table(r: &Regression) -> String {

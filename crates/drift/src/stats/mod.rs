@@ -2,6 +2,7 @@
 //! algorithm and the reference implementation it matches (scikit-learn, SciPy), and is tested
 //! against values those libraries computed on the same data (`tests/fixtures/`).
 
+pub mod calibration;
 pub mod categories;
 pub mod column;
 pub mod drift;

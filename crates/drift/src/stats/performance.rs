@@ -38,7 +38,8 @@ pub struct Confusion {
     pub true_positives: u64,
 }
 
-/// Multiclass metrics from predicted and true class names.
+/// Multiclass metrics from predicted and true class names, as scikit-learn's
+/// `classification_report` gives them, and one-vs-rest ROC AUC when each class has a score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Multiclass {
     pub rows: usize,
@@ -46,8 +47,39 @@ pub struct Multiclass {
     pub classes: usize,
     pub accuracy: Stat,
     pub macro_f1: Stat,
-    /// F1 per class (`2·tp / (2·tp + fp + fn)`).
-    pub f1_per_class: BTreeMap<String, f64>,
+    pub macro_precision: Stat,
+    pub macro_recall: Stat,
+    /// Averages weighted by each class's support (rows labelled with it).
+    pub weighted_precision: Stat,
+    pub weighted_recall: Stat,
+    pub weighted_f1: Stat,
+    /// Precision, recall, F1 and support per class; a ratio with a zero denominator is 0, as
+    /// scikit-learn's `zero_division` default answers (with a warning).
+    pub per_class: BTreeMap<String, ClassReport>,
+    /// One-vs-rest ROC AUC per class and averaged, when the classes' scores were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_vs_rest: Option<OneVsRest>,
+}
+
+/// One class's line of a classification report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClassReport {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Rows labelled with the class.
+    pub support: u64,
+}
+
+/// One-vs-rest ROC AUC: each class's score against all other classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OneVsRest {
+    /// Per class; `null` for a class no row (or every row) is labelled with.
+    pub per_class: BTreeMap<String, Option<f64>>,
+    /// The mean over the classes (scikit-learn's `roc_auc_score(multi_class="ovr")`).
+    pub macro_roc_auc: Stat,
+    /// The mean weighted by each class's support (`average="weighted"`).
+    pub weighted_roc_auc: Stat,
 }
 
 /// Regression errors.
@@ -94,7 +126,15 @@ impl Task {
             Task::Binary => {
                 &["roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
             }
-            Task::Multiclass => &["accuracy", "macro_f1"],
+            Task::Multiclass => &[
+                "accuracy",
+                "macro_f1",
+                "macro_precision",
+                "macro_recall",
+                "weighted_precision",
+                "weighted_recall",
+                "weighted_f1",
+            ],
             Task::Regression => &["mse", "rmse", "mae", "r2", "mape"],
         }
     }
@@ -250,6 +290,14 @@ pub fn binary_classes(scores: &[f64], classes: Classes<'_>, labels: &[bool]) -> 
     }
 }
 
+/// ROC AUC as scikit-learn's `roc_auc_score` gives it; `None` unless both classes are present.
+pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    assert_eq!(scores.len(), labels.len(), "one label per score");
+    let positives = labels.iter().filter(|l| **l).count();
+    let negatives = labels.len() - positives;
+    (positives > 0 && negatives > 0).then(|| area_under_roc(&ranked_counts(scores, labels), positives, negatives))
+}
+
 /// The ROC curve at every distinct score, from `(0, 0)` to `(1, 1)`.
 pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<RocPoint> {
     let positives = labels.iter().filter(|l| **l).count() as f64;
@@ -329,7 +377,7 @@ fn average_precision_of(groups: &[ScoreGroup], positives: usize) -> f64 {
     ap
 }
 
-/// Accuracy and macro F1 of predicted against true class names.
+/// The classification report of predicted against true class names.
 pub fn multiclass(predicted: &[&str], labels: &[&str]) -> Multiclass {
     assert_eq!(predicted.len(), labels.len(), "one label per prediction");
     let n = labels.len();
@@ -345,20 +393,66 @@ pub fn multiclass(predicted: &[&str], labels: &[&str]) -> Multiclass {
             counts.entry(l).or_default().2 += 1;
         }
     }
-    let f1_per_class: BTreeMap<String, f64> = counts
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_class: BTreeMap<String, ClassReport> = counts
         .iter()
-        .map(|(class, (tp, fp, fn_))| {
-            let (tp, fp, fn_) = (*tp as f64, *fp as f64, *fn_ as f64);
-            (class.to_string(), 2.0 * tp / (2.0 * tp + fp + fn_))
+        .map(|(class, &(tp, fp, fn_))| {
+            let report = ClassReport {
+                precision: ratio(tp, tp + fp),
+                recall: ratio(tp, tp + fn_),
+                f1: ratio(2 * tp, 2 * tp + fp + fn_),
+                support: tp + fn_,
+            };
+            (class.to_string(), report)
         })
         .collect();
-    let classes = f1_per_class.len();
+    let classes = per_class.len();
+    let mean = |pick: fn(&ClassReport) -> f64| {
+        Stat::when(classes > 0, || per_class.values().map(pick).sum::<f64>() / classes as f64, EMPTY)
+    };
+    let weighted = |pick: fn(&ClassReport) -> f64| {
+        Stat::when(n > 0, || per_class.values().map(|c| pick(c) * c.support as f64).sum::<f64>() / n as f64, EMPTY)
+    };
     Multiclass {
         rows: n,
         classes,
         accuracy: Stat::when(n > 0, || correct as f64 / n as f64, EMPTY),
-        macro_f1: Stat::when(classes > 0, || f1_per_class.values().sum::<f64>() / classes as f64, EMPTY),
-        f1_per_class,
+        macro_f1: mean(|c| c.f1),
+        macro_precision: mean(|c| c.precision),
+        macro_recall: mean(|c| c.recall),
+        weighted_precision: weighted(|c| c.precision),
+        weighted_recall: weighted(|c| c.recall),
+        weighted_f1: weighted(|c| c.f1),
+        per_class,
+        one_vs_rest: None,
+    }
+}
+
+/// One-vs-rest ROC AUC of `scores` (per class, one score per row) against the true class
+/// names `labels`.
+pub fn one_vs_rest(scores: &BTreeMap<String, Vec<f64>>, labels: &[&str]) -> OneVsRest {
+    let per_class: BTreeMap<String, Option<f64>> = scores
+        .iter()
+        .map(|(class, s)| {
+            let is_class: Vec<bool> = labels.iter().map(|l| *l == class).collect();
+            (class.clone(), roc_auc(s, &is_class))
+        })
+        .collect();
+    let undefined = "ROC AUC needs every class to be the label of some rows but not of all";
+    let all: Option<Vec<f64>> = per_class.values().copied().collect();
+    let support = |class: &str| labels.iter().filter(|l| **l == class).count() as f64;
+    OneVsRest {
+        macro_roc_auc: match &all {
+            Some(v) if !v.is_empty() => Stat::of(v.iter().sum::<f64>() / v.len() as f64),
+            _ => Stat::undefined(undefined),
+        },
+        weighted_roc_auc: match &all {
+            Some(v) if !v.is_empty() => Stat::of(
+                per_class.iter().map(|(c, a)| a.unwrap_or_default() * support(c)).sum::<f64>() / labels.len() as f64,
+            ),
+            _ => Stat::undefined(undefined),
+        },
+        per_class,
     }
 }
 

@@ -1,14 +1,16 @@
-//! The file commands' work: compare two tables column by column, and score a table of
-//! predictions against its labels.
+//! The file commands' work: compare two tables column by column (whole, or per chunk), score a
+//! table of predictions against its labels, and estimate performance per chunk from scores.
 
 use super::frame::{Cells, Table};
-use crate::chunk::{self, Chunking};
+use crate::chunk::{self, Chunking, Span};
 use crate::chunked::{self, ChunkColumn, ChunkMethod, ChunkThreshold, ChunkedDrift, Values};
 use crate::compare::{self, Comparison, Options};
+use crate::estimate::{self, Estimate, EstimateOptions, Predictions};
 use crate::format::category_name;
 use crate::stats::performance::{self, Classes, Metrics, RocPoint, Task};
 use crate::Error;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A comparison of two files, as `driftline drift compare` prints it in JSON.
@@ -129,17 +131,8 @@ pub fn chunked_compare_files(
     let mut left_out = exclude.to_vec();
     left_out.extend(ts.map(str::to_owned));
     let names = chosen_columns(&r, &c, columns, &left_out)?;
-    let times = |t: &Table| ts.map(|name| t.times(name)).transpose();
-    let (reference_times, current_times) = (times(&r)?, times(&c)?);
-    let ts_name = ts.unwrap_or_default();
-    let reference_order = chunk::order(reference_times.as_deref(), ts_name)?;
-    let current_order = chunk::order(current_times.as_deref(), ts_name)?;
-    let ordered = |times: &Option<Vec<Option<i64>>>, order: &[usize]| -> Option<Vec<i64>> {
-        times.as_ref().map(|t| order.iter().map(|&i| t[i].unwrap_or_default()).collect())
-    };
-    let reference_spans =
-        chunk::split(r.rows(), ordered(&reference_times, &reference_order).as_deref(), request.chunking)?;
-    let current_spans = chunk::split(c.rows(), ordered(&current_times, &current_order).as_deref(), request.chunking)?;
+    let (reference_order, reference_spans) = cut(&r, ts, request.chunking)?;
+    let (current_order, current_spans) = cut(&c, ts, request.chunking)?;
     let mut data = Vec::with_capacity(names.len());
     for name in names {
         data.push(ChunkColumn {
@@ -158,13 +151,114 @@ pub fn chunked_compare_files(
     })
 }
 
+/// The order a table's rows are chunked in (by `timestamp`, if named; empty for file order) and
+/// its chunks.
+fn cut(table: &Table, timestamp: Option<&str>, chunking: Chunking) -> Result<(Vec<usize>, Vec<Span>), Error> {
+    let times = timestamp.map(|name| table.times(name)).transpose()?;
+    let order = chunk::order(times.as_deref(), timestamp.unwrap_or_default())?;
+    let ordered: Option<Vec<i64>> = times.map(|t| order.iter().map(|&i| t[i].unwrap_or_default()).collect());
+    let spans = chunk::split(table.rows(), ordered.as_deref(), chunking)?;
+    Ok((order, spans))
+}
+
+/// Performance estimated per chunk from two files' scores, as `driftline drift estimate` prints
+/// it in JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEstimate {
+    pub reference: FileInfo,
+    /// The analysis file.
+    pub current: FileInfo,
+    pub chunking: Chunking,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_column: Option<String>,
+    pub score: String,
+    /// The column of predicted classes, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<String>,
+    /// A score at or above it predicts class 1, without a prediction column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_threshold: Option<f64>,
+    pub label: String,
+    #[serde(flatten)]
+    pub estimate: Estimate,
+}
+
+/// What to estimate from two files.
+#[derive(Debug, Clone)]
+pub struct EstimateRequest {
+    pub chunking: Chunking,
+    pub timestamp_column: Option<String>,
+    /// Probabilities of class 1.
+    pub score: String,
+    /// Predicted classes (0/1 or true/false); the decision threshold decides otherwise.
+    pub prediction: Option<String>,
+    pub decision_threshold: f64,
+    /// Ground truth: needed in the reference; in the analysis file where known (the column may
+    /// be absent or partly empty).
+    pub label: String,
+    pub options: EstimateOptions,
+}
+
+/// Estimates a binary classifier's performance per chunk of `current` from its scores, with
+/// the calibration and thresholds learnt on `reference`.
+pub fn estimate_files(reference: &Path, current: &Path, request: &EstimateRequest) -> Result<FileEstimate, Error> {
+    let ts = request.timestamp_column.as_deref();
+    let mut wanted = vec![request.score.as_str(), request.label.as_str()];
+    wanted.extend(request.prediction.as_deref().into_iter().chain(ts));
+    let (r, c) = (Table::read_only(reference, &wanted)?, Table::read_only(current, &wanted)?);
+    let rows = |t: &Table, labels_needed: bool| -> Result<(Predictions, Vec<Span>), Error> {
+        let scores = numbers(&request.score, &t.cells(&request.score)?, "scores are probabilities of class 1")?;
+        let predicted = match &request.prediction {
+            Some(column) => binary_labels(column, &t.cells(column)?)?,
+            None => scores.iter().map(|s| s.map(|s| s >= request.decision_threshold)).collect(),
+        };
+        let labels = match t.cells(&request.label) {
+            Ok(cells) => binary_labels(&request.label, &cells)?,
+            Err(Error::MissingColumn { .. }) if !labels_needed => vec![None; t.rows()],
+            Err(e) => return Err(e),
+        };
+        let (order, spans) = cut(t, ts, request.chunking)?;
+        Ok((
+            Predictions {
+                scores: in_order(scores, &order),
+                predicted: in_order(predicted, &order),
+                labels: in_order(labels, &order),
+            },
+            spans,
+        ))
+    };
+    let (reference_rows, reference_spans) = rows(&r, true)?;
+    let (current_rows, current_spans) = rows(&c, false)?;
+    let estimate =
+        estimate::estimate(&reference_rows, &reference_spans, &current_rows, &current_spans, &request.options)?;
+    Ok(FileEstimate {
+        reference: FileInfo { path: r.path().into(), rows: r.rows() },
+        current: FileInfo { path: c.path().into(), rows: c.rows() },
+        chunking: request.chunking,
+        timestamp_column: request.timestamp_column.clone(),
+        score: request.score.clone(),
+        prediction: request.prediction.clone(),
+        decision_threshold: request.prediction.is_none().then_some(request.decision_threshold),
+        label: request.label.clone(),
+        estimate,
+    })
+}
+
+/// `values` in `order` (as they are when it is empty).
+fn in_order<T: Copy>(values: Vec<T>, order: &[usize]) -> Vec<T> {
+    if order.is_empty() {
+        return values;
+    }
+    order.iter().map(|&i| values[i]).collect()
+}
+
 /// The values in `order` (file order when it is empty).
 fn reordered(values: Values, order: &[usize]) -> Values {
     if order.is_empty() {
         return values;
     }
     match values {
-        Values::Numbers(v) => Values::Numbers(order.iter().map(|&i| v[i]).collect()),
+        Values::Numbers(v) => Values::Numbers(in_order(v, order)),
         Values::Categories(mut v) => Values::Categories(order.iter().map(|&i| v[i].take()).collect()),
     }
 }
@@ -206,13 +300,23 @@ pub struct PerformanceRequest {
     pub threshold: f64,
     /// Whether to compute the ROC curve (binary), for a report.
     pub roc_curve: bool,
+    /// Multiclass: each class's column of scores, `(class, column)`, for one-vs-rest ROC AUC.
+    pub class_scores: Vec<(String, String)>,
 }
 
 /// Scores a file's predictions against its labels.
 pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<FilePerformance, Error> {
     let PerformanceRequest { score, prediction, label, task, threshold, .. } = request;
     let (task, threshold) = (*task, *threshold);
-    let table = Table::read(path)?;
+    let mut wanted = vec![score.as_str(), label.as_str()];
+    wanted.extend(prediction.as_deref().into_iter().chain(request.class_scores.iter().map(|(_, c)| c.as_str())));
+    if !request.class_scores.is_empty() && task != Task::Multiclass {
+        return Err(Error::Invalid {
+            field: "class_scores".into(),
+            message: format!("are for the multiclass task; with the {} task use the score column", task.name()),
+        });
+    }
+    let table = Table::read_only(path, &wanted)?;
     let (s, l) = (table.cells(score)?, table.cells(label)?);
     if prediction.is_some() && task != Task::Binary {
         return Err(Error::Invalid {
@@ -267,18 +371,36 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
         }
         Task::Multiclass => {
             let (p, t) = (names(&s), names(&l));
+            let class_scores: Vec<(&String, Vec<Option<f64>>)> = request
+                .class_scores
+                .iter()
+                .map(|(class, column)| {
+                    let hint = "a class's scores are its probabilities";
+                    Ok((class, numbers(column, &table.cells(column)?, hint)?))
+                })
+                .collect::<Result<_, Error>>()?;
             let mut excluded = 0;
             let (mut predicted, mut labels) = (Vec::new(), Vec::new());
-            for (p, t) in p.iter().zip(&t) {
+            let mut kept_scores: BTreeMap<String, Vec<f64>> =
+                class_scores.iter().map(|(class, _)| ((*class).clone(), Vec::new())).collect();
+            for (row, (p, t)) in p.iter().zip(&t).enumerate() {
+                let scored = class_scores.iter().all(|(_, v)| v[row].is_some());
                 match (p, t) {
-                    (Some(p), Some(t)) => {
+                    (Some(p), Some(t)) if scored => {
                         predicted.push(p.as_str());
                         labels.push(t.as_str());
+                        for (class, v) in &class_scores {
+                            kept_scores.get_mut(*class).expect("made above").push(v[row].expect("checked"));
+                        }
                     }
                     _ => excluded += 1,
                 }
             }
-            (Metrics::Multiclass(performance::multiclass(&predicted, &labels)), excluded)
+            let mut metrics = performance::multiclass(&predicted, &labels);
+            if !class_scores.is_empty() {
+                metrics.one_vs_rest = Some(performance::one_vs_rest(&kept_scores, &labels));
+            }
+            (Metrics::Multiclass(metrics), excluded)
         }
     };
     Ok(FilePerformance {

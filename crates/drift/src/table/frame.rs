@@ -34,6 +34,23 @@ impl Table {
     /// Reads a CSV (with a header row) or Parquet file, chosen by its extension (`.csv`,
     /// `.tsv`, `.parquet`, `.pq`).
     pub fn read(path: &Path) -> Result<Self, Error> {
+        Table::read_columns(path, None)
+    }
+
+    /// Reads only the named columns of a file (the others are skipped while parsing); when one
+    /// of them is not in the file, the whole file, so that asking for the column names what is
+    /// there.
+    pub fn read_only(path: &Path, columns: &[&str]) -> Result<Self, Error> {
+        let mut wanted: Vec<&str> = Vec::with_capacity(columns.len());
+        for c in columns {
+            if !wanted.contains(c) {
+                wanted.push(c);
+            }
+        }
+        Table::read_columns(path, Some(&wanted)).or_else(|_| Table::read(path))
+    }
+
+    fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<Self, Error> {
         let shown = path.display().to_string();
         let fail = |message: String| Error::Read { path: shown.clone(), message };
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
@@ -43,6 +60,7 @@ impl Table {
                 CsvReadOptions::default()
                     .with_has_header(true)
                     .with_infer_schema_length(Some(10_000))
+                    .with_columns(columns.map(|c| c.iter().map(|c| PlSmallStr::from(*c)).collect()))
                     .map_parse_options(|o| o.with_separator(separator))
                     .try_into_reader_with_file_path(Some(path.to_path_buf()))
                     .and_then(|r| r.finish())
@@ -50,7 +68,10 @@ impl Table {
             }
             "parquet" | "pq" => {
                 let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-                ParquetReader::new(file).finish().map_err(|e| fail(e.to_string()))?
+                ParquetReader::new(file)
+                    .with_columns(columns.map(|c| c.iter().map(|c| c.to_string()).collect()))
+                    .finish()
+                    .map_err(|e| fail(e.to_string()))?
             }
             _ => {
                 return Err(fail(
