@@ -4,6 +4,9 @@
     reference.py data DIR          writes the benchmark inputs into DIR (once)
     reference.py roc DIR           times sklearn.metrics.roc_auc_score on 10,000,000 rows
     reference.py ks DIR            times scipy.stats.ks_2samp on 2 x 10,000,000 rows
+    reference.py ks_exact DIR      times ks_2samp(method="exact") on 2 x 10,000 rows
+    reference.py roc_file PATH     one whole process: pandas reads the score and label columns of
+                                   PATH (Parquet or CSV) and roc_auc_score scores them
     reference.py evidently REF CUR METHOD
                                    Evidently's data-drift preset on two CSV files (whole process)
 
@@ -41,6 +44,23 @@ def data(directory):
     if not (d / "ks_a.f64").exists():
         rng.normal(0, 1, ROWS).tofile(d / "ks_a.f64")
         rng.normal(0.002, 1, ROWS).tofile(d / "ks_b.f64")
+    if not (d / "ks_small_a.f64").exists():
+        rng.normal(0, 1, 10_000).tofile(d / "ks_small_a.f64")
+        rng.normal(0.03, 1, 10_000).tofile(d / "ks_small_b.f64")
+    if not (d / "roc.parquet").exists():
+        import pandas as pd
+        labels = np.fromfile(d / "labels.f64").astype(np.int8)
+        scores = np.fromfile(d / "scores.f64")
+        frame = pd.DataFrame({
+            "id": np.arange(ROWS, dtype=np.int64),
+            "timestamp": 1_793_491_200_000 + np.arange(ROWS, dtype=np.int64) * 10,
+            "tenure": rng.normal(30, 10, ROWS).round(2),
+            "plan": rng.choice(["basic", "standard", "premium"], ROWS),
+            "score": scores,
+            "label": labels,
+        })
+        frame.to_parquet(d / "roc.parquet", index=False)
+        frame.to_csv(d / "roc.csv", index=False)
     if not (d / "reference.csv").exists():
         import pandas as pd
         n = 200_000
@@ -72,6 +92,25 @@ def ks(directory):
     print(json.dumps({"what": "ks", "seconds": seconds, "statistic": float(r.statistic), "pvalue": float(r.pvalue)}))
 
 
+def ks_exact(directory):
+    from scipy.stats import ks_2samp
+    d = pathlib.Path(directory)
+    a = np.fromfile(d / "ks_small_a.f64")
+    b = np.fromfile(d / "ks_small_b.f64")
+    seconds, r = best_of(lambda: ks_2samp(a, b, method="exact"))
+    print(json.dumps({"what": "ks_exact", "seconds": seconds, "statistic": float(r.statistic), "pvalue": float(r.pvalue)}))
+
+
+def roc_file(path):
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+    if path.endswith(".parquet"):
+        frame = pd.read_parquet(path, columns=["score", "label"])
+    else:
+        frame = pd.read_csv(path, usecols=["score", "label"])
+    print(json.dumps({"what": "roc_file", "value": float(roc_auc_score(frame["label"], frame["score"]))}))
+
+
 def evidently(reference, current, method):
     import pandas as pd
     from evidently import Report
@@ -92,6 +131,10 @@ if __name__ == "__main__":
         roc(sys.argv[2])
     elif command == "ks":
         ks(sys.argv[2])
+    elif command == "ks_exact":
+        ks_exact(sys.argv[2])
+    elif command == "roc_file":
+        roc_file(sys.argv[2])
     elif command == "evidently":
         evidently(sys.argv[2], sys.argv[3], sys.argv[4])
     else:

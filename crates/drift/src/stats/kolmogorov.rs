@@ -19,18 +19,28 @@ pub const EXACT_MAX_N: usize = 10_000;
 /// `m` and `n`, and `d` snapped to the lattice of attainable values (`h / lcm(m, n)`), as SciPy
 /// reports it.
 ///
-/// A uniformly random monotone path from `(0, 0)` to `(m, n)` is walked forward; the
-/// probability mass that steps out of the band `|i/m - j/n| < d` is summed as it leaves, so
-/// small p-values keep their relative precision (no `1 - inside`).
+/// Equal sizes take the reflection sum ([`outside_square`], O(n)). Otherwise a uniformly random
+/// monotone path from `(0, 0)` to `(m, n)` is walked forward; the probability mass that steps
+/// out of the band `|i/m - j/n| < d` is summed as it leaves, so small p-values keep their
+/// relative precision (no `1 - inside`).
 pub fn two_sample_exact(m: usize, n: usize, d: f64) -> (f64, f64) {
-    let g = gcd(m, n);
-    let (mg, ng) = ((m / g) as i128, (n / g) as i128);
-    let lcm = mg * n as i128;
+    let lcm = (m / gcd(m, n)) as i128 * n as i128;
     let h = round_half_even(d * lcm as f64) as i128;
     let d = h as f64 / lcm as f64;
     if h <= 0 {
         return (d, 1.0);
     }
+    if m == n {
+        return (d, outside_square(n, h as usize));
+    }
+    (d, outside_band(m, n, h))
+}
+
+/// The mass of the lattice paths from `(0, 0)` to `(m, n)` that leave the band
+/// `|i·n/g − j·m/g| < h` (`g = gcd(m, n)`).
+fn outside_band(m: usize, n: usize, h: i128) -> f64 {
+    let g = gcd(m, n);
+    let (mg, ng) = ((m / g) as i128, (n / g) as i128);
     // Cell (i, j) is inside when |i·ng − j·mg| < h.
     let band = |i: usize| -> (usize, usize) {
         let c = i as i128 * ng;
@@ -83,7 +93,24 @@ pub fn two_sample_exact(m: usize, n: usize, d: f64) -> (f64, f64) {
         }
         std::mem::swap(&mut row, &mut next);
     }
-    (d, outside.clamp(0.0, 1.0))
+    outside.clamp(0.0, 1.0)
+}
+
+/// `P(D >= h/n)` for two samples of `n` values each, in O(n): by reflection,
+/// `2 · Σ_k (−1)^(k+1) C(2n, n − k·h) / C(2n, n)`, summed from the innermost term outwards as
+/// `2·A₁·(1 − A₂·(1 − A₃·(…)))`, each ratio `A_k` a product of `h` factors, so no term cancels
+/// another (SciPy's `_compute_prob_outside_square` evaluates it the same way).
+fn outside_square(n: usize, h: usize) -> f64 {
+    let mut p = 0.0f64;
+    for k in (1..=n / h).rev() {
+        // C(2n, n − k·h) / C(2n, n − (k−1)·h)
+        let mut ratio = 1.0f64;
+        for j in 0..h {
+            ratio = ratio * (n - k * h + 1 + j) as f64 / (n + (k - 1) * h + 1 + j) as f64;
+        }
+        p = ratio * (1.0 - p);
+    }
+    (2.0 * p).clamp(0.0, 1.0)
 }
 
 /// `P(D_n >= x)` for the one-sample two-sided Kolmogorov–Smirnov statistic `D_n`.
@@ -467,6 +494,24 @@ mod tests {
         let (_, p) = two_sample_exact(2, 2, 0.5);
         assert!((p - 1.0).abs() < 1e-15, "{p}");
         assert_eq!(two_sample_exact(3, 5, 0.0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn equal_sizes_take_the_reflection_sum_and_agree_with_the_lattice_walk() {
+        // The lattice walk of `two_sample_exact` for unequal sizes, run here for equal ones.
+        let walk = |n: usize, d: f64| outside_band(n, n, (d * n as f64).round() as i128);
+        for n in [1, 2, 3, 7, 50, 333, 1000] {
+            for h in 1..=n.min(40) {
+                let d = h as f64 / n as f64;
+                let (got, want) = (two_sample_exact(n, n, d).1, walk(n, d));
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.max(1e-300) || (got - want).abs() < 1e-15,
+                    "n {n} h {h}: {got} vs {want}"
+                );
+            }
+        }
+        // m = n = 2, D = 1: aabb and bbaa of the 6 orderings.
+        assert!((two_sample_exact(2, 2, 1.0).1 - 1.0 / 3.0).abs() < 1e-15);
     }
 
     #[test]
