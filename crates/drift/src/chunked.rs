@@ -128,8 +128,40 @@ impl Default for ChunkThreshold {
 pub enum Values {
     /// Numbers; missing ones `None`.
     Numbers(Vec<Option<f64>>),
-    /// Categories; missing ones `None`.
-    Categories(Vec<Option<String>>),
+    /// Categories, each row a code into `names`; missing ones `None`.
+    Categories { names: Vec<String>, codes: Vec<Option<u32>> },
+}
+
+impl Values {
+    /// Categories from each row's name (`None` when missing), each distinct name kept once.
+    pub fn categories<'a>(rows: impl IntoIterator<Item = Option<&'a str>>) -> Values {
+        let mut index: std::collections::HashMap<&'a str, u32> = std::collections::HashMap::new();
+        let mut names = Vec::new();
+        let codes = rows
+            .into_iter()
+            .map(|row| {
+                row.map(|name| {
+                    *index.entry(name).or_insert_with(|| {
+                        names.push(name.to_string());
+                        (names.len() - 1) as u32
+                    })
+                })
+            })
+            .collect();
+        Values::Categories { names, codes }
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Numbers(v) => v.len(),
+            Values::Categories { codes, .. } => codes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A column to compare, its reference and analysis values in chunk order.
@@ -223,7 +255,7 @@ fn column_results(
 ) -> ColumnOutcome {
     let numeric = match (&column.reference, &column.analysis) {
         (Values::Numbers(_), Values::Numbers(_)) => true,
-        (Values::Categories(_), Values::Categories(_)) => false,
+        (Values::Categories { .. }, Values::Categories { .. }) => false,
         _ => {
             return Err(Error::Column {
                 column: column.name.clone(),
@@ -295,17 +327,40 @@ fn quality(
     threshold: ChunkThreshold,
 ) -> Vec<ChunkValue> {
     let absent = |v: &Option<f64>| v.is_none_or(f64::is_nan);
+    // The reference's values (a missing value among them when it has one).
     let seen: Option<std::collections::HashSet<Option<&str>>> = match &column.reference {
-        Values::Categories(v) if method == ChunkMethod::UnseenValues => Some(v.iter().map(Option::as_deref).collect()),
+        Values::Categories { names, codes } if method == ChunkMethod::UnseenValues => {
+            let mut used = vec![false; names.len()];
+            let mut missing = false;
+            for code in codes {
+                match code {
+                    Some(c) => used[*c as usize] = true,
+                    None => missing = true,
+                }
+            }
+            let present = names.iter().zip(used).filter(|(_, u)| *u).map(|(n, _)| Some(n.as_str()));
+            Some(present.chain(missing.then_some(None)).collect())
+        }
         _ => None,
     };
     let share = |values: &Values, span: &Span| -> Option<f64> {
         let n = span.end - span.start;
         let hits = match (values, &seen) {
             (Values::Numbers(v), _) => v[span.start..span.end].iter().filter(|x| absent(x)).count(),
-            (Values::Categories(v), None) => v[span.start..span.end].iter().filter(|x| x.is_none()).count(),
-            (Values::Categories(v), Some(seen)) => {
-                v[span.start..span.end].iter().filter(|x| !seen.contains(&x.as_deref())).count()
+            (Values::Categories { codes, .. }, None) => {
+                codes[span.start..span.end].iter().filter(|x| x.is_none()).count()
+            }
+            (Values::Categories { names, codes }, Some(seen)) => {
+                // Whether each of this side's names was seen, once per name, not per row.
+                let known: Vec<bool> = names.iter().map(|n| seen.contains(&Some(n.as_str()))).collect();
+                let missing_seen = seen.contains(&None);
+                codes[span.start..span.end]
+                    .iter()
+                    .filter(|x| match x {
+                        Some(c) => !known[*c as usize],
+                        None => !missing_seen,
+                    })
+                    .count()
             }
         };
         (n > 0).then(|| hits as f64 / n as f64)
@@ -393,9 +448,9 @@ fn slice<'a>(values: &'a Values, span: &Span) -> Chunk<'a> {
         Values::Numbers(v) => {
             Chunk::Numbers(v[span.start..span.end].iter().flatten().copied().filter(|x| x.is_finite()).collect())
         }
-        Values::Categories(v) => {
-            Chunk::Categories(v[span.start..span.end].iter().flatten().map(String::as_str).collect())
-        }
+        Values::Categories { names, codes } => Chunk::Categories(
+            codes[span.start..span.end].iter().flatten().map(|c| names[*c as usize].as_str()).collect(),
+        ),
     }
 }
 
@@ -433,7 +488,7 @@ enum Fitted {
 
 impl Fitted {
     fn fit(method: ChunkMethod, reference: &Values) -> Fitted {
-        let everything = Span { key: String::new(), start: 0, end: len(reference), start_ms: None, end_ms: None };
+        let everything = Span { key: String::new(), start: 0, end: reference.len(), start_ms: None, end_ms: None };
         match (method, slice(reference, &everything)) {
             (_, Chunk::Numbers(v)) if v.is_empty() => Fitted::Empty,
             (_, Chunk::Categories(v)) if v.is_empty() => Fitted::Empty,
@@ -538,13 +593,6 @@ impl Fitted {
             }
             _ => (None, None),
         }
-    }
-}
-
-fn len(values: &Values) -> usize {
-    match values {
-        Values::Numbers(v) => v.len(),
-        Values::Categories(v) => v.len(),
     }
 }
 

@@ -20,6 +20,10 @@
 //! sampling errors kept within [0, 1]. Thresholds are mean ± k·σ of the *realised* metric over
 //! the reference chunks, within [0, 1]; a chunk alerts when its estimate is outside them. Where a
 //! chunk has labels, its realised metric is given beside the estimate.
+//!
+//! With [`Basis::Realized`] the same machinery gives NannyML's realised performance per chunk:
+//! each chunk's metric from its labels, with the same sampling errors, bands and thresholds,
+//! alerting on the realised value.
 
 use std::collections::BTreeMap;
 
@@ -124,8 +128,9 @@ pub struct EstimateOptions {
     pub metrics: Vec<EstimateMetric>,
     pub calibrate: Calibrate,
     /// Thresholds: mean ± k·σ of the realised metric over the reference chunks, or a constant
-    /// lower bound (a chunk alerts when its estimate is below it).
+    /// lower bound (a chunk alerts when its value is below it).
     pub threshold: ChunkThreshold,
+    pub basis: Basis,
 }
 
 impl Default for EstimateOptions {
@@ -134,8 +139,21 @@ impl Default for EstimateOptions {
             metrics: EstimateMetric::ALL.to_vec(),
             calibrate: Calibrate::Auto,
             threshold: ChunkThreshold::default(),
+            basis: Basis::Estimated,
         }
     }
+}
+
+/// What a chunk's value is, and so what alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Estimated from the scores (CBPE); the realised value, where labels are known, beside it.
+    #[default]
+    Estimated,
+    /// Realised, from the chunk's labels (NannyML's performance calculator): the same
+    /// thresholds, sampling errors and bands, no calibration, and no separate realised value.
+    Realized,
 }
 
 /// How the scores were calibrated.
@@ -186,6 +204,8 @@ pub struct EstimatedChunk {
 /// Performance estimated per chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
+    /// Whether the values are estimates (with realised values beside them) or realised.
+    pub basis: Basis,
     pub calibration: CalibrationReport,
     pub threshold: ChunkThreshold,
     pub metrics: Vec<EstimateMetric>,
@@ -231,7 +251,20 @@ pub fn estimate(
         });
     }
     let spread = Spread::of(&fit);
-    let (calibration, calibrator) = calibrate(&fit, options.calibrate);
+    let (calibration, calibrator) = match options.basis {
+        Basis::Estimated => calibrate(&fit, options.calibrate),
+        Basis::Realized => {
+            let reason = "realised from the labels: scores are not calibrated".to_string();
+            let report = CalibrationReport {
+                calibrated: false,
+                reason,
+                error_before: None,
+                error_after: None,
+                knots: Vec::new(),
+            };
+            (report, None)
+        }
+    };
     let calibrated = |s: f64| calibrator.as_ref().map_or(s, |c| c.calibrate(s));
 
     let periods: Vec<(&Predictions, &Span)> =
@@ -239,15 +272,25 @@ pub fn estimate(
     let measured: Vec<ChunkMeasures> = in_parallel(&periods, |(rows, span)| {
         let used = Rows::scored(rows, span.start..span.end);
         let labelled = Rows::complete(rows, span.start..span.end);
-        let p: Vec<f64> = used.scores.iter().map(|s| calibrated(*s)).collect();
+        let p: Vec<f64> = match options.basis {
+            Basis::Estimated => used.scores.iter().map(|s| calibrated(*s)).collect(),
+            Basis::Realized => Vec::new(),
+        };
         let per_metric = options
             .metrics
             .iter()
             .map(|m| {
-                let measured = Measured {
-                    value: estimated(*m, &used, &p),
-                    sampling_error: spread.error(*m, used.scores.len()),
-                    realized: realized(*m, &labelled),
+                let measured = match options.basis {
+                    Basis::Estimated => Measured {
+                        value: estimated(*m, &used, &p),
+                        sampling_error: spread.error(*m, used.scores.len()),
+                        realized: realized(*m, &labelled),
+                    },
+                    Basis::Realized => Measured {
+                        value: realized(*m, &labelled),
+                        sampling_error: spread.error(*m, labelled.scores.len()),
+                        realized: None,
+                    },
                 };
                 (*m, measured)
             })
@@ -267,7 +310,13 @@ pub fn estimate(
                         .iter()
                         .zip(&measured)
                         .filter(|(info, _)| info.is_reference())
-                        .map(|(_, measures)| measures.per_metric[m].realized)
+                        .map(|(_, measures)| {
+                            let measured = measures.per_metric[m];
+                            match options.basis {
+                                Basis::Estimated => measured.realized,
+                                Basis::Realized => measured.value,
+                            }
+                        })
                         .collect();
                     share_band(&realized, k)
                 }
@@ -308,6 +357,7 @@ pub fn estimate(
     let alerting_chunks =
         chunks.iter().filter(|c| !c.chunk.is_reference() && c.metrics.values().any(|v| v.alert)).count();
     Ok(Estimate {
+        basis: options.basis,
         calibration,
         threshold: options.threshold,
         metrics: options.metrics.clone(),

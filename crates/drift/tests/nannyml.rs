@@ -1,5 +1,5 @@
-//! Drift per chunk, data quality per chunk and performance estimated without labels (CBPE)
-//! against NannyML 0.13.1 on its synthetic car-loan data set: the chunks (keys, rows, times),
+//! Drift per chunk, data quality per chunk, performance estimated without labels (CBPE) and
+//! realised performance per chunk against NannyML 0.13.1 on its synthetic car-loan data set: the chunks (keys, rows, times),
 //! every statistic of every column in every chunk, every estimate, the thresholds and the
 //! alerts. The numbers were written by `fixtures/nannyml/generate.py` (its `RULES.md` says how
 //! NannyML computes each of them).
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use chrono::NaiveDateTime;
 use driftline_drift::chunk::{Chunking, Period};
 use driftline_drift::chunked::{ChunkMethod, ChunkThreshold};
-use driftline_drift::estimate::{EstimateMetric, EstimateOptions};
+use driftline_drift::estimate::{Basis, EstimateMetric, EstimateOptions};
 use driftline_drift::table::files::{chunked_compare_files, estimate_files, ChunkRequest, EstimateRequest};
 use serde_json::Value;
 
@@ -297,4 +297,75 @@ fn performance_estimates_equal_nannyml_cbpe() {
     // 3 runs × (20, 16, 21) chunks × 6 metrics, and NannyML's 66 alerts among them.
     assert_eq!(compared, (20 + 16 + 21) * 6);
     assert_eq!(alerts, 30 + 5 + 31);
+}
+
+/// Realised performance per chunk (NannyML's performance calculator) from the same machinery:
+/// each chunk's metric from its labels equals the `realized` value NannyML recorded beside its
+/// estimates, with the same thresholds and sampling errors, and a chunk alerts exactly when its
+/// realised value is outside the thresholds.
+#[test]
+fn realised_performance_per_chunk_equals_nannyml() {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected_cbpe.json")).unwrap()).unwrap();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    let mut alerts = 0;
+    for (run, chunking) in
+        [("chunk_size_5000", Chunking::Size(5_000)), ("chunk_period_M", Chunking::Period(Period::Month))]
+    {
+        let e = &expected["runs"][run];
+        let request = EstimateRequest {
+            chunking,
+            timestamp_column: Some("timestamp".into()),
+            score: "y_pred_proba".into(),
+            prediction: Some("y_pred".into()),
+            decision_threshold: 0.5,
+            label: "repaid".into(),
+            options: EstimateOptions { basis: Basis::Realized, ..EstimateOptions::default() },
+        };
+        let got = estimate_files(
+            &fixtures().join("car_loan_reference.parquet"),
+            &fixtures().join("car_loan_analysis.parquet"),
+            &request,
+        )
+        .unwrap();
+        assert!(!got.estimate.calibration.calibrated);
+        let sort = &e["auroc_sampling_error_component_by_sort"];
+        let tie_ratio = sort["default"]["std"].as_f64().unwrap() / sort["stable"]["std"].as_f64().unwrap();
+        for (g, x) in got.estimate.chunks.iter().zip(e["chunks"].as_array().unwrap()) {
+            for (metric, want) in x["metrics"].as_object().unwrap() {
+                let m: EstimateMetric = metric.parse().unwrap();
+                let have = &g.metrics[&m];
+                let at = format!("{run} {} {} {metric}", x["period"], x["key"]);
+                compared += 1;
+                let error = have.sampling_error.map(|se| if m == EstimateMetric::RocAuc { se * tie_ratio } else { se });
+                for (name, have, want) in [
+                    ("value", have.value, &want["realized"]),
+                    ("upper threshold", have.upper_threshold, &want["upper_threshold"]),
+                    ("lower threshold", have.lower_threshold, &want["lower_threshold"]),
+                    ("sampling error", error, &want["sampling_error"]),
+                ] {
+                    if !close(have, want) {
+                        failures.push(format!("{at}: {name} {have:?} != {want}"));
+                    }
+                }
+                let (lower, upper) =
+                    (want["lower_threshold"].as_f64().unwrap(), want["upper_threshold"].as_f64().unwrap());
+                let outside = want["realized"].as_f64().is_some_and(|r| r < lower || r > upper);
+                alerts += usize::from(outside);
+                if have.alert != outside {
+                    failures.push(format!("{at}: alert {} but the realised value is {}", have.alert, want["realized"]));
+                }
+            }
+        }
+        assert!(got.estimate.chunks.iter().all(|c| c.metrics.values().all(|v| v.realized.is_none())), "{run}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(40)].join("\n")
+    );
+    assert_eq!(compared, (20 + 21) * 6);
+    assert!(alerts > 10, "the drifted months alert: {alerts}");
 }

@@ -8,7 +8,7 @@ use driftline_core::time::now_ms;
 use driftline_drift::chunk::{Chunking, Period};
 use driftline_drift::chunked::{ChunkMethod, ChunkThreshold};
 use driftline_drift::compare::{Method, Options};
-use driftline_drift::estimate::{Calibrate, EstimateMetric, EstimateOptions};
+use driftline_drift::estimate::{Basis, Calibrate, Estimate, EstimateMetric, EstimateOptions};
 use driftline_drift::format::time;
 use driftline_drift::job::estimates;
 use driftline_drift::job::persist::write_reports;
@@ -451,12 +451,35 @@ pub(crate) struct PerformanceArgs {
     /// A binary score at or above it predicts class 1.
     #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD", default_value_t = 0.5)]
     threshold: f64,
-    /// table, json or html (metrics, confusion matrix and ROC curve on one page).
+    /// table, json or html (metrics, confusion matrix and ROC curve on one page); with chunks
+    /// also csv.
     #[arg(long, value_enum, env = "DRIFTLINE_DRIFT_FORMAT", default_value = "table")]
     format: Format,
     /// Write to this file instead of standard output.
     #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
     output: Option<PathBuf>,
+    /// Performance per chunk (binary task): the reference file (scores, predicted classes and
+    /// labels) whose chunks set each metric's thresholds; ten chunks unless a chunking is given.
+    #[arg(long, env = "DRIFTLINE_DRIFT_REFERENCE")]
+    reference: Option<PathBuf>,
+    #[command(flatten)]
+    chunks: ChunkArgs,
+    /// With --reference: the metrics (comma-separated): roc_auc, f1, precision, recall,
+    /// specificity, accuracy.
+    #[arg(
+        long,
+        env = "DRIFTLINE_DRIFT_METRICS",
+        value_delimiter = ',',
+        default_value = "roc_auc,f1,precision,recall,specificity,accuracy"
+    )]
+    metrics: Vec<EstimateMetric>,
+    /// With --reference: thresholds are the mean of the metric over the reference chunks plus
+    /// and minus this many of its standard deviations, within [0, 1].
+    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD_SD", default_value_t = 3.0)]
+    threshold_sd: f64,
+    /// With --reference: exit with status 3 when any chunk of the input alerts.
+    #[arg(long, visible_alias = "fail-on-drift", env = "DRIFTLINE_DRIFT_FAIL_ON_ALERT")]
+    fail_on_alert: bool,
 }
 
 pub(crate) async fn run(command: DriftCommand) -> anyhow::Result<()> {
@@ -893,7 +916,14 @@ impl std::error::Error for DriftFound {}
 
 fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number (got {})", args.threshold);
+    if args.reference.is_some() || args.chunks.chunking().is_some() {
+        return chunked_performance(&args);
+    }
     anyhow::ensure!(args.format != Format::Csv, "--format csv is for chunked comparisons; use table, json or html");
+    anyhow::ensure!(
+        args.chunks.timestamp_column.is_none(),
+        "--timestamp-column orders rows for chunks; add --reference and --chunk-size, --chunk-number or --chunk-period"
+    );
     let class_scores = args
         .class_scores
         .iter()
@@ -934,6 +964,74 @@ fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
     emit(&text, args.output.as_ref())
 }
 
+/// `drift performance` per chunk: realised performance of each chunk of the input against
+/// thresholds from the reference's chunks.
+fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
+    let reference = args.reference.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "--reference: performance per chunk sets its thresholds from a reference's chunks; name the reference file"
+        )
+    })?;
+    anyhow::ensure!(args.task == Task::Binary, "performance per chunk is for the binary task (--task binary)");
+    anyhow::ensure!(
+        args.threshold_sd.is_finite() && args.threshold_sd >= 0.0,
+        "--threshold-sd must be a non-negative number (got {})",
+        args.threshold_sd
+    );
+    let request = EstimateRequest {
+        chunking: args.chunks.chunking().unwrap_or(Chunking::Number(10)),
+        timestamp_column: args.chunks.timestamp_column.clone(),
+        score: args.score.clone(),
+        prediction: args.prediction.clone(),
+        decision_threshold: args.threshold,
+        label: args.label.clone(),
+        options: EstimateOptions {
+            metrics: args.metrics.clone(),
+            calibrate: Calibrate::Never,
+            threshold: ChunkThreshold::StandardDeviations(args.threshold_sd),
+            basis: Basis::Realized,
+        },
+    };
+    let result = files::estimate_files(reference, &args.input, &request).map_err(chunk_flags)?;
+    let subtitle = format!(
+        "reference {} ({} rows) · input {} ({} rows) · score {} · label {}",
+        result.reference.path,
+        result.reference.rows,
+        result.current.path,
+        result.current.rows,
+        result.score,
+        result.label
+    );
+    chunked_output(&result, args.format, args.output.as_ref(), "driftline performance, by chunk", &subtitle)?;
+    fail_on_alerts(args.fail_on_alert, &result.estimate)
+}
+
+/// Writes performance per chunk (estimated or realised) in the format asked for.
+fn chunked_output(
+    result: &files::FileEstimate,
+    format: Format,
+    output: Option<&PathBuf>,
+    title: &str,
+    subtitle: &str,
+) -> anyhow::Result<()> {
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(result)? + "\n",
+        Format::Table => text::estimate_table(&result.estimate),
+        Format::Csv => text::estimate_csv(&result.estimate),
+        Format::Html => html::estimate_page(&result.estimate, title, subtitle),
+    };
+    emit(&text, output)
+}
+
+/// With `--fail-on-alert`: the error that exits with status 3 when an analysis chunk alerted.
+fn fail_on_alerts(asked: bool, e: &Estimate) -> anyhow::Result<()> {
+    if asked && e.alerting_chunks > 0 {
+        let analysis = e.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
+        return Err(DriftFound { drifted: e.alerting_chunks, of: analysis, what: "analysis chunks alerted" }.into());
+    }
+    Ok(())
+}
+
 fn estimate(args: EstimateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.threshold_sd.is_finite() && args.threshold_sd >= 0.0,
@@ -963,29 +1061,16 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<()> {
                 Some(t) => ChunkThreshold::Constant(t),
                 None => ChunkThreshold::StandardDeviations(args.threshold_sd),
             },
+            basis: Basis::Estimated,
         },
     };
     let result = files::estimate_files(&args.reference, &args.analysis, &request).map_err(chunk_flags)?;
-    let text = match args.format {
-        Format::Json => serde_json::to_string_pretty(&result)? + "\n",
-        Format::Table => text::estimate_table(&result.estimate),
-        Format::Csv => text::estimate_csv(&result.estimate),
-        Format::Html => html::estimate_page(
-            &result.estimate,
-            "driftline performance estimate, by chunk",
-            &format!(
-                "reference {} ({} rows) · analysis {} ({} rows) · score {}",
-                result.reference.path, result.reference.rows, result.current.path, result.current.rows, result.score
-            ),
-        ),
-    };
-    emit(&text, args.output.as_ref())?;
-    if args.fail_on_alert && result.estimate.alerting_chunks > 0 {
-        let analysis = result.estimate.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
-        let drifted = result.estimate.alerting_chunks;
-        return Err(DriftFound { drifted, of: analysis, what: "analysis chunks alerted" }.into());
-    }
-    Ok(())
+    let subtitle = format!(
+        "reference {} ({} rows) · analysis {} ({} rows) · score {}",
+        result.reference.path, result.reference.rows, result.current.path, result.current.rows, result.score
+    );
+    chunked_output(&result, args.format, args.output.as_ref(), "driftline performance estimate, by chunk", &subtitle)?;
+    fail_on_alerts(args.fail_on_alert, &result.estimate)
 }
 
 fn emit(text: &str, output: Option<&PathBuf>) -> anyhow::Result<()> {

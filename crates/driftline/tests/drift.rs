@@ -915,3 +915,45 @@ fn multiclass_performance_with_class_scores() {
     let err = failure(&run(&["--class-scores", "a=p_a"]));
     assert!(err.contains("--class-scores: are for the multiclass task"), "{err}");
 }
+
+#[test]
+fn realised_performance_per_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    write_scores(dir.path());
+    // Labelled input: the first half behaves as the reference, in the second the labels no
+    // longer follow the scores.
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut input = String::from("score,predicted,label\n");
+    for i in 0..2000 {
+        let p: f64 = rng.random();
+        let label = if i < 1000 { rng.random::<f64>() < p } else { rng.random::<bool>() };
+        input.push_str(&format!("{:.4},{},{}\n", p * p, u8::from(p >= 0.5), u8::from(label)));
+    }
+    std::fs::write(dir.path().join("labelled.csv"), input).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["drift", "performance", "--input", "labelled.csv", "--score", "score"];
+        args.extend_from_slice(&["--prediction", "predicted", "--label", "label"]);
+        args.extend_from_slice(extra);
+        driftline(dir.path(), &args)
+    };
+    let chunked = ["--reference", "scored_reference.csv", "--chunk-size", "500"];
+    let report: Value = serde_json::from_str(&stdout(&run(&[&chunked[..], &["--format", "json"]].concat()))).unwrap();
+    assert_eq!(report["basis"], json!("realized"));
+    let chunks = report["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 8);
+    for (i, c) in chunks[4..].iter().enumerate() {
+        let accuracy = &c["metrics"]["accuracy"];
+        assert_eq!(accuracy["alert"], json!(i >= 2), "the second half alerts: {accuracy}");
+        assert_eq!(accuracy["realized"], Value::Null, "the value is the realised one");
+    }
+    let table = stdout(&run(&chunked));
+    assert!(table.contains("realised") && !table.contains("scores calibrated"), "{table}");
+    assert_eq!(run(&[&chunked[..], &["--fail-on-alert"]].concat()).status.code(), Some(3));
+
+    let err = failure(&run(&["--chunk-size", "500"]));
+    assert!(err.contains("--reference: performance per chunk"), "{err}");
+    let err = failure(&run(&["--timestamp-column", "t"]));
+    assert!(err.contains("--timestamp-column orders rows for chunks"), "{err}");
+    let err = failure(&run(&["--reference", "scored_reference.csv", "--task", "regression"]));
+    assert!(err.contains("binary task"), "{err}");
+}

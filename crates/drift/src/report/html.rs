@@ -3,7 +3,7 @@
 
 use crate::chunked::ChunkedDrift;
 use crate::compare::{Comparison, Histogram};
-use crate::estimate::{Estimate, EstimatedValue};
+use crate::estimate::{Basis, Estimate, EstimatedValue};
 use crate::format::{number, shorten};
 use crate::stats::performance::{Metrics, RocPoint};
 use crate::table::files::FilePerformance;
@@ -327,15 +327,28 @@ pub fn estimate_page(e: &Estimate, title: &str, subtitle: &str) -> String {
     let analysis = e.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
     let (class, verdict) =
         if e.alerting_chunks > 0 { ("drift", "Performance alerts") } else { ("ok", "No performance alerts") };
+    let (scores, legend) = match e.basis {
+        Basis::Estimated => (
+            format!(
+                " Scores {}: {}.",
+                if e.calibration.calibrated { "calibrated (isotonic)" } else { "used as they are" },
+                escape(&e.calibration.reason)
+            ),
+            format!(
+                "<span style=\"background:{REFERENCE}\"></span>estimated (band: three sampling errors)\
+                 <span style=\"background:{CURRENT}\"></span>realised, where labels are known"
+            ),
+        ),
+        Basis::Realized => (
+            String::new(),
+            format!("<span style=\"background:{REFERENCE}\"></span>realised (band: three sampling errors)"),
+        ),
+    };
     let _ = write!(
         out,
-        "<div class=\"banner {class}\"><b>{verdict}</b>: {} of {analysis} analysis chunks alerted. Scores {}: {}.</div>\
-         <p class=\"legend\"><span style=\"background:{REFERENCE}\"></span>estimated (band: three sampling errors)\
-         <span style=\"background:{CURRENT}\"></span>realised, where labels are known\
-         <span style=\"background:#b42318\"></span>thresholds</p><div class=\"grid\">",
+        "<div class=\"banner {class}\"><b>{verdict}</b>: {} of {analysis} analysis chunks alerted.{scores}</div>\
+         <p class=\"legend\">{legend}<span style=\"background:#b42318\"></span>thresholds</p><div class=\"grid\">",
         e.alerting_chunks,
-        if e.calibration.calibrated { "calibrated (isotonic)" } else { "used as they are" },
-        escape(&e.calibration.reason)
     );
     for metric in &e.metrics {
         let points: Vec<ChunkPoint> = e

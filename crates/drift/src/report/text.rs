@@ -4,7 +4,7 @@
 use crate::chunk::ChunkInfo;
 use crate::chunked::{ChunkMethod, ChunkValue, ChunkedDrift};
 use crate::compare::Comparison;
-use crate::estimate::{Estimate, EstimateMetric, EstimatedValue};
+use crate::estimate::{Basis, Estimate, EstimateMetric, EstimatedValue};
 use crate::format::number;
 use crate::stats::performance::{Binary, Multiclass, Regression};
 use crate::stats::value::Stat;
@@ -141,25 +141,27 @@ pub fn chunks_csv(d: &ChunkedDrift) -> String {
     out
 }
 
-/// Performance estimated per chunk: one row per chunk and metric, then how scores were
-/// calibrated and how many analysis chunks alerted.
+/// Performance per chunk, estimated or realised: one row per chunk and metric, then (for
+/// estimates) how scores were calibrated, and how many analysis chunks alerted.
 pub fn estimate_table(e: &Estimate) -> String {
-    let mut rows = vec![[
+    let estimated = e.basis == Basis::Estimated;
+    let header = [
         "chunk".to_string(),
         "period".into(),
         "rows".into(),
         "metric".into(),
-        "estimate".into(),
+        if estimated { "estimate" } else { "realised" }.into(),
         "band".into(),
         "realised".into(),
         "thresholds".into(),
         "alert".into(),
-    ]];
+    ];
     let shown = |x: Option<f64>| x.map(number).unwrap_or_else(|| "—".into());
     let range = |lo: Option<f64>, hi: Option<f64>| match (lo, hi) {
         (None, None) => "—".to_string(),
         (lo, hi) => format!("{} .. {}", shown(lo), shown(hi)),
     };
+    let mut rows = vec![header];
     for (chunk, metric, v) in estimate_rows(e) {
         rows.push([
             chunk.key.clone(),
@@ -173,10 +175,23 @@ pub fn estimate_table(e: &Estimate) -> String {
             if v.alert { "ALERT".into() } else { "ok".into() },
         ]);
     }
-    let mut out = text_table(&rows);
+    let mut out = if estimated {
+        text_table(&rows)
+    } else {
+        // Realised values need no second column of them.
+        let rows: Vec<[String; 8]> = rows
+            .into_iter()
+            .map(|[a, b, c, d, value, band, _, thresholds, alert]| [a, b, c, d, value, band, thresholds, alert])
+            .collect();
+        text_table(&rows)
+    };
     let analysis = e.chunks.iter().filter(|c| !c.chunk.is_reference()).count();
-    let how = if e.calibration.calibrated { "calibrated (isotonic)" } else { "used as they are" };
-    let _ = writeln!(out, "\nscores {how}: {}", e.calibration.reason);
+    if estimated {
+        let how = if e.calibration.calibrated { "calibrated (isotonic)" } else { "used as they are" };
+        let _ = writeln!(out, "\nscores {how}: {}", e.calibration.reason);
+    } else {
+        out.push('\n');
+    }
     let _ = writeln!(out, "{} of {} analysis chunks alerted", e.alerting_chunks, analysis);
     out
 }

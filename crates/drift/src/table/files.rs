@@ -5,7 +5,7 @@ use super::frame::{Cells, Table};
 use crate::chunk::{self, Chunking, Span};
 use crate::chunked::{self, ChunkColumn, ChunkMethod, ChunkThreshold, ChunkedDrift, Values};
 use crate::compare::{self, Comparison, Options};
-use crate::estimate::{self, Estimate, EstimateOptions, Predictions};
+use crate::estimate::{self, Basis, Estimate, EstimateOptions, Predictions};
 use crate::format::category_name;
 use crate::stats::performance::{self, Classes, Metrics, RocPoint, Task};
 use crate::Error;
@@ -47,7 +47,7 @@ pub fn compare_files(
     options: &Options,
 ) -> Result<FileComparison, Error> {
     options.validate()?;
-    let (r, c) = (Table::read(reference)?, Table::read(current)?);
+    let (r, c) = (read_for(reference, columns, None)?, read_for(current, columns, None)?);
     let names = chosen_columns(&r, &c, columns, exclude)?;
     let mut data = Vec::with_capacity(names.len());
     for name in names {
@@ -126,8 +126,8 @@ pub fn chunked_compare_files(
     exclude: &[String],
     request: &ChunkRequest,
 ) -> Result<FileChunkedDrift, Error> {
-    let (r, c) = (Table::read(reference)?, Table::read(current)?);
     let ts = request.timestamp_column.as_deref();
+    let (r, c) = (read_for(reference, columns, ts)?, read_for(current, columns, ts)?);
     let mut left_out = exclude.to_vec();
     left_out.extend(ts.map(str::to_owned));
     let names = chosen_columns(&r, &c, columns, &left_out)?;
@@ -149,6 +149,15 @@ pub fn chunked_compare_files(
         timestamp_column: request.timestamp_column.clone(),
         drift,
     })
+}
+
+/// A file with only `columns` and `timestamp` read, or all of it when no columns are named.
+fn read_for(path: &Path, columns: &[String], timestamp: Option<&str>) -> Result<Table, Error> {
+    if columns.is_empty() {
+        return Table::read(path);
+    }
+    let wanted: Vec<&str> = columns.iter().map(String::as_str).chain(timestamp).collect();
+    Table::read_only(path, &wanted)
 }
 
 /// The order a table's rows are chunked in (by `timestamp`, if named; empty for file order) and
@@ -200,7 +209,8 @@ pub struct EstimateRequest {
 }
 
 /// Estimates a binary classifier's performance per chunk of `current` from its scores, with
-/// the calibration and thresholds learnt on `reference`.
+/// the calibration and thresholds learnt on `reference` (or, with [`Basis::Realized`], gives
+/// its realised performance per chunk from `current`'s labels, which it then needs).
 pub fn estimate_files(reference: &Path, current: &Path, request: &EstimateRequest) -> Result<FileEstimate, Error> {
     let ts = request.timestamp_column.as_deref();
     let mut wanted = vec![request.score.as_str(), request.label.as_str()];
@@ -228,7 +238,7 @@ pub fn estimate_files(reference: &Path, current: &Path, request: &EstimateReques
         ))
     };
     let (reference_rows, reference_spans) = rows(&r, true)?;
-    let (current_rows, current_spans) = rows(&c, false)?;
+    let (current_rows, current_spans) = rows(&c, request.options.basis == Basis::Realized)?;
     let estimate =
         estimate::estimate(&reference_rows, &reference_spans, &current_rows, &current_spans, &request.options)?;
     Ok(FileEstimate {
@@ -259,7 +269,7 @@ fn reordered(values: Values, order: &[usize]) -> Values {
     }
     match values {
         Values::Numbers(v) => Values::Numbers(in_order(v, order)),
-        Values::Categories(mut v) => Values::Categories(order.iter().map(|&i| v[i].take()).collect()),
+        Values::Categories { names, codes } => Values::Categories { names, codes: in_order(codes, order) },
     }
 }
 

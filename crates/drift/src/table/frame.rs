@@ -121,9 +121,11 @@ impl Table {
     /// A column's values for chunked comparisons: numbers, or text (booleans as `true` and
     /// `false`).
     pub fn values(&self, name: &str) -> Result<crate::chunked::Values, Error> {
-        Ok(match self.cells(name)? {
-            Cells::Numbers(v) => crate::chunked::Values::Numbers(v),
-            Cells::Text(v) => crate::chunked::Values::Categories(v),
+        use crate::chunked::Values;
+        Ok(match self.typed(name)? {
+            Typed::Numbers(v) => Values::Numbers(v),
+            Typed::Booleans(b) => Values::categories(b.iter().map(|b| b.map(|b| if b { "true" } else { "false" }))),
+            Typed::Text(s) => Values::categories(s.iter()),
         })
     }
 
