@@ -205,6 +205,34 @@ mod tests {
     }
 
     #[test]
+    fn parquet_reads_small_integers_and_date_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let times = Series::new("at".into(), &[1_793_491_200_000i64, 1_793_491_260_000, 1_793_491_320_000])
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
+            .unwrap();
+        let mut frame = DataFrame::new(
+            3,
+            vec![
+                Series::new("label".into(), &[1i8, 0, 1]).into(),
+                Series::new("count".into(), &[7u16, 8, 9]).into(),
+                times.into(),
+            ],
+        )
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut frame).unwrap();
+        let table = Table::read(&path).unwrap();
+        assert_eq!(table.cells("label").unwrap(), Cells::Numbers(vec![Some(1.0), Some(0.0), Some(1.0)]));
+        assert_eq!(table.cells("count").unwrap(), Cells::Numbers(vec![Some(7.0), Some(8.0), Some(9.0)]));
+        assert_eq!(
+            table.times("at").unwrap(),
+            vec![Some(1_793_491_200_000), Some(1_793_491_260_000), Some(1_793_491_320_000)]
+        );
+        let only = Table::read_only(&path, &["label"]).unwrap();
+        assert_eq!(only.column_names(), ["label"], "only the column asked for is read");
+    }
+
+    #[test]
     fn unknown_extensions_are_refused_with_the_fix() {
         let err = Table::read(Path::new("data.xlsx")).unwrap_err().to_string();
         assert!(err.contains(".csv") && err.contains(".parquet"), "{err}");
