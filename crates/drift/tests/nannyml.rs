@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use chrono::NaiveDateTime;
 use driftline_drift::chunk::{Chunking, Period};
 use driftline_drift::chunked::{ChunkMethod, ChunkThreshold};
-use driftline_drift::estimate::{Basis, EstimateMetric, EstimateOptions};
+use driftline_drift::estimate::{Basis, Estimate, EstimateMetric, EstimateOptions};
 use driftline_drift::table::files::{chunked_compare_files, estimate_files, ChunkRequest, EstimateRequest};
 use serde_json::Value;
 
@@ -25,6 +25,44 @@ fn close(got: Option<f64>, expected: &Value) -> bool {
         (Some(g), Some(e)) => (g - e).abs() <= 1e-9 * e.abs().max(g.abs()) || (g - e).abs() <= 1e-12,
         _ => false,
     }
+}
+
+/// Fails with the first 40 differences, if there are any.
+fn all_equal(failures: &[String], compared: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(40)].join("\n")
+    );
+}
+
+/// Performance per chunk of the car-loan data on `basis`, its score, predicted class and label
+/// as the CBPE fixture names them.
+fn car_loan_performance(chunking: Chunking, basis: Basis) -> Estimate {
+    let request = EstimateRequest {
+        chunking,
+        timestamp_column: Some("timestamp".into()),
+        score: "y_pred_proba".into(),
+        prediction: Some("y_pred".into()),
+        decision_threshold: 0.5,
+        label: "repaid".into(),
+        options: EstimateOptions { basis, ..EstimateOptions::default() },
+    };
+    estimate_files(
+        &fixtures().join("car_loan_reference.parquet"),
+        &fixtures().join("car_loan_analysis.parquet"),
+        &request,
+    )
+    .unwrap()
+    .estimate
+}
+
+/// NannyML's ROC AUC sampling-error component over ours: they differ only by how a sort orders
+/// tied scores (RULES.md §5.6), and both are in the fixture.
+fn tie_ratio(run: &Value) -> f64 {
+    let sort = &run["auroc_sampling_error_component_by_sort"];
+    sort["default"]["std"].as_f64().unwrap() / sort["stable"]["std"].as_f64().unwrap()
 }
 
 fn millis(text: &str) -> i64 {
@@ -101,12 +139,7 @@ fn chunked_drift_equals_nannyml_on_the_car_loan_data() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {compared} differ:\n{}",
-        failures.len(),
-        failures[..failures.len().min(40)].join("\n")
-    );
+    all_equal(&failures, compared);
     // 3 runs × (20, 16, 21) chunks × (4 numeric + 3 categorical columns) × 4 statistics.
     assert_eq!(compared, (20 + 16 + 21) * 7 * 4);
 }
@@ -175,12 +208,7 @@ fn data_quality_per_chunk_equals_nannyml() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {compared} differ:\n{}",
-        failures.len(),
-        failures[..failures.len().min(40)].join("\n")
-    );
+    all_equal(&failures, compared);
     // (20 + 16 + 21) chunks × (3 columns missing + 2 columns unseen), and some of them alert.
     assert_eq!(compared, (20 + 16 + 21) * 5);
     assert!(alerts > 0);
@@ -208,23 +236,9 @@ fn performance_estimates_equal_nannyml_cbpe() {
         ("chunk_period_M", Chunking::Period(Period::Month)),
     ] {
         let e = &expected["runs"][run];
-        let request = EstimateRequest {
-            chunking,
-            timestamp_column: Some("timestamp".into()),
-            score: "y_pred_proba".into(),
-            prediction: Some("y_pred".into()),
-            decision_threshold: 0.5,
-            label: "repaid".into(),
-            options: EstimateOptions::default(),
-        };
-        let got = estimate_files(
-            &fixtures().join("car_loan_reference.parquet"),
-            &fixtures().join("car_loan_analysis.parquet"),
-            &request,
-        )
-        .unwrap();
+        let got = car_loan_performance(chunking, Basis::Estimated);
 
-        let calibration = &got.estimate.calibration;
+        let calibration = &got.calibration;
         assert_eq!(calibration.calibrated, e["calibration_check"]["needs_calibration"].as_bool().unwrap(), "{run}");
         let (xs, ys) =
             (e["calibrator"]["X_thresholds"].as_array().unwrap(), e["calibrator"]["y_thresholds"].as_array().unwrap());
@@ -233,11 +247,10 @@ fn performance_estimates_equal_nannyml_cbpe() {
             assert!(close(Some(knot[0]), x) && close(Some(knot[1]), y), "{run}: knot {knot:?} != ({x}, {y})");
         }
 
-        let sort = &e["auroc_sampling_error_component_by_sort"];
-        let tie_ratio = sort["default"]["std"].as_f64().unwrap() / sort["stable"]["std"].as_f64().unwrap();
+        let tie_ratio = tie_ratio(e);
         let chunks = e["chunks"].as_array().unwrap();
-        assert_eq!(got.estimate.chunks.len(), chunks.len(), "{run}");
-        for (g, x) in got.estimate.chunks.iter().zip(chunks) {
+        assert_eq!(got.chunks.len(), chunks.len(), "{run}");
+        for (g, x) in got.chunks.iter().zip(chunks) {
             let at = format!("{run} {} {}", x["period"], x["key"]);
             assert_eq!(g.chunk.key, x["key"].as_str().unwrap(), "{at}");
             assert_eq!(g.chunk.period, x["period"].as_str().unwrap(), "{at}");
@@ -288,12 +301,7 @@ fn performance_estimates_equal_nannyml_cbpe() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {compared} differ:\n{}",
-        failures.len(),
-        failures[..failures.len().min(40)].join("\n")
-    );
+    all_equal(&failures, compared);
     // 3 runs × (20, 16, 21) chunks × 6 metrics, and NannyML's 66 alerts among them.
     assert_eq!(compared, (20 + 16 + 21) * 6);
     assert_eq!(alerts, 30 + 5 + 31);
@@ -314,25 +322,10 @@ fn realised_performance_per_chunk_equals_nannyml() {
         [("chunk_size_5000", Chunking::Size(5_000)), ("chunk_period_M", Chunking::Period(Period::Month))]
     {
         let e = &expected["runs"][run];
-        let request = EstimateRequest {
-            chunking,
-            timestamp_column: Some("timestamp".into()),
-            score: "y_pred_proba".into(),
-            prediction: Some("y_pred".into()),
-            decision_threshold: 0.5,
-            label: "repaid".into(),
-            options: EstimateOptions { basis: Basis::Realized, ..EstimateOptions::default() },
-        };
-        let got = estimate_files(
-            &fixtures().join("car_loan_reference.parquet"),
-            &fixtures().join("car_loan_analysis.parquet"),
-            &request,
-        )
-        .unwrap();
-        assert!(!got.estimate.calibration.calibrated);
-        let sort = &e["auroc_sampling_error_component_by_sort"];
-        let tie_ratio = sort["default"]["std"].as_f64().unwrap() / sort["stable"]["std"].as_f64().unwrap();
-        for (g, x) in got.estimate.chunks.iter().zip(e["chunks"].as_array().unwrap()) {
+        let got = car_loan_performance(chunking, Basis::Realized);
+        assert!(!got.calibration.calibrated);
+        let tie_ratio = tie_ratio(e);
+        for (g, x) in got.chunks.iter().zip(e["chunks"].as_array().unwrap()) {
             for (metric, want) in x["metrics"].as_object().unwrap() {
                 let m: EstimateMetric = metric.parse().unwrap();
                 let have = &g.metrics[&m];
@@ -358,14 +351,9 @@ fn realised_performance_per_chunk_equals_nannyml() {
                 }
             }
         }
-        assert!(got.estimate.chunks.iter().all(|c| c.metrics.values().all(|v| v.realized.is_none())), "{run}");
+        assert!(got.chunks.iter().all(|c| c.metrics.values().all(|v| v.realized.is_none())), "{run}");
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {compared} differ:\n{}",
-        failures.len(),
-        failures[..failures.len().min(40)].join("\n")
-    );
+    all_equal(&failures, compared);
     assert_eq!(compared, (20 + 21) * 6);
     assert!(alerts > 10, "the drifted months alert: {alerts}");
 }

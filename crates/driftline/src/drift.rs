@@ -394,23 +394,14 @@ pub(crate) struct EstimateArgs {
     decision_threshold: f64,
     #[command(flatten)]
     chunks: ChunkArgs,
-    /// The metrics (comma-separated): roc_auc, f1, precision, recall, specificity, accuracy.
-    #[arg(
-        long,
-        env = "DRIFTLINE_DRIFT_METRICS",
-        value_delimiter = ',',
-        default_value = "roc_auc,f1,precision,recall,specificity,accuracy"
-    )]
-    metrics: Vec<EstimateMetric>,
+    #[command(flatten)]
+    per_chunk: PerChunkArgs,
     /// Calibrate the scores on the reference with isotonic regression: auto (when that lowers
     /// the calibration error out of sample), always or never.
     #[arg(long, env = "DRIFTLINE_DRIFT_CALIBRATION", default_value = "auto")]
     calibration: Calibrate,
-    /// Thresholds are the mean of the realised metric over the reference chunks plus and minus
-    /// this many of its standard deviations, within [0, 1] (unless --alert-below is given).
-    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD_SD", default_value_t = 3.0)]
-    threshold_sd: f64,
-    /// A constant threshold instead: a chunk alerts when its estimate is below it.
+    /// A constant threshold instead of --threshold-sd: a chunk alerts when its estimate is
+    /// below it.
     #[arg(long, env = "DRIFTLINE_DRIFT_ALERT_BELOW")]
     alert_below: Option<f64>,
     /// table, json, csv (one line per chunk and metric) or html (each metric over the chunks
@@ -420,9 +411,38 @@ pub(crate) struct EstimateArgs {
     /// Write to this file instead of standard output.
     #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
     output: Option<PathBuf>,
+}
+
+/// The metrics per chunk, their thresholds and what an alert does (`drift estimate`, and
+/// `drift performance` with a reference).
+#[derive(Debug, Args)]
+pub(crate) struct PerChunkArgs {
+    /// The metrics (comma-separated): roc_auc, f1, precision, recall, specificity, accuracy.
+    #[arg(
+        long,
+        env = "DRIFTLINE_DRIFT_METRICS",
+        value_delimiter = ',',
+        default_value = "roc_auc,f1,precision,recall,specificity,accuracy"
+    )]
+    metrics: Vec<EstimateMetric>,
+    /// Thresholds are the mean of the realised metric over the reference chunks plus and minus
+    /// this many of its standard deviations, within [0, 1].
+    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD_SD", default_value_t = 3.0)]
+    threshold_sd: f64,
     /// Exit with status 3 when any analysis chunk alerts, after writing the result.
     #[arg(long, visible_alias = "fail-on-drift", env = "DRIFTLINE_DRIFT_FAIL_ON_ALERT")]
     fail_on_alert: bool,
+}
+
+impl PerChunkArgs {
+    fn checked_threshold_sd(&self) -> anyhow::Result<f64> {
+        anyhow::ensure!(
+            self.threshold_sd.is_finite() && self.threshold_sd >= 0.0,
+            "--threshold-sd must be a non-negative number (got {})",
+            self.threshold_sd
+        );
+        Ok(self.threshold_sd)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -464,22 +484,8 @@ pub(crate) struct PerformanceArgs {
     reference: Option<PathBuf>,
     #[command(flatten)]
     chunks: ChunkArgs,
-    /// With --reference: the metrics (comma-separated): roc_auc, f1, precision, recall,
-    /// specificity, accuracy.
-    #[arg(
-        long,
-        env = "DRIFTLINE_DRIFT_METRICS",
-        value_delimiter = ',',
-        default_value = "roc_auc,f1,precision,recall,specificity,accuracy"
-    )]
-    metrics: Vec<EstimateMetric>,
-    /// With --reference: thresholds are the mean of the metric over the reference chunks plus
-    /// and minus this many of its standard deviations, within [0, 1].
-    #[arg(long, env = "DRIFTLINE_DRIFT_THRESHOLD_SD", default_value_t = 3.0)]
-    threshold_sd: f64,
-    /// With --reference: exit with status 3 when any chunk of the input alerts.
-    #[arg(long, visible_alias = "fail-on-drift", env = "DRIFTLINE_DRIFT_FAIL_ON_ALERT")]
-    fail_on_alert: bool,
+    #[command(flatten)]
+    per_chunk: PerChunkArgs,
 }
 
 pub(crate) async fn run(command: DriftCommand) -> anyhow::Result<()> {
@@ -973,11 +979,7 @@ fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
         )
     })?;
     anyhow::ensure!(args.task == Task::Binary, "performance per chunk is for the binary task (--task binary)");
-    anyhow::ensure!(
-        args.threshold_sd.is_finite() && args.threshold_sd >= 0.0,
-        "--threshold-sd must be a non-negative number (got {})",
-        args.threshold_sd
-    );
+    let threshold_sd = args.per_chunk.checked_threshold_sd()?;
     let request = EstimateRequest {
         chunking: args.chunks.chunking().unwrap_or(Chunking::Number(10)),
         timestamp_column: args.chunks.timestamp_column.clone(),
@@ -986,9 +988,9 @@ fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
         decision_threshold: args.threshold,
         label: args.label.clone(),
         options: EstimateOptions {
-            metrics: args.metrics.clone(),
+            metrics: args.per_chunk.metrics.clone(),
             calibrate: Calibrate::Never,
-            threshold: ChunkThreshold::StandardDeviations(args.threshold_sd),
+            threshold: ChunkThreshold::StandardDeviations(threshold_sd),
             basis: Basis::Realized,
         },
     };
@@ -1003,7 +1005,7 @@ fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
         result.label
     );
     chunked_output(&result, args.format, args.output.as_ref(), "driftline performance, by chunk", &subtitle)?;
-    fail_on_alerts(args.fail_on_alert, &result.estimate)
+    fail_on_alerts(args.per_chunk.fail_on_alert, &result.estimate)
 }
 
 /// Writes performance per chunk (estimated or realised) in the format asked for.
@@ -1033,11 +1035,7 @@ fn fail_on_alerts(asked: bool, e: &Estimate) -> anyhow::Result<()> {
 }
 
 fn estimate(args: EstimateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.threshold_sd.is_finite() && args.threshold_sd >= 0.0,
-        "--threshold-sd must be a non-negative number (got {})",
-        args.threshold_sd
-    );
+    let threshold_sd = args.per_chunk.checked_threshold_sd()?;
     if let Some(t) = args.alert_below {
         anyhow::ensure!((0.0..=1.0).contains(&t), "--alert-below must be between 0 and 1 (got {t})");
     }
@@ -1055,11 +1053,11 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<()> {
         decision_threshold: args.decision_threshold,
         label: args.label.clone(),
         options: EstimateOptions {
-            metrics: args.metrics.clone(),
+            metrics: args.per_chunk.metrics.clone(),
             calibrate: args.calibration,
             threshold: match args.alert_below {
                 Some(t) => ChunkThreshold::Constant(t),
-                None => ChunkThreshold::StandardDeviations(args.threshold_sd),
+                None => ChunkThreshold::StandardDeviations(threshold_sd),
             },
             basis: Basis::Estimated,
         },
@@ -1070,7 +1068,7 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<()> {
         result.reference.path, result.reference.rows, result.current.path, result.current.rows, result.score
     );
     chunked_output(&result, args.format, args.output.as_ref(), "driftline performance estimate, by chunk", &subtitle)?;
-    fail_on_alerts(args.fail_on_alert, &result.estimate)
+    fail_on_alerts(args.per_chunk.fail_on_alert, &result.estimate)
 }
 
 fn emit(text: &str, output: Option<&PathBuf>) -> anyhow::Result<()> {
