@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use chrono::NaiveDateTime;
-use driftline_drift::chunk::{Chunking, Period};
+use driftline_drift::chunk::{ChunkInfo, Chunking, Period};
 use driftline_drift::chunked::{ChunkMethod, ChunkThreshold};
 use driftline_drift::estimate::{Basis, Estimate, EstimateMetric, EstimateOptions};
 use driftline_drift::table::files::{chunked_compare_files, estimate_files, ChunkRequest, EstimateRequest};
@@ -65,6 +65,20 @@ fn tie_ratio(run: &Value) -> f64 {
     sort["default"]["std"].as_f64().unwrap() / sort["stable"]["std"].as_f64().unwrap()
 }
 
+/// A chunk as NannyML cut it: key, period, rows and times.
+fn same_chunk(got: &ChunkInfo, want: &Value, at: &str) {
+    assert_eq!(got.key, want["key"].as_str().unwrap(), "{at}");
+    assert_eq!(got.period, want["period"].as_str().unwrap(), "{at}");
+    assert_eq!(
+        (got.start_index as u64, got.end_index as u64),
+        (want["start_index"].as_u64().unwrap(), want["end_index"].as_u64().unwrap()),
+        "{at}"
+    );
+    assert_eq!(got.size as u64, want["size"].as_u64().unwrap(), "{at}");
+    assert_eq!(got.start_timestamp_ms, Some(millis(want["start_date"].as_str().unwrap())), "{at}");
+    assert_eq!(got.end_timestamp_ms, Some(millis(want["end_date"].as_str().unwrap())), "{at}");
+}
+
 fn millis(text: &str) -> i64 {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").expect("a NannyML date").and_utc().timestamp_millis()
 }
@@ -102,16 +116,7 @@ fn chunked_drift_equals_nannyml_on_the_car_loan_data() {
         assert_eq!(got.drift.chunks.len(), chunks.len(), "{run}");
         for (g, x) in got.drift.chunks.iter().zip(chunks) {
             let at = format!("{run} {} {}", x["period"], x["key"]);
-            assert_eq!(g.chunk.key, x["key"].as_str().unwrap(), "{at}");
-            assert_eq!(g.chunk.period, x["period"].as_str().unwrap(), "{at}");
-            assert_eq!(
-                (g.chunk.start_index as u64, g.chunk.end_index as u64),
-                (x["start_index"].as_u64().unwrap(), x["end_index"].as_u64().unwrap()),
-                "{at}"
-            );
-            assert_eq!(g.chunk.size as u64, x["size"].as_u64().unwrap(), "{at}");
-            assert_eq!(g.chunk.start_timestamp_ms, Some(millis(x["start_date"].as_str().unwrap())), "{at}");
-            assert_eq!(g.chunk.end_timestamp_ms, Some(millis(x["end_date"].as_str().unwrap())), "{at}");
+            same_chunk(&g.chunk, x, &at);
             for (column, methods) in x["columns"].as_object().unwrap() {
                 for (method, want) in methods.as_object().unwrap() {
                     let m: ChunkMethod = method.parse().unwrap();
@@ -252,15 +257,7 @@ fn performance_estimates_equal_nannyml_cbpe() {
         assert_eq!(got.chunks.len(), chunks.len(), "{run}");
         for (g, x) in got.chunks.iter().zip(chunks) {
             let at = format!("{run} {} {}", x["period"], x["key"]);
-            assert_eq!(g.chunk.key, x["key"].as_str().unwrap(), "{at}");
-            assert_eq!(g.chunk.period, x["period"].as_str().unwrap(), "{at}");
-            assert_eq!(
-                (g.chunk.start_index as u64, g.chunk.end_index as u64),
-                (x["start_index"].as_u64().unwrap(), x["end_index"].as_u64().unwrap()),
-                "{at}"
-            );
-            assert_eq!(g.chunk.size as u64, x["size"].as_u64().unwrap(), "{at}");
-            assert_eq!(g.chunk.start_timestamp_ms, Some(millis(x["start_date"].as_str().unwrap())), "{at}");
+            same_chunk(&g.chunk, x, &at);
             for (metric, want) in x["metrics"].as_object().unwrap() {
                 let m: EstimateMetric = metric.parse().unwrap();
                 let Some(have) = g.metrics.get(&m) else {

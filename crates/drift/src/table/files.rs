@@ -213,9 +213,16 @@ pub struct EstimateRequest {
 /// its realised performance per chunk from `current`'s labels, which it then needs).
 pub fn estimate_files(reference: &Path, current: &Path, request: &EstimateRequest) -> Result<FileEstimate, Error> {
     let ts = request.timestamp_column.as_deref();
-    let mut wanted = vec![request.score.as_str(), request.label.as_str()];
+    let mut wanted = vec![request.score.as_str()];
     wanted.extend(request.prediction.as_deref().into_iter().chain(ts));
-    let (r, c) = (Table::read_only(reference, &wanted)?, Table::read_only(current, &wanted)?);
+    let label = [request.label.as_str()];
+    let reference_columns = [&wanted[..], &label[..]].concat();
+    // The analysis file may have no labels (unless realised performance is asked for).
+    let c = match request.options.basis {
+        Basis::Realized => Table::read_only(current, &reference_columns)?,
+        Basis::Estimated => Table::read_only_with(current, &wanted, &label)?,
+    };
+    let r = Table::read_only(reference, &reference_columns)?;
     let rows = |t: &Table, labels_needed: bool| -> Result<(Predictions, Vec<Span>), Error> {
         let scores = numbers(&request.score, &t.cells(&request.score)?, "scores are probabilities of class 1")?;
         let predicted = match &request.prediction {

@@ -41,13 +41,20 @@ impl Table {
     /// of them is not in the file, the whole file, so that asking for the column names what is
     /// there.
     pub fn read_only(path: &Path, columns: &[&str]) -> Result<Self, Error> {
-        let mut wanted: Vec<&str> = Vec::with_capacity(columns.len());
-        for c in columns {
+        Table::read_only_with(path, columns, &[])
+    }
+
+    /// As [`Table::read_only`], with `optional` columns read too where the file has them.
+    pub fn read_only_with(path: &Path, columns: &[&str], optional: &[&str]) -> Result<Self, Error> {
+        let mut wanted: Vec<&str> = Vec::with_capacity(columns.len() + optional.len());
+        for c in columns.iter().chain(optional) {
             if !wanted.contains(c) {
                 wanted.push(c);
             }
         }
-        Table::read_columns(path, Some(&wanted)).or_else(|_| Table::read(path))
+        Table::read_columns(path, Some(&wanted))
+            .or_else(|e| if optional.is_empty() { Err(e) } else { Table::read_columns(path, Some(columns)) })
+            .or_else(|_| Table::read(path))
     }
 
     fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<Self, Error> {
@@ -230,6 +237,10 @@ mod tests {
         );
         let only = Table::read_only(&path, &["label"]).unwrap();
         assert_eq!(only.column_names(), ["label"], "only the column asked for is read");
+        let without = Table::read_only_with(&path, &["label"], &["absent"]).unwrap();
+        assert_eq!(without.column_names(), ["label"], "an optional column the file lacks is left out");
+        let with = Table::read_only_with(&path, &["label"], &["count"]).unwrap();
+        assert_eq!(with.column_names(), ["label", "count"]);
     }
 
     #[test]
