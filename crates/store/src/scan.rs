@@ -559,7 +559,11 @@ fn condition(f: &ScanFilter, columns: &[ScanColumn], dialect: Dialect, params: &
     match f {
         ScanFilter::Compare { column, op, value } => {
             params.push(value.clone());
-            format!("t.{} {} {}", columns[*column].name, op.sql(), dialect.placeholder(params.len()))
+            let (name, v) = (columns[*column].name, dialect.placeholder(params.len()));
+            match (dialect, op) {
+                (Dialect::Sqlite, ScanOp::Eq) => crate::sqlite::predictions_where("t", name, &v),
+                _ => format!("t.{name} {} {v}", op.sql()),
+            }
         }
         // Numbers compared, strings kept (the query layer filters again).
         ScanFilter::Json { column, path, as_type: JsonType::Float, op, value } => {
@@ -823,8 +827,15 @@ mod tests {
             ..request
         };
         let (sql, _) = build(&ordered, Dialect::Sqlite);
-        assert!(sql.contains("WHERE t.start_timestamp_ms >= ?1 AND (t.model_build_crn = ?2"), "{sql}");
-        assert!(sql.ends_with("?3) ORDER BY t.start_timestamp_ms, t.uuid"), "{sql}");
+        // SQLite has no index by build: the deployments naming the build serve the filter.
+        assert!(
+            sql.contains(
+                "WHERE t.start_timestamp_ms >= ?1 AND ((t.model_build_crn = ?2 AND t.model_deployment_crn IN \
+                 (SELECT l.model_deployment_crn FROM deployment_lineage l WHERE l.model_build_crn = ?2)) OR"
+            ),
+            "{sql}"
+        );
+        assert!(sql.ends_with("?3))) ORDER BY t.start_timestamp_ms, t.uuid"), "{sql}");
     }
 
     #[test]

@@ -264,6 +264,45 @@ async fn any_day_old_or_new_is_accepted(store: Arc<dyn Store>) {
     assert_eq!(read_all(&*store, Selection::Deployment("dep".into()), everything()).await.len(), 32);
 }
 
+async fn reads_by_build_and_model_span_deployments(store: Arc<dyn Store>) {
+    // A build served by two deployments, one of which later serves another build, and a model
+    // over all of it; starts interleaved across the deployments.
+    let on = |deployment: &str, build: &str, start: i64| Prediction {
+        model_build_crn: build.into(),
+        ..prediction(deployment, start, 0.5)
+    };
+    let mut written = vec![
+        on("dep-1", "b1", T0 + 30),
+        on("dep-2", "b1", T0 + 10),
+        on("dep-1", "b2", T0 + 20),
+        on("dep-2", "b1", T0 + 40),
+        on("dep-1", "b1", T0 + 10),
+    ];
+    store.write(&batch_of(written.clone())).await.unwrap();
+    // A retried UUID naming another model and build is not stored: it selects nothing.
+    let retried = Prediction { model_crn: "crn:model/other".into(), ..on("dep-3", "b9", T0) };
+    let retried = Prediction { uuid: written[0].uuid, ..retried };
+    let outcome = store.write(&batch_of(vec![retried])).await.unwrap();
+    assert_eq!(outcome.duplicates.len(), 1);
+    written.sort_by_key(|p| (p.start_timestamp_ms, p.uuid.to_string()));
+
+    let uuids = |read: Vec<ReadRecord>| read.iter().map(|r| r.uuid).collect::<Vec<_>>();
+    let of =
+        |keep: &dyn Fn(&Prediction) -> bool| written.iter().filter(|p| keep(p)).map(|p| p.uuid).collect::<Vec<_>>();
+    let by_b1 = read_all(&*store, Selection::Build("b1".into()), everything()).await;
+    assert_eq!(uuids(by_b1), of(&|p| p.model_build_crn == "b1"), "build b1, by start then UUID");
+    let by_b2 = read_all(&*store, Selection::Build("b2".into()), everything()).await;
+    assert_eq!(uuids(by_b2), of(&|p| p.model_build_crn == "b2"));
+    let by_model = read_all(&*store, Selection::Model("crn:model/churn".into()), everything()).await;
+    assert_eq!(uuids(by_model), of(&|_| true));
+    let window = Window { start_ms: T0 + 10, end_ms: T0 + 30 };
+    let by_model = read_all(&*store, Selection::Model("crn:model/churn".into()), window).await;
+    assert_eq!(uuids(by_model), of(&|p| p.start_timestamp_ms < T0 + 30));
+    for nothing in [Selection::Model("crn:model/other".into()), Selection::Build("b9".into())] {
+        assert!(read_all(&*store, nothing, everything()).await.is_empty());
+    }
+}
+
 async fn deployments_of_known_predictions(store: Arc<dyn Store>) {
     let p = prediction("dep-x", T0, 0.4);
     store.write(&batch_of(vec![p.clone()])).await.unwrap();
@@ -398,6 +437,7 @@ conformance!(
     aggregates_are_read_by_deployment_and_window,
     any_day_old_or_new_is_accepted,
     deployments_of_known_predictions,
+    reads_by_build_and_model_span_deployments,
     keys_are_stored_hashed_and_revocable,
     ping_answers,
     a_probe_writes_nothing,

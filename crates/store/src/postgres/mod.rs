@@ -271,6 +271,10 @@ impl PostgresStore {
         if !deployments.is_empty() {
             crate::rollups::sql::postgres::note_deployments(tx, &deployments, at).await?;
         }
+        let lineage = crate::rollups::new_lineage(batch, &keep);
+        if !lineage.is_empty() {
+            crate::rollups::sql::postgres::note_lineage(tx, &lineage, at).await?;
+        }
         if let Some(rolling_to) = rolling_to {
             rollups::mark_late(tx, batch, &keep, rolling_to).await?;
         }

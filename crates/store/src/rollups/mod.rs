@@ -315,6 +315,20 @@ pub(crate) fn new_deployments<'a>(batch: &'a WriteBatch, keep: &[bool]) -> Vec<&
     out
 }
 
+/// The distinct `(deployment, build, model)` triples of the predictions a write keeps, in order.
+pub(crate) fn new_lineage<'a>(batch: &'a WriteBatch, keep: &[bool]) -> Vec<(&'a str, &'a str, &'a str)> {
+    let mut out: Vec<(&str, &str, &str)> = batch
+        .predictions
+        .iter()
+        .zip(keep)
+        .filter(|(_, &k)| k)
+        .map(|(p, _)| (p.model_deployment_crn.as_str(), p.model_build_crn.as_str(), p.model_crn.as_str()))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The `(deployment, minute)` pairs a write adds to that are not predictions: replica figures
 /// by their time, dead letters naming a deployment by their receive time.
 pub(crate) fn other_minutes(batch: &WriteBatch, rolling_to_ms: i64) -> Vec<(String, i64)> {

@@ -506,6 +506,25 @@ macro_rules! rollup_writes {
                 Ok(())
             }
 
+            /// Records in `tx` which build and model each deployment's new predictions name.
+            pub(crate) async fn note_lineage(
+                tx: &mut Transaction<'_, $db>,
+                lineage: &[(&str, &str, &str)],
+                at_ms: i64,
+            ) -> Result<(), Error> {
+                for chunk in lineage.chunks(ROWS_PER_INSERT) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO deployment_lineage (model_deployment_crn, model_build_crn, model_crn, first_seen_ms) ",
+                    );
+                    q.push_values(chunk, |mut b, (d, build, model)| {
+                        b.push_bind(d.to_string()).push_bind(build.to_string()).push_bind(model.to_string()).push_bind(at_ms);
+                    });
+                    q.push(" ON CONFLICT DO NOTHING");
+                    q.build().execute(&mut **tx).await.map_err(Error::db("record deployment lineage"))?;
+                }
+                Ok(())
+            }
+
             /// Adds entries to the invalidation log in `tx`.
             pub(crate) async fn mark_dirty(tx: &mut Transaction<'_, $db>, minutes: &[(String, i64)]) -> Result<(), Error> {
                 for chunk in minutes.chunks(ROWS_PER_INSERT) {

@@ -22,6 +22,34 @@ mod rollups;
 /// Rows per multi-row INSERT: 8 columns each stays far below SQLite's bound-parameter limit.
 const ROWS_PER_INSERT: usize = 500;
 
+/// The condition `{alias}.{column} = {value}` on predictions, as SQLite reads it fast. There is
+/// no index by build or model (see migrations/sqlite/0008): a filter on either also names the
+/// deployments whose predictions carry that build or model, so the deployment index serves it.
+pub(crate) fn predictions_where(alias: &str, column: &str, value: &str) -> String {
+    match column {
+        "model_build_crn" | "model_crn" => format!(
+            "({alias}.{column} = {value} AND {alias}.model_deployment_crn IN \
+             (SELECT l.model_deployment_crn FROM deployment_lineage l WHERE l.{column} = {value}))"
+        ),
+        _ => format!("{alias}.{column} = {value}"),
+    }
+}
+
+/// The statement of [`SqliteStore::window_rows`]: `?1` the CRN selected, `?2`..`?3` the window.
+fn window_sql(selection: &Selection) -> String {
+    format!(
+        "SELECT p.uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, p.start_timestamp_ms, \
+         p.end_timestamp_ms, p.metrics, \
+         (SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) \
+          FROM delayed_metrics d WHERE d.uuid = p.uuid \
+          AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn) \
+          HAVING count(*) > 0) AS delayed \
+         FROM predictions p WHERE {} AND p.start_timestamp_ms >= ?2 AND p.start_timestamp_ms < ?3 \
+         ORDER BY p.start_timestamp_ms, p.uuid",
+        predictions_where("p", selection.column(), "?1")
+    )
+}
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -82,17 +110,7 @@ impl SqliteStore {
         decode: fn(SourceRow) -> Result<T, Error>,
     ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Error>> + Send>> {
         let pool = self.reader.clone();
-        let sql = format!(
-            "SELECT p.uuid, p.model_crn, p.model_build_crn, p.model_deployment_crn, p.start_timestamp_ms, \
-             p.end_timestamp_ms, p.metrics, \
-             (SELECT json_group_array(json(d.metrics) ORDER BY d.timestamp_ms, d.id) \
-              FROM delayed_metrics d WHERE d.uuid = p.uuid \
-              AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn) \
-              HAVING count(*) > 0) AS delayed \
-             FROM predictions p WHERE p.{} = ?1 AND p.start_timestamp_ms >= ?2 AND p.start_timestamp_ms < ?3 \
-             ORDER BY p.start_timestamp_ms, p.uuid",
-            selection.column()
-        );
+        let sql = window_sql(&selection);
         spawn_reader(self.options.read_timeout, move |sink| async move {
             let rows = sqlx::query_as::<_, SourceRow>(&sql)
                 .bind(selection.crn())
@@ -198,6 +216,10 @@ impl SqliteStore {
         let deployments = crate::rollups::new_deployments(batch, &keep);
         if !deployments.is_empty() {
             crate::rollups::sql::sqlite::note_deployments(tx, &deployments, at).await?;
+        }
+        let lineage = crate::rollups::new_lineage(batch, &keep);
+        if !lineage.is_empty() {
+            crate::rollups::sql::sqlite::note_lineage(tx, &lineage, at).await?;
         }
         // After the inserts: this transaction holds SQLite's write lock, so the worker's mark
         // cannot move until it commits.
@@ -427,5 +449,66 @@ impl crate::scan::ScanStore for SqliteStore {
 
     fn scan_sql(&self, request: &crate::scan::ScanRequest) -> String {
         crate::scan::build(request, crate::scan::Dialect::Sqlite).0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::{Dialect, ScanFilter, ScanOp, ScanRequest, ScanTable, ScanValue};
+
+    /// What SQLite plans for `sql`, its three parameters bound, one step per line.
+    async fn plan(store: &SqliteStore, sql: &str) -> String {
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .bind("crn")
+            .bind(0_i64)
+            .bind(1_i64)
+            .fetch_all(&store.reader)
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn reads_by_build_or_model_search_the_deployment_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.sqlite")).await.unwrap();
+        let column = |name: &str| ScanTable::Predictions.columns().iter().position(|c| c.name == name).unwrap();
+        for selection in [Selection::Build("crn".into()), Selection::Model("crn".into())] {
+            let scan = ScanRequest {
+                table: ScanTable::Predictions,
+                columns: vec![column("uuid")],
+                filters: vec![
+                    ScanFilter::Compare {
+                        column: column(selection.column()),
+                        op: ScanOp::Eq,
+                        value: ScanValue::Text("crn".into()),
+                    },
+                    ScanFilter::Compare {
+                        column: column("start_timestamp_ms"),
+                        op: ScanOp::GtEq,
+                        value: ScanValue::Int(0),
+                    },
+                    ScanFilter::Compare {
+                        column: column("start_timestamp_ms"),
+                        op: ScanOp::Lt,
+                        value: ScanValue::Int(1),
+                    },
+                ],
+                scope: None,
+                limit: None,
+                order_by: vec![],
+                aggregate: None,
+            };
+            for sql in [window_sql(&selection), crate::scan::build(&scan, Dialect::Sqlite).0] {
+                let plan = plan(&store, &sql).await;
+                assert!(
+                    plan.contains("SEARCH p USING INDEX predictions_deployment_time")
+                        || plan.contains("SEARCH t USING INDEX predictions_deployment_time"),
+                    "{sql}\n{plan}"
+                );
+                assert!(!plan.contains("SCAN p") && !plan.contains("SCAN t"), "{sql}\n{plan}");
+            }
+        }
     }
 }
