@@ -3,25 +3,29 @@
 //! status and a history, one job never runs twice at once, reference files are read only from
 //! the references directory, wide text and many categories give bounded reports, the
 //! scheduler makes up for missed runs within its bounds, and performance is estimated before
-//! labels arrive and checked once they have.
+//! labels arrive and checked once they have, and features are judged against thresholds from
+//! the reference's chunks.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
+use driftline_drift::chunk::{self, Chunking, Span as Rows};
+use driftline_drift::chunked::{chunked_drift, ChunkColumn, ChunkMethod, ChunkThreshold, Values};
 use driftline_drift::estimate::EstimateMetric;
 use driftline_drift::job::estimates;
 use driftline_drift::job::run::run_job;
 use driftline_drift::job::schedule::ScheduleSpec;
 use driftline_drift::job::scheduler::{self, SchedulerConfig};
-use driftline_drift::job::spec::{Alert, EstimateSpec, JobSpec, Reference, Span};
+use driftline_drift::job::spec::{default_chunk_methods, Alert, ChunksSpec, EstimateSpec, JobSpec, Reference, Span};
 use driftline_drift::stats::performance::Metrics as TaskMetrics;
 use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
-use driftline_store::{NewRun, RunStatus, Store, StoredRun, Window, WriteBatch};
+use driftline_store::{NewRun, RunStatus, Selection, Store, StoredRun, Window, WriteBatch};
 use driftline_testkit::TestDatabase;
+use futures::TryStreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -512,6 +516,111 @@ async fn estimates_before_labels_and_checks_them_after(store: Arc<dyn Store>) {
     assert!(err.to_string().starts_with("estimate:"), "{err}");
 }
 
+/// One feature's values in a window of the store, read back as the job should see them.
+async fn values_of(store: &dyn Store, window: Window, path: &[&str]) -> Values {
+    let records: Vec<_> =
+        store.read_window(Selection::Deployment(DEPLOYMENT.into()), window).try_collect().await.unwrap();
+    let at = |m: &serde_json::Map<String, serde_json::Value>| -> Option<serde_json::Value> {
+        let mut v = m.get(path[0])?;
+        for key in &path[1..] {
+            v = v.get(key)?;
+        }
+        Some(v.clone())
+    };
+    let cells: Vec<Option<serde_json::Value>> = records.iter().map(|r| at(&r.metrics)).collect();
+    if cells.iter().flatten().all(serde_json::Value::is_number) {
+        Values::Numbers(cells.iter().map(|c| c.as_ref().and_then(serde_json::Value::as_f64)).collect())
+    } else {
+        Values::categories(cells.iter().map(|c| c.as_ref().and_then(serde_json::Value::as_str)))
+    }
+}
+
+async fn chunk_thresholds_judge_each_window(store: Arc<dyn Store>) {
+    load(store.as_ref(), 4, 400, 2).await;
+    let mut s = spec("churn-chunks");
+    s.alert = None;
+    s.chunks = Some(ChunksSpec::default());
+    create(store.as_ref(), &s, D0).await;
+    let calm = run_job(store.as_ref(), &no_files(), &s, D0 + 2 * DAY).await.unwrap();
+    let drifted = run_job(store.as_ref(), &no_files(), &s, D0 + 3 * DAY).await.unwrap();
+    let drifted_id = drifted.run.id;
+    let (calm, drifted) = (calm.report.unwrap(), drifted.report.unwrap());
+
+    // The reference day's 400 rows in ten chunks of 40 (the window holds 400): each value and
+    // threshold is what the chunked comparison gives on the same rows read back from the store.
+    let reference = Window { start_ms: D0, end_ms: D0 + DAY };
+    let spans = chunk::split(400, None, Chunking::Size(40)).unwrap();
+    for report in [&calm, &drifted] {
+        let chunks = report.chunks.as_ref().expect("chunk results");
+        assert_eq!((chunks.reference_chunks, chunks.note.as_deref()), (10, None), "{chunks:?}");
+        let window = Window { start_ms: report.window_start_ms, end_ms: report.window_end_ms };
+        let mut columns = Vec::new();
+        for feature in ["input.tenure", "input.plan"] {
+            let path: Vec<&str> = feature.split('.').collect();
+            columns.push(ChunkColumn {
+                name: feature.into(),
+                reference: values_of(store.as_ref(), reference, &path).await,
+                analysis: values_of(store.as_ref(), window, &path).await,
+            });
+        }
+        let whole = Rows { key: "window".into(), start: 0, end: 400, start_ms: None, end_ms: None };
+        let expected = chunked_drift(&columns, &spans, &[whole], &default_chunk_methods(), ChunkThreshold::default())
+            .unwrap()
+            .chunks
+            .pop()
+            .unwrap();
+        for feature in ["input.tenure", "input.plan"] {
+            assert_eq!(chunks.results[feature], expected.results[feature], "{feature}");
+        }
+        // A feature no prediction has: all missing on both sides, which is no alert.
+        let absent = &chunks.results["input.absent"];
+        assert_eq!(absent[&ChunkMethod::MissingValues].value, Some(1.0));
+        assert!(!absent.values().any(|v| v.alert), "{absent:?}");
+    }
+    let alerting = |r: &driftline_drift::report::run::RunReport, feature: &str| {
+        r.chunks.as_ref().unwrap().results[feature][&ChunkMethod::JensenShannon].alert
+    };
+    assert!(!alerting(&calm, "input.tenure") && !alerting(&calm, "input.plan"), "{:?}", calm.chunks);
+    assert!(alerting(&drifted, "input.tenure") && alerting(&drifted, "input.plan"), "{:?}", drifted.chunks);
+    let alert = drifted.alert.as_deref().unwrap();
+    assert!(alert.contains("input.tenure jensen_shannon = ") && alert.contains(" is outside "), "{alert}");
+    assert_eq!(
+        drifted.aggregate["chunk_drift"]["input.tenure"]["jensen_shannon"].as_f64(),
+        drifted.chunks.as_ref().unwrap().results["input.tenure"][&ChunkMethod::JensenShannon].value
+    );
+
+    // The page shows the table, and each statistic over the runs so far.
+    let html = store.run_reports("churn-chunks", drifted_id).await.unwrap().unwrap().1.unwrap();
+    assert!(html.contains("Drift against reference chunks"), "the report shows them");
+    assert!(html.contains("input.tenure · jensen_shannon at each run"), "with their history");
+
+    // A window whose feature turns to text against a numeric reference is compared as
+    // categories; settings a job cannot use are refused by field.
+    let mut words = WriteBatch::new(D0);
+    for i in 0..50 {
+        let at = D0 + 4 * DAY + i * 1_000;
+        words.predictions.push(Prediction {
+            uuid: Uuid::new_v4(),
+            model_crn: "crn:test:model/churn".into(),
+            model_build_crn: "crn:test:build/1".into(),
+            model_deployment_crn: DEPLOYMENT.into(),
+            start_timestamp_ms: at,
+            end_timestamp_ms: at + 5,
+            metrics: metrics(json!({"input": {"tenure": "long", "plan": "basic"}, "prediction": 0.5})),
+        });
+    }
+    store.write(&words).await.unwrap();
+    let text = run_job(store.as_ref(), &no_files(), &s, D0 + 5 * DAY).await.unwrap().report.unwrap();
+    let tenure = &text.chunks.as_ref().unwrap().results["input.tenure"];
+    assert!(tenure.contains_key(&ChunkMethod::UnseenValues), "compared as categories: {tenure:?}");
+    assert!(tenure[&ChunkMethod::UnseenValues].alert, "{tenure:?}");
+    let mut bad = s.clone();
+    bad.chunks = Some(ChunksSpec { methods: vec![], ..ChunksSpec::default() });
+    assert!(bad.validate().unwrap_err().to_string().starts_with("chunks.methods:"));
+    bad.chunks = Some(ChunksSpec { threshold: ChunkThreshold::StandardDeviations(-1.0), ..ChunksSpec::default() });
+    assert!(bad.validate().unwrap_err().to_string().starts_with("chunks.threshold:"));
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.sqlite")).await.unwrap();
@@ -606,4 +715,16 @@ async fn sqlite_estimates_before_labels_and_checks_them_after() {
 async fn postgres_estimates_before_labels_and_checks_them_after() {
     let Some((_db, store)) = postgres().await else { return };
     estimates_before_labels_and_checks_them_after(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_chunk_thresholds_judge_each_window() {
+    let (_dir, store) = sqlite().await;
+    chunk_thresholds_judge_each_window(store).await;
+}
+
+#[tokio::test]
+async fn postgres_chunk_thresholds_judge_each_window() {
+    let Some((_db, store)) = postgres().await else { return };
+    chunk_thresholds_judge_each_window(store).await;
 }

@@ -15,7 +15,7 @@ use driftline_drift::job::persist::write_reports;
 use driftline_drift::job::run::{run_job, Finished};
 use driftline_drift::job::schedule::{Schedule, ScheduleSpec};
 use driftline_drift::job::scheduler::{self, SchedulerConfig};
-use driftline_drift::job::spec::{parse_time, Alert, EstimateSpec, JobSpec, Reference};
+use driftline_drift::job::spec::{parse_time, Alert, ChunksSpec, EstimateSpec, JobSpec, Reference};
 use driftline_drift::report::{html, text};
 use driftline_drift::stats::categories::DEFAULT_KEEP;
 use driftline_drift::stats::drift::Chi2Correction;
@@ -219,6 +219,26 @@ pub(crate) struct CreateJobArgs {
     /// With --estimate: calibrate the scores with isotonic regression: auto, always or never.
     #[arg(long, env = "DRIFTLINE_JOB_CALIBRATION", default_value = "auto")]
     calibration: Calibrate,
+    /// Also judge each feature against thresholds from the reference's own chunks, as NannyML
+    /// does: the window is one chunk against the whole reference, and the reference, cut into
+    /// chunks of the window's size, sets how far a statistic may go.
+    #[arg(long, env = "DRIFTLINE_JOB_CHUNKS")]
+    chunks: bool,
+    /// With --chunks: the statistics (comma-separated), as for `drift compare --chunk-methods`.
+    #[arg(
+        long,
+        env = "DRIFTLINE_JOB_CHUNK_METHODS",
+        value_delimiter = ',',
+        default_value = "jensen_shannon,missing_values,unseen_values"
+    )]
+    chunk_methods: Vec<ChunkMethod>,
+    /// With --chunks: thresholds at the mean of the reference chunks' values plus (and, for
+    /// the data-quality measures, minus) this many standard deviations.
+    #[arg(long, env = "DRIFTLINE_JOB_CHUNK_THRESHOLD_SD", default_value_t = 3.0)]
+    chunk_threshold_sd: f64,
+    /// With --chunks: a constant upper threshold instead of --chunk-threshold-sd.
+    #[arg(long, env = "DRIFTLINE_JOB_CHUNK_THRESHOLD")]
+    chunk_threshold: Option<f64>,
     /// daily@HH:MM, weekly:mon@HH:MM, monthly:first-mon@HH:MM, hourly, or a cron expression.
     #[arg(long, env = "DRIFTLINE_JOB_SCHEDULE", default_value = "daily@00:00")]
     schedule: String,
@@ -540,6 +560,13 @@ impl CreateJobArgs {
                 calibration: self.calibration,
                 ..EstimateSpec::default()
             }),
+            chunks: self.chunks.then(|| ChunksSpec {
+                methods: self.chunk_methods.clone(),
+                threshold: match self.chunk_threshold {
+                    Some(c) => ChunkThreshold::Constant(c),
+                    None => ChunkThreshold::StandardDeviations(self.chunk_threshold_sd),
+                },
+            }),
             schedule: ScheduleSpec { expression: self.schedule.clone(), timezone: self.timezone.clone() },
         };
         spec.validate().map_err(flag_names)?;
@@ -570,6 +597,8 @@ fn flag_names(e: Error) -> anyhow::Error {
                 "alert" | "alert.metric" => "--alert",
                 "estimate" => "--estimate",
                 "estimate.prediction" => "--estimate-prediction",
+                "chunks.methods" => "--chunk-methods",
+                "chunks.threshold" => "--chunk-threshold-sd or --chunk-threshold",
                 _ => return anyhow::anyhow!("{field}: {message}"),
             };
             anyhow::anyhow!("{flag}: {message}")

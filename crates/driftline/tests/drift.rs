@@ -616,6 +616,30 @@ async fn job_commands_and_backfill() {
     ]));
     assert!(err.contains("--estimate: estimates performance of a binary classifier"), "{err}");
 
+    // A job with thresholds from the reference's chunks: its report has them.
+    let mut chunked = estimating;
+    chunked[3] = "churn-chunks";
+    chunked[12] = "--chunks";
+    assert!(stdout(&run(&chunked)).contains("created drift job `churn-chunks`"));
+    let shown = stdout(&run(&["drift", "job", "show", "churn-chunks"]));
+    let shown: Value = serde_json::from_str(shown.split("\n\n").next().unwrap()).unwrap();
+    assert_eq!(
+        shown["chunks"],
+        serde_json::json!({"methods": ["jensen_shannon", "missing_values", "unseen_values"], "threshold": {"standard_deviations": 3.0}}),
+        "{shown}"
+    );
+    stdout(&run(&["drift", "job", "run", "churn-chunks", "--at", "2026-11-03T00:00:00Z", "--output-dir", "chunks"]));
+    let written: Vec<_> = std::fs::read_dir(dir.path().join("chunks")).unwrap().map(|e| e.unwrap().path()).collect();
+    let json = written.iter().find(|p| p.extension().is_some_and(|e| e == "json")).expect("a JSON report");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let tenure = &report["chunks"]["results"]["input.tenure"]["jensen_shannon"];
+    assert!(tenure["value"].is_f64() && tenure["upper_threshold"].is_f64(), "{report}");
+    let mut refused = chunked.to_vec();
+    refused[3] = "x";
+    refused.push("--chunk-threshold-sd=-1");
+    let err = failure(&run(&refused));
+    assert!(err.contains("--chunk-threshold-sd or --chunk-threshold: -1 is not a non-negative number"), "{err}");
+
     let shown = stdout(&run(&["drift", "job", "show", "churn"]));
     assert!(shown.contains("\"deployment\"") && shown.contains("drift"), "{shown}");
     assert!(stdout(&run(&["drift", "job", "delete", "churn"])).contains("deleted"));

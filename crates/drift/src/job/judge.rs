@@ -3,13 +3,14 @@
 //! estimates), the alerts, the status, and the aggregate metrics written for the window. CPU
 //! work, done on a blocking thread.
 
-use super::load::{Columns, Current, EstimateRows, ReferenceRead};
-use super::spec::{EstimateSpec, JobSpec};
+use super::load::{ChunkRows, Columns, Current, EstimateRows, ReferenceRead};
+use super::spec::{ChunksSpec, EstimateSpec, JobSpec};
 use crate::chunk::{self, Chunking, Span};
+use crate::chunked::{self, ChunkColumn, Values};
 use crate::compare::{self, Approximation, Comparison};
 use crate::estimate::{self, CalibrationReport, EstimateOptions};
-use crate::format::time;
-use crate::report::run::RunEstimate;
+use crate::format::{category_name, time};
+use crate::report::run::{RunChunks, RunEstimate};
 use crate::stats::performance::{Metrics, RocPoint};
 use crate::summarised::{self, Side};
 use crate::Error;
@@ -36,6 +37,7 @@ pub(crate) struct Judgement {
     /// Why the status is `warning`, when the alert's bound was crossed or an estimate alerted.
     pub(crate) alert: Option<String>,
     pub(crate) estimate: Option<RunEstimate>,
+    pub(crate) chunks: Option<RunChunks>,
     /// The aggregate metrics of the window.
     pub(crate) aggregate: Map<String, Value>,
 }
@@ -57,6 +59,7 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
     let rows = current.rows;
     let estimate =
         spec.estimate.as_ref().map(|e| estimate_window(e, window, reference.estimate_rows, current.estimate_rows));
+    let chunks = spec.chunks.as_ref().map(|c| chunk_window(c, spec, window, reference.chunk_rows, current.chunk_rows));
     let drift = match (reference.columns, current.features) {
         (Columns::Raw(r), Columns::Raw(c)) => {
             let columns: Vec<_> =
@@ -85,11 +88,12 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
             _ => None,
         }
     });
-    let estimate_alerts = estimate.as_ref().and_then(RunEstimate::alerts);
-    let alert = match (bound_crossed, estimate_alerts) {
-        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-        (a, b) => a.or(b),
-    };
+    let alerts: Vec<String> =
+        [bound_crossed, estimate.as_ref().and_then(RunEstimate::alerts), chunks.as_ref().and_then(RunChunks::alerts)]
+            .into_iter()
+            .flatten()
+            .collect();
+    let alert = (!alerts.is_empty()).then(|| alerts.join("; "));
     let status = if rows == 0 {
         RunStatus::NoData
     } else if drift.dataset_drift {
@@ -123,6 +127,16 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
             estimated.metrics.iter().map(|(m, v)| (m.name().to_string(), json!(v.value))).collect();
         aggregate.insert("estimated_performance".into(), Value::Object(values));
     }
+    if let Some(c) = chunks.as_ref().filter(|c| !c.results.is_empty()) {
+        let values: Map<String, Value> = c
+            .results
+            .iter()
+            .map(|(feature, methods)| {
+                (feature.clone(), methods.iter().map(|(m, v)| (m.name().to_string(), json!(v.value))).collect())
+            })
+            .collect();
+        aggregate.insert("chunk_drift".into(), Value::Object(values));
+    }
 
     Ok(Judgement {
         status,
@@ -136,8 +150,64 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
         roc_curve: thin(perf.roc, ROC_POINTS),
         alert,
         estimate,
+        chunks,
         aggregate,
     })
+}
+
+/// Each feature's drift with thresholds from the reference's chunks: the window is one chunk;
+/// the reference is cut into chunks of the window's size, or into ten when it holds fewer than
+/// ten windows' rows (as [`estimate_window`] does).
+fn chunk_window(
+    spec: &ChunksSpec,
+    job: &JobSpec,
+    window: Window,
+    reference: ChunkRows,
+    current: ChunkRows,
+) -> RunChunks {
+    let not_judged = |note: String| RunChunks {
+        threshold: spec.threshold,
+        reference_chunks: 0,
+        results: Default::default(),
+        note: Some(note),
+    };
+    let (reference, current) = match (reference, current) {
+        (Some(Ok(r)), Some(Ok(c))) => (r, c),
+        (Some(Err(why)), _) | (_, Some(Err(why))) => return not_judged(format!("not computed: {why}")),
+        _ => return not_judged("not computed: no rows were read for it".into()),
+    };
+    let (reference_rows, current_rows) =
+        (reference.first().map_or(0, |v| v.len()), current.first().map_or(0, |v| v.len()));
+    if current_rows == 0 {
+        return not_judged("not computed: no predictions in the window".into());
+    }
+    let size = current_rows.min(reference_rows.div_ceil(10)).max(1);
+    let reference_spans = match chunk::split(reference_rows, None, Chunking::Size(size)) {
+        Ok(spans) => spans,
+        Err(e) => return not_judged(format!("not computed: {e}")),
+    };
+    let key = format!("{} .. {}", time(window.start_ms), time(window.end_ms));
+    let current_span =
+        Span { key, start: 0, end: current_rows, start_ms: Some(window.start_ms), end_ms: Some(window.end_ms - 1) };
+    let columns: Vec<ChunkColumn> = job
+        .features
+        .iter()
+        .zip(reference)
+        .zip(current)
+        .map(|((name, reference), current)| {
+            let (reference, analysis) = one_kind(reference, current);
+            ChunkColumn { name: name.clone(), reference, analysis }
+        })
+        .collect();
+    match chunked::chunked_drift(&columns, &reference_spans, &[current_span], &spec.methods, spec.threshold) {
+        Ok(mut d) => RunChunks {
+            threshold: spec.threshold,
+            reference_chunks: reference_spans.len(),
+            results: d.chunks.pop().map(|c| c.results).unwrap_or_default(),
+            note: None,
+        },
+        Err(e) => not_judged(format!("not computed: {e}")),
+    }
 }
 
 /// Performance of the current window estimated from its scores: the window is one chunk; the
@@ -172,6 +242,22 @@ fn estimate_window(spec: &EstimateSpec, window: Window, reference: EstimateRows,
             note: None,
         },
         Err(e) => not_estimated(format!("not estimated: {e}")),
+    }
+}
+
+/// A feature's reference and current values as one kind: when one side holds numbers and the
+/// other categories, both are categories, numbers named by their JSON text (as they are counted
+/// for the window's own comparison).
+fn one_kind(reference: Values, current: Values) -> (Values, Values) {
+    fn named(numbers: Vec<Option<f64>>) -> Values {
+        let names: Vec<Option<String>> =
+            numbers.into_iter().map(|x| x.filter(|x| x.is_finite()).map(category_name)).collect();
+        Values::categories(names.iter().map(Option::as_deref))
+    }
+    match (reference, current) {
+        (Values::Numbers(r), c @ Values::Categories { .. }) => (named(r), c),
+        (r @ Values::Categories { .. }, Values::Numbers(c)) => (r, named(c)),
+        pair => pair,
     }
 }
 

@@ -5,7 +5,9 @@
 //! Nothing is kept per row but what the statistics need: a feature stays one number per row
 //! while all its values are numbers, and becomes category counts from its first other value on
 //! (long values cut, at most 10,000 names, as [`crate::stats::categories`] says); the score and
-//! the label stay one pair of numbers (or two class ids) per labelled prediction.
+//! the label stay one pair of numbers (or two class ids) per labelled prediction. A job with
+//! chunk thresholds also keeps each feature's values row by row (a number, or a category's
+//! code), which its reference chunks need.
 //!
 //! A store window that begins before the raw rows retention kept is read from the rollups
 //! instead ([`driftline_rollup::summarise`]): one summary per feature, and for a binary task the
@@ -13,6 +15,7 @@
 //! approximate.
 
 use super::spec::{EstimateSpec, JobSpec, Reference};
+use crate::chunked::Values;
 use crate::compare::Approximation;
 use crate::estimate::Predictions;
 use crate::format::{category_name, time};
@@ -49,9 +52,15 @@ pub(crate) struct Current {
     pub(crate) outcomes: CurrentOutcomes,
     /// Each prediction's score, predicted class and label, when the job estimates performance.
     pub(crate) estimate_rows: EstimateRows,
+    /// Each feature's values row by row, when the job has chunk thresholds.
+    pub(crate) chunk_rows: ChunkRows,
     /// Set when read from the rollups.
     pub(crate) from_rollups: Option<RollupRead>,
 }
+
+/// Each feature's values row by row, in the job's feature order, or why there are none: `None`
+/// when the job has no chunk thresholds.
+pub(crate) type ChunkRows = Option<Result<Vec<Values>, String>>;
 
 /// The rows a performance estimate needs, or why there are none: `None` when the job does not
 /// estimate.
@@ -59,6 +68,8 @@ pub(crate) type EstimateRows = Option<Result<Predictions, String>>;
 
 /// Why a window read from the rollups cannot be estimated.
 const NO_ROWS_IN_ROLLUPS: &str = "read from the rollups, which keep no per-prediction scores";
+/// Why a window read from the rollups cannot be cut into chunks.
+const NO_VALUES_IN_ROLLUPS: &str = "read from the rollups, which keep no per-prediction values";
 
 /// The scores and labels of the current window.
 pub(crate) enum CurrentOutcomes {
@@ -91,18 +102,20 @@ pub(crate) async fn current(store: &dyn Store, spec: &JobSpec, window: Window) -
         return Ok(Current {
             rows,
             estimate_rows: spec.estimate.as_ref().map(|_| Err(format!("the current window was {NO_ROWS_IN_ROLLUPS}"))),
+            chunk_rows: spec.chunks.as_ref().map(|_| Err(format!("the current window was {NO_VALUES_IN_ROLLUPS}"))),
             from_rollups: Some(rollup_read("current", &summary)),
             features: Columns::Summarised(summary.summaries),
             outcomes: CurrentOutcomes::Summarised { rows, task: spec.task, classes: class_summaries },
         });
     }
     let mut outcomes = Outcomes::new(spec.task);
-    let (rows, features, estimate_rows) = read(store, spec, window, Some(&mut outcomes)).await?;
+    let read = read(store, spec, window, Some(&mut outcomes)).await?;
     Ok(Current {
-        rows,
-        features: Columns::Raw(features),
+        rows: read.rows,
+        features: Columns::Raw(read.columns),
         outcomes: CurrentOutcomes::Raw(outcomes),
-        estimate_rows: estimate_rows.map(Ok),
+        estimate_rows: read.estimate_rows.map(Ok),
+        chunk_rows: read.chunk_rows.map(Ok),
         from_rollups: None,
     })
 }
@@ -141,6 +154,7 @@ fn rollup_read(which: &str, summary: &WindowSummary) -> RollupRead {
 pub(crate) struct ReferenceRead {
     pub(crate) columns: Columns,
     pub(crate) estimate_rows: EstimateRows,
+    pub(crate) chunk_rows: ChunkRows,
     pub(crate) info: ReferenceInfo,
     pub(crate) from_rollups: Option<RollupRead>,
 }
@@ -164,22 +178,36 @@ pub(crate) async fn reference(
         Reference::File { path } => {
             let resolved = references.resolve(path)?;
             let job = spec.clone();
-            let (columns, rows, estimate_rows) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                let table = Table::read(&resolved)?;
-                let columns = job.features.iter().map(|f| table.column(f)).collect::<Result<Vec<_>, _>>()?;
-                let estimate_rows =
-                    job.estimate.as_ref().map(|e| file_rows(&table, &job, e).map_err(|e| e.to_string()));
-                Ok((columns, table.rows(), estimate_rows))
-            })
-            .await
-            .map_err(|e| Error::Internal { what: "reading the reference file".into(), message: e.to_string() })??;
+            let (columns, rows, estimate_rows, chunk_rows) =
+                tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                    let table = Table::read(&resolved)?;
+                    let columns = job.features.iter().map(|f| table.column(f)).collect::<Result<Vec<_>, _>>()?;
+                    let estimate_rows =
+                        job.estimate.as_ref().map(|e| file_rows(&table, &job, e).map_err(|e| e.to_string()));
+                    let chunk_rows = job.chunks.as_ref().map(|_| {
+                        job.features
+                            .iter()
+                            .map(|f| table.values(f))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| e.to_string())
+                    });
+                    Ok((columns, table.rows(), estimate_rows, chunk_rows))
+                })
+                .await
+                .map_err(|e| Error::Internal { what: "reading the reference file".into(), message: e.to_string() })??;
             let info = ReferenceInfo {
                 description: format!("reference file {}", path.display()),
                 rows,
                 start_ms: None,
                 end_ms: None,
             };
-            return Ok(ReferenceRead { columns: Columns::Raw(columns), estimate_rows, info, from_rollups: None });
+            return Ok(ReferenceRead {
+                columns: Columns::Raw(columns),
+                estimate_rows,
+                chunk_rows,
+                info,
+                from_rollups: None,
+            });
         }
     };
     if raw_gone(store, w).await? {
@@ -194,13 +222,20 @@ pub(crate) async fn reference(
         return Ok(ReferenceRead {
             columns: Columns::Summarised(summary.summaries),
             estimate_rows: spec.estimate.as_ref().map(|_| Err(format!("the reference was {NO_ROWS_IN_ROLLUPS}"))),
+            chunk_rows: spec.chunks.as_ref().map(|_| Err(format!("the reference was {NO_VALUES_IN_ROLLUPS}"))),
             info,
             from_rollups: Some(read),
         });
     }
-    let (rows, columns, estimate_rows) = read(store, spec, w, None).await?;
-    let info = ReferenceInfo { description, rows, start_ms: Some(w.start_ms), end_ms: Some(w.end_ms) };
-    Ok(ReferenceRead { columns: Columns::Raw(columns), estimate_rows: estimate_rows.map(Ok), info, from_rollups: None })
+    let read = read(store, spec, w, None).await?;
+    let info = ReferenceInfo { description, rows: read.rows, start_ms: Some(w.start_ms), end_ms: Some(w.end_ms) };
+    Ok(ReferenceRead {
+        columns: Columns::Raw(read.columns),
+        estimate_rows: read.estimate_rows.map(Ok),
+        chunk_rows: read.chunk_rows.map(Ok),
+        info,
+        from_rollups: None,
+    })
 }
 
 /// A reference file's rows for the estimate: its columns named by the job's score, predicted
@@ -257,24 +292,41 @@ fn binary(cell: &Cell<'_>) -> Option<bool> {
     }
 }
 
-/// Reads a window of the job's deployment: the number of predictions, one column per feature,
-/// the rows for the estimate when the job estimates, and the scores and labels into `outcomes`
-/// when given.
+/// A window of the job's deployment as read.
+struct WindowRead {
+    /// Predictions.
+    rows: usize,
+    /// One per feature.
+    columns: Vec<ColumnData>,
+    /// When the job estimates performance.
+    estimate_rows: Option<Predictions>,
+    /// Each feature's values row by row, when the job has chunk thresholds.
+    chunk_rows: Option<Vec<Values>>,
+}
+
+/// Reads a window of the job's deployment, and the scores and labels into `outcomes` when
+/// given.
 async fn read(
     store: &dyn Store,
     spec: &JobSpec,
     window: Window,
     mut outcomes: Option<&mut Outcomes>,
-) -> Result<(usize, Vec<ColumnData>, Option<Predictions>), Error> {
+) -> Result<WindowRead, Error> {
     let mut stream = store.read_window(Selection::Deployment(spec.deployment.clone()), window);
     let mut columns: Vec<ColumnBuilder> = spec.features.iter().map(|_| ColumnBuilder::default()).collect();
     let mut estimate_rows = spec.estimate.as_ref().map(|_| Predictions::default());
+    let mut chunk_rows: Option<Vec<RowsBuilder>> =
+        spec.chunks.as_ref().map(|_| spec.features.iter().map(|_| RowsBuilder::default()).collect());
     let mut rows = 0;
     while let Some(record) = stream.next().await {
         let record = record?;
         rows += 1;
-        for (column, path) in columns.iter_mut().zip(&spec.features) {
-            column.push(Cell::of(lookup(&record.metrics, path)));
+        for (i, (column, path)) in columns.iter_mut().zip(&spec.features).enumerate() {
+            let cell = Cell::of(lookup(&record.metrics, path));
+            if let Some(chunk_rows) = chunk_rows.as_mut() {
+                chunk_rows[i].push(&cell);
+            }
+            column.push(cell);
         }
         let (score, label) = (lookup(&record.metrics, &spec.score), lookup(&record.metrics, &spec.label));
         if let (Some(estimate), Some(rows)) = (&spec.estimate, estimate_rows.as_mut()) {
@@ -285,7 +337,12 @@ async fn read(
             outcomes.push(Cell::of(score), Cell::of(label));
         }
     }
-    Ok((rows, columns.into_iter().map(ColumnBuilder::finish).collect(), estimate_rows))
+    Ok(WindowRead {
+        rows,
+        columns: columns.into_iter().map(ColumnBuilder::finish).collect(),
+        estimate_rows,
+        chunk_rows: chunk_rows.map(|c| c.into_iter().map(RowsBuilder::finish).collect()),
+    })
 }
 
 /// One value read from an event.
@@ -349,6 +406,70 @@ impl ColumnBuilder {
         match self {
             ColumnBuilder::Numbers(v) => ColumnData::Numeric(v),
             ColumnBuilder::Categories(c) => ColumnData::Categorical(c),
+        }
+    }
+}
+
+/// The category of the values beyond [`MAX_NAMES`] distinct ones, row by row.
+const OTHER: &str = "(other categories)";
+
+/// One feature's values row by row, as [`ColumnBuilder`] reads them: numbers while every value
+/// present is a number; from the first other value on, each row's category as a code (the
+/// numbers so far by their JSON text), at most [`MAX_NAMES`] names, the rest as one, "other".
+#[derive(Debug)]
+enum RowsBuilder {
+    Numbers(Vec<Option<f64>>),
+    Categories { index: HashMap<String, u32>, names: Vec<String>, codes: Vec<Option<u32>> },
+}
+
+impl Default for RowsBuilder {
+    fn default() -> Self {
+        RowsBuilder::Numbers(Vec::new())
+    }
+}
+
+impl RowsBuilder {
+    fn push(&mut self, cell: &Cell<'_>) {
+        if let (RowsBuilder::Numbers(numbers), Cell::Text(_)) = (&mut *self, cell) {
+            let numbers = std::mem::take(numbers);
+            *self = RowsBuilder::Categories { index: HashMap::new(), names: Vec::new(), codes: Vec::new() };
+            for x in numbers {
+                self.push(&x.map_or(Cell::Missing, Cell::Number));
+            }
+        }
+        match self {
+            RowsBuilder::Numbers(v) => v.push(match cell {
+                Cell::Number(x) => Some(*x),
+                _ => None,
+            }),
+            RowsBuilder::Categories { index, names, codes } => {
+                let name = match cell {
+                    Cell::Missing => {
+                        codes.push(None);
+                        return;
+                    }
+                    Cell::Number(x) => Cow::Owned(category_name(*x)),
+                    Cell::Text(t) => category_of(t),
+                };
+                let code = match index.get(&*name) {
+                    Some(code) => *code,
+                    None => {
+                        let name = if names.len() < MAX_NAMES { name.into_owned() } else { OTHER.to_string() };
+                        *index.entry(name.clone()).or_insert_with(|| {
+                            names.push(name);
+                            (names.len() - 1) as u32
+                        })
+                    }
+                };
+                codes.push(Some(code));
+            }
+        }
+    }
+
+    fn finish(self) -> Values {
+        match self {
+            RowsBuilder::Numbers(v) => Values::Numbers(v),
+            RowsBuilder::Categories { names, codes, .. } => Values::Categories { names, codes },
         }
     }
 }

@@ -75,6 +75,7 @@ fn summary(r: &RunReport) -> Value {
         "drifted": r.drift.columns.iter().filter(|c| c.drifted).map(|c| c.column.clone()).collect::<Vec<_>>(),
         "performance": r.aggregate.get("performance").cloned().unwrap_or(Value::Null),
         "estimated_performance": r.estimate.as_ref().and_then(|e| e.chunk.as_ref()).map(|c| json!(c.metrics)),
+        "chunks": r.chunks.as_ref().filter(|c| !c.results.is_empty()).map(|c| json!(c.results)),
     })
 }
 

@@ -91,6 +91,7 @@ async fn execute(
         roc_curve: judged.roc_curve,
         alert: judged.alert,
         estimate: judged.estimate,
+        chunks: judged.chunks,
         aggregate: judged.aggregate,
     };
     let html = persist::render(store, spec, &report).await?;

@@ -1,6 +1,7 @@
 //! Drift jobs: what a job compares, and its settings as stored; the times a job accepts.
 
 use super::schedule::{Schedule, ScheduleSpec};
+use crate::chunked::{ChunkMethod, ChunkThreshold};
 use crate::compare::{Method, Options};
 use crate::estimate::Calibrate;
 use crate::stats::categories::DEFAULT_KEEP;
@@ -67,7 +68,37 @@ pub struct JobSpec {
     /// (binary task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<EstimateSpec>,
+    /// Also judge each feature against thresholds from the reference's own chunks, NannyML's
+    /// way (raw windows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunksSpec>,
     pub schedule: ScheduleSpec,
+}
+
+/// A job's drift against reference chunks ([`crate::chunked`]): the current window is one
+/// chunk, compared with the whole reference by each statistic; the reference is cut into chunks
+/// of the current window's size (into ten when it holds fewer than ten such windows), each
+/// compared with the whole reference in the same way, and the statistic's thresholds come from
+/// how much it varies across those chunks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunksSpec {
+    /// The statistics; each feature gets those for its type.
+    #[serde(default = "default_chunk_methods")]
+    pub methods: Vec<ChunkMethod>,
+    #[serde(default)]
+    pub threshold: ChunkThreshold,
+}
+
+impl Default for ChunksSpec {
+    fn default() -> Self {
+        ChunksSpec { methods: default_chunk_methods(), threshold: ChunkThreshold::default() }
+    }
+}
+
+/// Jensen–Shannon for every feature, and the data-quality measures (as `drift compare`).
+pub fn default_chunk_methods() -> Vec<ChunkMethod> {
+    vec![ChunkMethod::JensenShannon, ChunkMethod::MissingValues, ChunkMethod::UnseenValues]
 }
 
 /// A job's performance estimate (CBPE, [`crate::estimate`]): the current window is one chunk,
@@ -298,6 +329,7 @@ impl JobSpec {
             chi2_correction: Chi2Correction::None,
             alert: None,
             estimate: None,
+            chunks: None,
             schedule,
         }
     }
@@ -444,6 +476,21 @@ impl JobSpec {
             }
             if !estimate.decision_threshold.is_finite() {
                 return Err(invalid("estimate.decision_threshold", "must be a number, such as 0.5".into()));
+            }
+        }
+        if let Some(chunks) = &self.chunks {
+            if chunks.methods.is_empty() {
+                return Err(invalid(
+                    "chunks.methods",
+                    format!("is empty; name at least one of {}", ChunkMethod::ALL.map(ChunkMethod::name).join(", ")),
+                ));
+            }
+            let (ChunkThreshold::StandardDeviations(k) | ChunkThreshold::Constant(k)) = chunks.threshold;
+            if !k.is_finite() || k < 0.0 {
+                return Err(invalid(
+                    "chunks.threshold",
+                    format!("{k} is not a non-negative number; give standard deviations such as 3, or a constant"),
+                ));
             }
         }
         Schedule::parse(&self.schedule)

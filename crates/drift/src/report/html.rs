@@ -1,7 +1,7 @@
 //! Self-contained HTML for people: pages with inline CSS and SVG (histogram overlays, the ROC
 //! curve, line charts), no scripts, nothing fetched over the network.
 
-use crate::chunked::ChunkedDrift;
+use crate::chunked::{ChunkValue, ChunkedDrift};
 use crate::compare::{Comparison, Histogram};
 use crate::estimate::{Basis, Estimate, EstimatedValue};
 use crate::format::{number, shorten};
@@ -134,15 +134,7 @@ pub fn chunks_page(d: &ChunkedDrift, title: &str, subtitle: &str) -> String {
                 .iter()
                 .filter_map(|c| {
                     let v = c.results.get(column)?.get(method)?;
-                    Some(ChunkPoint {
-                        key: &c.chunk.key,
-                        reference: c.chunk.is_reference(),
-                        value: v.value,
-                        upper: v.upper_threshold,
-                        lower: v.lower_threshold,
-                        alert: v.alert,
-                        ..ChunkPoint::default()
-                    })
+                    Some(ChunkPoint::of(&c.chunk.key, c.chunk.is_reference(), v))
                 })
                 .collect();
             let alerts = points.iter().filter(|p| p.alert && !p.reference).count();
@@ -176,6 +168,19 @@ struct ChunkPoint<'a> {
 }
 
 impl<'a> ChunkPoint<'a> {
+    /// A statistic's point: its value and thresholds.
+    fn of(key: &'a str, reference: bool, v: &ChunkValue) -> Self {
+        ChunkPoint {
+            key,
+            reference,
+            value: v.value,
+            upper: v.upper_threshold,
+            lower: v.lower_threshold,
+            alert: v.alert,
+            ..ChunkPoint::default()
+        }
+    }
+
     /// An estimate's point: its band, realised value and thresholds.
     fn estimated(key: &'a str, reference: bool, v: &EstimatedValue) -> Self {
         ChunkPoint {
@@ -311,6 +316,12 @@ fn chunk_svg(points: &[ChunkPoint<'_>]) -> String {
 /// realised value (dashed) and the thresholds.
 pub fn estimates_svg(points: &[(String, EstimatedValue)]) -> String {
     let points: Vec<ChunkPoint> = points.iter().map(|(key, v)| ChunkPoint::estimated(key, false, v)).collect();
+    chunk_svg(&points)
+}
+
+/// A statistic over time, one point per label (a run's window), with its thresholds.
+pub fn chunk_values_svg(points: &[(String, ChunkValue)]) -> String {
+    let points: Vec<ChunkPoint> = points.iter().map(|(key, v)| ChunkPoint::of(key, false, v)).collect();
     chunk_svg(&points)
 }
 

@@ -4,6 +4,7 @@
 //! network).
 
 use super::html::{self, escape};
+use crate::chunked::{ChunkMethod, ChunkThreshold, ChunkValue};
 use crate::compare::{Approximation, Comparison};
 use crate::estimate::{CalibrationReport, EstimatedChunk, EstimatedValue};
 use crate::format::{number, time};
@@ -11,6 +12,7 @@ use crate::stats::performance::{Metrics, RocPoint};
 use driftline_store::{RunStatus, StoredRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The JSON report of a run.
@@ -51,6 +53,9 @@ pub struct RunReport {
     /// Performance estimated from the scores, when the job estimates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<RunEstimate>,
+    /// Each feature against thresholds from the reference's chunks, when the job has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<RunChunks>,
     /// The aggregate metrics written for the window.
     pub aggregate: Map<String, Value>,
 }
@@ -81,15 +86,63 @@ impl RunEstimate {
             .filter(|(_, v)| v.alert)
             .map(|(m, v)| {
                 format!(
-                    "estimated {m} = {} is outside {} .. {}",
+                    "estimated {m} = {} is outside {}",
                     v.value.map(number).unwrap_or_default(),
-                    v.lower_threshold.map(number).unwrap_or_else(|| "-".into()),
-                    v.upper_threshold.map(number).unwrap_or_else(|| "-".into())
+                    range(v.lower_threshold, v.upper_threshold)
                 )
             })
             .collect();
         (!alerts.is_empty()).then(|| alerts.join("; "))
     }
+}
+
+/// A run's drift against reference chunks ([`crate::chunked`]): the window as one chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunChunks {
+    pub threshold: ChunkThreshold,
+    /// The reference chunks the thresholds come from.
+    pub reference_chunks: usize,
+    /// By feature, then statistic: the window's value against the whole reference, the
+    /// thresholds and the alert.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub results: BTreeMap<String, BTreeMap<ChunkMethod, ChunkValue>>,
+    /// Why there are no results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl RunChunks {
+    /// The statistics outside their thresholds, in words.
+    pub fn alerts(&self) -> Option<String> {
+        let alerts: Vec<String> = self
+            .results
+            .iter()
+            .flat_map(|(feature, methods)| methods.iter().map(move |(m, v)| (feature, m, v)))
+            .filter(|(_, _, v)| v.alert)
+            .map(|(feature, method, v)| {
+                format!(
+                    "{feature} {method} = {} is outside {}",
+                    shown(v.value),
+                    range(v.lower_threshold, v.upper_threshold)
+                )
+            })
+            .collect();
+        (!alerts.is_empty()).then(|| alerts.join("; "))
+    }
+}
+
+/// A value, or a dash.
+fn shown(x: Option<f64>) -> String {
+    x.map(number).unwrap_or_else(|| "—".into())
+}
+
+/// Thresholds as a range, an open side as a dash.
+fn range(lower: Option<f64>, upper: Option<f64>) -> String {
+    format!(
+        "{} .. {}",
+        lower.map(number).unwrap_or_else(|| "-".into()),
+        upper.map(number).unwrap_or_else(|| "-".into())
+    )
 }
 
 /// Where a window was read from when it was read from the rollups.
@@ -189,6 +242,9 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
     if let Some(estimate) = &report.estimate {
         out.push_str(&estimate_section(estimate));
     }
+    if let Some(chunks) = &report.chunks {
+        out.push_str(&chunks_section(chunks));
+    }
 
     out.push_str("<h2>Recent runs</h2><div class=\"grid\">");
     let mut runs: Vec<&StoredRun> = history.iter().collect();
@@ -224,6 +280,25 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
             escape(chart_metric),
             html::estimates_svg(&estimated)
         );
+    }
+    if let Some(chunks) = &report.chunks {
+        for (feature, methods) in chunks.results.iter().take(MAX_CHUNK_CHARTS) {
+            for method in methods.keys() {
+                let points: Vec<(String, ChunkValue)> = summaries
+                    .iter()
+                    .filter_map(|(label, s)| {
+                        let v = s.as_ref()?.get("chunks")?.get(feature)?.get(method.name())?;
+                        Some((label.clone(), serde_json::from_value(v.clone()).ok()?))
+                    })
+                    .collect();
+                let _ = write!(
+                    out,
+                    "<div class=\"card\"><h3>{} · {method} at each run</h3>{}</div>",
+                    escape(feature),
+                    html::chunk_values_svg(&points)
+                );
+            }
+        }
     }
     out.push_str("</div><table><tr><th>run</th><th>window end</th><th>status</th></tr>");
     for r in history.iter().take(10) {
@@ -264,7 +339,6 @@ fn estimate_section(e: &RunEstimate) -> String {
         "<table><tr><th>metric</th><th>estimate</th><th>band (±3 sampling errors)</th><th>realised so \
          far</th><th>thresholds</th><th></th></tr>",
     );
-    let shown = |x: Option<f64>| x.map(number).unwrap_or_else(|| "—".into());
     for (metric, v) in &chunk.metrics {
         let _ = write!(
             out,
@@ -278,6 +352,52 @@ fn estimate_section(e: &RunEstimate) -> String {
             if v.alert { "drift" } else { "ok" },
             if v.alert { "alert" } else { "ok" }
         );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// Features whose statistics get a history chart on a run's page (the table has them all).
+const MAX_CHUNK_CHARTS: usize = 8;
+
+/// Drift against reference chunks: a row per feature and statistic with its thresholds.
+fn chunks_section(c: &RunChunks) -> String {
+    let mut out = String::from("<h2>Drift against reference chunks</h2>");
+    if let Some(note) = &c.note {
+        let _ = write!(out, "<p class=\"sub\">{}</p>", escape(note));
+        return out;
+    }
+    let rule = match c.threshold {
+        ChunkThreshold::StandardDeviations(k) => {
+            format!(
+                "the mean of the {} reference chunks' values ± {} standard deviations",
+                c.reference_chunks,
+                number(k)
+            )
+        }
+        ChunkThreshold::Constant(k) => format!("the constant {}", number(k)),
+    };
+    let _ = write!(
+        out,
+        "<p class=\"sub\">The window is one chunk, compared with the whole reference; the reference is cut into {} \
+         chunks of the window's size (smaller when that would make fewer than ten), each compared with the whole \
+         reference the same way. Thresholds: {}.</p>",
+        c.reference_chunks,
+        escape(&rule)
+    );
+    out.push_str("<table><tr><th>feature</th><th>statistic</th><th>window</th><th>thresholds</th><th></th></tr>");
+    for (feature, methods) in &c.results {
+        for (method, v) in methods {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{method}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                escape(feature),
+                shown(v.value),
+                range(v.lower_threshold, v.upper_threshold),
+                if v.alert { "drift" } else { "ok" },
+                if v.alert { "alert" } else { "ok" }
+            );
+        }
     }
     out.push_str("</table>");
     out
