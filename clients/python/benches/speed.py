@@ -4,7 +4,7 @@
    the same function decorated with ``models_v1.cml_model(metrics=True)`` that calls
    ``metrics_v1.track_metric("input", args)`` and ``track_metric("predict_result", ...)``. The two
    are called alternately, each call timed with ``time.perf_counter_ns``, after a warm-up; the
-   sender thread is running and posting to the server meanwhile, as in a model replica.
+   sender threads are running and posting to the server meanwhile, as in a model replica.
 2. Throughput: N predictions through the decorated function as fast as one thread calls it,
    then ``driftline.flush()``: predictions per second from the first call until flush returns
    with everything accepted. ``driftline.stats()`` must show N accepted and nothing dropped,
@@ -190,6 +190,12 @@ def _thread_cpu(native_id: Optional[int]) -> Optional[float]:
     return None if native_id is None else _proc_cpu(f"/proc/self/task/{native_id}/stat")
 
 
+def _threads_cpu(native_ids: List[Optional[int]]) -> Optional[float]:
+    """The CPU seconds of these threads together (the client's sender threads)."""
+    seconds = [_thread_cpu(i) for i in native_ids]
+    return None if not seconds or None in seconds else sum(s for s in seconds if s is not None)
+
+
 def _delta(after: Optional[float], before: Optional[float]) -> Optional[float]:
     return None if after is None or before is None else after - before
 
@@ -324,9 +330,9 @@ def measure_throughput(server: LocalServer, inputs: List[Dict[str, Any]], predic
     k = len(inputs)
     plan = [inputs[i % k] for i in range(predictions)]
     predict = tracked_predict
-    sender_id = getattr(getattr(driftline._client.get_client().sender, "_thread", None), "native_id", None)
+    sender_ids = [t.native_id for t in getattr(driftline._client.get_client().sender, "_threads", [])]
     main_id = threading.get_native_id()
-    cpu0 = (server.cpu_seconds(), _thread_cpu(main_id), _thread_cpu(sender_id))
+    cpu0 = (server.cpu_seconds(), _thread_cpu(main_id), _threads_cpu(sender_ids))
     started = time.perf_counter()
     for args in plan:
         predict(args)
@@ -334,7 +340,7 @@ def measure_throughput(server: LocalServer, inputs: List[Dict[str, Any]], predic
     backlog = driftline.stats()["queued"]
     delivered = driftline.flush(FLUSH_TIMEOUT_S)
     finished = time.perf_counter()
-    cpu1 = (server.cpu_seconds(), _thread_cpu(main_id), _thread_cpu(sender_id))
+    cpu1 = (server.cpu_seconds(), _thread_cpu(main_id), _threads_cpu(sender_ids))
     if not delivered:
         raise BenchError(f"throughput run: flush did not finish within {FLUSH_TIMEOUT_S:.0f} s: {driftline.stats()}")
     stats = driftline.stats()
@@ -384,7 +390,7 @@ def table(o: Dict[str, Any], t: Dict[str, Any], total_rows: int) -> str:
         f"| calls alone; flush after the last call | {t['calls_per_second']:,.0f} calls/s ({t['calls_seconds']:.2f} s); "
         f"{t['flush_seconds']:.2f} s, {t['backlog_after_calls']:,} events still queued | |",
         f"| throughput run: accepted, dropped, batches, retries | {s_t['accepted']:,}, {s_t['dropped']}, {s_t['batches']}, {s_t['retries']} | |",
-        f"| CPU during the throughput run: calling thread, sender thread, server | "
+        f"| CPU during the throughput run: calling thread, sender threads, server | "
         f"{cpu(t['cpu_calling_thread_s'])}, {cpu(t['cpu_sender_thread_s'])}, {cpu(t['cpu_server_s'])} | |",
         f"| rows stored (read back, distinct UUIDs); all deployments | {t['stored_rows']:,}; {total_rows:,} | |",
     ]

@@ -106,7 +106,7 @@ def test_sender_thread_samples_when_asked(server, crns):
     driftline.init(url=server.url, api_key=server.key, linger_ms=20, replica_id="auto-1", replica_stats_every_s=0.1, **crns)
     assert wait_for(lambda: driftline.stats()["accepted"] >= 3)
     new_threads = {t.name for t in threading.enumerate()} - before
-    assert new_threads <= {"driftline-sender"}  # no thread of its own
+    assert new_threads <= {"driftline-sender-0", "driftline-sender-1"}  # no thread of its own
     assert driftline.shutdown()
     driftline.init(url=server.url, api_key=server.key, **crns)
     [cpu] = figures("auto-1")

@@ -40,31 +40,42 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: Batches in flight at once over HTTP, each on its own connection: while the server stores one
+#: (it answers once the batch is stored), the next is on its way and being parsed.
+HTTP_SENDERS = 2
+
+
 class Client:
     """One configuration, one queue and sender thread, and the development server if used."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.dev_server: Optional[DevServer] = DevServer() if config.uses_dev_server else None
-        transport: Transport
+        transports: List[Transport]
         if config.kafka_brokers is not None:
             from ._kafka import KafkaDelivery
 
-            transport = KafkaDelivery(
-                config.kafka_brokers,
-                config.kafka_topic,
-                config.kafka_options,
-                batch_size=config.batch_size,
-                timeout_s=config.request_timeout_s,
-            )
+            # One producer: it batches and sends asynchronously itself.
+            transports = [
+                KafkaDelivery(
+                    config.kafka_brokers,
+                    config.kafka_topic,
+                    config.kafka_options,
+                    batch_size=config.batch_size,
+                    timeout_s=config.request_timeout_s,
+                )
+            ]
         else:
-            transport = HttpDelivery(
-                self.target,
-                config.request_timeout_s,
-                on_unreachable=self._dev_unreachable if self.dev_server else None,
-            )
+            transports = [
+                HttpDelivery(
+                    self.target,
+                    config.request_timeout_s,
+                    on_unreachable=self._dev_unreachable if self.dev_server else None,
+                )
+                for _ in range(HTTP_SENDERS)
+            ]
         self.sender = Sender(
-            transport,
+            transports,
             queue_size=config.queue_size,
             batch_size=config.batch_size,
             linger_ms=config.linger_ms,

@@ -7,9 +7,13 @@ its transport (``_delivery.py``: HTTP, or Kafka in ``_kafka.py``), and sends wha
 hands back (the server or the broker away) again with capped exponential backoff, so an event is
 stored once however often it is sent (the store keeps one row per prediction UUID).
 
-A forked child starts with an empty queue and a thread of its own (see ``after_fork_in_child``).
+With more than one transport (HTTP: one connection each) as many threads send at once, so one
+batch crosses the network and is parsed while the server stores the one before; the server
+answers each only once it is stored, so a single sender would leave it idle in between.
 
-With a ``periodic`` producer, the same thread also queues the event it makes every ``every_s``
+A forked child starts with an empty queue and threads of its own (see ``after_fork_in_child``).
+
+With a ``periodic`` producer, the first thread also queues the event it makes every ``every_s``
 seconds (this process's replica figures), so sampling needs no thread of its own. While a batch
 is being retried the thread waits on the server, and samples resume when it answers again.
 """
@@ -35,7 +39,7 @@ class Sender:
 
     def __init__(
         self,
-        transport: Transport,
+        transports: List[Transport],
         *,
         queue_size: int,
         batch_size: int,
@@ -46,7 +50,9 @@ class Sender:
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
-        self._transport = transport
+        if not transports:
+            raise ValueError("a sender needs at least one transport")
+        self._transports = transports
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._linger_s = max(linger_ms, 0.0) / 1000.0
@@ -87,21 +93,30 @@ class Sender:
         self._lost_at_stop = 0  # taken from the queue, then given up when stopping
         periodic = self._periodic
         self._next_periodic = time.monotonic() + periodic[0] if periodic is not None else float("inf")
-        self._thread: Optional[threading.Thread] = None
+        self._threads: List[threading.Thread] = []
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="driftline-sender", daemon=True)
-        self._thread.start()
+        """Starts one thread per transport; the first also serves the periodic event and polls."""
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"driftline-sender-{i}", daemon=True)
+            for i in range(len(self._transports))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: forget the parent's queue, lock, connection and counters.
 
         The events queued before the fork are the parent's, which sends them; the child sends
-        only its own. The child's thread starts when it first queues or flushes (at once when a
+        only its own. The child's threads start when it first queues or flushes (at once when a
         periodic event is configured), so a child that never tracks anything runs no thread.
         """
         self._reset()
-        self._transport.after_fork_in_child()
+        for transport in self._transports:
+            transport.after_fork_in_child()
         if self._periodic is not None and not self._stopping:
             self._start_thread()
 
@@ -124,7 +139,7 @@ class Sender:
                 self._oldest_at = time.monotonic()
             queue.append((event_json, key))
             self._enqueued += 1
-            if self._thread is None:
+            if not self._threads:
                 self._start_thread()
             if queued + 1 == self._batch_size or (queued == 0 and self._waiting_empty):
                 self._waiting_empty = False
@@ -136,13 +151,13 @@ class Sender:
         """Send everything queued now; True when nothing is left queued or in flight."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            if self._thread is None and self._queue and not self._stopping:
+            if not self._threads and self._queue and not self._stopping:
                 self._start_thread()
             self._flush_waiters += 1
-            self._work.notify()
+            self._work.notify_all()
             try:
                 while self._queue or self._in_flight:
-                    if self._thread is None or not self._thread.is_alive():
+                    if not self._running():
                         return False
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -161,10 +176,12 @@ class Sender:
             self._dropped += left
             self._queue.clear()
             self._work.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=max(self._timeout_s, 1.0) + 1.0)
-        self._transport.close()
+            threads = list(self._threads)
+        deadline = time.monotonic() + max(self._timeout_s, 1.0) + 1.0
+        for thread in threads:
+            thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+        for transport in self._transports:
+            transport.close()
         with self._lock:
             lost = left + self._lost_at_stop
         if lost:
@@ -183,15 +200,17 @@ class Sender:
 
     # ---- the thread -----------------------------------------------------------------------
 
-    def _take_batch(self) -> Optional[List[Event]]:
-        """The next batch; None when stopping; an empty one when the periodic event is due or
-        the queue stayed empty for a second (the transport is then polled)."""
+    def _take_batch(self, primary: bool) -> Optional[List[Event]]:
+        """The next batch; None when stopping; for the primary thread, an empty one when the
+        periodic event is due or the queue stayed empty for a second (the transport is then
+        polled)."""
         with self._lock:
             while True:
                 if self._stopping:
                     return None
                 now = time.monotonic()
-                if now >= self._next_periodic:
+                next_periodic = self._next_periodic if primary else now + 1.0
+                if now >= next_periodic:
                     return []
                 queue = self._queue
                 queued = len(queue)
@@ -204,15 +223,15 @@ class Sender:
                         else:
                             # The rest keep the time of the oldest: none waits more than linger.
                             batch = [queue.popleft() for _ in range(self._batch_size)]
-                        self._in_flight = len(batch)
+                        self._in_flight += len(batch)
                         return batch
                     wait = self._linger_s - waited
-                    self._work.wait(min(wait, self._next_periodic - now))
+                    self._work.wait(min(wait, next_periodic - now))
                 else:
                     self._waiting_empty = True
-                    self._work.wait(min(1.0, self._next_periodic - now))
+                    self._work.wait(min(1.0, next_periodic - now))
                     self._waiting_empty = False
-                    if not self._queue:
+                    if not self._queue and primary:
                         return []
 
     def _queue_periodic(self) -> None:
@@ -233,35 +252,39 @@ class Sender:
         if event is not None:
             self.put(*event)
 
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
+        transport = self._transports[index]
         while True:
-            batch = self._take_batch()
+            batch = self._take_batch(primary=index == 0)
             if batch is None:
                 return
             if not batch:
                 if time.monotonic() >= self._next_periodic:
                     self._queue_periodic()
                 try:
-                    error = self._transport.poll()
+                    error = transport.poll()
                 except Exception as err:
                     error = f"unexpected error while polling: {err!r}"
                 if error is not None:
                     with self._lock:
                         self._last_error = error
                 continue
+            in_flight = [len(batch)]
             try:
-                self._deliver(batch)
+                self._deliver(transport, batch, in_flight)
             except Exception as err:  # never let the thread die on a surprise
-                self._record_failure(len(batch), f"unexpected error while sending: {err!r}")
+                self._record_failure(in_flight[0], f"unexpected error while sending: {err!r}")
             with self._lock:
-                self._in_flight = 0
+                self._in_flight -= in_flight[0]
                 if self._flush_waiters:
                     self._idle.notify_all()
 
-    def _deliver(self, batch: List[Event]) -> None:
+    def _deliver(self, transport: Transport, batch: List[Event], in_flight: List[int]) -> None:
+        """Sends ``batch`` until it is delivered or given up; ``in_flight[0]`` follows how many of
+        its events are still this thread's to send."""
         backoff = 0.05
         while True:
-            outcome = self._transport.send(batch, self._is_stopping)
+            outcome = transport.send(batch, self._is_stopping)
             with self._lock:
                 for name, n in outcome.counts.items():
                     self._counts[name] += n
@@ -269,8 +292,9 @@ class Sender:
                     self._last_error = outcome.error
                 if not outcome.retry:
                     return
+                self._in_flight += len(outcome.retry) - in_flight[0]
                 batch = outcome.retry
-                self._in_flight = len(batch)
+                in_flight[0] = len(batch)
                 self._counts["retries"] += 1
                 if not self._stopping:
                     self._work.wait_for(lambda: self._stopping, timeout=backoff)

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -59,6 +60,40 @@ pub struct SqliteStore {
     /// behind slow readers.
     health: SqlitePool,
     options: StoreOptions,
+    /// Stops the checkpoints when the last clone of the store is dropped.
+    checkpointer: Arc<Checkpointer>,
+}
+
+/// The writer's page cache, KiB.
+const WRITER_CACHE_KIB: u32 = 65_536;
+/// The WAL size, in pages, at which a commit checkpoints it itself (SQLite's default is 1,000):
+/// only when the checkpointer falls behind.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 20_000;
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// The background task that checkpoints the WAL, aborted when dropped.
+#[derive(Debug)]
+struct Checkpointer(tokio::task::AbortHandle);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Copies the WAL into the database file every `every`, on a connection of its own, without
+/// waiting for readers or the writer (a passive checkpoint): so the writer, the ingest path's
+/// one serial step, does not do it inside a commit.
+async fn checkpoint_every(pool: SqlitePool, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(error = %e, "checkpoint failed; the next one tries again");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -80,7 +115,21 @@ impl SqliteStore {
             // FULL: a transaction that committed survives a power loss, not only a crash.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.lock_timeout);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(connect.clone()).await.map_err(open)?;
+        // The one writer is the ingest path's serial step: it keeps its pages in memory (a
+        // write then reads no page back from the OS, and spills none mid-transaction), keeps
+        // statement journals in memory, and leaves checkpoints to the checkpointer below but
+        // for a WAL grown far past it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                connect
+                    .clone()
+                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+                    .pragma("temp_store", "memory")
+                    .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES.to_string()),
+            )
+            .await
+            .map_err(open)?;
         sqlx::migrate!("../../migrations/sqlite")
             .run(&writer)
             .await
@@ -94,10 +143,13 @@ impl SqliteStore {
         let health = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(connect.read_only(true))
+            .connect_with(connect.clone().read_only(true))
             .await
             .map_err(open)?;
-        Ok(SqliteStore { writer, reader, health, options })
+        let checkpoints = SqlitePoolOptions::new().max_connections(1).connect_with(connect).await.map_err(open)?;
+        let checkpointer =
+            Arc::new(Checkpointer(tokio::spawn(checkpoint_every(checkpoints, CHECKPOINT_EVERY)).abort_handle()));
+        Ok(SqliteStore { writer, reader, health, options, checkpointer })
     }
 
     /// Streams the predictions selected in a window, by start time then UUID, each with its
@@ -364,6 +416,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn close(&self) {
+        self.checkpointer.0.abort();
         self.health.close().await;
         self.reader.close().await;
         self.writer.close().await;
