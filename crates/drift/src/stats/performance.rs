@@ -329,25 +329,50 @@ struct ScoreGroup {
 }
 
 fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
-    // Scores become order-preserving integers: the sort compares integers, with no NaN case.
-    let mut keyed: Vec<(u64, bool)> = scores.iter().zip(labels).map(|(s, l)| (order_key(*s), *l)).collect();
-    keyed.sort_unstable_by_key(|k| std::cmp::Reverse(k.0));
-    let mut groups: Vec<ScoreGroup> = Vec::new();
-    let mut last_key = None;
-    for (key, label) in keyed {
-        if last_key != Some(key) {
-            groups.push(ScoreGroup { score: from_order_key(key), positives: 0, negatives: 0 });
-            last_key = Some(key);
-        }
-        let g = groups.last_mut().expect("pushed above");
-        if label {
-            g.positives += 1;
+    // Scores become order-preserving integers, each class's radix-sorted apart (the two at once
+    // on two threads when there are many), then merged from the highest down into groups.
+    let positives = labels.iter().filter(|l| **l).count();
+    let (mut positive, mut negative) = (Vec::with_capacity(positives), Vec::with_capacity(labels.len() - positives));
+    for (s, l) in scores.iter().zip(labels) {
+        if *l {
+            positive.push(order_key(*s));
         } else {
-            g.negatives += 1;
+            negative.push(order_key(*s));
         }
+    }
+    if scores.len() >= PARALLEL_SORT_ROWS {
+        std::thread::scope(|scope| {
+            scope.spawn(|| radsort::sort(&mut positive));
+            radsort::sort(&mut negative);
+        });
+    } else {
+        radsort::sort(&mut positive);
+        radsort::sort(&mut negative);
+    }
+    let mut groups: Vec<ScoreGroup> = Vec::new();
+    let (mut p, mut n) = (positive.len(), negative.len());
+    while p > 0 || n > 0 {
+        let key = match (p, n) {
+            (0, _) => negative[n - 1],
+            (_, 0) => positive[p - 1],
+            _ => positive[p - 1].max(negative[n - 1]),
+        };
+        let mut group = ScoreGroup { score: from_order_key(key), positives: 0, negatives: 0 };
+        while p > 0 && positive[p - 1] == key {
+            p -= 1;
+            group.positives += 1;
+        }
+        while n > 0 && negative[n - 1] == key {
+            n -= 1;
+            group.negatives += 1;
+        }
+        groups.push(group);
     }
     groups
 }
+
+/// Rows from which the two classes' scores are sorted on two threads.
+const PARALLEL_SORT_ROWS: usize = 100_000;
 
 /// Trapezoids between the ROC points of successive distinct scores: ties between a positive
 /// and a negative count one half, as in scikit-learn.
@@ -504,5 +529,49 @@ mod tests {
         assert_eq!(curve.last().map(|p| (p.false_positive_rate, p.true_positive_rate)), Some((1.0, 1.0)));
         assert_eq!(curve.len(), 5);
         assert!(roc_curve(&[0.3], &[true]).is_empty());
+    }
+
+    /// The groups as a comparison sort makes them: distinct scores from the highest down.
+    fn groups_by_sorting(scores: &[f64], labels: &[bool]) -> Vec<(f64, u64, u64)> {
+        let mut rows: Vec<(f64, bool)> = scores.iter().map(|s| s + 0.0).zip(labels.iter().copied()).collect();
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut out: Vec<(f64, u64, u64)> = Vec::new();
+        for (score, label) in rows {
+            if out.last().is_none_or(|g| g.0 != score) {
+                out.push((score, 0, 0));
+            }
+            let g = out.last_mut().expect("pushed");
+            if label {
+                g.1 += 1;
+            } else {
+                g.2 += 1;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ranked_groups_are_those_of_a_comparison_sort(
+            rows in proptest::collection::vec((-3i32..40, proptest::bool::ANY), 0..300),
+            scale in proptest::prop_oneof![proptest::strategy::Just(1.0), proptest::strategy::Just(1e-3), proptest::strategy::Just(-7.5)],
+        ) {
+            // Few distinct values: ties, negative scores and a zero of either sign.
+            let scores: Vec<f64> = rows.iter().map(|(v, _)| if *v == 0 { -0.0 } else { f64::from(*v) * scale }).collect();
+            let labels: Vec<bool> = rows.iter().map(|(_, l)| *l).collect();
+            let ranked: Vec<(f64, u64, u64)> =
+                ranked_counts(&scores, &labels).iter().map(|g| (g.score, g.positives, g.negatives)).collect();
+            proptest::prop_assert_eq!(ranked, groups_by_sorting(&scores, &labels));
+        }
+    }
+
+    #[test]
+    fn many_rows_sorted_on_two_threads_give_the_same_groups() {
+        let n = PARALLEL_SORT_ROWS + 1_001;
+        let scores: Vec<f64> = (0..n).map(|i| ((i * 7_919) % 5_003) as f64 / 5_003.0).collect();
+        let labels: Vec<bool> = (0..n).map(|i| (i * 31) % 7 < 3).collect();
+        let ranked: Vec<(f64, u64, u64)> =
+            ranked_counts(&scores, &labels).iter().map(|g| (g.score, g.positives, g.negatives)).collect();
+        assert_eq!(ranked, groups_by_sorting(&scores, &labels));
     }
 }
