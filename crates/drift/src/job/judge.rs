@@ -155,9 +155,26 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
     })
 }
 
+/// A run's chunks from the `(reference, current)` row counts: the reference cut into chunks of
+/// the window's size, or into ten when it holds fewer than ten windows' rows, and the window as
+/// one chunk; or why there are none.
+fn window_as_chunk(
+    window: Window,
+    (reference_rows, current_rows): (usize, usize),
+) -> Result<(Vec<Span>, Span), String> {
+    if current_rows == 0 {
+        return Err("no predictions in the window".into());
+    }
+    let size = current_rows.min(reference_rows.div_ceil(10)).max(1);
+    let reference_spans = chunk::split(reference_rows, None, Chunking::Size(size)).map_err(|e| e.to_string())?;
+    let key = format!("{} .. {}", time(window.start_ms), time(window.end_ms));
+    let current =
+        Span { key, start: 0, end: current_rows, start_ms: Some(window.start_ms), end_ms: Some(window.end_ms - 1) };
+    Ok((reference_spans, current))
+}
+
 /// Each feature's drift with thresholds from the reference's chunks: the window is one chunk;
-/// the reference is cut into chunks of the window's size, or into ten when it holds fewer than
-/// ten windows' rows (as [`estimate_window`] does).
+/// the reference is cut as [`window_as_chunk`] says.
 fn chunk_window(
     spec: &ChunksSpec,
     job: &JobSpec,
@@ -176,19 +193,11 @@ fn chunk_window(
         (Some(Err(why)), _) | (_, Some(Err(why))) => return not_judged(format!("not computed: {why}")),
         _ => return not_judged("not computed: no rows were read for it".into()),
     };
-    let (reference_rows, current_rows) =
-        (reference.first().map_or(0, |v| v.len()), current.first().map_or(0, |v| v.len()));
-    if current_rows == 0 {
-        return not_judged("not computed: no predictions in the window".into());
-    }
-    let size = current_rows.min(reference_rows.div_ceil(10)).max(1);
-    let reference_spans = match chunk::split(reference_rows, None, Chunking::Size(size)) {
+    let rows = (reference.first().map_or(0, |v| v.len()), current.first().map_or(0, |v| v.len()));
+    let (reference_spans, current_span) = match window_as_chunk(window, rows) {
         Ok(spans) => spans,
-        Err(e) => return not_judged(format!("not computed: {e}")),
+        Err(why) => return not_judged(format!("not computed: {why}")),
     };
-    let key = format!("{} .. {}", time(window.start_ms), time(window.end_ms));
-    let current_span =
-        Span { key, start: 0, end: current_rows, start_ms: Some(window.start_ms), end_ms: Some(window.end_ms - 1) };
     let columns: Vec<ChunkColumn> = job
         .features
         .iter()
@@ -211,8 +220,7 @@ fn chunk_window(
 }
 
 /// Performance of the current window estimated from its scores: the window is one chunk; the
-/// reference is cut into chunks of the window's size, or into ten when it holds fewer than ten
-/// windows' rows, for the thresholds.
+/// reference, cut as [`window_as_chunk`] says, sets the thresholds.
 fn estimate_window(spec: &EstimateSpec, window: Window, reference: EstimateRows, current: EstimateRows) -> RunEstimate {
     let not_estimated =
         |note: String| RunEstimate { calibration: None, reference_chunks: 0, chunk: None, note: Some(note) };
@@ -221,18 +229,11 @@ fn estimate_window(spec: &EstimateSpec, window: Window, reference: EstimateRows,
         (Some(Err(why)), _) | (_, Some(Err(why))) => return not_estimated(format!("not estimated: {why}")),
         _ => return not_estimated("not estimated: no rows were read for it".into()),
     };
-    let (reference_rows, current_rows) = (reference.scores.len(), current.scores.len());
-    if current_rows == 0 {
-        return not_estimated("not estimated: no predictions in the window".into());
-    }
-    let size = current_rows.min(reference_rows.div_ceil(10)).max(1);
-    let reference_spans = match chunk::split(reference_rows, None, Chunking::Size(size)) {
+    let (reference_spans, current_span) = match window_as_chunk(window, (reference.scores.len(), current.scores.len()))
+    {
         Ok(spans) => spans,
-        Err(e) => return not_estimated(format!("not estimated: {e}")),
+        Err(why) => return not_estimated(format!("not estimated: {why}")),
     };
-    let key = format!("{} .. {}", time(window.start_ms), time(window.end_ms));
-    let current_span =
-        Span { key, start: 0, end: current_rows, start_ms: Some(window.start_ms), end_ms: Some(window.end_ms - 1) };
     let options = EstimateOptions { calibrate: spec.calibration, ..EstimateOptions::default() };
     match estimate::estimate(&reference, &reference_spans, &current, &[current_span], &options) {
         Ok(mut e) => RunEstimate {
