@@ -58,15 +58,11 @@ async fn load(store: &dyn Store, days: i64, per_day: usize, drift_from: i64) -> 
             let truth = rng.random::<f64>() < 0.3;
             let score = if truth { rng.random_range(0.3..1.0) } else { rng.random_range(0.0..0.7) };
             let uuid = Uuid::new_v4();
-            predictions.predictions.push(Prediction {
+            predictions.predictions.push(prediction(
                 uuid,
-                model_crn: "crn:test:model/churn".into(),
-                model_build_crn: "crn:test:build/1".into(),
-                model_deployment_crn: DEPLOYMENT.into(),
-                start_timestamp_ms: at,
-                end_timestamp_ms: at + 5,
-                metrics: metrics(json!({"input": {"tenure": tenure, "plan": plan}, "prediction": score})),
-            });
+                at,
+                metrics(json!({"input": {"tenure": tenure, "plan": plan}, "prediction": score})),
+            ));
             if rng.random::<f64>() < 0.8 {
                 labels += 1;
                 let label = DelayedMetrics {
@@ -86,6 +82,19 @@ async fn load(store: &dyn Store, days: i64, per_day: usize, drift_from: i64) -> 
         store.write(&batch).await.expect("write");
     }
     labels
+}
+
+/// A prediction of the test deployment starting at `at`.
+fn prediction(uuid: Uuid, at: i64, metrics: MetricsJson) -> Prediction {
+    Prediction {
+        uuid,
+        model_crn: "crn:test:model/churn".into(),
+        model_build_crn: "crn:test:build/1".into(),
+        model_deployment_crn: DEPLOYMENT.into(),
+        start_timestamp_ms: at,
+        end_timestamp_ms: at + 5,
+        metrics,
+    }
 }
 
 fn spec(name: &str) -> JobSpec {
@@ -269,18 +278,14 @@ async fn wide_text_and_many_categories_give_bounded_reports(store: Arc<dyn Store
         for i in 0..3_000i64 {
             let at = D0 + day * DAY + i * (DAY / 3_000);
             let sku = if day == 0 { i % 2_000 } else { (i * 7) % 2_000 };
-            batch.predictions.push(Prediction {
-                uuid: Uuid::new_v4(),
-                model_crn: "crn:test:model/churn".into(),
-                model_build_crn: "crn:test:build/1".into(),
-                model_deployment_crn: DEPLOYMENT.into(),
-                start_timestamp_ms: at,
-                end_timestamp_ms: at + 5,
-                metrics: metrics(json!({
+            batch.predictions.push(prediction(
+                Uuid::new_v4(),
+                at,
+                metrics(json!({
                     "input": {"note": format!("{day}-{i:05} {}", &filler[..900]), "sku": format!("sku-{sku:04}")},
                     "prediction": 0.5,
                 })),
-            });
+            ));
         }
     }
     store.write(&batch).await.unwrap();
@@ -432,15 +437,11 @@ async fn load_scores(store: &dyn Store, days: i64, per_day: usize, labelled: std
             let truth = rng.random::<f64>() < p;
             let score = p * p;
             let uuid = Uuid::new_v4();
-            now.predictions.push(Prediction {
+            now.predictions.push(prediction(
                 uuid,
-                model_crn: "crn:test:model/churn".into(),
-                model_build_crn: "crn:test:build/1".into(),
-                model_deployment_crn: DEPLOYMENT.into(),
-                start_timestamp_ms: at,
-                end_timestamp_ms: at + 5,
-                metrics: metrics(json!({"input": {"p": p}, "prediction": score, "predicted": u8::from(score >= 0.25)})),
-            });
+                at,
+                metrics(json!({"input": {"p": p}, "prediction": score, "predicted": u8::from(score >= 0.25)})),
+            ));
             let label =
                 DelayedMetrics { uuid, timestamp_ms: at + 1, metrics: metrics(json!({"label": u8::from(truth)})) };
             if labelled.contains(&day) {
@@ -599,15 +600,11 @@ async fn chunk_thresholds_judge_each_window(store: Arc<dyn Store>) {
     let mut words = WriteBatch::new(D0);
     for i in 0..50 {
         let at = D0 + 4 * DAY + i * 1_000;
-        words.predictions.push(Prediction {
-            uuid: Uuid::new_v4(),
-            model_crn: "crn:test:model/churn".into(),
-            model_build_crn: "crn:test:build/1".into(),
-            model_deployment_crn: DEPLOYMENT.into(),
-            start_timestamp_ms: at,
-            end_timestamp_ms: at + 5,
-            metrics: metrics(json!({"input": {"tenure": "long", "plan": "basic"}, "prediction": 0.5})),
-        });
+        words.predictions.push(prediction(
+            Uuid::new_v4(),
+            at,
+            metrics(json!({"input": {"tenure": "long", "plan": "basic"}, "prediction": 0.5})),
+        ));
     }
     store.write(&words).await.unwrap();
     let text = run_job(store.as_ref(), &no_files(), &s, D0 + 5 * DAY).await.unwrap().report.unwrap();
