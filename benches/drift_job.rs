@@ -1,6 +1,7 @@
 //! A drift job over 1,000,000 labelled predictions with 10 features, from Postgres: loads the
 //! predictions (the last day drifted) and their labels into a fresh database, creates a job,
-//! then times `driftline drift job run` as its own process and reads its peak RSS.
+//! then times `driftline drift job run` as its own process and reads its peak RSS, and, as the
+//! reference, `psql` reading the same rows with `COPY … TO STDOUT`, alternating with the job.
 //!
 //! ```text
 //! cargo build --release -p driftline -p driftline-benches
@@ -91,12 +92,50 @@ async fn main() -> anyhow::Result<()> {
     let TimedRun { stdout, seconds, peak_kib: kib } =
         create_and_time_job("bench", &flags, D0 + 2 * DAY, &url, reports.path())?;
     print!("{stdout}");
-    println!(
-        "| drift job over {} labelled predictions (reference day {}, current day {}), 10 features, Postgres | {seconds:.2} s | {:.0} MiB peak RSS |",
-        predictions,
-        per_day,
-        per_day,
-        kib / 1024.0
-    );
+    let job = |seconds: f64, kib: f64| {
+        println!(
+            "| drift job over {predictions} labelled predictions (reference day {per_day}, current day {per_day}), \
+             10 features, Postgres | {seconds:.2} s | {:.0} MiB peak RSS |",
+            kib / 1024.0
+        )
+    };
+    job(seconds, kib);
+
+    // The reference: psql reading the same rows, each prediction's metrics with its delayed
+    // metrics, of both days, to /dev/null; then the job again, alternating.
+    let copy = |day: i64| {
+        format!(
+            "COPY (SELECT p.metrics, d.metrics FROM predictions p LEFT JOIN delayed_metrics d ON d.uuid = p.uuid \
+             WHERE p.model_deployment_crn = '{DEPLOYMENT}' AND p.start_timestamp_ms >= {} \
+             AND p.start_timestamp_ms < {}) TO STDOUT",
+            D0 + day * DAY,
+            D0 + (day + 1) * DAY
+        )
+    };
+    for round in 0..2 {
+        let timing = reports.path().join("psql-time.txt");
+        let psql = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "%e %M", "-o"])
+            .arg(&timing)
+            .args(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", &copy(0), "-c", &copy(1)])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(psql.success(), "psql COPY failed");
+        let measured = std::fs::read_to_string(&timing)?;
+        let (copy_seconds, copy_kib) = measured
+            .split_once(' ')
+            .and_then(|(s, k)| Some((s.parse::<f64>().ok()?, k.trim().parse::<f64>().ok()?)))
+            .context("time output")?;
+        println!(
+            "| psql COPY … TO STDOUT of the same rows (both days, metrics and delayed metrics) | {copy_seconds:.2} s | {:.0} MiB peak RSS |",
+            copy_kib / 1024.0
+        );
+        if round == 0 {
+            let again = tempfile::tempdir()?;
+            let TimedRun { seconds: s2, peak_kib: k2, .. } =
+                create_and_time_job("bench-again", &flags, D0 + 2 * DAY, &url, again.path())?;
+            job(s2, k2);
+        }
+    }
     Ok(())
 }

@@ -37,6 +37,18 @@ pub enum Period {
     Month,
 }
 
+impl Period {
+    /// The period in words: `hour`, `day`, `week` (Monday to Sunday) or `month`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Week => "week (Monday to Sunday)",
+            Period::Month => "month",
+        }
+    }
+}
+
 impl std::str::FromStr for Period {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -191,8 +191,11 @@ pub struct ChunkResult {
     #[serde(flatten)]
     pub chunk: ChunkInfo,
     /// By column, then by method.
-    pub results: BTreeMap<String, BTreeMap<ChunkMethod, ChunkValue>>,
+    pub results: ChunkResults,
 }
+
+/// A chunk's values by column, then by method.
+pub type ChunkResults = BTreeMap<String, BTreeMap<ChunkMethod, ChunkValue>>;
 
 /// Drift per chunk of a reference and an analysis table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,13 +4,13 @@
 //! the references directory, wide text and many categories give bounded reports, the
 //! scheduler makes up for missed runs within its bounds, and performance is estimated before
 //! labels arrive and checked once they have, and features are judged against thresholds from
-//! the reference's chunks.
+//! the reference's chunks, the window whole or cut into chunks of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_core::{DelayedMetrics, MetricsJson, Prediction};
-use driftline_drift::chunk::{self, Chunking, Span as Rows};
+use driftline_drift::chunk::{self, Chunking, Period, Span as Rows};
 use driftline_drift::chunked::{chunked_drift, ChunkColumn, ChunkMethod, ChunkThreshold, Values};
 use driftline_drift::estimate::EstimateMetric;
 use driftline_drift::job::estimates;
@@ -618,6 +618,101 @@ async fn chunk_thresholds_judge_each_window(store: Arc<dyn Store>) {
     assert!(bad.validate().unwrap_err().to_string().starts_with("chunks.threshold:"));
 }
 
+/// The start times of the predictions in `window`, in the order reads return them.
+async fn times_of(store: &dyn Store, window: Window) -> Vec<i64> {
+    let records: Vec<_> =
+        store.read_window(Selection::Deployment(DEPLOYMENT.into()), window).try_collect().await.unwrap();
+    records.iter().map(|r| r.start_timestamp_ms).collect()
+}
+
+async fn split_windows_judge_each_chunk(store: Arc<dyn Store>) {
+    // 40 predictions an hour over two days; the second day's tenure moves up from noon on.
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut batch = WriteBatch::new(D0);
+    for hour in 0..48 {
+        for i in 0..40 {
+            let at = D0 + hour * 3_600_000 + i * 90_000;
+            let tenure: f64 = rng.random_range(0.0..40.0) + if hour >= 36 { 25.0 } else { 0.0 };
+            let plan = if rng.random::<f64>() < 0.3 { "premium" } else { "basic" };
+            let input = json!({"input": {"tenure": tenure, "plan": plan}, "prediction": 0.5});
+            batch.predictions.push(prediction(Uuid::new_v4(), at, metrics(input)));
+        }
+    }
+    store.write(&batch).await.unwrap();
+    let mut s = spec("churn-hourly");
+    s.alert = None;
+    s.chunks = Some(ChunksSpec { split: Some(Chunking::Period(Period::Hour)), ..ChunksSpec::default() });
+    create(store.as_ref(), &s, D0).await;
+    let run = run_job(store.as_ref(), &no_files(), &s, D0 + 2 * DAY).await.unwrap();
+    let report = run.report.unwrap();
+    let chunks = report.chunks.as_ref().expect("chunk results");
+    assert_eq!((chunks.reference_chunks, chunks.chunks.len(), chunks.note.as_deref()), (24, 24, None), "{chunks:?}");
+    assert!(chunks.results.is_empty(), "a split window has no whole-window results");
+
+    // Each chunk's values and thresholds are what the chunked comparison gives on the rows read
+    // back from the store, both days cut by the hour.
+    let (reference, window) = (Window { start_ms: D0, end_ms: D0 + DAY }, Window { start_ms: D0 + DAY, end_ms: D0 + 2 * DAY });
+    let hourly = |times: &[i64]| chunk::split(times.len(), Some(times), Chunking::Period(Period::Hour)).unwrap();
+    let reference_spans = hourly(&times_of(store.as_ref(), reference).await);
+    let window_spans = hourly(&times_of(store.as_ref(), window).await);
+    let mut columns = Vec::new();
+    for feature in ["input.tenure", "input.plan", "input.absent"] {
+        let path: Vec<&str> = feature.split('.').collect();
+        columns.push(ChunkColumn {
+            name: feature.into(),
+            reference: values_of(store.as_ref(), reference, &path).await,
+            analysis: values_of(store.as_ref(), window, &path).await,
+        });
+    }
+    let expected =
+        chunked_drift(&columns, &reference_spans, &window_spans, &default_chunk_methods(), ChunkThreshold::default())
+            .unwrap();
+    let expected: Vec<_> = expected.chunks.into_iter().filter(|c| !c.chunk.is_reference()).collect();
+    assert_eq!(chunks.chunks, expected);
+    assert_eq!(
+        (chunks.chunks[0].chunk.key.as_str(), chunks.chunks[0].chunk.size, chunks.chunks[0].chunk.start_timestamp_ms),
+        ("2026-11-02 00:00", 40, Some(D0 + DAY))
+    );
+    for (hour, c) in chunks.chunks.iter().enumerate() {
+        assert_eq!(c.results["input.tenure"][&ChunkMethod::JensenShannon].alert, hour >= 12, "hour {hour}: {c:?}");
+    }
+    let alert = report.alert.as_deref().unwrap();
+    assert!(alert.contains("input.tenure jensen_shannon = ") && alert.contains(" in chunk 2026-11-02 12:00 is outside "), "{alert}");
+    assert!(matches!(report.status, RunStatus::Warning | RunStatus::Drift), "{:?}", report.status);
+    let per_chunk = report.aggregate["chunk_drift"].as_array().expect("a list of chunks");
+    assert_eq!(per_chunk.len(), 24);
+    assert_eq!(per_chunk[12]["chunk"], json!("2026-11-02 12:00"));
+    assert_eq!(
+        per_chunk[12]["values"]["input.tenure"]["jensen_shannon"].as_f64(),
+        chunks.chunks[12].results["input.tenure"][&ChunkMethod::JensenShannon].value
+    );
+    let html = store.run_reports("churn-hourly", run.run.id).await.unwrap().unwrap().1.unwrap();
+    assert!(html.contains("input.tenure · jensen_shannon per chunk"), "each statistic over the chunks");
+    assert!(html.contains("<td>2026-11-02 23:00</td><td>40</td>"), "a row per chunk");
+
+    // By size and by number: the window and the reference cut alike.
+    for (name, split, count) in [("by-size", Chunking::Size(100), 10), ("by-number", Chunking::Number(6), 6)] {
+        let mut by = s.clone();
+        by.name = name.into();
+        by.chunks = Some(ChunksSpec { split: Some(split), ..ChunksSpec::default() });
+        create(store.as_ref(), &by, D0).await;
+        let report = run_job(store.as_ref(), &no_files(), &by, D0 + 2 * DAY).await.unwrap().report.unwrap();
+        let c = report.chunks.unwrap();
+        assert_eq!((c.reference_chunks, c.chunks.len()), (count, count), "{name}");
+        assert_eq!(c.chunks.iter().map(|k| k.chunk.size).sum::<usize>(), 960, "{name}");
+        assert!(c.chunks.last().unwrap().results["input.tenure"][&ChunkMethod::JensenShannon].alert, "{name}");
+    }
+
+    // Splits a job cannot use are refused by field.
+    let mut bad = s.clone();
+    bad.chunks = Some(ChunksSpec { split: Some(Chunking::Size(0)), ..ChunksSpec::default() });
+    assert!(bad.validate().unwrap_err().to_string().starts_with("chunks.split.size:"));
+    bad.chunks = Some(ChunksSpec { split: Some(Chunking::Period(Period::Day)), ..ChunksSpec::default() });
+    bad.reference = Reference::File { path: "reference.csv".into() };
+    let refused = bad.validate().unwrap_err().to_string();
+    assert!(refused.starts_with("chunks.split.period:") && refused.contains("reference file"), "{refused}");
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.sqlite")).await.unwrap();
@@ -724,4 +819,16 @@ async fn sqlite_chunk_thresholds_judge_each_window() {
 async fn postgres_chunk_thresholds_judge_each_window() {
     let Some((_db, store)) = postgres().await else { return };
     chunk_thresholds_judge_each_window(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_split_windows_judge_each_chunk() {
+    let (_dir, store) = sqlite().await;
+    split_windows_judge_each_chunk(store).await;
+}
+
+#[tokio::test]
+async fn postgres_split_windows_judge_each_chunk() {
+    let Some((_db, store)) = postgres().await else { return };
+    split_windows_judge_each_chunk(store).await;
 }

@@ -239,6 +239,17 @@ pub(crate) struct CreateJobArgs {
     /// With --chunks: a constant upper threshold instead of --chunk-threshold-sd.
     #[arg(long, env = "DRIFTLINE_JOB_CHUNK_THRESHOLD")]
     chunk_threshold: Option<f64>,
+    /// With --chunks: cut the window into chunks of this many predictions (in time order),
+    /// each judged, and the reference into chunks of the same size.
+    #[arg(long, env = "DRIFTLINE_JOB_CHUNK_SIZE", group = "job_split", requires = "chunks")]
+    chunk_size: Option<usize>,
+    /// With --chunks: cut the window into this many chunks, and the reference into as many.
+    #[arg(long, env = "DRIFTLINE_JOB_CHUNK_NUMBER", group = "job_split", requires = "chunks")]
+    chunk_number: Option<usize>,
+    /// With --chunks: one chunk per calendar period of the predictions' start times (UTC):
+    /// 1h, 1d, 1w or 1mo, in the window and in the reference window alike.
+    #[arg(long, env = "DRIFTLINE_JOB_CHUNK_PERIOD", group = "job_split", requires = "chunks")]
+    chunk_period: Option<Period>,
     /// daily@HH:MM, weekly:mon@HH:MM, monthly:first-mon@HH:MM, hourly, or a cron expression.
     #[arg(long, env = "DRIFTLINE_JOB_SCHEDULE", default_value = "daily@00:00")]
     schedule: String,
@@ -368,12 +379,18 @@ pub(crate) struct ChunkArgs {
 impl ChunkArgs {
     /// The chunking asked for, if any.
     fn chunking(&self) -> Option<Chunking> {
-        match (self.chunk_size, self.chunk_number, self.chunk_period) {
-            (Some(n), ..) => Some(Chunking::Size(n)),
-            (_, Some(n), _) => Some(Chunking::Number(n)),
-            (.., Some(p)) => Some(Chunking::Period(p)),
-            _ => None,
-        }
+        chunking(self.chunk_size, self.chunk_number, self.chunk_period)
+    }
+}
+
+/// The chunking of one of `--chunk-size`, `--chunk-number` and `--chunk-period` (clap lets one
+/// through at most).
+fn chunking(size: Option<usize>, number: Option<usize>, period: Option<Period>) -> Option<Chunking> {
+    match (size, number, period) {
+        (Some(n), ..) => Some(Chunking::Size(n)),
+        (_, Some(n), _) => Some(Chunking::Number(n)),
+        (.., Some(p)) => Some(Chunking::Period(p)),
+        _ => None,
     }
 }
 
@@ -566,6 +583,7 @@ impl CreateJobArgs {
                     Some(c) => ChunkThreshold::Constant(c),
                     None => ChunkThreshold::StandardDeviations(self.chunk_threshold_sd),
                 },
+                split: chunking(self.chunk_size, self.chunk_number, self.chunk_period),
             }),
             schedule: ScheduleSpec { expression: self.schedule.clone(), timezone: self.timezone.clone() },
         };
@@ -599,6 +617,9 @@ fn flag_names(e: Error) -> anyhow::Error {
                 "estimate.prediction" => "--estimate-prediction",
                 "chunks.methods" => "--chunk-methods",
                 "chunks.threshold" => "--chunk-threshold-sd or --chunk-threshold",
+                "chunks.split.size" => "--chunk-size",
+                "chunks.split.number" => "--chunk-number",
+                "chunks.split.period" => "--chunk-period",
                 _ => return anyhow::anyhow!("{field}: {message}"),
             };
             anyhow::anyhow!("{flag}: {message}")

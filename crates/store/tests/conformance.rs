@@ -83,6 +83,50 @@ async fn writes_and_reads_back_with_delayed_metrics_merged(store: Arc<dyn Store>
     assert_eq!((counts.predictions, counts.delayed_metrics), (3, 2));
 }
 
+/// Neighbouring predictions with several delayed metrics each, none, or one, the first and the
+/// last of the window among them: each is read once with its own merged in time order.
+async fn several_delayed_metrics_per_prediction_merge_in_time_order(store: Arc<dyn Store>) {
+    let p: Vec<Prediction> = (0..4).map(|i| prediction("dep", T0 + i * 10, 0.5)).collect();
+    store.write(&batch_of(p.clone())).await.unwrap();
+    let delayed = |i: usize, at: i64, value: serde_json::Value| DelayedMetrics {
+        uuid: p[i].uuid,
+        timestamp_ms: at,
+        metrics: metrics(value),
+    };
+    // Written out of time order, over two batches.
+    store
+        .write(&WriteBatch {
+            delayed_metrics: vec![
+                delayed(0, T0 + 300, json!({"label": 3, "c": 3})),
+                delayed(3, T0 + 100, json!({"label": 30})),
+                delayed(0, T0 + 100, json!({"label": 1, "a": 1})),
+            ],
+            ..WriteBatch::new(T0)
+        })
+        .await
+        .unwrap();
+    store
+        .write(&WriteBatch {
+            delayed_metrics: vec![
+                delayed(2, T0 + 500, json!({"label": 22})),
+                delayed(0, T0 + 200, json!({"label": 2, "a": 2, "b": 2})),
+                delayed(2, T0 + 400, json!({"label": 21, "prediction": "replaced"})),
+            ],
+            ..WriteBatch::new(T0)
+        })
+        .await
+        .unwrap();
+
+    let read = read_all(&*store, Selection::Deployment("dep".into()), everything()).await;
+    assert_eq!(read.iter().map(|r| r.uuid).collect::<Vec<_>>(), p.iter().map(|p| p.uuid).collect::<Vec<_>>());
+    let input = json!({"tenure": 12, "plan": "basic"});
+    let merged: Vec<serde_json::Value> = read.iter().map(|r| serde_json::Value::Object(r.metrics.clone())).collect();
+    assert_eq!(merged[0], json!({"input": input, "prediction": 0.5, "label": 3, "a": 2, "b": 2, "c": 3}));
+    assert_eq!(merged[1], json!({"input": input, "prediction": 0.5}));
+    assert_eq!(merged[2], json!({"input": input, "prediction": "replaced", "label": 22}));
+    assert_eq!(merged[3], json!({"input": input, "prediction": 0.5, "label": 30}));
+}
+
 async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {
     let first: Vec<Prediction> = (0..1_200).map(|i| prediction("dep", T0 + i * 1_000, 0.1)).collect();
     let outcome = store.write(&batch_of(first.clone())).await.unwrap();
@@ -428,6 +472,7 @@ macro_rules! conformance {
 
 conformance!(
     writes_and_reads_back_with_delayed_metrics_merged,
+    several_delayed_metrics_per_prediction_merge_in_time_order,
     predictions_are_idempotent_on_uuid,
     retried_metrics_are_stored_once,
     awkward_text_round_trips,

@@ -6,7 +6,7 @@
 use super::load::{ChunkRows, Columns, Current, EstimateRows, ReferenceRead};
 use super::spec::{ChunksSpec, EstimateSpec, JobSpec};
 use crate::chunk::{self, Chunking, Span};
-use crate::chunked::{self, ChunkColumn, Values};
+use crate::chunked::{self, ChunkColumn, ChunkResults, Values};
 use crate::compare::{self, Approximation, Comparison};
 use crate::estimate::{self, CalibrationReport, EstimateOptions};
 use crate::format::{category_name, time};
@@ -127,15 +127,34 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
             estimated.metrics.iter().map(|(m, v)| (m.name().to_string(), json!(v.value))).collect();
         aggregate.insert("estimated_performance".into(), Value::Object(values));
     }
-    if let Some(c) = chunks.as_ref().filter(|c| !c.results.is_empty()) {
-        let values: Map<String, Value> = c
-            .results
-            .iter()
-            .map(|(feature, methods)| {
-                (feature.clone(), methods.iter().map(|(m, v)| (m.name().to_string(), json!(v.value))).collect())
-            })
-            .collect();
-        aggregate.insert("chunk_drift".into(), Value::Object(values));
+    if let Some(c) = chunks.as_ref() {
+        let values = |results: &ChunkResults| -> Value {
+            results
+                .iter()
+                .map(|(feature, methods)| {
+                    (feature.clone(), methods.iter().map(|(m, v)| (m.name().to_string(), json!(v.value))).collect())
+                })
+                .collect::<Map<String, Value>>()
+                .into()
+        };
+        if !c.results.is_empty() {
+            aggregate.insert("chunk_drift".into(), values(&c.results));
+        } else if !c.chunks.is_empty() {
+            let per_chunk: Vec<Value> = c
+                .chunks
+                .iter()
+                .map(|k| {
+                    json!({
+                        "chunk": k.chunk.key,
+                        "start_timestamp_ms": k.chunk.start_timestamp_ms,
+                        "end_timestamp_ms": k.chunk.end_timestamp_ms,
+                        "size": k.chunk.size,
+                        "values": values(&k.results),
+                    })
+                })
+                .collect();
+            aggregate.insert("chunk_drift".into(), Value::Array(per_chunk));
+        }
     }
 
     Ok(Judgement {
@@ -173,8 +192,29 @@ fn window_as_chunk(
     Ok((reference_spans, current))
 }
 
-/// Each feature's drift with thresholds from the reference's chunks: the window is one chunk;
-/// the reference is cut as [`window_as_chunk`] says.
+/// The window and the reference cut by `split`: the reference by the same size or period, or
+/// into the same number of chunks; or why they cannot be.
+fn split_window(
+    split: Chunking,
+    (reference_rows, current_rows): (usize, usize),
+    reference_times: Option<&[i64]>,
+    current_times: Option<&[i64]>,
+) -> Result<(Vec<Span>, Vec<Span>), String> {
+    if current_rows == 0 {
+        return Err("no predictions in the window".into());
+    }
+    let cut = |rows, times, which: &str| {
+        chunk::split(rows, times, split).map_err(|e| match e {
+            Error::Invalid { message, .. } => format!("the {which}: {message}"),
+            other => other.to_string(),
+        })
+    };
+    Ok((cut(reference_rows, reference_times, "reference")?, cut(current_rows, current_times, "window")?))
+}
+
+/// Each feature's drift with thresholds from the reference's chunks: the window is one chunk,
+/// the reference cut as [`window_as_chunk`] says; or, when the job splits the window, each of
+/// its chunks, as [`split_window`] cuts them.
 fn chunk_window(
     spec: &ChunksSpec,
     job: &JobSpec,
@@ -185,7 +225,9 @@ fn chunk_window(
     let not_judged = |note: String| RunChunks {
         threshold: spec.threshold,
         reference_chunks: 0,
+        split: spec.split,
         results: Default::default(),
+        chunks: Vec::new(),
         note: Some(note),
     };
     let (reference, current) = match (reference, current) {
@@ -193,28 +235,41 @@ fn chunk_window(
         (Some(Err(why)), _) | (_, Some(Err(why))) => return not_judged(format!("not computed: {why}")),
         _ => return not_judged("not computed: no rows were read for it".into()),
     };
-    let rows = (reference.first().map_or(0, |v| v.len()), current.first().map_or(0, |v| v.len()));
-    let (reference_spans, current_span) = match window_as_chunk(window, rows) {
+    let rows = (reference.columns.first().map_or(0, |v| v.len()), current.columns.first().map_or(0, |v| v.len()));
+    let spans = match spec.split {
+        None => window_as_chunk(window, rows).map(|(reference, current)| (reference, vec![current])),
+        Some(split) => split_window(split, rows, reference.times.as_deref(), current.times.as_deref()),
+    };
+    let (reference_spans, current_spans) = match spans {
         Ok(spans) => spans,
         Err(why) => return not_judged(format!("not computed: {why}")),
     };
     let columns: Vec<ChunkColumn> = job
         .features
         .iter()
-        .zip(reference)
-        .zip(current)
+        .zip(reference.columns)
+        .zip(current.columns)
         .map(|((name, reference), current)| {
             let (reference, analysis) = one_kind(reference, current);
             ChunkColumn { name: name.clone(), reference, analysis }
         })
         .collect();
-    match chunked::chunked_drift(&columns, &reference_spans, &[current_span], &spec.methods, spec.threshold) {
-        Ok(mut d) => RunChunks {
-            threshold: spec.threshold,
-            reference_chunks: reference_spans.len(),
-            results: d.chunks.pop().map(|c| c.results).unwrap_or_default(),
-            note: None,
-        },
+    match chunked::chunked_drift(&columns, &reference_spans, &current_spans, &spec.methods, spec.threshold) {
+        Ok(d) => {
+            let mut window_chunks: Vec<_> = d.chunks.into_iter().filter(|c| !c.chunk.is_reference()).collect();
+            let results = match spec.split {
+                None => window_chunks.pop().map(|c| c.results).unwrap_or_default(),
+                Some(_) => Default::default(),
+            };
+            RunChunks {
+                threshold: spec.threshold,
+                reference_chunks: reference_spans.len(),
+                split: spec.split,
+                results,
+                chunks: window_chunks,
+                note: None,
+            }
+        }
         Err(e) => not_judged(format!("not computed: {e}")),
     }
 }

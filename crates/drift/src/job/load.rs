@@ -14,6 +14,7 @@
 //! score sketches of each class, from which ROC AUC is estimated. Results from them are marked
 //! approximate.
 
+use super::paths::{Paths, Scratch};
 use super::spec::{EstimateSpec, JobSpec, Reference};
 use crate::chunked::Values;
 use crate::compare::Approximation;
@@ -28,9 +29,9 @@ use crate::stats::value::Stat;
 use crate::table::frame::{Cells, Table};
 use crate::table::references::ReferenceFiles;
 use crate::Error;
-use driftline_rollup::leaves::{lookup, ClassScores};
+use driftline_rollup::leaves::ClassScores;
 use driftline_rollup::{Summary, SummaryOptions, WindowSummary};
-use driftline_store::{Selection, Store, Window};
+use driftline_store::{Store, Window};
 use futures::StreamExt;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -60,7 +61,14 @@ pub(crate) struct Current {
 
 /// Each feature's values row by row, in the job's feature order, or why there are none: `None`
 /// when the job has no chunk thresholds.
-pub(crate) type ChunkRows = Option<Result<Vec<Values>, String>>;
+pub(crate) type ChunkRows = Option<Result<ChunkValues, String>>;
+
+/// What chunks are cut from: each feature's values row by row, and the rows' start times (none
+/// for a reference file).
+pub(crate) struct ChunkValues {
+    pub(crate) columns: Vec<Values>,
+    pub(crate) times: Option<Vec<i64>>,
+}
 
 /// The rows a performance estimate needs, or why there are none: `None` when the job does not
 /// estimate.
@@ -189,6 +197,7 @@ pub(crate) async fn reference(
                             .iter()
                             .map(|f| table.values(f))
                             .collect::<Result<Vec<_>, _>>()
+                            .map(|columns| ChunkValues { columns, times: None })
                             .map_err(|e| e.to_string())
                     });
                     Ok((columns, table.rows(), estimate_rows, chunk_rows))
@@ -301,7 +310,7 @@ struct WindowRead {
     /// When the job estimates performance.
     estimate_rows: Option<Predictions>,
     /// Each feature's values row by row, when the job has chunk thresholds.
-    chunk_rows: Option<Vec<Values>>,
+    chunk_rows: Option<ChunkValues>,
 }
 
 /// Reads a window of the job's deployment, and the scores and labels into `outcomes` when
@@ -312,25 +321,42 @@ async fn read(
     window: Window,
     mut outcomes: Option<&mut Outcomes>,
 ) -> Result<WindowRead, Error> {
-    let mut stream = store.read_window(Selection::Deployment(spec.deployment.clone()), window);
+    let mut stream = store.rollup_source(&spec.deployment, window);
     let mut columns: Vec<ColumnBuilder> = spec.features.iter().map(|_| ColumnBuilder::default()).collect();
     let mut estimate_rows = spec.estimate.as_ref().map(|_| Predictions::default());
-    let mut chunk_rows: Option<Vec<RowsBuilder>> =
-        spec.chunks.as_ref().map(|_| spec.features.iter().map(|_| RowsBuilder::default()).collect());
+    let mut chunk_rows: Option<(Vec<RowsBuilder>, Vec<i64>)> =
+        spec.chunks.as_ref().map(|_| (spec.features.iter().map(|_| RowsBuilder::default()).collect(), Vec::new()));
+    // The features, then the score, the label and the predicted class.
+    let predicted_path = spec.estimate.as_ref().and_then(|e| e.prediction.as_deref());
+    let mut wanted: Vec<&str> = spec.features.iter().map(String::as_str).collect();
+    wanted.extend([spec.score.as_str(), spec.label.as_str()]);
+    wanted.extend(predicted_path);
+    let (score_at, label_at) = (spec.features.len(), spec.features.len() + 1);
+    let paths = Paths::new(&wanted);
+    let (mut values, mut scratch) = (Vec::new(), Scratch::default());
     let mut rows = 0;
     while let Some(record) = stream.next().await {
         let record = record?;
+        paths.read(&record.metrics, record.delayed.as_deref(), &mut values, &mut scratch).map_err(|e| {
+            Error::Internal {
+                what: format!("reading the stored metrics of prediction {}", record.uuid),
+                message: e.to_string(),
+            }
+        })?;
         rows += 1;
-        for (i, (column, path)) in columns.iter_mut().zip(&spec.features).enumerate() {
-            let cell = Cell::of(lookup(&record.metrics, path));
-            if let Some(chunk_rows) = chunk_rows.as_mut() {
+        if let Some((_, times)) = chunk_rows.as_mut() {
+            times.push(record.start_timestamp_ms);
+        }
+        for (i, column) in columns.iter_mut().enumerate() {
+            let cell = Cell::of(values[i].as_ref());
+            if let Some((chunk_rows, _)) = chunk_rows.as_mut() {
                 chunk_rows[i].push(&cell);
             }
             column.push(cell);
         }
-        let (score, label) = (lookup(&record.metrics, &spec.score), lookup(&record.metrics, &spec.label));
+        let (score, label) = (values[score_at].as_ref(), values[label_at].as_ref());
         if let (Some(estimate), Some(rows)) = (&spec.estimate, estimate_rows.as_mut()) {
-            let predicted = estimate.prediction.as_deref().map(|p| Cell::of(lookup(&record.metrics, p)));
+            let predicted = predicted_path.map(|_| Cell::of(values[label_at + 1].as_ref()));
             push_estimate_row(rows, estimate, Cell::of(score), predicted, Cell::of(label));
         }
         if let Some(outcomes) = outcomes.as_deref_mut() {
@@ -341,7 +367,10 @@ async fn read(
         rows,
         columns: columns.into_iter().map(ColumnBuilder::finish).collect(),
         estimate_rows,
-        chunk_rows: chunk_rows.map(|c| c.into_iter().map(RowsBuilder::finish).collect()),
+        chunk_rows: chunk_rows.map(|(columns, times)| ChunkValues {
+            columns: columns.into_iter().map(RowsBuilder::finish).collect(),
+            times: Some(times),
+        }),
     })
 }
 
@@ -700,16 +729,15 @@ impl Outcomes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Map};
+    use serde_json::json;
 
     #[test]
     fn dotted_paths_walk_nested_objects() {
-        let m: Map<String, Value> =
-            serde_json::from_str(r#"{"input":{"tenure":12,"plan":"basic"},"prediction":0.8}"#).unwrap();
-        assert_eq!(lookup(&m, "input.tenure"), Some(&json!(12)));
-        assert_eq!(lookup(&m, "prediction"), Some(&json!(0.8)));
-        assert_eq!(lookup(&m, "input.missing"), None);
-        assert_eq!(lookup(&m, "prediction.deeper"), None);
+        let metrics = r#"{"input":{"tenure":12,"plan":"basic"},"prediction":0.8}"#;
+        let paths = Paths::new(&["input.tenure", "prediction", "input.missing", "prediction.deeper"]);
+        let mut values = Vec::new();
+        paths.read(metrics, None, &mut values, &mut Scratch::default()).unwrap();
+        assert_eq!(values, vec![Some(json!(12)), Some(json!(0.8)), None, None]);
     }
 
     fn column(values: &[Value]) -> ColumnData {

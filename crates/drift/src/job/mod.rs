@@ -9,6 +9,7 @@
 pub mod estimates;
 mod judge;
 mod load;
+mod paths;
 pub mod persist;
 pub mod run;
 pub mod schedule;

@@ -75,7 +75,16 @@ fn summary(r: &RunReport) -> Value {
         "drifted": r.drift.columns.iter().filter(|c| c.drifted).map(|c| c.column.clone()).collect::<Vec<_>>(),
         "performance": r.aggregate.get("performance").cloned().unwrap_or(Value::Null),
         "estimated_performance": r.estimate.as_ref().and_then(|e| e.chunk.as_ref()).map(|c| json!(c.metrics)),
-        "chunks": r.chunks.as_ref().filter(|c| !c.results.is_empty()).map(|c| json!(c.results)),
+        // By feature then statistic; for a split window a list of chunks, each with its key.
+        "chunks": r.chunks.as_ref().and_then(|c| {
+            if !c.results.is_empty() {
+                Some(json!(c.results))
+            } else if !c.chunks.is_empty() {
+                Some(Value::Array(c.chunks.iter().map(|k| json!({"key": k.chunk.key, "results": k.results})).collect()))
+            } else {
+                None
+            }
+        }),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Drift jobs: what a job compares, and its settings as stored; the times a job accepts.
 
 use super::schedule::{Schedule, ScheduleSpec};
+use crate::chunk::Chunking;
 use crate::chunked::{ChunkMethod, ChunkThreshold};
 use crate::compare::{Method, Options};
 use crate::estimate::Calibrate;
@@ -75,11 +76,13 @@ pub struct JobSpec {
     pub schedule: ScheduleSpec,
 }
 
-/// A job's drift against reference chunks ([`crate::chunked`]): the current window is one
-/// chunk, compared with the whole reference by each statistic; the reference is cut into chunks
-/// of the current window's size (into ten when it holds fewer than ten such windows), each
-/// compared with the whole reference in the same way, and the statistic's thresholds come from
-/// how much it varies across those chunks.
+/// A job's drift against reference chunks ([`crate::chunked`]). Without `split`, the current
+/// window is one chunk, compared with the whole reference by each statistic; the reference is
+/// cut into chunks of the current window's size (into ten when it holds fewer than ten such
+/// windows), each compared with the whole reference in the same way, and the statistic's
+/// thresholds come from how much it varies across those chunks. With `split`, the window is cut
+/// into several chunks (by size, number or calendar period), and the reference the same way: by
+/// the same size or period, or into the same number of chunks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChunksSpec {
@@ -88,11 +91,14 @@ pub struct ChunksSpec {
     pub methods: Vec<ChunkMethod>,
     #[serde(default)]
     pub threshold: ChunkThreshold,
+    /// How the window is cut into chunks; one chunk when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Chunking>,
 }
 
 impl Default for ChunksSpec {
     fn default() -> Self {
-        ChunksSpec { methods: default_chunk_methods(), threshold: ChunkThreshold::default() }
+        ChunksSpec { methods: default_chunk_methods(), threshold: ChunkThreshold::default(), split: None }
     }
 }
 
@@ -491,6 +497,23 @@ impl JobSpec {
                     "chunks.threshold",
                     format!("{k} is not a non-negative number; give standard deviations such as 3, or a constant"),
                 ));
+            }
+            match chunks.split {
+                Some(Chunking::Size(0)) => {
+                    return Err(invalid("chunks.split.size", "must be at least 1 prediction".into()));
+                }
+                Some(Chunking::Number(0)) => {
+                    return Err(invalid("chunks.split.number", "must be at least 1 chunk".into()));
+                }
+                Some(Chunking::Period(_)) if matches!(self.reference, Reference::File { .. }) => {
+                    return Err(invalid(
+                        "chunks.split.period",
+                        "cuts the reference by the predictions' times, which a reference file does not have; \
+                         use a baseline or previous-window reference, or split by size or number"
+                            .into(),
+                    ));
+                }
+                _ => {}
             }
         }
         Schedule::parse(&self.schedule)

@@ -4,7 +4,8 @@
 //! network).
 
 use super::html::{self, escape};
-use crate::chunked::{ChunkMethod, ChunkThreshold, ChunkValue};
+use crate::chunk::Chunking;
+use crate::chunked::{ChunkResult, ChunkResults, ChunkThreshold, ChunkValue};
 use crate::compare::{Approximation, Comparison};
 use crate::estimate::{CalibrationReport, EstimatedChunk, EstimatedValue};
 use crate::format::{number, time};
@@ -96,32 +97,44 @@ impl RunEstimate {
     }
 }
 
-/// A run's drift against reference chunks ([`crate::chunked`]): the window as one chunk.
+/// A run's drift against reference chunks ([`crate::chunked`]): the window as one chunk
+/// (`results`), or cut into several (`chunks`) when the job splits it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunChunks {
     pub threshold: ChunkThreshold,
     /// The reference chunks the thresholds come from.
     pub reference_chunks: usize,
+    /// How the window and the reference were cut, when the job splits the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Chunking>,
     /// By feature, then statistic: the window's value against the whole reference, the
     /// thresholds and the alert.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub results: BTreeMap<String, BTreeMap<ChunkMethod, ChunkValue>>,
+    pub results: ChunkResults,
+    /// The window's chunks in time order, each with its results as `results` has them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkResult>,
     /// Why there are no results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
 impl RunChunks {
-    /// The statistics outside their thresholds, in words.
+    /// The statistics outside their thresholds, in words (with the chunk's name when the
+    /// window is split).
     pub fn alerts(&self) -> Option<String> {
-        let alerts: Vec<String> = self
-            .results
-            .iter()
-            .flat_map(|(feature, methods)| methods.iter().map(move |(m, v)| (feature, m, v)))
-            .filter(|(_, _, v)| v.alert)
-            .map(|(feature, method, v)| {
+        let whole = std::iter::once((None, &self.results));
+        let split = self.chunks.iter().map(|c| (Some(c.chunk.key.as_str()), &c.results));
+        let alerts: Vec<String> = whole
+            .chain(split)
+            .flat_map(|(chunk, results)| {
+                results.iter().flat_map(move |(feature, methods)| methods.iter().map(move |(m, v)| (chunk, feature, m, v)))
+            })
+            .filter(|(.., v)| v.alert)
+            .map(|(chunk, feature, method, v)| {
+                let at = chunk.map(|k| format!(" in chunk {k}")).unwrap_or_default();
                 format!(
-                    "{feature} {method} = {} is outside {}",
+                    "{feature} {method} = {}{at} is outside {}",
                     shown(v.value),
                     range(v.lower_threshold, v.upper_threshold)
                 )
@@ -282,20 +295,33 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
         );
     }
     if let Some(chunks) = &report.chunks {
-        for (feature, methods) in chunks.results.iter().take(MAX_CHUNK_CHARTS) {
+        let first = chunks.chunks.first().map_or(&chunks.results, |k| &k.results);
+        for (feature, methods) in first.iter().take(MAX_CHUNK_CHARTS) {
             for method in methods.keys() {
+                let value = |v: Option<&Value>| serde_json::from_value::<ChunkValue>(v?.clone()).ok();
+                // A point per run, or per chunk of each run when the window is split.
                 let points: Vec<(String, ChunkValue)> = summaries
                     .iter()
-                    .filter_map(|(label, s)| {
-                        let v = s.as_ref()?.get("chunks")?.get(feature)?.get(method.name())?;
-                        Some((label.clone(), serde_json::from_value(v.clone()).ok()?))
+                    .flat_map(|(label, s)| match s.as_ref().and_then(|s| s.get("chunks")) {
+                        Some(Value::Array(split)) => split
+                            .iter()
+                            .filter_map(|k| {
+                                let v = value(k.get("results")?.get(feature)?.get(method.name()))?;
+                                Some((k.get("key")?.as_str()?.to_owned(), v))
+                            })
+                            .collect(),
+                        Some(whole) => {
+                            value(whole.get(feature).and_then(|m| m.get(method.name()))).map(|v| (label.clone(), v)).into_iter().collect()
+                        }
+                        None => Vec::new(),
                     })
                     .collect();
+                let points = &points[points.len().saturating_sub(MAX_HISTORY_POINTS)..];
                 let _ = write!(
                     out,
                     "<div class=\"card\"><h3>{} · {method} at each run</h3>{}</div>",
                     escape(feature),
-                    html::chunk_values_svg(&points)
+                    html::chunk_values_svg(points)
                 );
             }
         }
@@ -360,7 +386,12 @@ fn estimate_section(e: &RunEstimate) -> String {
 /// Features whose statistics get a history chart on a run's page (the table has them all).
 const MAX_CHUNK_CHARTS: usize = 8;
 
-/// Drift against reference chunks: a row per feature and statistic with its thresholds.
+/// The most recent points a history chart of chunk values draws (runs, or chunks of runs).
+const MAX_HISTORY_POINTS: usize = 60;
+
+/// Drift against reference chunks: a row per feature and statistic (and chunk, when the window
+/// is split) with its thresholds; for a split window also each statistic over the chunks as a
+/// chart with its thresholds.
 fn chunks_section(c: &RunChunks) -> String {
     let mut out = String::from("<h2>Drift against reference chunks</h2>");
     if let Some(note) = &c.note {
@@ -377,28 +408,80 @@ fn chunks_section(c: &RunChunks) -> String {
         }
         ChunkThreshold::Constant(k) => format!("the constant {}", number(k)),
     };
+    let how = match c.split {
+        None => format!(
+            "The window is one chunk, compared with the whole reference; the reference is cut into {} chunks of the \
+             window's size (smaller when that would make fewer than ten), each compared with the whole reference the \
+             same way.",
+            c.reference_chunks
+        ),
+        Some(split) => format!(
+            "The window is cut into {} chunks {}, each compared with the whole reference; the reference is cut the \
+             same way, into {} chunks, each compared with the whole reference too.",
+            c.chunks.len(),
+            split_words(split),
+            c.reference_chunks
+        ),
+    };
+    let _ = write!(out, "<p class=\"sub\">{} Thresholds: {}.</p>", escape(&how), escape(&rule));
+    let rows: Vec<(Option<&ChunkResult>, &ChunkResults)> = if c.chunks.is_empty() {
+        vec![(None, &c.results)]
+    } else {
+        c.chunks.iter().map(|k| (Some(k), &k.results)).collect()
+    };
+    if c.split.is_some() {
+        out.push_str("<div class=\"grid\">");
+        if let Some((_, first)) = rows.first() {
+            for (feature, methods) in first.iter().take(MAX_CHUNK_CHARTS) {
+                for method in methods.keys() {
+                    let points: Vec<(String, ChunkValue)> = c
+                        .chunks
+                        .iter()
+                        .filter_map(|k| Some((k.chunk.key.clone(), k.results.get(feature)?.get(method)?.clone())))
+                        .collect();
+                    let _ = write!(
+                        out,
+                        "<div class=\"card\"><h3>{} · {method} per chunk</h3>{}</div>",
+                        escape(feature),
+                        html::chunk_values_svg(&points)
+                    );
+                }
+            }
+        }
+        out.push_str("</div>");
+    }
+    let chunk_head = if c.split.is_some() { "<th>chunk</th><th>rows</th>" } else { "" };
     let _ = write!(
         out,
-        "<p class=\"sub\">The window is one chunk, compared with the whole reference; the reference is cut into {} \
-         chunks of the window's size (smaller when that would make fewer than ten), each compared with the whole \
-         reference the same way. Thresholds: {}.</p>",
-        c.reference_chunks,
-        escape(&rule)
+        "<table><tr>{chunk_head}<th>feature</th><th>statistic</th><th>window</th><th>thresholds</th><th></th></tr>"
     );
-    out.push_str("<table><tr><th>feature</th><th>statistic</th><th>window</th><th>thresholds</th><th></th></tr>");
-    for (feature, methods) in &c.results {
-        for (method, v) in methods {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{method}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-                escape(feature),
-                shown(v.value),
-                range(v.lower_threshold, v.upper_threshold),
-                if v.alert { "drift" } else { "ok" },
-                if v.alert { "alert" } else { "ok" }
-            );
+    for (chunk, results) in rows {
+        let chunk_cells = chunk
+            .map(|k| format!("<td>{}</td><td>{}</td>", escape(&k.chunk.key), k.chunk.size))
+            .unwrap_or_default();
+        for (feature, methods) in results {
+            for (method, v) in methods {
+                let _ = write!(
+                    out,
+                    "<tr>{chunk_cells}<td>{}</td><td>{method}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                    escape(feature),
+                    shown(v.value),
+                    range(v.lower_threshold, v.upper_threshold),
+                    if v.alert { "drift" } else { "ok" },
+                    if v.alert { "alert" } else { "ok" }
+                );
+            }
         }
     }
     out.push_str("</table>");
     out
+}
+
+/// How a split cuts, in words.
+fn split_words(split: Chunking) -> String {
+    match split {
+        Chunking::Size(n) => format!("of {n} predictions (the last may be smaller)"),
+        Chunking::Number(n) => format!("as {n} of equal size (a remainder makes one more)"),
+        Chunking::Period(p) => format!("one per {} (UTC) holding predictions", p.name()),
+    }
 }

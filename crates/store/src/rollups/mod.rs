@@ -217,7 +217,8 @@ pub trait RollupStore: Send + Sync + 'static {
     async fn announce_rolling(&self, to_ms: i64) -> Result<(), Error>;
 
     /// The predictions of `deployment` starting in `window`, by start time then UUID, each
-    /// with its delayed metrics.
+    /// with its delayed metrics, as stored text: what the rollup worker reads, and drift jobs,
+    /// which decode only the paths they need.
     fn rollup_source(&self, deployment: &str, window: Window) -> SourceStream;
 
     /// The replica figures of `deployment` taken in `window`, by time then replica.
