@@ -18,7 +18,7 @@ use driftline_drift::job::run::run_job;
 use driftline_drift::job::schedule::ScheduleSpec;
 use driftline_drift::job::scheduler::{self, SchedulerConfig};
 use driftline_drift::job::spec::{default_chunk_methods, Alert, ChunksSpec, EstimateSpec, JobSpec, Reference, Span};
-use driftline_drift::stats::performance::Metrics as TaskMetrics;
+use driftline_drift::stats::performance::{self, Metrics as TaskMetrics, Task};
 use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
 use driftline_store::postgres::PostgresStore;
@@ -618,6 +618,86 @@ async fn chunk_thresholds_judge_each_window(store: Arc<dyn Store>) {
     assert!(bad.validate().unwrap_err().to_string().starts_with("chunks.threshold:"));
 }
 
+async fn multiclass_jobs_score_each_class_one_vs_rest(store: Arc<dyn Store>) {
+    // A day of predictions with a predicted class and three class scores; labels arrive later,
+    // one prediction lacks a score, one label never comes.
+    let mut rng = StdRng::seed_from_u64(9);
+    let classes = ["bird", "cat", "dog"];
+    let (mut batch, mut labels) = (WriteBatch::new(D0), WriteBatch::new(D0));
+    let mut kept: Vec<([f64; 3], &str, &str)> = Vec::new();
+    for i in 0..600 {
+        let at = D0 + DAY + i * 100_000;
+        let truth = classes[rng.random_range(0..3)];
+        let mut scores: [f64; 3] =
+            std::array::from_fn(|c| rng.random::<f64>() + if classes[c] == truth { 0.6 } else { 0.0 });
+        let total: f64 = scores.iter().sum();
+        scores.iter_mut().for_each(|s| *s /= total);
+        let best = (0..3).max_by(|a, b| scores[*a].total_cmp(&scores[*b])).unwrap();
+        let mut metrics_json = json!({"input": {"tenure": i % 40}, "prediction": classes[best],
+            "scores": {"bird": scores[0], "cat": scores[1], "dog": scores[2]}});
+        if i == 7 {
+            metrics_json["scores"].as_object_mut().unwrap().remove("dog");
+        }
+        let uuid = Uuid::new_v4();
+        batch.predictions.push(prediction(uuid, at, metrics(metrics_json)));
+        if i != 11 {
+            let label = json!({"label": truth});
+            labels.delayed_metrics.push(DelayedMetrics { uuid, timestamp_ms: at + 60_000, metrics: metrics(label) });
+            if i != 7 {
+                kept.push((scores, classes[best], truth));
+            }
+        }
+    }
+    // The reference day: inputs only.
+    for i in 0..100 {
+        batch.predictions.push(prediction(
+            Uuid::new_v4(),
+            D0 + i * 600_000,
+            metrics(json!({"input": {"tenure": i % 40}})),
+        ));
+    }
+    store.write(&batch).await.unwrap();
+    store.write(&labels).await.unwrap();
+
+    let mut s = spec("species");
+    s.alert = None;
+    s.features = vec!["input.tenure".into()];
+    s.task = Task::Multiclass;
+    s.class_scores = classes.iter().map(|c| (c.to_string(), format!("scores.{c}"))).collect();
+    create(store.as_ref(), &s, D0).await;
+    let report = run_job(store.as_ref(), &no_files(), &s, D0 + 2 * DAY).await.unwrap().report.unwrap();
+    assert_eq!((report.labelled, report.unlabelled, report.invalid), (599, 1, 1));
+    let Some(TaskMetrics::Multiclass(m)) = &report.performance else { panic!("multiclass: {:?}", report.performance) };
+    let scores: std::collections::BTreeMap<String, Vec<f64>> =
+        (0..3).map(|c| (classes[c].to_string(), kept.iter().map(|k| k.0[c]).collect())).collect();
+    let truths: Vec<&str> = kept.iter().map(|k| k.2).collect();
+    let predicted: Vec<&str> = kept.iter().map(|k| k.1).collect();
+    let expected = performance::one_vs_rest(&scores, &truths);
+    let ovr = m.one_vs_rest.as_ref().expect("class scores were given");
+    assert_eq!(ovr.per_class, expected.per_class);
+    assert_eq!(
+        (ovr.macro_roc_auc.value, ovr.weighted_roc_auc.value),
+        (expected.macro_roc_auc.value, expected.weighted_roc_auc.value)
+    );
+    assert!(expected.macro_roc_auc.value.unwrap() > 0.7, "{expected:?}");
+    assert_eq!(m.accuracy.value, performance::multiclass(&predicted, &truths).accuracy.value);
+    assert_eq!(report.aggregate["performance"]["macro_roc_auc"].as_f64(), expected.macro_roc_auc.value);
+    let html = store.run_reports("species", report.run_id).await.unwrap().unwrap().1.unwrap();
+    assert!(
+        html.contains("macro_roc_auc (one-vs-rest)") && html.contains("roc_auc of class dog"),
+        "the report shows them"
+    );
+
+    // Class scores are for the multiclass task, as dotted paths.
+    let mut binary = s.clone();
+    binary.task = Task::Binary;
+    assert!(binary.validate().unwrap_err().to_string().starts_with("class_scores:"));
+    let mut bad = s.clone();
+    bad.class_scores.insert("fish".into(), "scores..fish".into());
+    let refused = bad.validate().unwrap_err().to_string();
+    assert!(refused.starts_with("class_scores:") && refused.contains("scores..fish"), "{refused}");
+}
+
 /// The start times of the predictions in `window`, in the order reads return them.
 async fn times_of(store: &dyn Store, window: Window) -> Vec<i64> {
     let records: Vec<_> =
@@ -651,7 +731,8 @@ async fn split_windows_judge_each_chunk(store: Arc<dyn Store>) {
 
     // Each chunk's values and thresholds are what the chunked comparison gives on the rows read
     // back from the store, both days cut by the hour.
-    let (reference, window) = (Window { start_ms: D0, end_ms: D0 + DAY }, Window { start_ms: D0 + DAY, end_ms: D0 + 2 * DAY });
+    let (reference, window) =
+        (Window { start_ms: D0, end_ms: D0 + DAY }, Window { start_ms: D0 + DAY, end_ms: D0 + 2 * DAY });
     let hourly = |times: &[i64]| chunk::split(times.len(), Some(times), Chunking::Period(Period::Hour)).unwrap();
     let reference_spans = hourly(&times_of(store.as_ref(), reference).await);
     let window_spans = hourly(&times_of(store.as_ref(), window).await);
@@ -677,7 +758,12 @@ async fn split_windows_judge_each_chunk(store: Arc<dyn Store>) {
         assert_eq!(c.results["input.tenure"][&ChunkMethod::JensenShannon].alert, hour >= 12, "hour {hour}: {c:?}");
     }
     let alert = report.alert.as_deref().unwrap();
-    assert!(alert.contains("input.tenure jensen_shannon = ") && alert.contains(" in chunk 2026-11-02 12:00 is outside "), "{alert}");
+    let tenure_alert = alert.split("; ").find(|a| a.starts_with("input.tenure jensen_shannon")).expect("named");
+    assert!(
+        tenure_alert.contains(" is outside - .. ")
+            && tenure_alert.contains(" in 12 of 24 chunks, from 2026-11-02 12:00 ("),
+        "{alert}"
+    );
     assert!(matches!(report.status, RunStatus::Warning | RunStatus::Drift), "{:?}", report.status);
     let per_chunk = report.aggregate["chunk_drift"].as_array().expect("a list of chunks");
     assert_eq!(per_chunk.len(), 24);
@@ -688,7 +774,8 @@ async fn split_windows_judge_each_chunk(store: Arc<dyn Store>) {
     );
     let html = store.run_reports("churn-hourly", run.run.id).await.unwrap().unwrap().1.unwrap();
     assert!(html.contains("input.tenure · jensen_shannon per chunk"), "each statistic over the chunks");
-    assert!(html.contains("<td>2026-11-02 23:00</td><td>40</td>"), "a row per chunk");
+    assert!(html.contains("<td class=\"drift\">12 of 24</td><td>2026-11-02 12:00 ("), "chunks outside, per statistic");
+    assert!(html.contains("<tr><td>2026-11-02 23:00</td><td>40</td><td>input.tenure</td>"), "a row per chunk outside");
 
     // By size and by number: the window and the reference cut alike.
     for (name, split, count) in [("by-size", Chunking::Size(100), 10), ("by-number", Chunking::Number(6), 6)] {
@@ -831,4 +918,16 @@ async fn sqlite_split_windows_judge_each_chunk() {
 async fn postgres_split_windows_judge_each_chunk() {
     let Some((_db, store)) = postgres().await else { return };
     split_windows_judge_each_chunk(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_multiclass_jobs_score_each_class_one_vs_rest() {
+    let (_dir, store) = sqlite().await;
+    multiclass_jobs_score_each_class_one_vs_rest(store).await;
+}
+
+#[tokio::test]
+async fn postgres_multiclass_jobs_score_each_class_one_vs_rest() {
+    let Some((_db, store)) = postgres().await else { return };
+    multiclass_jobs_score_each_class_one_vs_rest(store).await;
 }

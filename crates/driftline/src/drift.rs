@@ -186,6 +186,11 @@ pub(crate) struct CreateJobArgs {
     /// binary, multiclass or regression.
     #[arg(long, env = "DRIFTLINE_JOB_TASK", default_value = "binary")]
     task: Task,
+    /// Multiclass: each class's score (its probability) as CLASS=PATH pairs (comma-separated,
+    /// dotted paths in the prediction's metrics), for one-vs-rest ROC AUC per class, macro and
+    /// weighted.
+    #[arg(long, env = "DRIFTLINE_JOB_CLASS_SCORES", value_delimiter = ',')]
+    class_scores: Vec<String>,
     /// auto, psi, ks, chi2, js or wasserstein.
     #[arg(long, env = "DRIFTLINE_JOB_METHOD", default_value = "auto")]
     method: Method,
@@ -383,6 +388,21 @@ impl ChunkArgs {
     }
 }
 
+/// `--class-scores` pairs `CLASS=WHAT` (`what` names the right side in the error, `example`
+/// shows one), in order, empty ones skipped.
+fn class_pairs(pairs: &[String], what: &str, example: &str) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((class, right)) if !class.trim().is_empty() && !right.trim().is_empty() => {
+                Ok((class.trim().to_string(), right.trim().to_string()))
+            }
+            _ => Err(anyhow::anyhow!("--class-scores: `{pair}` is not CLASS={what}, e.g. cat={example}")),
+        })
+        .collect()
+}
+
 /// The chunking of one of `--chunk-size`, `--chunk-number` and `--chunk-period` (clap lets one
 /// through at most).
 fn chunking(size: Option<usize>, number: Option<usize>, period: Option<Period>) -> Option<Chunking> {
@@ -565,6 +585,7 @@ impl CreateJobArgs {
             score: self.score.clone(),
             label: self.label.clone(),
             task: self.task,
+            class_scores: class_pairs(&self.class_scores, "PATH", "scores.cat")?.into_iter().collect(),
             method: self.method,
             threshold: self.threshold,
             drift_share: self.drift_share,
@@ -980,17 +1001,7 @@ fn performance(args: PerformanceArgs) -> anyhow::Result<()> {
         args.chunks.timestamp_column.is_none(),
         "--timestamp-column orders rows for chunks; add --reference and --chunk-size, --chunk-number or --chunk-period"
     );
-    let class_scores = args
-        .class_scores
-        .iter()
-        .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((class, column)) if !class.trim().is_empty() && !column.trim().is_empty() => {
-                Ok((class.trim().to_string(), column.trim().to_string()))
-            }
-            _ => Err(anyhow::anyhow!("--class-scores: `{pair}` is not CLASS=COLUMN, e.g. cat=p_cat")),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let class_scores = class_pairs(&args.class_scores, "COLUMN", "p_cat")?;
     let request = PerformanceRequest {
         class_scores,
         score: args.score.clone(),

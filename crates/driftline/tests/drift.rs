@@ -640,6 +640,49 @@ async fn job_commands_and_backfill() {
     let err = failure(&run(&refused));
     assert!(err.contains("--chunk-threshold-sd or --chunk-threshold: -1 is not a non-negative number"), "{err}");
 
+    // Split into chunks by period: the spec has it, a zero size is refused by its flag, and a
+    // split needs --chunks.
+    let mut split = chunked.to_vec();
+    split[3] = "churn-split";
+    split.extend(["--chunk-period", "1h"]);
+    assert!(stdout(&run(&split)).contains("created drift job `churn-split`"));
+    let shown = stdout(&run(&["drift", "job", "show", "churn-split"]));
+    let shown: Value = serde_json::from_str(shown.split("\n\n").next().unwrap()).unwrap();
+    assert_eq!(shown["chunks"]["split"], serde_json::json!({"period": "hour"}), "{shown}");
+    let mut zero = chunked.to_vec();
+    zero[3] = "x";
+    zero.extend(["--chunk-size", "0"]);
+    assert!(failure(&run(&zero)).contains("--chunk-size: must be at least 1 prediction"));
+    let err = failure(&run(&[
+        "drift",
+        "job",
+        "create",
+        "x",
+        "--deployment",
+        DEPLOYMENT,
+        "--features",
+        "a",
+        "--chunk-number",
+        "4",
+    ]));
+    assert!(err.contains("--chunks"), "{err}");
+    // Class scores: pairs of class and path, for the multiclass task.
+    let classes = [
+        "drift",
+        "job",
+        "create",
+        "x",
+        "--deployment",
+        DEPLOYMENT,
+        "--features",
+        "a",
+        "--class-scores",
+        "cat=scores.cat,dog",
+    ];
+    assert!(failure(&run(&classes)).contains("--class-scores: `dog` is not CLASS=PATH, e.g. cat=scores.cat"));
+    let err = failure(&run(&classes[..9].iter().copied().chain(["cat=scores.cat"]).collect::<Vec<_>>()));
+    assert!(err.contains("--class-scores: are for the multiclass task; this job's task is binary"), "{err}");
+
     let shown = stdout(&run(&["drift", "job", "show", "churn"]));
     assert!(shown.contains("\"deployment\"") && shown.contains("drift"), "{shown}");
     assert!(stdout(&run(&["drift", "job", "delete", "churn"])).contains("deleted"));

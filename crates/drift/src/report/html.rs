@@ -212,6 +212,13 @@ fn chunk_svg(points: &[ChunkPoint<'_>]) -> String {
     // Statistics that are distances start at 0; metrics near 1 get a range around their values.
     let (bottom, top) = if shown.is_empty() {
         (0.0, 1.0)
+    } else if max - min < 1e-12 {
+        // One value throughout (no missing values in any chunk, say): a plain range around it.
+        if (0.0..=1.0).contains(&min) {
+            (0.0, 1.0)
+        } else {
+            (min - 1.0, max + 1.0)
+        }
     } else if points.iter().all(|p| p.lower.is_none() && p.band.is_none()) && min >= 0.0 {
         (0.0, (max * 1.1).max(f64::MIN_POSITIVE))
     } else {
@@ -420,6 +427,20 @@ fn performance_rows(metrics: &Metrics) -> Vec<(String, String)> {
     let mut rows = Vec::new();
     if let Value::Object(map) = value {
         for (name, v) in map {
+            if name == "one_vs_rest" {
+                // Multiclass class scores: the averages, then each class's ROC AUC.
+                for average in ["macro_roc_auc", "weighted_roc_auc"] {
+                    let stat = v.get(average).and_then(|s| s.get("value")).and_then(Value::as_f64);
+                    rows.push((format!("{average} (one-vs-rest)"), stat.map(number).unwrap_or_else(|| "—".into())));
+                }
+                for (class, auc) in v.get("per_class").and_then(Value::as_object).into_iter().flatten() {
+                    rows.push((
+                        format!("roc_auc of class {class}"),
+                        auc.as_f64().map(number).unwrap_or_else(|| "—".into()),
+                    ));
+                }
+                continue;
+            }
             let text = match &v {
                 Value::Object(o) if o.contains_key("value") => match o.get("value").and_then(Value::as_f64) {
                     Some(x) => number(x),

@@ -5,7 +5,7 @@
 
 use super::html::{self, escape};
 use crate::chunk::Chunking;
-use crate::chunked::{ChunkResult, ChunkResults, ChunkThreshold, ChunkValue};
+use crate::chunked::{ChunkMethod, ChunkResult, ChunkResults, ChunkThreshold, ChunkValue};
 use crate::compare::{Approximation, Comparison};
 use crate::estimate::{CalibrationReport, EstimatedChunk, EstimatedValue};
 use crate::format::{number, time};
@@ -123,25 +123,88 @@ impl RunChunks {
     /// The statistics outside their thresholds, in words (with the chunk's name when the
     /// window is split).
     pub fn alerts(&self) -> Option<String> {
-        let whole = std::iter::once((None, &self.results));
-        let split = self.chunks.iter().map(|c| (Some(c.chunk.key.as_str()), &c.results));
-        let alerts: Vec<String> = whole
-            .chain(split)
-            .flat_map(|(chunk, results)| {
-                results.iter().flat_map(move |(feature, methods)| methods.iter().map(move |(m, v)| (chunk, feature, m, v)))
-            })
-            .filter(|(.., v)| v.alert)
-            .map(|(chunk, feature, method, v)| {
-                let at = chunk.map(|k| format!(" in chunk {k}")).unwrap_or_default();
-                format!(
-                    "{feature} {method} = {}{at} is outside {}",
-                    shown(v.value),
-                    range(v.lower_threshold, v.upper_threshold)
-                )
-            })
-            .collect();
+        let alerts: Vec<String> = if self.chunks.is_empty() {
+            self.results
+                .iter()
+                .flat_map(|(feature, methods)| methods.iter().map(move |(m, v)| (feature, m, v)))
+                .filter(|(.., v)| v.alert)
+                .map(|(feature, method, v)| {
+                    format!(
+                        "{feature} {method} = {} is outside {}",
+                        shown(v.value),
+                        range(v.lower_threshold, v.upper_threshold)
+                    )
+                })
+                .collect()
+        } else {
+            self.outside().iter().map(Outside::words).collect()
+        };
         (!alerts.is_empty()).then(|| alerts.join("; "))
     }
+
+    /// For a split window: each feature and statistic that left its thresholds in some chunk.
+    pub fn outside(&self) -> Vec<Outside<'_>> {
+        let mut found: BTreeMap<(&str, ChunkMethod), Outside<'_>> = BTreeMap::new();
+        for chunk in &self.chunks {
+            for (feature, methods) in &chunk.results {
+                for (method, v) in methods.iter().filter(|(_, v)| v.alert) {
+                    let entry = found.entry((feature.as_str(), *method)).or_insert_with(|| Outside {
+                        feature,
+                        method: *method,
+                        chunks: 0,
+                        of: self.chunks.len(),
+                        first: &chunk.chunk.key,
+                        first_value: v,
+                        furthest: v,
+                    });
+                    entry.chunks += 1;
+                    if distance(v) > distance(entry.furthest) {
+                        entry.furthest = v;
+                    }
+                }
+            }
+        }
+        found.into_values().collect()
+    }
+}
+
+/// A feature's statistic outside its thresholds in chunks of a split window.
+#[derive(Debug)]
+pub struct Outside<'a> {
+    pub feature: &'a str,
+    pub method: ChunkMethod,
+    /// Chunks outside, of all the window's chunks.
+    pub chunks: usize,
+    pub of: usize,
+    /// The first chunk outside, and its value.
+    pub first: &'a str,
+    pub first_value: &'a ChunkValue,
+    /// The value furthest outside.
+    pub furthest: &'a ChunkValue,
+}
+
+impl Outside<'_> {
+    fn words(&self) -> String {
+        format!(
+            "{} {} is outside {} in {} of {} chunks, from {} ({}; furthest {})",
+            self.feature,
+            self.method,
+            range(self.first_value.lower_threshold, self.first_value.upper_threshold),
+            self.chunks,
+            self.of,
+            self.first,
+            shown(self.first_value.value),
+            shown(self.furthest.value)
+        )
+    }
+}
+
+/// How far a value lies outside its thresholds (0 inside, or without a value).
+fn distance(v: &ChunkValue) -> f64 {
+    let Some(x) = v.value else { return 0.0 };
+    let above = v.upper_threshold.map_or(0.0, |u| x - u);
+    let below = v.lower_threshold.map_or(0.0, |l| l - x);
+    above.max(below).max(0.0)
 }
 
 /// A value, or a dash.
@@ -310,9 +373,10 @@ pub fn page(report: &RunReport, chart_metric: &str, history: &[StoredRun]) -> St
                                 Some((k.get("key")?.as_str()?.to_owned(), v))
                             })
                             .collect(),
-                        Some(whole) => {
-                            value(whole.get(feature).and_then(|m| m.get(method.name()))).map(|v| (label.clone(), v)).into_iter().collect()
-                        }
+                        Some(whole) => value(whole.get(feature).and_then(|m| m.get(method.name())))
+                            .map(|v| (label.clone(), v))
+                            .into_iter()
+                            .collect(),
                         None => Vec::new(),
                     })
                     .collect();
@@ -424,54 +488,107 @@ fn chunks_section(c: &RunChunks) -> String {
         ),
     };
     let _ = write!(out, "<p class=\"sub\">{} Thresholds: {}.</p>", escape(&how), escape(&rule));
-    let rows: Vec<(Option<&ChunkResult>, &ChunkResults)> = if c.chunks.is_empty() {
-        vec![(None, &c.results)]
-    } else {
-        c.chunks.iter().map(|k| (Some(k), &k.results)).collect()
-    };
     if c.split.is_some() {
         out.push_str("<div class=\"grid\">");
-        if let Some((_, first)) = rows.first() {
-            for (feature, methods) in first.iter().take(MAX_CHUNK_CHARTS) {
-                for method in methods.keys() {
-                    let points: Vec<(String, ChunkValue)> = c
-                        .chunks
-                        .iter()
-                        .filter_map(|k| Some((k.chunk.key.clone(), k.results.get(feature)?.get(method)?.clone())))
-                        .collect();
-                    let _ = write!(
-                        out,
-                        "<div class=\"card\"><h3>{} · {method} per chunk</h3>{}</div>",
-                        escape(feature),
-                        html::chunk_values_svg(&points)
-                    );
-                }
-            }
-        }
-        out.push_str("</div>");
-    }
-    let chunk_head = if c.split.is_some() { "<th>chunk</th><th>rows</th>" } else { "" };
-    let _ = write!(
-        out,
-        "<table><tr>{chunk_head}<th>feature</th><th>statistic</th><th>window</th><th>thresholds</th><th></th></tr>"
-    );
-    for (chunk, results) in rows {
-        let chunk_cells = chunk
-            .map(|k| format!("<td>{}</td><td>{}</td>", escape(&k.chunk.key), k.chunk.size))
-            .unwrap_or_default();
-        for (feature, methods) in results {
-            for (method, v) in methods {
+        for (feature, methods) in c.chunks.first().map(|k| &k.results).into_iter().flatten().take(MAX_CHUNK_CHARTS) {
+            for method in methods.keys() {
+                let points: Vec<(String, ChunkValue)> = c
+                    .chunks
+                    .iter()
+                    .filter_map(|k| Some((k.chunk.key.clone(), k.results.get(feature)?.get(method)?.clone())))
+                    .collect();
                 let _ = write!(
                     out,
-                    "<tr>{chunk_cells}<td>{}</td><td>{method}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                    "<div class=\"card\"><h3>{} · {method} per chunk</h3>{}</div>",
                     escape(feature),
-                    shown(v.value),
-                    range(v.lower_threshold, v.upper_threshold),
-                    if v.alert { "drift" } else { "ok" },
-                    if v.alert { "alert" } else { "ok" }
+                    html::chunk_values_svg(&points)
                 );
             }
         }
+        out.push_str("</div>");
+        out.push_str(&outside_tables(c));
+        return out;
+    }
+    out.push_str("<table><tr><th>feature</th><th>statistic</th><th>window</th><th>thresholds</th><th></th></tr>");
+    for (feature, methods) in &c.results {
+        for (method, v) in methods {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{method}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                escape(feature),
+                shown(v.value),
+                range(v.lower_threshold, v.upper_threshold),
+                if v.alert { "drift" } else { "ok" },
+                if v.alert { "alert" } else { "ok" }
+            );
+        }
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// Most rows of the table of chunks outside their thresholds (the JSON report has them all).
+const MAX_OUTSIDE_ROWS: usize = 200;
+
+/// For a split window: per feature and statistic, how many chunks left the thresholds; then
+/// each chunk outside, with its value.
+fn outside_tables(c: &RunChunks) -> String {
+    let mut out = String::from(
+        "<table><tr><th>feature</th><th>statistic</th><th>thresholds</th><th>chunks outside</th>\
+         <th>first outside</th><th>furthest</th></tr>",
+    );
+    let outside = c.outside();
+    let first = c.chunks.first().map(|k| &k.results);
+    for (feature, methods) in first.into_iter().flatten() {
+        for (method, v) in methods {
+            let o = outside.iter().find(|o| o.feature == feature && o.method == *method);
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{method}</td><td>{}</td><td class=\"{}\">{} of {}</td><td>{}</td><td>{}</td></tr>",
+                escape(feature),
+                range(v.lower_threshold, v.upper_threshold),
+                if o.is_some() { "drift" } else { "ok" },
+                o.map_or(0, |o| o.chunks),
+                c.chunks.len(),
+                o.map(|o| format!("{} ({})", escape(o.first), shown(o.first_value.value)))
+                    .unwrap_or_else(|| "—".into()),
+                o.map(|o| shown(o.furthest.value)).unwrap_or_else(|| "—".into()),
+            );
+        }
+    }
+    out.push_str("</table>");
+    let rows: Vec<(&ChunkResult, &String, &ChunkMethod, &ChunkValue)> = c
+        .chunks
+        .iter()
+        .flat_map(|k| k.results.iter().flat_map(move |(f, methods)| methods.iter().map(move |(m, v)| (k, f, m, v))))
+        .filter(|(.., v)| v.alert)
+        .collect();
+    if rows.is_empty() {
+        out.push_str("<p class=\"sub\">No chunk of the window is outside its thresholds.</p>");
+        return out;
+    }
+    let _ = write!(
+        out,
+        "<h3>Chunks outside their thresholds</h3><p class=\"sub\">{}</p>",
+        if rows.len() > MAX_OUTSIDE_ROWS {
+            format!("The first {MAX_OUTSIDE_ROWS} of {}; the JSON report has them all.", rows.len())
+        } else {
+            format!("{} in all.", rows.len())
+        }
+    );
+    out.push_str(
+        "<table><tr><th>chunk</th><th>rows</th><th>feature</th><th>statistic</th><th>value</th><th>thresholds</th></tr>",
+    );
+    for (k, feature, method, v) in rows.into_iter().take(MAX_OUTSIDE_ROWS) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{method}</td><td class=\"drift\">{}</td><td>{}</td></tr>",
+            escape(&k.chunk.key),
+            k.chunk.size,
+            escape(feature),
+            shown(v.value),
+            range(v.lower_threshold, v.upper_threshold)
+        );
     }
     out.push_str("</table>");
     out

@@ -134,6 +134,8 @@ impl Task {
                 "weighted_precision",
                 "weighted_recall",
                 "weighted_f1",
+                "macro_roc_auc",
+                "weighted_roc_auc",
             ],
             Task::Regression => &["mse", "rmse", "mae", "r2", "mape"],
         }
@@ -171,13 +173,15 @@ pub enum Metrics {
 }
 
 impl Metrics {
-    /// The task's metrics as a flat JSON object of numbers (`null` where undefined).
+    /// The task's metrics as a flat JSON object of numbers (`null` where undefined; the
+    /// one-vs-rest ROC AUCs of a multiclass task without class scores too).
     pub fn values(&self, task: Task) -> serde_json::Map<String, serde_json::Value> {
         let value = serde_json::to_value(self).expect("metrics serialize");
         task.metric_names()
             .iter()
             .map(|name| {
-                let v = value.get(*name).and_then(|s| s.get("value")).cloned().unwrap_or(serde_json::Value::Null);
+                let stat = value.get(*name).or_else(|| value.get("one_vs_rest")?.get(*name));
+                let v = stat.and_then(|s| s.get("value")).cloned().unwrap_or(serde_json::Value::Null);
                 (name.to_string(), v)
             })
             .collect()
@@ -217,6 +221,27 @@ pub fn binary_classes(scores: &[f64], classes: Classes<'_>, labels: &[bool]) -> 
     let negatives = n - positives;
     let both = positives > 0 && negatives > 0;
 
+    // Each class's scores as sorted order keys, and the loss sums over every row: on two
+    // threads when there are many rows (one sorts the negatives, the other the positives and
+    // then sums the losses), which balances them when positives are the smaller class.
+    let (mut positive, mut negative) = class_keys(scores, labels, positives);
+    let (log_sum, squared_sum) = if n >= PARALLEL_SORT_ROWS {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| {
+                radsort::sort(&mut positive);
+                loss_sums(scores, labels)
+            });
+            radsort::sort(&mut negative);
+            other.join().expect("sorting and summing do not panic")
+        })
+    } else {
+        radsort::sort(&mut positive);
+        radsort::sort(&mut negative);
+        loss_sums(scores, labels)
+    };
+    let (area, average_precision) = ranking(&positive, &negative);
+    drop((positive, negative));
+
     let mut confusion = Confusion::default();
     for (i, l) in labels.iter().enumerate() {
         match (predicts(i), *l) {
@@ -229,43 +254,28 @@ pub fn binary_classes(scores: &[f64], classes: Classes<'_>, labels: &[bool]) -> 
     let Confusion { true_negatives: tn, false_positives: fp, false_negatives: fn_, true_positives: tp } = confusion;
     let (tn, fp, fn_, tp) = (tn as f64, fp as f64, fn_ as f64, tp as f64);
 
-    let ranked = if both || positives > 0 { Some(ranked_counts(scores, labels)) } else { None };
-    let roc_auc = match (&ranked, both) {
-        (Some(groups), true) => Stat::of(area_under_roc(groups, positives, negatives)),
-        _ if n == 0 => Stat::undefined(EMPTY),
-        _ => Stat::undefined(ONE_CLASS),
+    let roc_auc = if both {
+        Stat::of(area / (positives as f64 * negatives as f64))
+    } else if n == 0 {
+        Stat::undefined(EMPTY)
+    } else {
+        Stat::undefined(ONE_CLASS)
     };
-    let average_precision = match &ranked {
-        Some(groups) => Stat::of(average_precision_of(groups, positives)),
-        None if n == 0 => Stat::undefined(EMPTY),
-        None => Stat::undefined("no positive labels; average precision needs at least one"),
+    let average_precision = if positives > 0 {
+        Stat::of(average_precision)
+    } else if n == 0 {
+        Stat::undefined(EMPTY)
+    } else {
+        Stat::undefined("no positive labels; average precision needs at least one")
     };
-
-    let eps = f64::EPSILON;
     let log_loss = if n == 0 {
         Stat::undefined(EMPTY)
     } else if !both {
         Stat::undefined(ONE_CLASS)
     } else {
-        let sum: f64 = scores
-            .iter()
-            .zip(labels)
-            .map(|(s, l)| {
-                let p = s.clamp(eps, 1.0 - eps);
-                if *l {
-                    -p.ln()
-                } else {
-                    -(1.0 - p).ln()
-                }
-            })
-            .sum();
-        Stat::of(sum / n as f64)
+        Stat::of(log_sum / n as f64)
     };
-    let brier = Stat::when(
-        n > 0,
-        || scores.iter().zip(labels).map(|(s, l)| (s - f64::from(u8::from(*l))).powi(2)).sum::<f64>() / n as f64,
-        EMPTY,
-    );
+    let brier = Stat::when(n > 0, || squared_sum / n as f64, EMPTY);
 
     Binary {
         rows: n,
@@ -295,7 +305,88 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     assert_eq!(scores.len(), labels.len(), "one label per score");
     let positives = labels.iter().filter(|l| **l).count();
     let negatives = labels.len() - positives;
-    (positives > 0 && negatives > 0).then(|| area_under_roc(&ranked_counts(scores, labels), positives, negatives))
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let (positive, negative) = sorted_class_keys(scores, labels, positives);
+    Some(ranking(&positive, &negative).0 / (positives as f64 * negatives as f64))
+}
+
+/// The log loss (scores clipped to [ε, 1 − ε], as scikit-learn) and squared error sums.
+fn loss_sums(scores: &[f64], labels: &[bool]) -> (f64, f64) {
+    let eps = f64::EPSILON;
+    let mut log_sum = 0.0f64;
+    let mut squared_sum = 0.0f64;
+    for (s, l) in scores.iter().zip(labels) {
+        let p = s.clamp(eps, 1.0 - eps);
+        log_sum += if *l { -p.ln() } else { -(1.0 - p).ln() };
+        squared_sum += (s - f64::from(u8::from(*l))).powi(2);
+    }
+    (log_sum, squared_sum)
+}
+
+/// Each class's scores as order-preserving integers (positives first), unsorted.
+fn class_keys(scores: &[f64], labels: &[bool], positives: usize) -> (Vec<u64>, Vec<u64>) {
+    let (mut positive, mut negative) = (Vec::with_capacity(positives), Vec::with_capacity(labels.len() - positives));
+    for (s, l) in scores.iter().zip(labels) {
+        if *l {
+            positive.push(order_key(*s));
+        } else {
+            negative.push(order_key(*s));
+        }
+    }
+    (positive, negative)
+}
+
+/// [`class_keys`] radix-sorted, the two classes on two threads when there are many rows.
+fn sorted_class_keys(scores: &[f64], labels: &[bool], positives: usize) -> (Vec<u64>, Vec<u64>) {
+    let (mut positive, mut negative) = class_keys(scores, labels, positives);
+    if scores.len() >= PARALLEL_SORT_ROWS {
+        std::thread::scope(|scope| {
+            scope.spawn(|| radsort::sort(&mut positive));
+            radsort::sort(&mut negative);
+        });
+    } else {
+        radsort::sort(&mut positive);
+        radsort::sort(&mut negative);
+    }
+    (positive, negative)
+}
+
+/// Walks the two classes' sorted keys from the highest score down, one distinct score at a
+/// time, and sums the ROC area (each negative adds the positives above it and half those tied
+/// with it, as scikit-learn's trapezoids do; divide by positives × negatives) and the average
+/// precision (`Σ (R_k − R_{k−1}) · P_k` over the distinct thresholds), without keeping the
+/// groups.
+fn ranking(positive: &[u64], negative: &[u64]) -> (f64, f64) {
+    let total = positive.len();
+    let (mut p, mut n) = (positive.len(), negative.len());
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let (mut area, mut average_precision) = (0.0f64, 0.0f64);
+    while p > 0 || n > 0 {
+        let key = match (p, n) {
+            (0, _) => negative[n - 1],
+            (_, 0) => positive[p - 1],
+            _ => positive[p - 1].max(negative[n - 1]),
+        };
+        let (mut group_positives, mut group_negatives) = (0u64, 0u64);
+        while p > 0 && positive[p - 1] == key {
+            p -= 1;
+            group_positives += 1;
+        }
+        while n > 0 && negative[n - 1] == key {
+            n -= 1;
+            group_negatives += 1;
+        }
+        area += group_negatives as f64 * (tp as f64 + group_positives as f64 / 2.0);
+        tp += group_positives;
+        fp += group_negatives;
+        if group_positives > 0 {
+            let precision = tp as f64 / (tp + fp) as f64;
+            average_precision += group_positives as f64 / total as f64 * precision;
+        }
+    }
+    (area, average_precision)
 }
 
 /// The ROC curve at every distinct score, from `(0, 0)` to `(1, 1)`.
@@ -329,26 +420,9 @@ struct ScoreGroup {
 }
 
 fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
-    // Scores become order-preserving integers, each class's radix-sorted apart (the two at once
-    // on two threads when there are many), then merged from the highest down into groups.
+    // Each class's sorted keys merged from the highest down into groups.
     let positives = labels.iter().filter(|l| **l).count();
-    let (mut positive, mut negative) = (Vec::with_capacity(positives), Vec::with_capacity(labels.len() - positives));
-    for (s, l) in scores.iter().zip(labels) {
-        if *l {
-            positive.push(order_key(*s));
-        } else {
-            negative.push(order_key(*s));
-        }
-    }
-    if scores.len() >= PARALLEL_SORT_ROWS {
-        std::thread::scope(|scope| {
-            scope.spawn(|| radsort::sort(&mut positive));
-            radsort::sort(&mut negative);
-        });
-    } else {
-        radsort::sort(&mut positive);
-        radsort::sort(&mut negative);
-    }
+    let (positive, negative) = sorted_class_keys(scores, labels, positives);
     let mut groups: Vec<ScoreGroup> = Vec::new();
     let (mut p, mut n) = (positive.len(), negative.len());
     while p > 0 || n > 0 {
@@ -373,34 +447,6 @@ fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
 
 /// Rows from which the two classes' scores are sorted on two threads.
 const PARALLEL_SORT_ROWS: usize = 100_000;
-
-/// Trapezoids between the ROC points of successive distinct scores: ties between a positive
-/// and a negative count one half, as in scikit-learn.
-fn area_under_roc(groups: &[ScoreGroup], positives: usize, negatives: usize) -> f64 {
-    let mut area = 0.0f64;
-    let mut tp = 0u64;
-    for g in groups {
-        // Each negative in the group adds a column of height tp + positives_in_group / 2.
-        area += g.negatives as f64 * (tp as f64 + g.positives as f64 / 2.0);
-        tp += g.positives;
-    }
-    area / (positives as f64 * negatives as f64)
-}
-
-/// `Σ (R_k − R_{k−1}) · P_k` over the distinct thresholds, from the highest down.
-fn average_precision_of(groups: &[ScoreGroup], positives: usize) -> f64 {
-    let (mut tp, mut fp) = (0u64, 0u64);
-    let mut ap = 0.0f64;
-    for g in groups {
-        tp += g.positives;
-        fp += g.negatives;
-        if g.positives > 0 {
-            let precision = tp as f64 / (tp + fp) as f64;
-            ap += g.positives as f64 / positives as f64 * precision;
-        }
-    }
-    ap
-}
 
 /// The classification report of predicted against true class names.
 pub fn multiclass(predicted: &[&str], labels: &[&str]) -> Multiclass {
@@ -550,7 +596,40 @@ mod tests {
         out
     }
 
+    /// ROC area and average precision from the groups of a comparison sort, step by step.
+    fn ranking_by_groups(scores: &[f64], labels: &[bool]) -> (f64, f64) {
+        let positives = labels.iter().filter(|l| **l).count() as f64;
+        let (mut tp, mut fp, mut area, mut ap) = (0u64, 0u64, 0.0f64, 0.0f64);
+        for (_, gp, gn) in groups_by_sorting(scores, labels) {
+            area += gn as f64 * (tp as f64 + gp as f64 / 2.0);
+            tp += gp;
+            fp += gn;
+            if gp > 0 {
+                ap += gp as f64 / positives * (tp as f64 / (tp + fp) as f64);
+            }
+        }
+        (area, ap)
+    }
+
     proptest::proptest! {
+        #[test]
+        fn ranking_sums_are_those_of_the_sorted_groups(
+            rows in proptest::collection::vec((-3i32..40, proptest::bool::ANY), 0..300),
+        ) {
+            let scores: Vec<f64> = rows.iter().map(|(v, _)| if *v == 0 { -0.0 } else { f64::from(*v) / 7.0 }).collect();
+            let labels: Vec<bool> = rows.iter().map(|(_, l)| *l).collect();
+            let positives = labels.iter().filter(|l| **l).count();
+            let (positive, negative) = sorted_class_keys(&scores, &labels, positives);
+            proptest::prop_assert_eq!(ranking(&positive, &negative), ranking_by_groups(&scores, &labels));
+            let b = binary(&scores, &labels, 0.5);
+            let negatives = labels.len() - positives;
+            if positives > 0 && negatives > 0 {
+                let area = ranking_by_groups(&scores, &labels).0 / (positives * negatives) as f64;
+                proptest::prop_assert_eq!(b.roc_auc.value, Some(area));
+                proptest::prop_assert_eq!(roc_auc(&scores, &labels), Some(area));
+            }
+        }
+
         #[test]
         fn ranked_groups_are_those_of_a_comparison_sort(
             rows in proptest::collection::vec((-3i32..40, proptest::bool::ANY), 0..300),

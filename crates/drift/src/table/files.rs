@@ -334,7 +334,6 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
         });
     }
     let table = Table::read_only(path, &wanted)?;
-    let (s, l) = (table.cells(score)?, table.cells(label)?);
     if prediction.is_some() && task != Task::Binary {
         return Err(Error::Invalid {
             field: "prediction".into(),
@@ -348,18 +347,15 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
     let mut roc_curve = Vec::new();
     let (metrics, excluded) = match task {
         Task::Binary => {
-            let scores = numbers(
-                score,
-                &s,
-                "binary scores are probabilities of class 1; use the multiclass task for class names",
-            )?;
-            let labels = binary_labels(label, &l)?;
             let (metrics, kept, excluded) = match prediction {
                 None => {
-                    let (scores, labels, excluded) = pair_rows(&scores, &labels);
+                    let (scores, labels, excluded) = binary_pairs(&table, score, label)?;
                     (performance::binary(&scores, &labels, threshold), (scores, labels), excluded)
                 }
                 Some(column) => {
+                    let (s, l) = (table.cells(score)?, table.cells(label)?);
+                    let scores = numbers(score, &s, SCORES_HINT)?;
+                    let labels = binary_labels(label, &l)?;
                     let predicted = binary_labels(column, &table.cells(column)?)?;
                     let (mut kept_scores, mut kept_predicted, mut kept_labels) = (Vec::new(), Vec::new(), Vec::new());
                     for ((s, p), l) in scores.iter().zip(&predicted).zip(&labels) {
@@ -381,13 +377,14 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
             (Metrics::Binary(metrics), excluded)
         }
         Task::Regression => {
+            let (s, l) = (table.cells(score)?, table.cells(label)?);
             let predicted = numbers(score, &s, "regression needs numeric predictions")?;
             let targets = numbers(label, &l, "regression needs numeric targets")?;
             let (p, t, excluded) = pair_rows(&predicted, &targets);
             (Metrics::Regression(performance::regression(&p, &t)), excluded)
         }
         Task::Multiclass => {
-            let (p, t) = (names(&s), names(&l));
+            let (p, t) = (names(&table.cells(score)?), names(&table.cells(label)?));
             let class_scores: Vec<(&String, Vec<Option<f64>>)> = request
                 .class_scores
                 .iter()
@@ -463,28 +460,55 @@ fn numbers(name: &str, column: &Cells, hint: &str) -> Result<Vec<Option<f64>>, E
     }
 }
 
-/// Labels 0/1, true/false (as numbers, booleans or text); missing ones are `None`.
-fn binary_labels(name: &str, column: &Cells) -> Result<Vec<Option<bool>>, Error> {
-    let refuse = |row: usize, value: String| Error::Column {
+/// Why binary scores must be numbers.
+const SCORES_HINT: &str = "binary scores are probabilities of class 1; use the multiclass task for class names";
+
+/// The refusal of a label (`value`, as shown) at 0-based `row` that is not binary.
+fn not_binary(name: &str, row: usize, value: String) -> Error {
+    Error::Column {
         column: name.into(),
         message: format!(
             "row {} holds {value}, which is not a binary label (0/1 or true/false); use the multiclass task for more \
              classes",
             row + 1
         ),
+    }
+}
+
+/// A numeric label: 0 or 1, missing when absent or NaN.
+fn numeric_label(name: &str, row: usize, x: Option<f64>) -> Result<Option<bool>, Error> {
+    match x {
+        None => Ok(None),
+        Some(x) if x.is_nan() => Ok(None),
+        Some(x) if x == 0.0 => Ok(Some(false)),
+        Some(x) if x == 1.0 => Ok(Some(true)),
+        Some(x) => Err(not_binary(name, row, x.to_string())),
+    }
+}
+
+/// The rows of a binary task with both a finite score and a label, and how many were
+/// excluded. Numeric columns are read from polars' arrays in one pass; others as cells.
+fn binary_pairs(table: &Table, score: &str, label: &str) -> Result<(Vec<f64>, Vec<bool>, usize), Error> {
+    let (Some(scores), Some(labels)) = (table.floats(score)?, table.floats(label)?) else {
+        let scores = numbers(score, &table.cells(score)?, SCORES_HINT)?;
+        let labels = binary_labels(label, &table.cells(label)?)?;
+        return Ok(pair_rows(&scores, &labels));
     };
+    let (mut xs, mut ys) = (Vec::with_capacity(scores.len()), Vec::with_capacity(scores.len()));
+    for (row, (x, y)) in scores.iter().zip(labels.iter()).enumerate() {
+        if let (Some(x), Some(y)) = (x.filter(|x| x.is_finite()), numeric_label(label, row, y)?) {
+            xs.push(x);
+            ys.push(y);
+        }
+    }
+    let excluded = scores.len() - xs.len();
+    Ok((xs, ys, excluded))
+}
+
+/// Labels 0/1, true/false (as numbers, booleans or text); missing ones are `None`.
+fn binary_labels(name: &str, column: &Cells) -> Result<Vec<Option<bool>>, Error> {
     match column {
-        Cells::Numbers(v) => v
-            .iter()
-            .enumerate()
-            .map(|(i, x)| match x {
-                None => Ok(None),
-                Some(x) if x.is_nan() => Ok(None),
-                Some(x) if *x == 0.0 => Ok(Some(false)),
-                Some(x) if *x == 1.0 => Ok(Some(true)),
-                Some(x) => Err(refuse(i, x.to_string())),
-            })
-            .collect(),
+        Cells::Numbers(v) => v.iter().enumerate().map(|(i, x)| numeric_label(name, i, *x)).collect(),
         Cells::Text(v) => v
             .iter()
             .enumerate()
@@ -493,7 +517,7 @@ fn binary_labels(name: &str, column: &Cells) -> Result<Vec<Option<bool>>, Error>
                 Some(s) if s.is_empty() => Ok(None),
                 Some(s) if s == "1" || s == "true" => Ok(Some(true)),
                 Some(s) if s == "0" || s == "false" => Ok(Some(false)),
-                Some(s) => Err(refuse(i, format!("{s:?}"))),
+                Some(s) => Err(not_binary(name, i, format!("{s:?}"))),
             })
             .collect(),
     }
@@ -518,6 +542,28 @@ fn pair_rows<A: Copy, B: Copy>(a: &[Option<A>], b: &[Option<B>]) -> (Vec<A>, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_pairs_are_those_of_the_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "score,label,flag\n0.9,1,true\n,0,false\n0.3,,true\nNaN,1,false\n0.2,0.0,true\n0.7,1,\n")
+            .unwrap();
+        let table = Table::read(&path).unwrap();
+        assert!(table.floats("score").unwrap().is_some() && table.floats("label").unwrap().is_some());
+        let fast = binary_pairs(&table, "score", "label").unwrap();
+        let scores = numbers("score", &table.cells("score").unwrap(), SCORES_HINT).unwrap();
+        let labels = binary_labels("label", &table.cells("label").unwrap()).unwrap();
+        assert_eq!(fast, pair_rows(&scores, &labels));
+        assert_eq!(fast, (vec![0.9, 0.2, 0.7], vec![true, false, true], 3));
+        // Boolean labels are read as cells.
+        assert!(table.floats("flag").unwrap().is_none());
+        assert_eq!(binary_pairs(&table, "score", "flag").unwrap(), (vec![0.9, 0.3, 0.2], vec![true, true, true], 3));
+
+        std::fs::write(&path, "score,label\n0.9,1\n0.4,2\n").unwrap();
+        let err = binary_pairs(&Table::read(&path).unwrap(), "score", "label").unwrap_err().to_string();
+        assert!(err.contains("`label`") && err.contains("row 2 holds 2,"), "{err}");
+    }
 
     #[test]
     fn labels_accept_numbers_booleans_and_text() {

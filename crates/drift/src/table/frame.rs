@@ -125,6 +125,18 @@ impl Table {
         })
     }
 
+    /// A numeric column as polars holds it, as 64-bit floats (no copy when it is one), for
+    /// passes over many rows; `None` when the column is not numeric.
+    pub fn floats(&self, name: &str) -> Result<Option<Float64Chunked>, Error> {
+        let series = self.series(name)?;
+        if !series.dtype().is_primitive_numeric() {
+            return Ok(None);
+        }
+        let failed = |e: PolarsError| Error::Column { column: name.to_string(), message: e.to_string() };
+        let floats = series.cast(&DataType::Float64).map_err(failed)?;
+        Ok(Some(floats.f64().map_err(failed)?.clone()))
+    }
+
     /// A column's values for chunked comparisons: numbers, or text (booleans as `true` and
     /// `false`).
     pub fn values(&self, name: &str) -> Result<crate::chunked::Values, Error> {
