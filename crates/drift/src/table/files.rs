@@ -480,8 +480,8 @@ fn numeric_label(name: &str, row: usize, x: Option<f64>) -> Result<Option<bool>,
     match x {
         None => Ok(None),
         Some(x) if x.is_nan() => Ok(None),
-        Some(x) if x == 0.0 => Ok(Some(false)),
-        Some(x) if x == 1.0 => Ok(Some(true)),
+        Some(0.0) => Ok(Some(false)),
+        Some(1.0) => Ok(Some(true)),
         Some(x) => Err(not_binary(name, row, x.to_string())),
     }
 }
