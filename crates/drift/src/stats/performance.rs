@@ -360,11 +360,27 @@ fn sorted_class_keys(scores: &[f64], labels: &[bool], positives: usize) -> (Vec<
 /// groups.
 fn ranking(positive: &[u64], negative: &[u64]) -> (f64, f64) {
     let total = positive.len();
-    let (mut p, mut n) = (positive.len(), negative.len());
     let (mut tp, mut fp) = (0u64, 0u64);
     let (mut area, mut average_precision) = (0.0f64, 0.0f64);
-    while p > 0 || n > 0 {
+    for (_, group_positives, group_negatives) in descending_groups(positive, negative) {
+        area += group_negatives as f64 * (tp as f64 + group_positives as f64 / 2.0);
+        tp += group_positives;
+        fp += group_negatives;
+        if group_positives > 0 {
+            let precision = tp as f64 / (tp + fp) as f64;
+            average_precision += group_positives as f64 / total as f64 * precision;
+        }
+    }
+    (area, average_precision)
+}
+
+/// Each distinct key of the two classes' sorted keys, from the highest down, with how many
+/// positives and negatives hold it.
+fn descending_groups<'a>(positive: &'a [u64], negative: &'a [u64]) -> impl Iterator<Item = (u64, u64, u64)> + 'a {
+    let (mut p, mut n) = (positive.len(), negative.len());
+    std::iter::from_fn(move || {
         let key = match (p, n) {
+            (0, 0) => return None,
             (0, _) => negative[n - 1],
             (_, 0) => positive[p - 1],
             _ => positive[p - 1].max(negative[n - 1]),
@@ -378,15 +394,8 @@ fn ranking(positive: &[u64], negative: &[u64]) -> (f64, f64) {
             n -= 1;
             group_negatives += 1;
         }
-        area += group_negatives as f64 * (tp as f64 + group_positives as f64 / 2.0);
-        tp += group_positives;
-        fp += group_negatives;
-        if group_positives > 0 {
-            let precision = tp as f64 / (tp + fp) as f64;
-            average_precision += group_positives as f64 / total as f64 * precision;
-        }
-    }
-    (area, average_precision)
+        Some((key, group_positives, group_negatives))
+    })
 }
 
 /// The ROC curve at every distinct score, from `(0, 0)` to `(1, 1)`.
@@ -420,29 +429,11 @@ struct ScoreGroup {
 }
 
 fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
-    // Each class's sorted keys merged from the highest down into groups.
     let positives = labels.iter().filter(|l| **l).count();
     let (positive, negative) = sorted_class_keys(scores, labels, positives);
-    let mut groups: Vec<ScoreGroup> = Vec::new();
-    let (mut p, mut n) = (positive.len(), negative.len());
-    while p > 0 || n > 0 {
-        let key = match (p, n) {
-            (0, _) => negative[n - 1],
-            (_, 0) => positive[p - 1],
-            _ => positive[p - 1].max(negative[n - 1]),
-        };
-        let mut group = ScoreGroup { score: from_order_key(key), positives: 0, negatives: 0 };
-        while p > 0 && positive[p - 1] == key {
-            p -= 1;
-            group.positives += 1;
-        }
-        while n > 0 && negative[n - 1] == key {
-            n -= 1;
-            group.negatives += 1;
-        }
-        groups.push(group);
-    }
-    groups
+    descending_groups(&positive, &negative)
+        .map(|(key, positives, negatives)| ScoreGroup { score: from_order_key(key), positives, negatives })
+        .collect()
 }
 
 /// Rows from which the two classes' scores are sorted on two threads.
