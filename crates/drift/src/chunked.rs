@@ -395,12 +395,23 @@ fn quality(
 /// Thresholds for a share or a rate from its reference chunks' values: mean ± k·σ, kept within
 /// [0, 1] (a bound at or beyond a limit becomes the limit); none without a value.
 pub(crate) fn share_band(reference: &[Option<f64>], k: f64) -> (Option<f64>, Option<f64>) {
+    band_within(reference, k, (0.0, 1.0))
+}
+
+/// Thresholds from reference chunks' values: mean ± k·σ, a bound at or beyond a limit becoming
+/// the limit (none for an infinite one); none without a value.
+pub(crate) fn band_within(
+    reference: &[Option<f64>],
+    k: f64,
+    (floor, ceiling): (f64, f64),
+) -> (Option<f64>, Option<f64>) {
     let seen: Vec<f64> = reference.iter().flatten().copied().filter(|v| !v.is_nan()).collect();
     match mean_sd(&seen) {
         None => (None, None),
         Some((mean, sd)) => {
             let (lower, upper) = (mean - sd * k, mean + sd * k);
-            (Some(if lower <= 0.0 { 0.0 } else { lower }), Some(if upper >= 1.0 { 1.0 } else { upper }))
+            let upper = if upper >= ceiling { ceiling.is_finite().then_some(ceiling) } else { Some(upper) };
+            (Some(if lower <= floor { floor } else { lower }), upper)
         }
     }
 }

@@ -30,12 +30,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{self, ChunkInfo, Span};
-use crate::chunked::{in_parallel, share_band, ChunkThreshold};
+use crate::chunked::{band_within, in_parallel, ChunkThreshold};
 use crate::stats::calibration::{calibration_helps, Isotonic};
 use crate::stats::performance;
 use crate::Error;
 
-/// A metric estimated per chunk.
+/// A metric per chunk: estimated (binary) or realised (every task). A multiclass model's
+/// classification metrics are macro averages over its classes, one-vs-rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EstimateMetric {
@@ -45,16 +46,39 @@ pub enum EstimateMetric {
     Recall,
     Specificity,
     Accuracy,
+    /// Mean absolute error.
+    Mae,
+    /// Mean absolute percentage error, as a fraction.
+    Mape,
+    /// Mean squared error.
+    Mse,
+    /// Mean squared logarithmic error.
+    Msle,
+    /// Root mean squared error.
+    Rmse,
+    /// Root mean squared logarithmic error.
+    Rmsle,
 }
 
 impl EstimateMetric {
-    pub const ALL: [EstimateMetric; 6] = [
+    /// A classifier's metrics (binary or multiclass), in NannyML's order.
+    pub const CLASSIFICATION: [EstimateMetric; 6] = [
         EstimateMetric::RocAuc,
         EstimateMetric::F1,
         EstimateMetric::Precision,
         EstimateMetric::Recall,
         EstimateMetric::Specificity,
         EstimateMetric::Accuracy,
+    ];
+
+    /// A regression model's errors, in NannyML's order.
+    pub const REGRESSION: [EstimateMetric; 6] = [
+        EstimateMetric::Mae,
+        EstimateMetric::Mape,
+        EstimateMetric::Mse,
+        EstimateMetric::Msle,
+        EstimateMetric::Rmse,
+        EstimateMetric::Rmsle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +89,28 @@ impl EstimateMetric {
             EstimateMetric::Recall => "recall",
             EstimateMetric::Specificity => "specificity",
             EstimateMetric::Accuracy => "accuracy",
+            EstimateMetric::Mae => "mae",
+            EstimateMetric::Mape => "mape",
+            EstimateMetric::Mse => "mse",
+            EstimateMetric::Msle => "msle",
+            EstimateMetric::Rmse => "rmse",
+            EstimateMetric::Rmsle => "rmsle",
+        }
+    }
+
+    /// Whether the metric is an error (lower is better, no upper limit) rather than a
+    /// classifier's share within [0, 1].
+    pub fn is_error(self) -> bool {
+        EstimateMetric::REGRESSION.contains(&self)
+    }
+
+    /// The values the metric can take, `(lower, upper)`: thresholds and confidence bands stay
+    /// within them.
+    pub fn limits(self) -> (f64, f64) {
+        if self.is_error() {
+            (0.0, f64::INFINITY)
+        } else {
+            (0.0, 1.0)
         }
     }
 }
@@ -78,10 +124,17 @@ impl std::fmt::Display for EstimateMetric {
 impl std::str::FromStr for EstimateMetric {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        EstimateMetric::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            format!("unknown metric `{s}`; use one of {}", EstimateMetric::ALL.map(EstimateMetric::name).join(", "))
+        let every = || EstimateMetric::CLASSIFICATION.into_iter().chain(EstimateMetric::REGRESSION);
+        every().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = every().map(EstimateMetric::name).collect();
+            format!("unknown metric `{s}`; use one of {}", names.join(", "))
         })
     }
+}
+
+/// The classification metrics' names, for messages.
+pub(crate) fn classification_names() -> String {
+    EstimateMetric::CLASSIFICATION.map(EstimateMetric::name).join(", ")
 }
 
 /// Whether scores are calibrated before estimating.
@@ -136,7 +189,7 @@ pub struct EstimateOptions {
 impl Default for EstimateOptions {
     fn default() -> Self {
         EstimateOptions {
-            metrics: EstimateMetric::ALL.to_vec(),
+            metrics: EstimateMetric::CLASSIFICATION.to_vec(),
             calibrate: Calibrate::Auto,
             threshold: ChunkThreshold::default(),
             basis: Basis::Estimated,
@@ -172,6 +225,19 @@ pub struct CalibrationReport {
     /// The calibration as `[score, calibrated]` knots (linear between them), when used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knots: Vec<[f64; 2]>,
+}
+
+impl CalibrationReport {
+    /// No calibration, for the reason given.
+    pub(crate) fn not_used(reason: &str) -> CalibrationReport {
+        CalibrationReport {
+            calibrated: false,
+            reason: reason.into(),
+            error_before: None,
+            error_after: None,
+            knots: Vec::new(),
+        }
+    }
 }
 
 /// One metric of one chunk.
@@ -236,6 +302,12 @@ pub fn estimate(
     if options.metrics.is_empty() {
         return Err(Error::Invalid { field: "metrics".into(), message: "name at least one metric".into() });
     }
+    if let Some(m) = options.metrics.iter().find(|m| m.is_error()) {
+        return Err(Error::Invalid {
+            field: "metrics".into(),
+            message: format!("{m} is a regression error; a binary classifier's metrics are {}", classification_names()),
+        });
+    }
     let fit = Rows::complete(reference, 0..reference.rows());
     let excluded = reference.rows() - fit.scores.len();
     let positives = fit.labels.iter().filter(|l| **l).count();
@@ -253,17 +325,7 @@ pub fn estimate(
     let spread = Spread::of(&fit);
     let (calibration, calibrator) = match options.basis {
         Basis::Estimated => calibrate(&fit, options.calibrate),
-        Basis::Realized => {
-            let reason = "realised from the labels: scores are not calibrated".to_string();
-            let report = CalibrationReport {
-                calibrated: false,
-                reason,
-                error_before: None,
-                error_after: None,
-                knots: Vec::new(),
-            };
-            (report, None)
-        }
+        Basis::Realized => (CalibrationReport::not_used("realised from the labels: scores are not calibrated"), None),
     };
     let calibrated = |s: f64| calibrator.as_ref().map_or(s, |c| c.calibrate(s));
 
@@ -299,11 +361,36 @@ pub fn estimate(
     });
 
     let infos = chunk::describe(reference_spans, analysis_spans);
-    let bands: BTreeMap<EstimateMetric, (Option<f64>, Option<f64>)> = options
-        .metrics
+    let (chunks, alerting_chunks) = judge(infos, measured, &options.metrics, options.threshold, options.basis);
+    Ok(Estimate {
+        basis: options.basis,
+        calibration,
+        threshold: options.threshold,
+        metrics: options.metrics.clone(),
+        reference_rows_excluded: excluded,
+        chunks,
+        alerting_chunks,
+    })
+}
+
+/// Thresholds, confidence bands and alerts for every chunk's measures (`infos` and `measured`
+/// alike in chunk order, reference chunks first); also how many analysis chunks alerted.
+///
+/// Thresholds are the mean ± k·σ of the reference chunks' realised values, kept within the
+/// metric's limits, or a constant that a classifier's metric must not fall below and an error
+/// must not rise above. Bands are three sampling errors each side, within the limits too.
+pub(crate) fn judge(
+    infos: Vec<ChunkInfo>,
+    measured: Vec<ChunkMeasures>,
+    metrics: &[EstimateMetric],
+    threshold: ChunkThreshold,
+    basis: Basis,
+) -> (Vec<EstimatedChunk>, usize) {
+    let bands: BTreeMap<EstimateMetric, (Option<f64>, Option<f64>)> = metrics
         .iter()
         .map(|m| {
-            let band = match options.threshold {
+            let band = match threshold {
+                ChunkThreshold::Constant(c) if m.is_error() => (None, Some(c)),
                 ChunkThreshold::Constant(c) => (Some(c), None),
                 ChunkThreshold::StandardDeviations(k) => {
                     let realized: Vec<Option<f64>> = infos
@@ -312,13 +399,13 @@ pub fn estimate(
                         .filter(|(info, _)| info.is_reference())
                         .map(|(_, measures)| {
                             let measured = measures.per_metric[m];
-                            match options.basis {
+                            match basis {
                                 Basis::Estimated => measured.realized,
                                 Basis::Realized => measured.value,
                             }
                         })
                         .collect();
-                    share_band(&realized, k)
+                    band_within(&realized, k, m.limits())
                 }
             };
             (*m, band)
@@ -333,8 +420,9 @@ pub fn estimate(
                 .into_iter()
                 .map(|(m, Measured { value, sampling_error, realized })| {
                     let (lower, upper) = bands[&m];
+                    let (floor, ceiling) = m.limits();
                     let bound = |sign: f64| match (value, sampling_error) {
-                        (Some(v), Some(se)) => Some((v + sign * BAND * se).clamp(0.0, 1.0)),
+                        (Some(v), Some(se)) => Some((v + sign * BAND * se).clamp(floor, ceiling)),
                         _ => None,
                     };
                     let outside = value.is_some_and(|v| lower.is_some_and(|l| v < l) || upper.is_some_and(|u| v > u));
@@ -354,32 +442,25 @@ pub fn estimate(
             EstimatedChunk { chunk, rows_used: measures.used, rows_labelled: measures.labelled, metrics }
         })
         .collect();
-    let alerting_chunks =
-        chunks.iter().filter(|c| !c.chunk.is_reference() && c.metrics.values().any(|v| v.alert)).count();
-    Ok(Estimate {
-        basis: options.basis,
-        calibration,
-        threshold: options.threshold,
-        metrics: options.metrics.clone(),
-        reference_rows_excluded: excluded,
-        chunks,
-        alerting_chunks,
-    })
+    let alerting = chunks.iter().filter(|c| !c.chunk.is_reference() && c.metrics.values().any(|v| v.alert)).count();
+    (chunks, alerting)
 }
 
 /// A chunk's figures per metric.
-struct ChunkMeasures {
-    used: usize,
-    labelled: usize,
-    per_metric: BTreeMap<EstimateMetric, Measured>,
+pub(crate) struct ChunkMeasures {
+    /// Rows the values come from, and of those the rows with a label.
+    pub(crate) used: usize,
+    pub(crate) labelled: usize,
+    pub(crate) per_metric: BTreeMap<EstimateMetric, Measured>,
 }
 
 /// One metric of one chunk before thresholds.
 #[derive(Clone, Copy)]
-struct Measured {
-    value: Option<f64>,
-    sampling_error: Option<f64>,
-    realized: Option<f64>,
+pub(crate) struct Measured {
+    pub(crate) value: Option<f64>,
+    pub(crate) sampling_error: Option<f64>,
+    /// The realised value beside an estimate.
+    pub(crate) realized: Option<f64>,
 }
 
 /// Rows with what a computation needs, others left out.
@@ -457,6 +538,9 @@ fn estimated(metric: EstimateMetric, rows: &Rows, p: &[f64]) -> Option<f64> {
     if metric == EstimateMetric::RocAuc {
         return estimated_roc_auc(&rows.scores, p);
     }
+    if metric.is_error() {
+        return None;
+    }
     let (mut tp, mut fp, mut fn_, mut tn) = (0.0, 0.0, 0.0, 0.0);
     for (p, y) in p.iter().zip(&rows.predicted) {
         if *y {
@@ -474,7 +558,7 @@ fn estimated(metric: EstimateMetric, rows: &Rows, p: &[f64]) -> Option<f64> {
         EstimateMetric::Recall => ratio(tp, tp + fn_),
         EstimateMetric::Specificity => ratio(tn, tn + fp),
         EstimateMetric::Accuracy => (tp + tn) / n as f64,
-        EstimateMetric::RocAuc => unreachable!("estimated above"),
+        _ => unreachable!("ROC AUC and errors are answered above"),
     })
 }
 
@@ -537,6 +621,7 @@ fn realized(metric: EstimateMetric, rows: &Rows) -> Option<f64> {
         EstimateMetric::Recall => defined(tp + fn_ > 0.0, tp / (tp + fn_)),
         EstimateMetric::Specificity => defined(tn + fp > 0.0, tn / (tn + fp)),
         EstimateMetric::Accuracy => Some((tp + tn) / n as f64),
+        _ => None,
     }
 }
 
@@ -575,7 +660,7 @@ impl Spread {
 
     /// The sampling error of `metric` in a chunk of `n` rows.
     fn error(&self, metric: EstimateMetric, n: usize) -> Option<f64> {
-        let (sd, share) = self.by_metric[&metric];
+        let (sd, share) = *self.by_metric.get(&metric)?;
         let se = sd / (n as f64 * share).sqrt();
         (n > 0 && se.is_finite()).then_some(se)
     }
@@ -585,7 +670,7 @@ impl Spread {
 /// minority class as positive (labels and scores flipped when most labels are 1), rows ordered
 /// by score (ties in row order), each positive's share of the negatives ranked below it; their
 /// population σ, and the positives' share of the rows.
-fn roc_auc_spread(scores: &[f64], labels: &[bool]) -> (f64, f64) {
+pub(crate) fn roc_auc_spread(scores: &[f64], labels: &[bool]) -> (f64, f64) {
     let n = labels.len();
     let flip = labels.iter().filter(|l| **l).count() * 2 > n;
     let (s, y): (Vec<f64>, Vec<bool>) =

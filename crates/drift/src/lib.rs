@@ -6,7 +6,8 @@
 //! statistics), [`compare`] (a test and a verdict per column, and one for the dataset),
 //! [`chunk`] and [`chunked`] (rows cut into chunks, and drift per chunk with thresholds from
 //! the reference's chunks, as NannyML computes it), [`estimate`] (performance estimated per
-//! chunk from calibrated scores, without labels: NannyML's CBPE), [`summarised`] (the
+//! chunk from calibrated scores, without labels: NannyML's CBPE), [`realized`] (a multiclass or
+//! regression model's realised performance per chunk), [`summarised`] (the
 //! whole-window comparison for columns known only from rollups, marked approximate), [`table`] (CSV and Parquet files, and the reference files a process may read), [`report`]
 //! (terminal tables and self-contained HTML pages), [`job`] (drift jobs over the store: settings,
 //! schedules, runs and the scheduler).
@@ -17,6 +18,7 @@ pub mod compare;
 pub mod estimate;
 pub mod format;
 pub mod job;
+pub mod realized;
 pub mod report;
 pub mod stats;
 pub mod summarised;

@@ -728,6 +728,8 @@ async fn split_windows_judge_each_chunk(store: Arc<dyn Store>) {
     let chunks = report.chunks.as_ref().expect("chunk results");
     assert_eq!((chunks.reference_chunks, chunks.chunks.len(), chunks.note.as_deref()), (24, 24, None), "{chunks:?}");
     assert!(chunks.results.is_empty(), "a split window has no whole-window results");
+    let note = chunks.performance.as_ref().and_then(|p| p.note.as_deref()).unwrap_or_default();
+    assert!(note.starts_with("not computed: label: the reference's 0 rows"), "no labels, no performance: {note}");
 
     // Each chunk's values and thresholds are what the chunked comparison gives on the rows read
     // back from the store, both days cut by the hour.
@@ -798,6 +800,100 @@ async fn split_windows_judge_each_chunk(store: Arc<dyn Store>) {
     bad.reference = Reference::File { path: "reference.csv".into() };
     let refused = bad.validate().unwrap_err().to_string();
     assert!(refused.starts_with("chunks.split.period:") && refused.contains("reference file"), "{refused}");
+}
+
+async fn split_windows_judge_each_chunks_performance(store: Arc<dyn Store>) {
+    // A regression model and a three-class classifier, 40 predictions an hour over two days,
+    // every label arriving later; from noon of the second day both models get worse.
+    let mut rng = StdRng::seed_from_u64(17);
+    let classes = ["bird", "cat", "dog"];
+    let (mut batch, mut labels) = (WriteBatch::new(D0), WriteBatch::new(D0));
+    // Per hour: the absolute errors, and whether each class prediction was right.
+    let mut errors: Vec<Vec<f64>> = vec![Vec::new(); 48];
+    let mut right: Vec<Vec<bool>> = vec![Vec::new(); 48];
+    for hour in 0..48 {
+        for i in 0..40 {
+            let at = D0 + hour as i64 * 3_600_000 + i * 90_000;
+            let worse = hour >= 36;
+            let target: f64 = rng.random_range(10.0..50.0);
+            let predicted = target + rng.random_range(-1.0..1.0) * if worse { 6.0 } else { 1.0 };
+            errors[hour].push((target - predicted).abs());
+            let scores: [f64; 3] = std::array::from_fn(|_| rng.random::<f64>());
+            let best = (0..3).max_by(|a, b| scores[*a].total_cmp(&scores[*b])).unwrap();
+            let truth = if !worse && rng.random::<f64>() < 0.85 { best } else { rng.random_range(0..3) };
+            right[hour].push(truth == best);
+            let uuid = Uuid::new_v4();
+            let m = json!({"input": {"tenure": i % 40}, "value": predicted, "class": classes[best],
+                "scores": {"bird": scores[0], "cat": scores[1], "dog": scores[2]}});
+            batch.predictions.push(prediction(uuid, at, metrics(m)));
+            let label = json!({"target": target, "species": classes[truth]});
+            labels.delayed_metrics.push(DelayedMetrics { uuid, timestamp_ms: at + 60_000, metrics: metrics(label) });
+        }
+    }
+    store.write(&batch).await.unwrap();
+    store.write(&labels).await.unwrap();
+
+    let mut s = spec("values-hourly");
+    s.alert = None;
+    s.features = vec!["input.tenure".into()];
+    s.task = Task::Regression;
+    s.score = "value".into();
+    s.label = "target".into();
+    s.chunks = Some(ChunksSpec { split: Some(Chunking::Period(Period::Hour)), ..ChunksSpec::default() });
+    create(store.as_ref(), &s, D0).await;
+    let report = run_job(store.as_ref(), &no_files(), &s, D0 + 2 * DAY).await.unwrap().report.unwrap();
+    let chunks = report.chunks.as_ref().expect("chunk results");
+    let p = chunks.performance.as_ref().expect("performance per chunk");
+    assert_eq!((p.note.as_deref(), p.chunks.len()), (None, 24), "{p:?}");
+    assert_eq!(p.metrics, EstimateMetric::REGRESSION);
+    // Each hour's MAE is the mean of its absolute errors; the thresholds are the mean of the
+    // reference hours' MAE ± 3 population standard deviations (the lower one at least 0).
+    let mae: Vec<f64> = errors.iter().map(|e| e.iter().sum::<f64>() / e.len() as f64).collect();
+    let mean = mae[..24].iter().sum::<f64>() / 24.0;
+    let sd = (mae[..24].iter().map(|m| (m - mean) * (m - mean)).sum::<f64>() / 24.0).sqrt();
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0));
+    for (hour, c) in p.chunks.iter().enumerate() {
+        let v = &c.metrics[&EstimateMetric::Mae];
+        assert!(close(v.value, mae[24 + hour]), "hour {hour}: {v:?} against {}", mae[24 + hour]);
+        assert!(close(v.upper_threshold, mean + 3.0 * sd) && close(v.lower_threshold, (mean - 3.0 * sd).max(0.0)));
+        assert_eq!(v.alert, hour >= 12, "hour {hour}: {v:?}");
+        assert_eq!((c.chunk.size, c.rows_labelled), (40, 40));
+    }
+    let alert = report.alert.as_deref().unwrap();
+    assert!(
+        alert.contains("realised mae is outside ") && alert.contains(" in 12 of 24 chunks, from 2026-11-02 12:00 ("),
+        "{alert}"
+    );
+    let per_chunk = report.aggregate["chunk_drift"].as_array().unwrap();
+    assert!(close(per_chunk[13]["performance"]["mae"].as_f64(), mae[37]), "{}", per_chunk[13]);
+    let html = store.run_reports("values-hourly", report.run_id).await.unwrap().unwrap().1.unwrap();
+    assert!(html.contains("Realised performance per chunk") && html.contains("<h3>rmse</h3>"), "charts per metric");
+
+    // The classifier: macro averages of its classes, ROC AUC with the class scores.
+    let mut m = s.clone();
+    m.name = "species-hourly".into();
+    m.task = Task::Multiclass;
+    m.score = "class".into();
+    m.label = "species".into();
+    m.class_scores = classes.iter().map(|c| (c.to_string(), format!("scores.{c}"))).collect();
+    create(store.as_ref(), &m, D0).await;
+    let report = run_job(store.as_ref(), &no_files(), &m, D0 + 2 * DAY).await.unwrap().report.unwrap();
+    let p = report.chunks.as_ref().unwrap().performance.as_ref().unwrap();
+    assert_eq!(p.metrics, EstimateMetric::CLASSIFICATION);
+    for (hour, c) in p.chunks.iter().enumerate() {
+        let accuracy = &c.metrics[&EstimateMetric::Accuracy];
+        let want = right[24 + hour].iter().filter(|r| **r).count() as f64 / 40.0;
+        assert!(close(accuracy.value, want), "hour {hour}: {accuracy:?} against {want}");
+        assert_eq!(accuracy.alert, hour >= 12, "hour {hour}: {accuracy:?}");
+        assert!(c.metrics[&EstimateMetric::RocAuc].value.is_some());
+    }
+    // Without class scores: no ROC AUC.
+    m.name = "species-unscored".into();
+    m.class_scores.clear();
+    create(store.as_ref(), &m, D0).await;
+    let report = run_job(store.as_ref(), &no_files(), &m, D0 + 2 * DAY).await.unwrap().report.unwrap();
+    let p = report.chunks.as_ref().unwrap().performance.as_ref().unwrap();
+    assert!(!p.metrics.contains(&EstimateMetric::RocAuc) && p.metrics.len() == 5, "{:?}", p.metrics);
 }
 
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
@@ -918,6 +1014,18 @@ async fn sqlite_split_windows_judge_each_chunk() {
 async fn postgres_split_windows_judge_each_chunk() {
     let Some((_db, store)) = postgres().await else { return };
     split_windows_judge_each_chunk(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_split_windows_judge_each_chunks_performance() {
+    let (_dir, store) = sqlite().await;
+    split_windows_judge_each_chunks_performance(store).await;
+}
+
+#[tokio::test]
+async fn postgres_split_windows_judge_each_chunks_performance() {
+    let Some((_db, store)) = postgres().await else { return };
+    split_windows_judge_each_chunks_performance(store).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The crate's shape, checked on its sources: the top-level modules are layers, each using only
-//! the ones before it (`format`, `stats`, `compare`, `chunk`, `chunked`, `estimate`, `summarised`, `table`,
-//! `report`, `job`); no two files use
+//! the ones before it (`format`, `stats`, `compare`, `chunk`, `chunked`, `estimate`, `realized`,
+//! `summarised`, `table`, `report`, `job`); no two files use
 //! each other, directly or through others (no import cycles); numbers are formatted in
 //! `format` alone; and library messages name no command-line flag (the CLI adds those).
 
@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The layers, lowest first.
-const LAYERS: [&str; 10] =
-    ["format", "stats", "compare", "chunk", "chunked", "estimate", "summarised", "table", "report", "job"];
+const LAYERS: [&str; 11] =
+    ["format", "stats", "compare", "chunk", "chunked", "estimate", "realized", "summarised", "table", "report", "job"];
 
 /// A module path, e.g. `["job", "run"]`; the crate root is empty.
 type Module = Vec<String>;

@@ -10,7 +10,10 @@ use chrono::NaiveDateTime;
 use driftline_drift::chunk::{ChunkInfo, Chunking, Period};
 use driftline_drift::chunked::{ChunkMethod, ChunkThreshold};
 use driftline_drift::estimate::{Basis, Estimate, EstimateMetric, EstimateOptions};
-use driftline_drift::table::files::{chunked_compare_files, estimate_files, ChunkRequest, EstimateRequest};
+use driftline_drift::stats::performance::Task;
+use driftline_drift::table::files::{
+    chunked_compare_files, estimate_files, realized_files, ChunkRequest, EstimateRequest, RealizedRequest,
+};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -353,4 +356,104 @@ fn realised_performance_per_chunk_equals_nannyml() {
     all_equal(&failures, compared);
     assert_eq!(compared, (20 + 21) * 6);
     assert!(alerts > 10, "the drifted months alert: {alerts}");
+}
+
+/// Realised performance per chunk of a multiclass classifier and of a regression model, from
+/// NannyML's synthetic multiclass and car-price data sets (`fixtures/nannyml/generate_realized.py`):
+/// the chunks, every metric's value, sampling error and thresholds, and the alerts, as NannyML's
+/// performance calculator gives them. ROC AUC's sampling error differs only by how a sort orders
+/// tied scores (RULES.md §7.3), by the ratio of the two sorts' components in the fixture.
+#[test]
+fn realised_multiclass_and_regression_performance_equals_nannyml() {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected_realized.json")).unwrap()).unwrap();
+    let chunkings = [
+        ("chunk_size_5000", Chunking::Size(5_000)),
+        ("chunk_number_10", Chunking::Number(10)),
+        ("chunk_number_7", Chunking::Number(7)),
+        ("chunk_period_M", Chunking::Period(Period::Month)),
+    ];
+    let (mut failures, mut compared, mut alerts) = (Vec::new(), 0, 0);
+    for (task, data) in [(Task::Multiclass, "multiclass"), (Task::Regression, "car_price")] {
+        for (name, chunking) in chunkings {
+            let run = format!("{}/{name}", task.name());
+            let e = &expected["runs"][&run];
+            let class_scores: Vec<(String, String)> = e["y_pred_proba"]
+                .as_object()
+                .map(|m| {
+                    m.iter().map(|(class, column)| (class.clone(), column.as_str().unwrap().to_string())).collect()
+                })
+                .unwrap_or_default();
+            let metrics = match task {
+                Task::Regression => EstimateMetric::REGRESSION.to_vec(),
+                _ => EstimateMetric::CLASSIFICATION.to_vec(),
+            };
+            let request = RealizedRequest {
+                task,
+                chunking,
+                timestamp_column: Some("timestamp".into()),
+                prediction: "y_pred".into(),
+                label: "y_true".into(),
+                class_scores,
+                metrics,
+                threshold: ChunkThreshold::default(),
+            };
+            let got = realized_files(
+                &fixtures().join(format!("{data}_reference.parquet")),
+                &fixtures().join(format!("{data}_analysis.parquet")),
+                &request,
+            )
+            .unwrap()
+            .estimate;
+            let tie_ratio = match task {
+                Task::Multiclass => {
+                    let sum = |sort: &str| -> f64 {
+                        e["roc_auc_sampling_error_components_by_sort"][sort]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| c["variance"].as_f64().unwrap() / c["fraction"].as_f64().unwrap())
+                            .sum()
+                    };
+                    (sum("default") / sum("stable")).sqrt()
+                }
+                _ => 1.0,
+            };
+            let want_chunks = e["chunks"].as_array().unwrap();
+            assert_eq!(got.chunks.len(), want_chunks.len(), "{run}");
+            for (g, x) in got.chunks.iter().zip(want_chunks) {
+                let at = format!("{run} {} {}", x["period"], x["key"]);
+                same_chunk(&g.chunk, x, &at);
+                for (metric, want) in x["metrics"].as_object().unwrap() {
+                    if metric == "average_precision" {
+                        continue;
+                    }
+                    let m: EstimateMetric = metric.parse().unwrap();
+                    let have = &g.metrics[&m];
+                    compared += 1;
+                    let error =
+                        have.sampling_error.map(|se| if m == EstimateMetric::RocAuc { se * tie_ratio } else { se });
+                    for (field, have, want) in [
+                        ("value", have.value, &want["value"]),
+                        ("upper threshold", have.upper_threshold, &want["upper_threshold"]),
+                        ("lower threshold", have.lower_threshold, &want["lower_threshold"]),
+                        ("sampling error", error, &want["sampling_error"]),
+                    ] {
+                        if !close(have, want) {
+                            failures.push(format!("{at} {metric}: {field} {have:?} != {want}"));
+                        }
+                    }
+                    alerts += usize::from(have.alert && !g.chunk.is_reference());
+                    if Some(have.alert) != want["alert"].as_bool() {
+                        failures.push(format!("{at} {metric}: alert {} != {}", have.alert, want["alert"]));
+                    }
+                }
+            }
+        }
+    }
+    all_equal(&failures, compared);
+    let expected_count: usize =
+        expected["runs"].as_object().unwrap().values().map(|r| r["chunks"].as_array().unwrap().len() * 6).sum();
+    assert_eq!(compared, expected_count);
+    assert!(alerts > 10, "the analysis periods' changes alert: {alerts}");
 }

@@ -20,7 +20,7 @@ use driftline_drift::report::{html, text};
 use driftline_drift::stats::categories::DEFAULT_KEEP;
 use driftline_drift::stats::drift::Chi2Correction;
 use driftline_drift::stats::performance::{Metrics, Task};
-use driftline_drift::table::files::{self, ChunkRequest, EstimateRequest, PerformanceRequest};
+use driftline_drift::table::files::{self, ChunkRequest, EstimateRequest, PerformanceRequest, RealizedRequest};
 use driftline_drift::table::references::ReferenceFiles;
 use driftline_drift::Error;
 use driftline_store::Store;
@@ -474,13 +474,10 @@ pub(crate) struct EstimateArgs {
 /// `drift performance` with a reference).
 #[derive(Debug, Args)]
 pub(crate) struct PerChunkArgs {
-    /// The metrics (comma-separated): roc_auc, f1, precision, recall, specificity, accuracy.
-    #[arg(
-        long,
-        env = "DRIFTLINE_DRIFT_METRICS",
-        value_delimiter = ',',
-        default_value = "roc_auc,f1,precision,recall,specificity,accuracy"
-    )]
+    /// The metrics (comma-separated). A classifier's: roc_auc, f1, precision, recall,
+    /// specificity, accuracy (all by default; multiclass: macro averages, and roc_auc only with
+    /// --class-scores). A regression model's: mae, mape, mse, msle, rmse, rmsle (all by default).
+    #[arg(long, env = "DRIFTLINE_DRIFT_METRICS", value_delimiter = ',')]
     metrics: Vec<EstimateMetric>,
     /// Thresholds are the mean of the realised metric over the reference chunks plus and minus
     /// this many of its standard deviations, within [0, 1].
@@ -492,6 +489,22 @@ pub(crate) struct PerChunkArgs {
 }
 
 impl PerChunkArgs {
+    /// The metrics asked for, or the task's own: every one of them, but a multiclass model's
+    /// ROC AUC without the classes' scores.
+    fn metrics_for(&self, task: Task, class_scores: bool) -> Vec<EstimateMetric> {
+        if !self.metrics.is_empty() {
+            return self.metrics.clone();
+        }
+        match task {
+            Task::Binary => EstimateMetric::CLASSIFICATION.to_vec(),
+            Task::Multiclass => EstimateMetric::CLASSIFICATION
+                .into_iter()
+                .filter(|m| *m != EstimateMetric::RocAuc || class_scores)
+                .collect(),
+            Task::Regression => EstimateMetric::REGRESSION.to_vec(),
+        }
+    }
+
     fn checked_threshold_sd(&self) -> anyhow::Result<f64> {
         anyhow::ensure!(
             self.threshold_sd.is_finite() && self.threshold_sd >= 0.0,
@@ -535,8 +548,8 @@ pub(crate) struct PerformanceArgs {
     /// Write to this file instead of standard output.
     #[arg(long, env = "DRIFTLINE_DRIFT_OUTPUT")]
     output: Option<PathBuf>,
-    /// Performance per chunk (binary task): the reference file (scores, predicted classes and
-    /// labels) whose chunks set each metric's thresholds; ten chunks unless a chunking is given.
+    /// Performance per chunk: the reference file (predictions and labels, as the input has them)
+    /// whose chunks set each metric's thresholds; ten chunks unless a chunking is given.
     #[arg(long, env = "DRIFTLINE_DRIFT_REFERENCE")]
     reference: Option<PathBuf>,
     #[command(flatten)]
@@ -1039,8 +1052,37 @@ fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
             "--reference: performance per chunk sets its thresholds from a reference's chunks; name the reference file"
         )
     })?;
-    anyhow::ensure!(args.task == Task::Binary, "performance per chunk is for the binary task (--task binary)");
     let threshold_sd = args.per_chunk.checked_threshold_sd()?;
+    if args.task != Task::Binary {
+        anyhow::ensure!(
+            args.prediction.is_none(),
+            "--prediction is for the binary task; with the {} task the --score column holds the predictions",
+            args.task.name()
+        );
+        let request = RealizedRequest {
+            task: args.task,
+            chunking: args.chunks.chunking().unwrap_or(Chunking::Number(10)),
+            timestamp_column: args.chunks.timestamp_column.clone(),
+            prediction: args.score.clone(),
+            label: args.label.clone(),
+            class_scores: class_pairs(&args.class_scores, "COLUMN", "p_cat")?,
+            metrics: args.per_chunk.metrics_for(args.task, !args.class_scores.is_empty()),
+            threshold: ChunkThreshold::StandardDeviations(threshold_sd),
+        };
+        let result = files::realized_files(reference, &args.input, &request).map_err(chunk_flags)?;
+        let subtitle = format!(
+            "{} model · reference {} ({} rows) · input {} ({} rows) · prediction {} · label {}",
+            args.task.name(),
+            result.reference.path,
+            result.reference.rows,
+            result.current.path,
+            result.current.rows,
+            result.score,
+            result.label
+        );
+        chunked_output(&result, args.format, args.output.as_ref(), "driftline performance, by chunk", &subtitle)?;
+        return fail_on_alerts(args.per_chunk.fail_on_alert, &result.estimate);
+    }
     let request = EstimateRequest {
         chunking: args.chunks.chunking().unwrap_or(Chunking::Number(10)),
         timestamp_column: args.chunks.timestamp_column.clone(),
@@ -1049,7 +1091,7 @@ fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
         decision_threshold: args.threshold,
         label: args.label.clone(),
         options: EstimateOptions {
-            metrics: args.per_chunk.metrics.clone(),
+            metrics: args.per_chunk.metrics_for(Task::Binary, false),
             calibrate: Calibrate::Never,
             threshold: ChunkThreshold::StandardDeviations(threshold_sd),
             basis: Basis::Realized,
@@ -1114,7 +1156,7 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<()> {
         decision_threshold: args.decision_threshold,
         label: args.label.clone(),
         options: EstimateOptions {
-            metrics: args.per_chunk.metrics.clone(),
+            metrics: args.per_chunk.metrics_for(Task::Binary, false),
             calibrate: args.calibration,
             threshold: match args.alert_below {
                 Some(t) => ChunkThreshold::Constant(t),

@@ -1024,3 +1024,99 @@ fn realised_performance_per_chunk() {
     let err = failure(&run(&["--reference", "scored_reference.csv", "--task", "regression"]));
     assert!(err.contains("binary task"), "{err}");
 }
+
+/// `rows` of a three-class model: the label, the predicted class and each class's score; from
+/// row `noisy` on, the labels no longer follow the scores.
+fn class_table(rows: usize, noisy: usize, seed: u64) -> String {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let names = ["a", "b", "c"];
+    let mut text = String::from("label,predicted,p_a,p_b,p_c\n");
+    for i in 0..rows {
+        let mut p = [rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>()];
+        let best = (0..3).max_by(|a, b| p[*a].total_cmp(&p[*b])).unwrap();
+        let truth = if i < noisy && rng.random::<f64>() < 0.8 { best } else { rng.random_range(0..3usize) };
+        let sum: f64 = p.iter().sum();
+        p.iter_mut().for_each(|x| *x /= sum);
+        text.push_str(&format!("{},{},{:.4},{:.4},{:.4}\n", names[truth], names[best], p[0], p[1], p[2]));
+    }
+    text
+}
+
+#[test]
+fn realised_performance_per_chunk_of_multiclass_and_regression_models() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("classes_reference.csv"), class_table(3000, 3000, 5)).unwrap();
+    std::fs::write(dir.path().join("classes.csv"), class_table(2000, 1000, 6)).unwrap();
+    let run = |input: &str, extra: &[&str]| {
+        let mut args = vec!["drift", "performance", "--input", input, "--score", "predicted", "--label", "label"];
+        args.extend_from_slice(extra);
+        driftline(dir.path(), &args)
+    };
+    let multiclass = ["--task", "multiclass", "--reference", "classes_reference.csv", "--chunk-size", "500"];
+    let scored = [&multiclass[..], &["--class-scores", "a=p_a,b=p_b,c=p_c", "--format", "json"]].concat();
+    let report: Value = serde_json::from_str(&stdout(&run("classes.csv", &scored))).unwrap();
+    assert_eq!((&report["task"], &report["basis"]), (&json!("multiclass"), &json!("realized")));
+    let names: Vec<&str> = report["metrics"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert_eq!(names, ["roc_auc", "f1", "precision", "recall", "specificity", "accuracy"]);
+    let chunks = report["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 6 + 4, "3000 reference rows and 2000 input rows in chunks of 500");
+    for (i, c) in chunks[6..].iter().enumerate() {
+        for metric in ["accuracy", "f1", "roc_auc"] {
+            let m = &c["metrics"][metric];
+            assert_eq!(m["alert"], json!(i >= 2), "the second half alerts on {metric}: {m}");
+            let (value, lower) = (m["value"].as_f64().unwrap(), m["lower_threshold"].as_f64().unwrap());
+            assert_eq!(value < lower, i >= 2, "{m}");
+            let se = m["sampling_error"].as_f64().unwrap();
+            assert!(se > 0.0 && se < 0.1, "{m}");
+        }
+    }
+    // Without class scores there is no ROC AUC to take by default, and asking for it says why.
+    let report: Value =
+        serde_json::from_str(&stdout(&run("classes.csv", &[&multiclass[..], &["--format", "json"]].concat()))).unwrap();
+    assert_eq!(report["metrics"].as_array().unwrap().len(), 5, "{}", report["metrics"]);
+    let err = failure(&run("classes.csv", &[&multiclass[..], &["--metrics", "roc_auc"]].concat()));
+    assert!(err.contains("--class-scores: ROC AUC needs each class's column of scores"), "{err}");
+    let err = failure(&run("classes.csv", &[&multiclass[..], &["--class-scores", "a=p_a,b=p_b"]].concat()));
+    assert!(
+        err.contains("column `predicted`") && err.contains("the class `c`, which has no column of scores"),
+        "{err}"
+    );
+    let err = failure(&run("classes.csv", &[&multiclass[..], &["--metrics", "mae"]].concat()));
+    assert!(err.contains("--metrics: mae is a regression error"), "{err}");
+
+    // A regression model whose errors grow in the second half of the input.
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut values = |rows: usize, worse: usize| {
+        let mut text = String::from("label,predicted\n");
+        for i in 0..rows {
+            let y: f64 = rng.random_range(10.0..100.0);
+            let spread = if i < worse { 2.0 } else { 12.0 };
+            text.push_str(&format!("{y:.3},{:.3}\n", y + rng.random_range(-spread..spread)));
+        }
+        text
+    };
+    std::fs::write(dir.path().join("values_reference.csv"), values(3000, 3000)).unwrap();
+    std::fs::write(dir.path().join("values.csv"), values(2000, 1000)).unwrap();
+    let regression = ["--task", "regression", "--reference", "values_reference.csv", "--chunk-number", "4"];
+    let report: Value =
+        serde_json::from_str(&stdout(&run("values.csv", &[&regression[..], &["--format", "json"]].concat()))).unwrap();
+    let names: Vec<&str> = report["metrics"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert_eq!(names, ["mae", "mape", "mse", "msle", "rmse", "rmsle"]);
+    let chunks = report["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 8);
+    for (i, c) in chunks[4..].iter().enumerate() {
+        let mae = &c["metrics"]["mae"];
+        assert_eq!(mae["alert"], json!(i >= 2), "{mae}");
+        assert!(mae["upper_threshold"].as_f64().unwrap() < 1.5, "{mae}");
+        assert!(mae["lower_confidence_boundary"].as_f64().unwrap() >= 0.0, "{mae}");
+    }
+    let csv = stdout(&run("values.csv", &[&regression[..], &["--format", "csv"]].concat()));
+    assert_eq!(csv.lines().count(), 1 + 8 * 6, "a line per chunk and metric");
+    let html = stdout(&run("values.csv", &[&regression[..], &["--format", "html"]].concat()));
+    assert!(html.contains("<h3>rmsle</h3>") && html.contains("regression model"), "{}", &html[..400]);
+    assert_eq!(run("values.csv", &[&regression[..], &["--fail-on-alert"]].concat()).status.code(), Some(3));
+    let err = failure(&run("values.csv", &[&regression[..], &["--metrics", "f1"]].concat()));
+    assert!(err.contains("--metrics: f1 is a classifier's metric"), "{err}");
+    let err = failure(&run("classes.csv", &["--task", "regression", "--reference", "classes_reference.csv"]));
+    assert!(err.contains("column `predicted`") && err.contains("numbers"), "{err}");
+}

@@ -2,9 +2,28 @@
 //! placeholders). A job's settings are an opaque JSON document here; driftline-drift owns its
 //! shape.
 
+use std::pin::Pin;
+
+use futures::Stream;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::Error;
+
+/// A prediction as a drift job reads it: what the job needs and nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub uuid: Uuid,
+    /// Start, ms since the epoch.
+    pub start_timestamp_ms: i64,
+    /// The prediction's metrics (a JSON object).
+    pub metrics: String,
+    /// Its delayed metrics, oldest first (a JSON array of objects), if any.
+    pub delayed: Option<String>,
+}
+
+/// A stream of a window's predictions for a job.
+pub type JobRowStream = Pin<Box<dyn Stream<Item = Result<JobRow, Error>> + Send>>;
 
 /// A stored drift job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

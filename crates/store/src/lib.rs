@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use futures::Stream;
 
 pub use batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
-pub use jobs::{NewRun, RunOutcome, RunStatus, StoredJob, StoredRun};
+pub use jobs::{JobRow, JobRowStream, NewRun, RunOutcome, RunStatus, StoredJob, StoredRun};
 pub use keys::{ApiKey, NewKey, Scope};
 pub use open::{open, StoreConfig, StoreOptions};
 pub use read::{ReadRecord, Selection, StoredAggregate, Window};
@@ -142,6 +142,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Marks runs still running that started before `before_ms` as failed (their process
     /// died); returns how many.
     async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error>;
+
+    /// Streams a deployment's predictions in a window, by start time then UUID, each with its
+    /// delayed metrics merged as reads merge them (oldest first), with only what a drift job
+    /// reads of them.
+    fn job_rows(&self, deployment: &str, window: Window) -> JobRowStream;
 }
 
 /// A whole store: events, keys, jobs and rollups on one database.

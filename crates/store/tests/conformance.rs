@@ -125,6 +125,26 @@ async fn several_delayed_metrics_per_prediction_merge_in_time_order(store: Arc<d
     assert_eq!(merged[1], json!({"input": input, "prediction": 0.5}));
     assert_eq!(merged[2], json!({"input": input, "prediction": "replaced", "label": 22}));
     assert_eq!(merged[3], json!({"input": input, "prediction": 0.5, "label": 30}));
+
+    // A job's read: the same predictions in the same order, with their delayed metrics as the
+    // array of objects oldest first.
+    let rows: Vec<driftline_store::JobRow> = store.job_rows("dep", everything()).try_collect().await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.uuid).collect::<Vec<_>>(), p.iter().map(|p| p.uuid).collect::<Vec<_>>());
+    assert_eq!(rows.iter().map(|r| r.start_timestamp_ms).collect::<Vec<_>>(), [T0, T0 + 10, T0 + 20, T0 + 30]);
+    let delayed: Vec<Option<serde_json::Value>> =
+        rows.iter().map(|r| r.delayed.as_deref().map(|d| serde_json::from_str(d).unwrap())).collect();
+    assert_eq!(
+        delayed,
+        [
+            Some(json!([{"label": 1, "a": 1}, {"label": 2, "a": 2, "b": 2}, {"label": 3, "c": 3}])),
+            None,
+            Some(json!([{"label": 21, "prediction": "replaced"}, {"label": 22}])),
+            Some(json!([{"label": 30}])),
+        ]
+    );
+    let stored: serde_json::Value = serde_json::from_str(&rows[1].metrics).unwrap();
+    assert_eq!(stored, json!({"input": input, "prediction": 0.5}));
+    assert!(store.job_rows("other", everything()).try_collect::<Vec<_>>().await.unwrap().is_empty());
 }
 
 async fn predictions_are_idempotent_on_uuid(store: Arc<dyn Store>) {

@@ -3,14 +3,15 @@
 //! estimates), the alerts, the status, and the aggregate metrics written for the window. CPU
 //! work, done on a blocking thread.
 
-use super::load::{ChunkRows, Columns, Current, EstimateRows, ReferenceRead};
+use super::chunk_performance::chunk_performance;
+use super::load::{ChunkRows, Columns, Current, EstimateRows, ReferenceRead, RowOutcomes};
 use super::spec::{ChunksSpec, EstimateSpec, JobSpec};
 use crate::chunk::{self, Chunking, Span};
-use crate::chunked::{self, ChunkColumn, ChunkResults, Values};
+use crate::chunked::{self, ChunkColumn, ChunkResults, ChunkThreshold, Values};
 use crate::compare::{self, Approximation, Comparison};
 use crate::estimate::{self, CalibrationReport, EstimateOptions};
 use crate::format::{category_name, time};
-use crate::report::run::{RunChunks, RunEstimate};
+use crate::report::run::{ChunkPerformance, RunChunks, RunEstimate};
 use crate::stats::performance::{Metrics, RocPoint};
 use crate::summarised::{self, Side};
 use crate::Error;
@@ -137,8 +138,17 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
                 .collect::<Map<String, Value>>()
                 .into()
         };
+        let performance = |key: &str| -> Option<Value> {
+            let chunk = c.performance.as_ref()?.chunks.iter().find(|k| k.chunk.key == key)?;
+            Some(
+                chunk.metrics.iter().map(|(m, v)| (m.name().to_string(), json!(v.value))).collect::<Map<_, _>>().into(),
+            )
+        };
         if !c.results.is_empty() {
             aggregate.insert("chunk_drift".into(), values(&c.results));
+            if let Some(p) = c.performance.as_ref().and_then(|p| p.chunks.first()) {
+                aggregate.insert("chunk_performance".into(), performance(&p.chunk.key).unwrap_or_default());
+            }
         } else if !c.chunks.is_empty() {
             let per_chunk: Vec<Value> = c
                 .chunks
@@ -150,6 +160,7 @@ fn judge_now(spec: &JobSpec, window: Window, current: Current, reference: Refere
                         "end_timestamp_ms": k.chunk.end_timestamp_ms,
                         "size": k.chunk.size,
                         "values": values(&k.results),
+                        "performance": performance(&k.chunk.key),
                     })
                 })
                 .collect();
@@ -229,6 +240,7 @@ fn chunk_window(
         results: Default::default(),
         chunks: Vec::new(),
         note: Some(note),
+        performance: None,
     };
     let (reference, current) = match (reference, current) {
         (Some(Ok(r)), Some(Ok(c))) => (r, c),
@@ -244,6 +256,12 @@ fn chunk_window(
         Ok(spans) => spans,
         Err(why) => return not_judged(format!("not computed: {why}")),
     };
+    let performance = performance_per_chunk(
+        job,
+        (reference.outcomes, &reference_spans),
+        (current.outcomes, &current_spans),
+        spec.threshold,
+    );
     let columns: Vec<ChunkColumn> = job
         .features
         .iter()
@@ -268,9 +286,36 @@ fn chunk_window(
                 results,
                 chunks: window_chunks,
                 note: None,
+                performance: Some(performance),
             }
         }
         Err(e) => not_judged(format!("not computed: {e}")),
+    }
+}
+
+/// The realised performance of the window's chunks, or why there is none.
+fn performance_per_chunk(
+    job: &JobSpec,
+    (reference, reference_spans): (Result<RowOutcomes, String>, &[Span]),
+    (current, current_spans): (Result<RowOutcomes, String>, &[Span]),
+    threshold: ChunkThreshold,
+) -> ChunkPerformance {
+    let not_computed =
+        |why: String| ChunkPerformance { metrics: Vec::new(), threshold, chunks: Vec::new(), note: Some(why) };
+    let (reference, current) = match (reference, current) {
+        (Ok(r), Ok(c)) => (r, c),
+        (Err(why), _) => return not_computed(format!("not computed: the reference {why}")),
+        (_, Err(why)) => return not_computed(format!("not computed: the window {why}")),
+    };
+    let classes: Vec<String> = job.class_scores.keys().cloned().collect();
+    match chunk_performance(job.task, &classes, (reference, reference_spans), (current, current_spans), threshold) {
+        Ok(e) => ChunkPerformance {
+            metrics: e.metrics,
+            threshold: e.threshold,
+            chunks: e.chunks.into_iter().filter(|c| !c.chunk.is_reference()).collect(),
+            note: None,
+        },
+        Err(e) => not_computed(format!("not computed: {e}")),
     }
 }
 

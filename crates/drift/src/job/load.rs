@@ -63,11 +63,13 @@ pub(crate) struct Current {
 /// when the job has no chunk thresholds.
 pub(crate) type ChunkRows = Option<Result<ChunkValues, String>>;
 
-/// What chunks are cut from: each feature's values row by row, and the rows' start times (none
-/// for a reference file).
+/// What chunks are cut from: each feature's values row by row, the rows' start times (none
+/// for a reference file), and each row's score and label for the realised performance per
+/// chunk (or why there are none).
 pub(crate) struct ChunkValues {
     pub(crate) columns: Vec<Values>,
     pub(crate) times: Option<Vec<i64>>,
+    pub(crate) outcomes: Result<RowOutcomes, String>,
 }
 
 /// The rows a performance estimate needs, or why there are none: `None` when the job does not
@@ -197,7 +199,11 @@ pub(crate) async fn reference(
                             .iter()
                             .map(|f| table.values(f))
                             .collect::<Result<Vec<_>, _>>()
-                            .map(|columns| ChunkValues { columns, times: None })
+                            .map(|columns| ChunkValues {
+                                columns,
+                                times: None,
+                                outcomes: file_outcomes(&table, &job).map_err(|e| e.to_string()),
+                            })
                             .map_err(|e| e.to_string())
                     });
                     Ok((columns, table.rows(), estimate_rows, chunk_rows))
@@ -247,17 +253,20 @@ pub(crate) async fn reference(
     })
 }
 
+/// A file column's cells as JSON values, as the store's rows have them.
+fn json_cells(table: &Table, name: &str) -> Result<Vec<Option<Value>>, Error> {
+    Ok(match table.cells(name)? {
+        Cells::Numbers(v) => {
+            v.into_iter().map(|x| x.and_then(|x| serde_json::Number::from_f64(x).map(Value::Number))).collect()
+        }
+        Cells::Text(v) => v.into_iter().map(|x| x.map(Value::String)).collect(),
+    })
+}
+
 /// A reference file's rows for the estimate: its columns named by the job's score, predicted
 /// class and label paths.
 fn file_rows(table: &Table, spec: &JobSpec, estimate: &EstimateSpec) -> Result<Predictions, Error> {
-    let cells = |name: &str| -> Result<Vec<Option<Value>>, Error> {
-        Ok(match table.cells(name)? {
-            Cells::Numbers(v) => {
-                v.into_iter().map(|x| x.and_then(|x| serde_json::Number::from_f64(x).map(Value::Number))).collect()
-            }
-            Cells::Text(v) => v.into_iter().map(|x| x.map(Value::String)).collect(),
-        })
-    };
+    let cells = |name: &str| json_cells(table, name);
     let scores = cells(&spec.score)?;
     let labels = cells(&spec.label)?;
     let predicted = estimate.prediction.as_deref().map(cells).transpose()?;
@@ -288,6 +297,20 @@ fn push_estimate_row(
     });
     rows.scores.push(score);
     rows.labels.push(binary(&label));
+}
+
+/// A reference file's outcomes row by row: its columns named by the job's score, label and
+/// class-score paths.
+fn file_outcomes(table: &Table, spec: &JobSpec) -> Result<RowOutcomes, Error> {
+    let scores = json_cells(table, &spec.score)?;
+    let labels = json_cells(table, &spec.label)?;
+    let classes = spec.class_scores.values().map(|c| json_cells(table, c)).collect::<Result<Vec<_>, _>>()?;
+    let mut outcomes = RowOutcomes::new(spec.task, classes.len());
+    for i in 0..table.rows() {
+        let class_cells: Vec<Cell<'_>> = classes.iter().map(|c| Cell::of(c[i].as_ref())).collect();
+        outcomes.push(Cell::of(scores[i].as_ref()), Cell::of(labels[i].as_ref()), &class_cells);
+    }
+    Ok(outcomes)
 }
 
 /// A binary class: 0/1 or true/false.
@@ -321,11 +344,13 @@ async fn read(
     window: Window,
     mut outcomes: Option<&mut Outcomes>,
 ) -> Result<WindowRead, Error> {
-    let mut stream = store.rollup_source(&spec.deployment, window);
+    let mut stream = store.job_rows(&spec.deployment, window);
     let mut columns: Vec<ColumnBuilder> = spec.features.iter().map(|_| ColumnBuilder::default()).collect();
     let mut estimate_rows = spec.estimate.as_ref().map(|_| Predictions::default());
-    let mut chunk_rows: Option<(Vec<RowsBuilder>, Vec<i64>)> =
-        spec.chunks.as_ref().map(|_| (spec.features.iter().map(|_| RowsBuilder::default()).collect(), Vec::new()));
+    let mut chunk_rows: Option<(Vec<RowsBuilder>, Vec<i64>, RowOutcomes)> = spec.chunks.as_ref().map(|_| {
+        let builders = spec.features.iter().map(|_| RowsBuilder::default()).collect();
+        (builders, Vec::new(), RowOutcomes::new(spec.task, spec.class_scores.len()))
+    });
     // The features, then the score, the label, the predicted class and the class scores.
     let predicted_path = spec.estimate.as_ref().and_then(|e| e.prediction.as_deref());
     let mut wanted: Vec<&str> = spec.features.iter().map(String::as_str).collect();
@@ -346,17 +371,19 @@ async fn read(
             }
         })?;
         rows += 1;
-        if let Some((_, times)) = chunk_rows.as_mut() {
+        let (score, label) = (values[score_at].as_ref(), values[label_at].as_ref());
+        if let Some((_, times, outcomes)) = chunk_rows.as_mut() {
             times.push(record.start_timestamp_ms);
+            let class_cells: Vec<Cell<'_>> = values[classes_at..].iter().map(|v| Cell::of(v.as_ref())).collect();
+            outcomes.push(Cell::of(score), Cell::of(label), &class_cells);
         }
         for (i, column) in columns.iter_mut().enumerate() {
             let cell = Cell::of(values[i].as_ref());
-            if let Some((chunk_rows, _)) = chunk_rows.as_mut() {
+            if let Some((chunk_rows, ..)) = chunk_rows.as_mut() {
                 chunk_rows[i].push(&cell);
             }
             column.push(cell);
         }
-        let (score, label) = (values[score_at].as_ref(), values[label_at].as_ref());
         if let (Some(estimate), Some(rows)) = (&spec.estimate, estimate_rows.as_mut()) {
             let predicted = predicted_path.map(|_| Cell::of(values[label_at + 1].as_ref()));
             push_estimate_row(rows, estimate, Cell::of(score), predicted, Cell::of(label));
@@ -370,9 +397,10 @@ async fn read(
         rows,
         columns: columns.into_iter().map(ColumnBuilder::finish).collect(),
         estimate_rows,
-        chunk_rows: chunk_rows.map(|(columns, times)| ChunkValues {
+        chunk_rows: chunk_rows.map(|(columns, times, outcomes)| ChunkValues {
             columns: columns.into_iter().map(RowsBuilder::finish).collect(),
             times: Some(times),
+            outcomes: Ok(outcomes),
         }),
     })
 }
@@ -509,6 +537,92 @@ impl RowsBuilder {
 /// The scores and labels of a window, kept as the job's task needs them: only the labelled
 /// predictions whose score and label fit the task, and counts of the others.
 #[derive(Debug)]
+/// Each row's outcome, row by row beside the chunk values, for the realised performance per
+/// chunk: `None` where a row has no label yet or a value that does not fit the task.
+pub(crate) enum RowOutcomes {
+    /// The score (probability of class 1) and the label.
+    Binary {
+        scores: Vec<Option<f64>>,
+        labels: Vec<Option<bool>>,
+    },
+    Regression {
+        predicted: Vec<Option<f64>>,
+        targets: Vec<Option<f64>>,
+    },
+    /// Ids of the predicted and the true class into `names` (at most [`MAX_NAMES`]; named as
+    /// categories are), and each class's score in the job's `class_scores` order.
+    Multiclass {
+        names: Vec<String>,
+        ids: HashMap<String, u32>,
+        predicted: Vec<Option<u32>>,
+        labels: Vec<Option<u32>>,
+        scores: Vec<Vec<Option<f64>>>,
+    },
+}
+
+impl RowOutcomes {
+    fn new(task: Task, classes: usize) -> Self {
+        match task {
+            Task::Binary => RowOutcomes::Binary { scores: Vec::new(), labels: Vec::new() },
+            Task::Regression => RowOutcomes::Regression { predicted: Vec::new(), targets: Vec::new() },
+            Task::Multiclass => RowOutcomes::Multiclass {
+                names: Vec::new(),
+                ids: HashMap::new(),
+                predicted: Vec::new(),
+                labels: Vec::new(),
+                scores: vec![Vec::new(); classes],
+            },
+        }
+    }
+
+    /// A row's score (the predicted class or value, but for a binary task), label and class
+    /// scores.
+    fn push(&mut self, score: Cell<'_>, label: Cell<'_>, class_cells: &[Cell<'_>]) {
+        let number = |cell: &Cell<'_>| match cell {
+            Cell::Number(x) if x.is_finite() => Some(*x),
+            _ => None,
+        };
+        match self {
+            RowOutcomes::Binary { scores, labels } => {
+                scores.push(number(&score));
+                labels.push(binary(&label));
+            }
+            RowOutcomes::Regression { predicted, targets } => {
+                predicted.push(number(&score));
+                targets.push(number(&label));
+            }
+            RowOutcomes::Multiclass { names, ids, predicted, labels, scores } => {
+                let mut class = |cell: Cell<'_>| class_id(names, ids, cell);
+                predicted.push(class(score));
+                labels.push(class(label));
+                for (column, cell) in scores.iter_mut().zip(class_cells) {
+                    column.push(number(cell));
+                }
+            }
+        }
+    }
+}
+
+/// The id of a class named by `cell` in `names` (added when new, while there is room).
+fn class_id(names: &mut Vec<String>, ids: &mut HashMap<String, u32>, cell: Cell<'_>) -> Option<u32> {
+    let name = match cell {
+        Cell::Missing => return None,
+        Cell::Number(x) => Cow::Owned(category_name(x)),
+        Cell::Text(t) => t,
+    };
+    let name = category_of(&name);
+    if let Some(id) = ids.get(&*name) {
+        return Some(*id);
+    }
+    if names.len() >= MAX_NAMES {
+        return None;
+    }
+    let id = names.len() as u32;
+    names.push(name.to_string());
+    ids.insert(name.into_owned(), id);
+    Some(id)
+}
+
 pub(crate) struct Outcomes {
     /// Predictions whose ground truth has arrived.
     labelled: usize,
@@ -689,24 +803,7 @@ impl Outcomes {
                 _ => false,
             },
             Pairs::Multiclass { names, ids, pairs } => {
-                let mut class = |cell: Cell<'_>| -> Option<u32> {
-                    let name = match cell {
-                        Cell::Missing => return None,
-                        Cell::Number(x) => Cow::Owned(category_name(x)),
-                        Cell::Text(t) => t,
-                    };
-                    let name = category_of(&name);
-                    if let Some(id) = ids.get(&*name) {
-                        return Some(*id);
-                    }
-                    if names.len() >= MAX_NAMES {
-                        return None;
-                    }
-                    let id = names.len() as u32;
-                    names.push(name.to_string());
-                    ids.insert(name.into_owned(), id);
-                    Some(id)
-                };
+                let mut class = |cell: Cell<'_>| class_id(names, ids, cell);
                 let scores: Option<Vec<f64>> = match &self.class_scores {
                     None => Some(Vec::new()),
                     Some(_) => class_cells

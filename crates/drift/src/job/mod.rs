@@ -6,6 +6,7 @@
 //! due, inside `driftline serve`. A job that estimates performance from scores before labels
 //! arrive has its estimates checked against the labels that came later by [`estimates`].
 
+mod chunk_performance;
 pub mod estimates;
 mod judge;
 mod load;

@@ -3,7 +3,7 @@
 
 use crate::chunked::{ChunkValue, ChunkedDrift};
 use crate::compare::{Comparison, Histogram};
-use crate::estimate::{Basis, Estimate, EstimatedValue};
+use crate::estimate::{Basis, Estimate, EstimateMetric, EstimatedChunk, EstimatedValue};
 use crate::format::{number, shorten};
 use crate::stats::performance::{Metrics, RocPoint};
 use crate::table::files::FilePerformance;
@@ -365,25 +365,33 @@ pub fn estimate_page(e: &Estimate, title: &str, subtitle: &str) -> String {
     let _ = write!(
         out,
         "<div class=\"banner {class}\"><b>{verdict}</b>: {} of {analysis} analysis chunks alerted.{scores}</div>\
-         <p class=\"legend\">{legend}<span style=\"background:#b42318\"></span>thresholds</p><div class=\"grid\">",
+         <p class=\"legend\">{legend}<span style=\"background:#b42318\"></span>thresholds</p>",
         e.alerting_chunks,
     );
-    for metric in &e.metrics {
-        let points: Vec<ChunkPoint> = e
-            .chunks
+    out.push_str(&estimate_cards(&e.metrics, &e.chunks, "analysis chunks"));
+    out.push_str(page_end());
+    out
+}
+
+/// A grid of one chart per metric over `chunks`: the value, its band, the realised value
+/// beside an estimate, and the thresholds; under each, how many chunks (other than the
+/// reference's, called `counted`) alerted.
+pub(crate) fn estimate_cards(metrics: &[EstimateMetric], chunks: &[EstimatedChunk], counted: &str) -> String {
+    let mut out = String::from("<div class=\"grid\">");
+    for metric in metrics {
+        let points: Vec<ChunkPoint> = chunks
             .iter()
             .filter_map(|c| Some(ChunkPoint::estimated(&c.chunk.key, c.chunk.is_reference(), c.metrics.get(metric)?)))
             .collect();
         let alerts = points.iter().filter(|p| p.alert && !p.reference).count();
         let _ = write!(
             out,
-            "<div class=\"card\"><h3>{}</h3>{}<div class=\"sub\">{alerts} analysis chunks alerted</div></div>",
+            "<div class=\"card\"><h3>{}</h3>{}<div class=\"sub\">{alerts} {counted} alerted</div></div>",
             escape(metric.name()),
             chunk_svg(&points)
         );
     }
     out.push_str("</div>");
-    out.push_str(page_end());
     out
 }
 

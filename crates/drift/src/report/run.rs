@@ -7,7 +7,7 @@ use super::html::{self, escape};
 use crate::chunk::Chunking;
 use crate::chunked::{ChunkMethod, ChunkResult, ChunkResults, ChunkThreshold, ChunkValue};
 use crate::compare::{Approximation, Comparison};
-use crate::estimate::{CalibrationReport, EstimatedChunk, EstimatedValue};
+use crate::estimate::{CalibrationReport, EstimateMetric, EstimatedChunk, EstimatedValue};
 use crate::format::{number, time};
 use crate::stats::performance::{Metrics, RocPoint};
 use driftline_store::{RunStatus, StoredRun};
@@ -117,6 +117,62 @@ pub struct RunChunks {
     /// Why there are no results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The realised performance of the window's chunks against the reference chunks'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<ChunkPerformance>,
+}
+
+/// The realised performance of a window's chunks ([`crate::job`]'s `chunk_performance`): the
+/// window's chunks as [`RunChunks`] cuts them, each with the task's metrics from its labelled
+/// predictions, thresholds from the reference chunks' values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkPerformance {
+    pub metrics: Vec<EstimateMetric>,
+    /// The thresholds' rule: standard deviations of the reference chunks' values.
+    pub threshold: ChunkThreshold,
+    /// The window's chunks in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<EstimatedChunk>,
+    /// Why there are no chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl ChunkPerformance {
+    /// Each metric outside its thresholds, in words: the value, or for several chunks how many
+    /// were outside, the first and the furthest.
+    pub fn alerts(&self) -> Vec<String> {
+        let mut alerts = Vec::new();
+        for metric in &self.metrics {
+            let outside: Vec<(&str, &EstimatedValue)> = self
+                .chunks
+                .iter()
+                .filter_map(|c| Some((c.chunk.key.as_str(), c.metrics.get(metric)?)))
+                .filter(|(_, v)| v.alert)
+                .collect();
+            let Some((first_key, first)) = outside.first() else { continue };
+            let thresholds = range(first.lower_threshold, first.upper_threshold);
+            if self.chunks.len() == 1 {
+                alerts.push(format!("realised {metric} = {} is outside {thresholds}", shown(first.value)));
+                continue;
+            }
+            let gap = |v: &EstimatedValue| {
+                let Some(x) = v.value else { return 0.0 };
+                let above = v.upper_threshold.map_or(0.0, |u| x - u);
+                let below = v.lower_threshold.map_or(0.0, |l| l - x);
+                above.max(below)
+            };
+            let furthest = outside.iter().map(|(_, v)| *v).max_by(|a, b| gap(a).total_cmp(&gap(b))).unwrap_or(first);
+            alerts.push(format!(
+                "realised {metric} is outside {thresholds} in {} of {} chunks, from {first_key} ({}; furthest {})",
+                outside.len(),
+                self.chunks.len(),
+                shown(first.value),
+                shown(furthest.value)
+            ));
+        }
+        alerts
+    }
 }
 
 impl RunChunks {
@@ -139,6 +195,8 @@ impl RunChunks {
         } else {
             self.outside().iter().map(Outside::words).collect()
         };
+        let alerts: Vec<String> =
+            alerts.into_iter().chain(self.performance.iter().flat_map(ChunkPerformance::alerts)).collect();
         (!alerts.is_empty()).then(|| alerts.join("; "))
     }
 
@@ -488,6 +546,7 @@ fn chunks_section(c: &RunChunks) -> String {
         ),
     };
     let _ = write!(out, "<p class=\"sub\">{} Thresholds: {}.</p>", escape(&how), escape(&rule));
+    let performance = c.performance.as_ref().map(performance_section).unwrap_or_default();
     if c.split.is_some() {
         out.push_str("<div class=\"grid\">");
         for (feature, methods) in c.chunks.first().map(|k| &k.results).into_iter().flatten().take(MAX_CHUNK_CHARTS) {
@@ -507,6 +566,7 @@ fn chunks_section(c: &RunChunks) -> String {
         }
         out.push_str("</div>");
         out.push_str(&outside_tables(c));
+        out.push_str(&performance);
         return out;
     }
     out.push_str("<table><tr><th>feature</th><th>statistic</th><th>window</th><th>thresholds</th><th></th></tr>");
@@ -524,6 +584,27 @@ fn chunks_section(c: &RunChunks) -> String {
         }
     }
     out.push_str("</table>");
+    out.push_str(&performance);
+    out
+}
+
+/// The realised performance per chunk: a chart per metric over the window's chunks, with the
+/// band and the thresholds.
+fn performance_section(p: &ChunkPerformance) -> String {
+    let mut out = String::from("<h3>Realised performance per chunk</h3>");
+    if let Some(note) = &p.note {
+        let _ = write!(out, "<p class=\"sub\">{}</p>", escape(note));
+        return out;
+    }
+    // Always standard deviations: a job's constant drift threshold is no bound for a metric.
+    let (ChunkThreshold::StandardDeviations(k) | ChunkThreshold::Constant(k)) = p.threshold;
+    let _ = write!(
+        out,
+        "<p class=\"sub\">Each chunk's metrics from its predictions with ground truth; band: three sampling \
+         errors; thresholds: the mean of the reference chunks' values ± {} standard deviations.</p>",
+        number(k)
+    );
+    out.push_str(&html::estimate_cards(&p.metrics, &p.chunks, "chunks"));
     out
 }
 

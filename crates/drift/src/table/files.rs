@@ -2,11 +2,13 @@
 //! table of predictions against its labels, and estimate performance per chunk from scores.
 
 use super::frame::{Cells, Table};
+use super::plain_csv;
 use crate::chunk::{self, Chunking, Span};
 use crate::chunked::{self, ChunkColumn, ChunkMethod, ChunkThreshold, ChunkedDrift, Values};
 use crate::compare::{self, Comparison, Options};
-use crate::estimate::{self, Basis, Estimate, EstimateOptions, Predictions};
+use crate::estimate::{self, Basis, Estimate, EstimateMetric, EstimateOptions, Predictions};
 use crate::format::category_name;
+use crate::realized::{self, ClassRows, Outcomes, ValueRows};
 use crate::stats::performance::{self, Classes, Metrics, RocPoint, Task};
 use crate::Error;
 use serde::{Deserialize, Serialize};
@@ -177,6 +179,8 @@ pub struct FileEstimate {
     pub reference: FileInfo,
     /// The analysis file.
     pub current: FileInfo,
+    #[serde(default = "binary_task")]
+    pub task: Task,
     pub chunking: Chunking,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_column: Option<String>,
@@ -188,8 +192,15 @@ pub struct FileEstimate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_threshold: Option<f64>,
     pub label: String,
+    /// Multiclass: each class's column of scores.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class_scores: BTreeMap<String, String>,
     #[serde(flatten)]
     pub estimate: Estimate,
+}
+
+fn binary_task() -> Task {
+    Task::Binary
 }
 
 /// What to estimate from two files.
@@ -255,11 +266,142 @@ pub fn estimate_files(reference: &Path, current: &Path, request: &EstimateReques
         timestamp_column: request.timestamp_column.clone(),
         score: request.score.clone(),
         prediction: request.prediction.clone(),
+        task: Task::Binary,
         decision_threshold: request.prediction.is_none().then_some(request.decision_threshold),
         label: request.label.clone(),
+        class_scores: BTreeMap::new(),
         estimate,
     })
 }
+
+/// What realised performance per chunk to compute from two files of a multiclass or regression
+/// model (a binary classifier's goes through [`estimate_files`] with [`Basis::Realized`]).
+#[derive(Debug, Clone)]
+pub struct RealizedRequest {
+    pub task: Task,
+    pub chunking: Chunking,
+    pub timestamp_column: Option<String>,
+    /// Predicted class names (multiclass) or predicted values (regression).
+    pub prediction: String,
+    /// Ground truth: true class names or target values.
+    pub label: String,
+    /// Multiclass: each class's column of scores, `(class, column)`; they name the classes.
+    pub class_scores: Vec<(String, String)>,
+    pub metrics: Vec<EstimateMetric>,
+    pub threshold: ChunkThreshold,
+}
+
+/// Realised performance per chunk of a multiclass classifier or a regression model: both files
+/// need predictions and labels. A multiclass model's classes are those of `class_scores` when
+/// given (then a prediction or label of another class is refused), otherwise every class named
+/// in either file.
+pub fn realized_files(reference: &Path, current: &Path, request: &RealizedRequest) -> Result<FileEstimate, Error> {
+    let ts = request.timestamp_column.as_deref();
+    if !request.class_scores.is_empty() && request.task != Task::Multiclass {
+        return Err(Error::Invalid {
+            field: "class_scores".into(),
+            message: format!("are for the multiclass task; the {} task has none", request.task.name()),
+        });
+    }
+    let mut wanted = vec![request.prediction.as_str(), request.label.as_str()];
+    wanted.extend(request.class_scores.iter().map(|(_, c)| c.as_str()).chain(ts));
+    let (r, c) = (Table::read_only(reference, &wanted)?, Table::read_only(current, &wanted)?);
+    let mut spans = Vec::new();
+    let outcomes = match request.task {
+        Task::Binary => {
+            return Err(Error::Invalid {
+                field: "task".into(),
+                message: "a binary classifier's realised performance per chunk is computed from its scores;                           use the estimate path with realised values"
+                    .into(),
+            })
+        }
+        Task::Regression => {
+            let mut periods = Vec::new();
+            for t in [&r, &c] {
+                let predicted = numbers(&request.prediction, &t.cells(&request.prediction)?, REGRESSION_HINT)?;
+                let targets = numbers(&request.label, &t.cells(&request.label)?, REGRESSION_HINT)?;
+                let (order, cut_spans) = cut(t, ts, request.chunking)?;
+                spans.push(cut_spans);
+                periods.push(Outcomes::Regression(ValueRows {
+                    predicted: in_order(predicted, &order),
+                    targets: in_order(targets, &order),
+                }));
+            }
+            periods
+        }
+        Task::Multiclass => {
+            let named = |t: &Table| -> Result<(Vec<Option<String>>, Vec<Option<String>>), Error> {
+                Ok((names(&t.cells(&request.prediction)?), names(&t.cells(&request.label)?)))
+            };
+            let (r_names, c_names) = (named(&r)?, named(&c)?);
+            let classes: Vec<String> = if request.class_scores.is_empty() {
+                let mut all: Vec<String> =
+                    [&r_names.0, &r_names.1, &c_names.0, &c_names.1].into_iter().flatten().flatten().cloned().collect();
+                all.sort();
+                all.dedup();
+                all
+            } else {
+                request.class_scores.iter().map(|(class, _)| class.clone()).collect()
+            };
+            let index: BTreeMap<&str, u32> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
+            let mut periods = Vec::new();
+            for (t, (predicted, labels)) in [(&r, &r_names), (&c, &c_names)] {
+                let coded = |column: &str, values: &[Option<String>]| -> Result<Vec<Option<u32>>, Error> {
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(row, v)| match v {
+                            None => Ok(None),
+                            Some(v) => index.get(v.as_str()).copied().map(Some).ok_or_else(|| Error::Column {
+                                column: column.into(),
+                                message: format!(
+                                    "row {} of {} holds the class `{v}`, which has no column of scores; the classes \
+                                     are {} (add `{v}=COLUMN` to the class scores)",
+                                    row + 1,
+                                    t.path(),
+                                    classes.join(", ")
+                                ),
+                            }),
+                        })
+                        .collect()
+                };
+                let hint = "a class's scores are its probabilities";
+                let scores = request
+                    .class_scores
+                    .iter()
+                    .map(|(_, column)| numbers(column, &t.cells(column)?, hint))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                let (order, cut_spans) = cut(t, ts, request.chunking)?;
+                spans.push(cut_spans);
+                periods.push(Outcomes::Multiclass(ClassRows {
+                    classes: classes.clone(),
+                    scores: scores.into_iter().map(|s| in_order(s, &order)).collect(),
+                    predicted: in_order(coded(&request.prediction, predicted)?, &order),
+                    labels: in_order(coded(&request.label, labels)?, &order),
+                }));
+            }
+            periods
+        }
+    };
+    let estimate =
+        realized::realized(&outcomes[0], &spans[0], &outcomes[1], &spans[1], &request.metrics, request.threshold)?;
+    Ok(FileEstimate {
+        reference: FileInfo { path: r.path().into(), rows: r.rows() },
+        current: FileInfo { path: c.path().into(), rows: c.rows() },
+        task: request.task,
+        chunking: request.chunking,
+        timestamp_column: request.timestamp_column.clone(),
+        score: request.prediction.clone(),
+        prediction: None,
+        decision_threshold: None,
+        label: request.label.clone(),
+        class_scores: request.class_scores.iter().cloned().collect(),
+        estimate,
+    })
+}
+
+/// Why regression columns must be numbers.
+const REGRESSION_HINT: &str = "a regression model's predictions and targets are numbers";
 
 /// `values` in `order` (as they are when it is empty).
 fn in_order<T: Copy>(values: Vec<T>, order: &[usize]) -> Vec<T> {
@@ -332,6 +474,26 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
             field: "class_scores".into(),
             message: format!("are for the multiclass task; with the {} task use the score column", task.name()),
         });
+    }
+    if task == Task::Binary && prediction.is_none() {
+        if let Some(pairs) = plain_csv_pairs(path, score, label)? {
+            let excluded = pairs.rows - pairs.scores.len();
+            let roc_curve = if request.roc_curve {
+                thin(performance::roc_curve(&pairs.scores, &pairs.labels), ROC_POINTS)
+            } else {
+                Vec::new()
+            };
+            return Ok(FilePerformance {
+                input: FileInfo { path: path.display().to_string(), rows: pairs.rows },
+                task,
+                score: score.clone(),
+                prediction: None,
+                label: label.clone(),
+                rows_excluded: excluded,
+                metrics: Metrics::Binary(performance::binary(&pairs.scores, &pairs.labels, threshold)),
+                roc_curve,
+            });
+        }
     }
     let table = Table::read_only(path, &wanted)?;
     if prediction.is_some() && task != Task::Binary {
@@ -427,6 +589,17 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
         metrics,
         roc_curve,
     })
+}
+
+/// A binary task's pairs from a plain CSV file (see [`plain_csv`]), when it is one.
+fn plain_csv_pairs(path: &Path, score: &str, label: &str) -> Result<Option<plain_csv::Pairs>, Error> {
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let separator = match extension.as_str() {
+        "csv" => b',',
+        "tsv" => b'\t',
+        _ => return Ok(None),
+    };
+    plain_csv::binary_pairs(path, separator, score, label)
 }
 
 /// At most `max` points of a curve, evenly spaced, its first and last kept.

@@ -466,37 +466,75 @@ async fn read_transaction(
     Ok(tx)
 }
 
-/// Folds the rows of the window query, one per prediction and delayed metrics object (or one
+/// A drift job's window, as [`PostgresStore::window_rows`] reads it, but only the columns a job
+/// reads, and the UUID as its 16 bytes rather than text: a third less to send and decode.
+const JOB_ROWS_SQL: &str =
+    "SELECT p.uuid, p.start_timestamp_ms, p.metrics::text AS metrics, d.metrics::text AS delayed \
+     FROM predictions p LEFT JOIN delayed_metrics d ON d.uuid = p.uuid \
+     AND (d.model_deployment_crn IS NULL OR d.model_deployment_crn = p.model_deployment_crn) \
+     WHERE p.model_deployment_crn = $1 AND p.start_timestamp_ms >= $2 AND p.start_timestamp_ms < $3 \
+     ORDER BY p.start_timestamp_ms, p.uuid, d.timestamp_ms, d.id";
+
+/// A row of a window query: one per prediction and delayed metrics object (or one with none).
+trait WindowRow {
+    /// Whether `other` is a row of the same prediction.
+    fn same_prediction(&self, other: &Self) -> bool;
+    /// The delayed metrics: one object as read, the JSON array of them once folded.
+    fn delayed(&mut self) -> &mut Option<String>;
+}
+
+impl WindowRow for SourceRow {
+    fn same_prediction(&self, other: &Self) -> bool {
+        self.uuid == other.uuid
+    }
+    fn delayed(&mut self) -> &mut Option<String> {
+        &mut self.delayed
+    }
+}
+
+impl WindowRow for crate::JobRow {
+    fn same_prediction(&self, other: &Self) -> bool {
+        self.uuid == other.uuid
+    }
+    fn delayed(&mut self) -> &mut Option<String> {
+        &mut self.delayed
+    }
+}
+
+/// Folds the rows of a window query, one per prediction and delayed metrics object (or one
 /// with none), in order, into one row per prediction whose `delayed` is the JSON array of its
 /// objects, oldest first.
-fn one_per_prediction<S>(rows: S) -> impl futures::Stream<Item = Result<SourceRow, sqlx::Error>>
+fn one_per_prediction<R, S>(rows: S) -> impl futures::Stream<Item = Result<R, sqlx::Error>>
 where
-    S: futures::Stream<Item = Result<SourceRow, sqlx::Error>> + Unpin,
+    R: WindowRow,
+    S: futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
 {
     use futures::StreamExt;
-    let finish = |mut row: SourceRow| {
-        if let Some(d) = row.delayed.as_mut() {
+    let finish = |mut row: R| {
+        if let Some(d) = row.delayed().as_mut() {
             d.push(']');
         }
         row
     };
-    futures::stream::unfold((rows, None::<SourceRow>), move |(mut rows, mut pending)| async move {
+    futures::stream::unfold((rows, None::<R>), move |(mut rows, mut pending)| async move {
         loop {
             match rows.next().await {
                 Some(Ok(mut row)) => match pending.as_mut() {
-                    Some(p) if p.uuid == row.uuid => {
-                        if let Some(more) = row.delayed {
-                            match p.delayed.as_mut() {
+                    Some(p) if p.same_prediction(&row) => {
+                        if let Some(more) = row.delayed().take() {
+                            match p.delayed() {
                                 Some(d) => {
                                     d.push(',');
                                     d.push_str(&more);
                                 }
-                                None => p.delayed = Some(format!("[{more}")),
+                                none => *none = Some(format!("[{more}")),
                             }
                         }
                     }
                     _ => {
-                        row.delayed = row.delayed.map(|d| format!("[{d}"));
+                        if let Some(d) = row.delayed().as_mut() {
+                            d.insert(0, '[');
+                        }
                         if let Some(done) = pending.replace(row) {
                             return Some((Ok(finish(done)), (rows, pending)));
                         }
@@ -572,6 +610,37 @@ impl JobStore for PostgresStore {
 
     async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
         crate::sql::Sql(&self.pool).abandon_runs(before_ms, driftline_core::time::now_ms()).await
+    }
+
+    fn job_rows(&self, deployment: &str, window: Window) -> crate::JobRowStream {
+        let pool = self.pool.clone();
+        let budget = self.options.read_timeout;
+        let deployment = deployment.to_owned();
+        spawn_reader(budget, move |sink| async move {
+            use futures::StreamExt;
+            let mut tx = match read_transaction(&pool, budget).await {
+                Ok(tx) => tx,
+                Err(e) => return sink.fail(e).await,
+            };
+            if let Err(e) = sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await {
+                return sink.fail(Error::db("begin read")(e)).await;
+            }
+            let rows = sqlx::query(JOB_ROWS_SQL)
+                .bind(&deployment)
+                .bind(window.start_ms)
+                .bind(window.end_ms)
+                .fetch(&mut *tx)
+                .map(|row| {
+                    let row = row?;
+                    Ok(crate::JobRow {
+                        uuid: row.try_get(0)?,
+                        start_timestamp_ms: row.try_get(1)?,
+                        metrics: row.try_get(2)?,
+                        delayed: row.try_get(3)?,
+                    })
+                });
+            sink.drain(one_per_prediction(rows), Ok).await;
+        })
     }
 }
 

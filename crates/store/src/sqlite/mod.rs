@@ -487,6 +487,19 @@ impl JobStore for SqliteStore {
     async fn abandon_runs(&self, before_ms: i64) -> Result<u64, Error> {
         crate::sql::Sql(&self.writer).abandon_runs(before_ms, driftline_core::time::now_ms()).await
     }
+
+    fn job_rows(&self, deployment: &str, window: Window) -> crate::JobRowStream {
+        self.window_rows(Selection::Deployment(deployment.to_owned()), window, |row| {
+            let uuid =
+                Uuid::parse_str(&row.uuid).map_err(|e| Error::Corrupt { what: "uuid", detail: e.to_string() })?;
+            Ok(crate::JobRow {
+                uuid,
+                start_timestamp_ms: row.start_timestamp_ms,
+                metrics: row.metrics,
+                delayed: row.delayed,
+            })
+        })
+    }
 }
 
 impl crate::scan::ScanStore for SqliteStore {
