@@ -85,6 +85,17 @@ pub fn realized(
         (Outcomes::Multiclass(r), Outcomes::Multiclass(a)) => {
             check_multiclass(r, a, metrics)?;
             let fit = Counted::of(r, 0..r.labels.len());
+            if fit.rows == 0 {
+                return Err(Error::Invalid {
+                    field: "label".into(),
+                    message: format!(
+                        "the reference's {} rows hold none with a predicted class, a label{}; thresholds and \
+                         sampling errors come from those rows",
+                        r.labels.len(),
+                        if r.scores.is_empty() { "" } else { " and every class's score" }
+                    ),
+                });
+            }
             let spread = ClassSpread::of(&fit);
             let measured = in_parallel(&periods, |(rows, span)| {
                 let Outcomes::Multiclass(rows) = rows else { unreachable!("both periods are multiclass") };

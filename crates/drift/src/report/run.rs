@@ -565,8 +565,10 @@ fn chunks_section(c: &RunChunks) -> String {
             }
         }
         out.push_str("</div>");
-        out.push_str(&outside_tables(c));
+        // Before the list of chunks outside, which may be long.
         out.push_str(&performance);
+        out.push_str("<h3>Drift outside the thresholds</h3>");
+        out.push_str(&outside_tables(c));
         return out;
     }
     out.push_str("<table><tr><th>feature</th><th>statistic</th><th>window</th><th>thresholds</th><th></th></tr>");

@@ -330,13 +330,14 @@ pub fn realized_files(reference: &Path, current: &Path, request: &RealizedReques
             periods
         }
         Task::Multiclass => {
-            let named = |t: &Table| -> Result<(Vec<Option<String>>, Vec<Option<String>>), Error> {
-                Ok((names(&t.cells(&request.prediction)?), names(&t.cells(&request.label)?)))
+            // Each file's predicted and true class names.
+            let named = |t: &Table| -> Result<[Vec<Option<String>>; 2], Error> {
+                Ok([names(&t.cells(&request.prediction)?), names(&t.cells(&request.label)?)])
             };
             let (r_names, c_names) = (named(&r)?, named(&c)?);
             let classes: Vec<String> = if request.class_scores.is_empty() {
                 let mut all: Vec<String> =
-                    [&r_names.0, &r_names.1, &c_names.0, &c_names.1].into_iter().flatten().flatten().cloned().collect();
+                    r_names.iter().chain(&c_names).flatten().flatten().cloned().collect();
                 all.sort();
                 all.dedup();
                 all
@@ -345,7 +346,7 @@ pub fn realized_files(reference: &Path, current: &Path, request: &RealizedReques
             };
             let index: BTreeMap<&str, u32> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
             let mut periods = Vec::new();
-            for (t, (predicted, labels)) in [(&r, &r_names), (&c, &c_names)] {
+            for (t, [predicted, labels]) in [(&r, &r_names), (&c, &c_names)] {
                 let coded = |column: &str, values: &[Option<String>]| -> Result<Vec<Option<u32>>, Error> {
                     values
                         .iter()
@@ -735,6 +736,43 @@ mod tests {
 
         std::fs::write(&path, "score,label\n0.9,1\n0.4,2\n").unwrap();
         let err = binary_pairs(&Table::read(&path).unwrap(), "score", "label").unwrap_err().to_string();
+        assert!(err.contains("`label`") && err.contains("row 2 holds 2,"), "{err}");
+    }
+
+    /// A plain CSV file, read by `plain_csv`, scores as the same rows read by polars (here made
+    /// to by quoting the header), and a label polars would refuse is refused the same way.
+    #[test]
+    fn plain_csv_files_score_as_the_general_reader_scores_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = String::new();
+        for i in 0..5_000u32 {
+            let score = f64::from(i.wrapping_mul(7_919) % 1_000) / 1_000.0;
+            let label = u8::from((i.wrapping_mul(104_729) % 7) < 3 || score > 0.8);
+            let score = if i % 97 == 0 { String::new() } else { score.to_string() };
+            body.push_str(&format!("{i},{score},{label}\n"));
+        }
+        let (plain, quoted) = (dir.path().join("plain.csv"), dir.path().join("quoted.csv"));
+        std::fs::write(&plain, format!("id,score,label\n{body}")).unwrap();
+        std::fs::write(&quoted, format!("\"id\",\"score\",\"label\"\n{body}")).unwrap();
+        assert!(plain_csv_pairs(&plain, "score", "label").unwrap().is_some());
+        assert!(plain_csv_pairs(&quoted, "score", "label").unwrap().is_none());
+        let request = PerformanceRequest {
+            score: "score".into(),
+            prediction: None,
+            label: "label".into(),
+            task: Task::Binary,
+            threshold: 0.5,
+            roc_curve: true,
+            class_scores: Vec::new(),
+        };
+        let (a, b) = (performance_of_file(&plain, &request).unwrap(), performance_of_file(&quoted, &request).unwrap());
+        assert_eq!((a.input.rows, a.rows_excluded), (5_000, 52));
+        assert_eq!((a.input.rows, a.rows_excluded), (b.input.rows, b.rows_excluded));
+        assert_eq!(serde_json::to_value(&a.metrics).unwrap(), serde_json::to_value(&b.metrics).unwrap());
+        assert_eq!(a.roc_curve, b.roc_curve);
+
+        std::fs::write(&plain, "score,label\n0.9,1\n0.4,2\n").unwrap();
+        let err = performance_of_file(&plain, &request).unwrap_err().to_string();
         assert!(err.contains("`label`") && err.contains("row 2 holds 2,"), "{err}");
     }
 

@@ -20,47 +20,63 @@ const BLOCK: usize = 32 << 20;
 pub(crate) fn binary_pairs(path: &Path, separator: u8, score: &str, label: &str) -> Result<Option<Pairs>, Error> {
     let fail = |e: std::io::Error| Error::Read { path: path.display().to_string(), message: e.to_string() };
     let mut file = std::fs::File::open(path).map_err(fail)?;
-    let mut buffer = vec![0u8; BLOCK];
-    let mut filled = 0;
-    let mut header: Option<Layout> = None;
+    // Two buffers: the next block is read while the lines of the current one are split.
+    let (mut current, mut next) = (vec![0u8; BLOCK], vec![0u8; BLOCK]);
+    let (mut filled, mut at_end) = fill(&mut file, &mut current, 0).map_err(fail)?;
+    let mut layout: Option<Layout> = None;
     let mut pairs = Pairs::default();
     loop {
-        let read = file.read(&mut buffer[filled..]).map_err(fail)?;
-        let at_end = read == 0;
-        filled += read;
-        if !at_end && filled < buffer.len() {
-            continue;
-        }
-        if memchr::memchr(b'"', &buffer[..filled]).is_some() {
+        if memchr::memchr(b'"', &current[..filled]).is_some() {
             return Ok(None);
         }
-        // Whole lines only; the rest waits for the next block (or ends the file).
+        // Whole lines only; the rest starts the next block.
         let whole = if at_end {
             filled
         } else {
-            match memchr::memrchr(b'\n', &buffer[..filled]) {
+            match memchr::memrchr(b'\n', &current[..filled]) {
                 Some(i) => i + 1,
                 // A line longer than a block: not a file this reader is for.
                 None => return Ok(None),
             }
         };
-        let mut lines = &buffer[..whole];
-        if header.is_none() {
+        let mut lines = &current[..whole];
+        if layout.is_none() {
             let end = memchr::memchr(b'\n', lines).unwrap_or(lines.len());
-            let Some(layout) = Layout::of(&lines[..end], separator, score, label) else { return Ok(None) };
-            header = Some(layout);
+            let Some(found) = Layout::of(&lines[..end], separator, score, label) else { return Ok(None) };
+            layout = Some(found);
             lines = &lines[(end + 1).min(lines.len())..];
         }
-        let layout = header.as_ref().expect("read above");
-        if !layout.read_block(lines, &mut pairs) {
-            return Ok(None);
-        }
+        let layout = layout.as_ref().expect("read above");
+        let rest = filled - whole;
+        next[..rest].copy_from_slice(&current[whole..filled]);
+        let (read, parts) = std::thread::scope(|scope| {
+            let parsing = scope.spawn(|| layout.read_block(lines));
+            let read = if at_end { Ok((rest, true)) } else { fill(&mut file, &mut next, rest) };
+            (read, parsing.join().expect("a CSV worker does not panic"))
+        });
+        let Some(block) = parts else { return Ok(None) };
+        pairs.scores.extend(block.scores);
+        pairs.labels.extend(block.labels);
+        pairs.rows += block.rows;
         if at_end {
             return Ok(Some(pairs));
         }
-        buffer.copy_within(whole..filled, 0);
-        filled -= whole;
+        (filled, at_end) = read.map_err(fail)?;
+        std::mem::swap(&mut current, &mut next);
     }
+}
+
+/// Reads into `buffer` after its first `from` bytes until it is full or the file ends; the
+/// bytes it holds, and whether the file ended.
+fn fill(file: &mut std::fs::File, buffer: &mut [u8], from: usize) -> std::io::Result<(usize, bool)> {
+    let mut filled = from;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..])? {
+            0 => return Ok((filled, true)),
+            n => filled += n,
+        }
+    }
+    Ok((filled, false))
 }
 
 /// What [`binary_pairs`] gives: the kept scores and labels in file order, and the rows.
@@ -99,75 +115,80 @@ impl Layout {
         Some(Layout { separator, fields: names.len(), score: find(score)?, label: find(label)? })
     }
 
-    /// Adds the rows of whole `lines` (a trailing line without its newline included) to
-    /// `pairs`, the lines split among threads; `false` when a line is not plain numbers.
-    fn read_block(&self, lines: &[u8], pairs: &mut Pairs) -> bool {
+    /// The rows of whole `lines` (a last line without its newline included), the lines split
+    /// among threads; `None` when a line is not plain numbers.
+    fn read_block(&self, lines: &[u8]) -> Option<Pairs> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let parts = split_lines(lines, threads);
         let read: Vec<Option<Pairs>> = std::thread::scope(|scope| {
             let handles: Vec<_> = parts.iter().map(|part| scope.spawn(move || self.read_lines(part))).collect();
             handles.into_iter().map(|h| h.join().expect("a CSV worker does not panic")).collect()
         });
+        let mut pairs = Pairs::default();
         for part in read {
-            let Some(part) = part else { return false };
+            let part = part?;
             pairs.scores.extend(part.scores);
             pairs.labels.extend(part.labels);
             pairs.rows += part.rows;
         }
-        true
-    }
-
-    /// The rows of `lines`, or `None` when one is not plain numbers.
-    fn read_lines(&self, lines: &[u8]) -> Option<Pairs> {
-        let mut pairs = Pairs::default();
-        let mut start = 0;
-        let ends = memchr::memchr_iter(b'\n', lines)
-            .chain((lines.len() > 0 && lines[lines.len() - 1] != b'\n').then_some(lines.len()));
-        for end in ends {
-            let line = &lines[start..end];
-            start = end + 1;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let (score, label) = self.cells(line)?;
-            pairs.rows += 1;
-            let (Some(score), Some(label)) = (parsed(score)?, parsed(label)?) else { continue };
-            let label = match label {
-                0.0 => false,
-                1.0 => true,
-                _ => return None,
-            };
-            pairs.scores.push(score);
-            pairs.labels.push(label);
-        }
         Some(pairs)
     }
 
-    /// The line's score and label cells; `None` unless it has the header's number of fields.
-    fn cells<'a>(&self, line: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
-        let (mut score, mut label) = (None, None);
+    /// The rows of `lines`, or `None` when one is not plain numbers. One pass over the bytes:
+    /// the text is checked as UTF-8 once, then cut at separators and newlines (ASCII, so every
+    /// cell is whole text).
+    fn read_lines(&self, lines: &[u8]) -> Option<Pairs> {
+        let text = std::str::from_utf8(lines).ok()?;
+        let bytes = text.as_bytes();
+        let mut pairs = Pairs::default();
         let (mut field, mut start) = (0, 0);
-        for end in memchr::memchr_iter(self.separator, line).chain([line.len()]) {
+        let (mut score, mut label) = (0..0, 0..0);
+        // A last line without a newline ends at the end of the text.
+        let ends_open = bytes.last().is_some_and(|b| *b != b'\n');
+        for (at, byte) in bytes.iter().copied().chain(ends_open.then_some(b'\n')).enumerate() {
+            if byte != self.separator && byte != b'\n' {
+                continue;
+            }
+            let mut end = at;
+            if byte == b'\n' && end > start && bytes[end - 1] == b'\r' {
+                end -= 1;
+            }
             if field == self.score {
-                score = Some(&line[start..end]);
+                score = start..end;
             }
             if field == self.label {
-                label = Some(&line[start..end]);
+                label = start..end;
             }
             field += 1;
-            start = end + 1;
+            start = at + 1;
+            if byte == b'\n' {
+                if field != self.fields {
+                    return None;
+                }
+                field = 0;
+                pairs.rows += 1;
+                let (Some(score), Some(label)) = (parsed(&text[score.clone()])?, parsed(&text[label.clone()])?) else {
+                    continue;
+                };
+                let label = match label {
+                    0.0 => false,
+                    1.0 => true,
+                    _ => return None,
+                };
+                pairs.scores.push(score);
+                pairs.labels.push(label);
+            }
         }
-        if field != self.fields {
-            return None;
-        }
-        Some((score?, label?))
+        Some(pairs)
     }
 }
 
 /// A cell as a finite number: `Some(None)` when empty, `None` when not a number or not finite.
-fn parsed(cell: &[u8]) -> Option<Option<f64>> {
+fn parsed(cell: &str) -> Option<Option<f64>> {
     if cell.is_empty() {
         return Some(None);
     }
-    let x: f64 = std::str::from_utf8(cell).ok()?.parse().ok()?;
+    let x: f64 = cell.parse().ok()?;
     x.is_finite().then_some(Some(x))
 }
 
