@@ -138,14 +138,10 @@ impl PostgresStore {
             selection.column()
         );
         spawn_reader(budget, move |sink| async move {
-            let mut tx = match read_transaction(&pool, budget).await {
+            let mut tx = match window_transaction(&pool, budget).await {
                 Ok(tx) => tx,
                 Err(e) => return sink.fail(e).await,
             };
-            // The sort of a large window fits in memory instead of spilling to disk.
-            if let Err(e) = sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await {
-                return sink.fail(Error::db("begin read")(e)).await;
-            }
             let rows = sqlx::query_as::<_, SourceRow>(&sql)
                 .bind(selection.crn())
                 .bind(window.start_ms)
@@ -449,6 +445,17 @@ impl crate::scan::ScanStore for PostgresStore {
     }
 }
 
+/// A [`read_transaction`] for a window query, whose sort of a large window fits in memory
+/// instead of spilling to disk.
+async fn window_transaction(
+    pool: &PgPool,
+    budget: Duration,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Error> {
+    let mut tx = read_transaction(pool, budget).await?;
+    sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await.map_err(Error::db("begin read"))?;
+    Ok(tx)
+}
+
 /// A read-only transaction whose statements may run for `budget`.
 async fn read_transaction(
     pool: &PgPool,
@@ -618,13 +625,10 @@ impl JobStore for PostgresStore {
         let deployment = deployment.to_owned();
         spawn_reader(budget, move |sink| async move {
             use futures::StreamExt;
-            let mut tx = match read_transaction(&pool, budget).await {
+            let mut tx = match window_transaction(&pool, budget).await {
                 Ok(tx) => tx,
                 Err(e) => return sink.fail(e).await,
             };
-            if let Err(e) = sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await {
-                return sink.fail(Error::db("begin read")(e)).await;
-            }
             let rows = sqlx::query(JOB_ROWS_SQL)
                 .bind(&deployment)
                 .bind(window.start_ms)
