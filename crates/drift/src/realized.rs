@@ -100,18 +100,7 @@ pub fn realized(
             let measured = in_parallel(&periods, |(rows, span)| {
                 let Outcomes::Multiclass(rows) = rows else { unreachable!("both periods are multiclass") };
                 let counted = Counted::of(rows, span.start..span.end);
-                let per_metric = metrics
-                    .iter()
-                    .map(|m| {
-                        let measured = Measured {
-                            value: counted.metric(*m),
-                            sampling_error: spread.error(*m, counted.rows),
-                            realized: None,
-                        };
-                        (*m, measured)
-                    })
-                    .collect();
-                ChunkMeasures { used: counted.rows, labelled: counted.rows, per_metric }
+                measures(counted.rows, metrics, |m| counted.metric(m), |m| spread.error(m, counted.rows))
             });
             (measured, r.labels.len() - fit.rows)
         }
@@ -138,18 +127,7 @@ pub fn realized(
             let measured = in_parallel(&periods, |(rows, span)| {
                 let Outcomes::Regression(rows) = rows else { unreachable!("both periods are regression") };
                 let errors = Errors::of(rows, span.start..span.end);
-                let per_metric = metrics
-                    .iter()
-                    .map(|m| {
-                        let measured = Measured {
-                            value: errors.metric(*m),
-                            sampling_error: spread.error(*m, errors.rows),
-                            realized: None,
-                        };
-                        (*m, measured)
-                    })
-                    .collect();
-                ChunkMeasures { used: errors.rows, labelled: errors.rows, per_metric }
+                measures(errors.rows, metrics, |m| errors.metric(m), |m| spread.error(m, errors.rows))
             });
             (measured, r.targets.len() - fit.rows)
         }
@@ -171,6 +149,21 @@ pub fn realized(
         chunks,
         alerting_chunks,
     })
+}
+
+/// One chunk's realised `metrics` from its `rows` labelled rows: each one's value and
+/// sampling error.
+fn measures(
+    rows: usize,
+    metrics: &[EstimateMetric],
+    value: impl Fn(EstimateMetric) -> Option<f64>,
+    sampling_error: impl Fn(EstimateMetric) -> Option<f64>,
+) -> ChunkMeasures {
+    let per_metric = metrics
+        .iter()
+        .map(|m| (*m, Measured { value: value(*m), sampling_error: sampling_error(*m), realized: None }))
+        .collect();
+    ChunkMeasures { used: rows, labelled: rows, per_metric }
 }
 
 /// Refuses what a multiclass computation cannot answer: errors as metrics, ROC AUC without the

@@ -28,6 +28,10 @@ use driftline_store::Store;
 use crate::drift_api::DriftSettings;
 use crate::StoreArgs;
 
+/// The statistics per chunk when none are named, in `drift compare` and in jobs: drift and
+/// the two data-quality measures.
+const DEFAULT_CHUNK_METHODS: &str = "jensen_shannon,missing_values,unseen_values";
+
 /// Where the reference files of drift jobs are (`file:` references).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ReferencesArgs {
@@ -234,7 +238,7 @@ pub(crate) struct CreateJobArgs {
         long,
         env = "DRIFTLINE_JOB_CHUNK_METHODS",
         value_delimiter = ',',
-        default_value = "jensen_shannon,missing_values,unseen_values"
+        default_value = DEFAULT_CHUNK_METHODS
     )]
     chunk_methods: Vec<ChunkMethod>,
     /// With --chunks: thresholds at the mean of the reference chunks' values plus (and, for
@@ -352,7 +356,7 @@ pub(crate) struct CompareArgs {
         long,
         env = "DRIFTLINE_DRIFT_CHUNK_METHODS",
         value_delimiter = ',',
-        default_value = "jensen_shannon,missing_values,unseen_values"
+        default_value = DEFAULT_CHUNK_METHODS
     )]
     chunk_methods: Vec<ChunkMethod>,
     /// With chunks: the upper threshold is the mean of the reference chunks' values plus this
@@ -1053,7 +1057,27 @@ fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
         )
     })?;
     let threshold_sd = args.per_chunk.checked_threshold_sd()?;
-    if args.task != Task::Binary {
+    let chunking = args.chunks.chunking().unwrap_or(Chunking::Number(10));
+    let threshold = ChunkThreshold::StandardDeviations(threshold_sd);
+    // The binary task scores its chunks as an estimate does, from the labels; the others
+    // through their own realised metrics, the score column holding the predictions.
+    let (result, scored) = if args.task == Task::Binary {
+        let request = EstimateRequest {
+            chunking,
+            timestamp_column: args.chunks.timestamp_column.clone(),
+            score: args.score.clone(),
+            prediction: args.prediction.clone(),
+            decision_threshold: args.threshold,
+            label: args.label.clone(),
+            options: EstimateOptions {
+                metrics: args.per_chunk.metrics_for(Task::Binary, false),
+                calibrate: Calibrate::Never,
+                threshold,
+                basis: Basis::Realized,
+            },
+        };
+        (files::estimate_files(reference, &args.input, &request).map_err(chunk_flags)?, "score")
+    } else {
         anyhow::ensure!(
             args.prediction.is_none(),
             "--prediction is for the binary task; with the {} task the --score column holds the predictions",
@@ -1061,45 +1085,19 @@ fn chunked_performance(args: &PerformanceArgs) -> anyhow::Result<()> {
         );
         let request = RealizedRequest {
             task: args.task,
-            chunking: args.chunks.chunking().unwrap_or(Chunking::Number(10)),
+            chunking,
             timestamp_column: args.chunks.timestamp_column.clone(),
             prediction: args.score.clone(),
             label: args.label.clone(),
             class_scores: class_pairs(&args.class_scores, "COLUMN", "p_cat")?,
             metrics: args.per_chunk.metrics_for(args.task, !args.class_scores.is_empty()),
-            threshold: ChunkThreshold::StandardDeviations(threshold_sd),
+            threshold,
         };
-        let result = files::realized_files(reference, &args.input, &request).map_err(chunk_flags)?;
-        let subtitle = format!(
-            "{} model · reference {} ({} rows) · input {} ({} rows) · prediction {} · label {}",
-            args.task.name(),
-            result.reference.path,
-            result.reference.rows,
-            result.current.path,
-            result.current.rows,
-            result.score,
-            result.label
-        );
-        chunked_output(&result, args.format, args.output.as_ref(), "driftline performance, by chunk", &subtitle)?;
-        return fail_on_alerts(args.per_chunk.fail_on_alert, &result.estimate);
-    }
-    let request = EstimateRequest {
-        chunking: args.chunks.chunking().unwrap_or(Chunking::Number(10)),
-        timestamp_column: args.chunks.timestamp_column.clone(),
-        score: args.score.clone(),
-        prediction: args.prediction.clone(),
-        decision_threshold: args.threshold,
-        label: args.label.clone(),
-        options: EstimateOptions {
-            metrics: args.per_chunk.metrics_for(Task::Binary, false),
-            calibrate: Calibrate::Never,
-            threshold: ChunkThreshold::StandardDeviations(threshold_sd),
-            basis: Basis::Realized,
-        },
+        (files::realized_files(reference, &args.input, &request).map_err(chunk_flags)?, "prediction")
     };
-    let result = files::estimate_files(reference, &args.input, &request).map_err(chunk_flags)?;
     let subtitle = format!(
-        "reference {} ({} rows) · input {} ({} rows) · score {} · label {}",
+        "{} model · reference {} ({} rows) · input {} ({} rows) · {scored} {} · label {}",
+        args.task.name(),
         result.reference.path,
         result.reference.rows,
         result.current.path,

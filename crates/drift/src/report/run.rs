@@ -156,12 +156,7 @@ impl ChunkPerformance {
                 alerts.push(format!("realised {metric} = {} is outside {thresholds}", shown(first.value)));
                 continue;
             }
-            let gap = |v: &EstimatedValue| {
-                let Some(x) = v.value else { return 0.0 };
-                let above = v.upper_threshold.map_or(0.0, |u| x - u);
-                let below = v.lower_threshold.map_or(0.0, |l| l - x);
-                above.max(below)
-            };
+            let gap = |v: &EstimatedValue| distance(v.value, v.lower_threshold, v.upper_threshold);
             let furthest = outside.iter().map(|(_, v)| *v).max_by(|a, b| gap(a).total_cmp(&gap(b))).unwrap_or(first);
             alerts.push(format!(
                 "realised {metric} is outside {thresholds} in {} of {} chunks, from {first_key} ({}; furthest {})",
@@ -216,7 +211,8 @@ impl RunChunks {
                         furthest: v,
                     });
                     entry.chunks += 1;
-                    if distance(v) > distance(entry.furthest) {
+                    let gap = |v: &ChunkValue| distance(v.value, v.lower_threshold, v.upper_threshold);
+                    if gap(v) > gap(entry.furthest) {
                         entry.furthest = v;
                     }
                 }
@@ -258,10 +254,10 @@ impl Outside<'_> {
 }
 
 /// How far a value lies outside its thresholds (0 inside, or without a value).
-fn distance(v: &ChunkValue) -> f64 {
-    let Some(x) = v.value else { return 0.0 };
-    let above = v.upper_threshold.map_or(0.0, |u| x - u);
-    let below = v.lower_threshold.map_or(0.0, |l| l - x);
+fn distance(value: Option<f64>, lower: Option<f64>, upper: Option<f64>) -> f64 {
+    let Some(x) = value else { return 0.0 };
+    let above = upper.map_or(0.0, |u| x - u);
+    let below = lower.map_or(0.0, |l| l - x);
     above.max(below).max(0.0)
 }
 

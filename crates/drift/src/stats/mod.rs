@@ -8,6 +8,7 @@ pub mod column;
 pub mod drift;
 pub mod kolmogorov;
 pub mod performance;
+mod ranking;
 pub mod sample;
 pub mod sketched;
 pub mod value;

@@ -3,7 +3,9 @@
 //! Inputs are plain slices; rows whose score or label is missing, NaN or infinite are left out
 //! by the caller and counted there (the file commands in [`crate::table::files`], the drift jobs).
 
-use super::sample::{from_order_key, order_key};
+use super::ranking::rank;
+pub use super::ranking::RocPoint;
+use super::sample::order_key;
 use super::value::Stat;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,15 +93,6 @@ pub struct Regression {
     pub mae: Stat,
     pub r2: Stat,
     pub mape: Stat,
-}
-
-/// A point of the ROC curve.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RocPoint {
-    pub false_positive_rate: f64,
-    pub true_positive_rate: f64,
-    /// Scores at or above it count as positive; none for the curve's origin.
-    pub threshold: Option<f64>,
 }
 
 /// What kind of model produced the scores.
@@ -209,60 +202,152 @@ pub enum Classes<'a> {
 /// and the confusion matrix count those; the ranking metrics and losses use the scores.
 pub fn binary_classes(scores: &[f64], classes: Classes<'_>, labels: &[bool]) -> Binary {
     assert_eq!(scores.len(), labels.len(), "one label per score");
-    let predicts = |i: usize| match classes {
-        Classes::Threshold(t) => scores[i] >= t,
-        Classes::Predicted(p) => p[i],
-    };
     if let Classes::Predicted(p) = classes {
         assert_eq!(p.len(), labels.len(), "one predicted class per score");
     }
+    let threshold = match classes {
+        Classes::Threshold(t) => Some(t),
+        Classes::Predicted(_) => None,
+    };
+    let part_of = |rows: std::ops::Range<usize>| {
+        let positives = labels[rows.clone()].iter().filter(|l| **l).count();
+        let mut part = BinaryPart::with_capacity(positives, rows.len() - positives);
+        for i in rows {
+            let predicted = match classes {
+                Classes::Threshold(t) => scores[i] >= t,
+                Classes::Predicted(p) => p[i],
+            };
+            part.push(scores[i], labels[i], predicted);
+        }
+        part
+    };
     let n = scores.len();
-    let positives = labels.iter().filter(|l| **l).count();
-    let negatives = n - positives;
-    let both = positives > 0 && negatives > 0;
-
-    // Each class's scores as sorted order keys, and the loss sums over every row: on two
-    // threads when there are many rows (one sorts the negatives, the other the positives and
-    // then sums the losses), which balances them when positives are the smaller class.
-    let (mut positive, mut negative) = class_keys(scores, labels, positives);
-    let (log_sum, squared_sum) = if n >= PARALLEL_SORT_ROWS {
+    // Many rows: one part per thread, each read (keys, losses) on its own.
+    let parts = if n >= PARALLEL_SORT_ROWS {
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n);
+        let bounds: Vec<usize> = (0..=threads).map(|t| t * n / threads).collect();
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| {
-                radsort::sort(&mut positive);
-                loss_sums(scores, labels)
-            });
-            radsort::sort(&mut negative);
-            other.join().expect("sorting and summing do not panic")
+            let handles: Vec<_> = bounds.windows(2).map(|w| scope.spawn(|| part_of(w[0]..w[1]))).collect();
+            handles.into_iter().map(|h| h.join().expect("reading a part does not panic")).collect()
         })
     } else {
-        radsort::sort(&mut positive);
-        radsort::sort(&mut negative);
-        loss_sums(scores, labels)
+        vec![part_of(0..n)]
     };
-    let (area, average_precision) = ranking(&positive, &negative);
-    drop((positive, negative));
+    binary_of_parts(parts, threshold, false).0
+}
 
-    let mut confusion = Confusion::default();
-    for (i, l) in labels.iter().enumerate() {
-        match (predicts(i), *l) {
-            (false, false) => confusion.true_negatives += 1,
-            (true, false) => confusion.false_positives += 1,
-            (false, true) => confusion.false_negatives += 1,
-            (true, true) => confusion.true_positives += 1,
+/// A binary task's rows as they are read, in one part per thread: each class's scores as
+/// order keys, sorted when the parts are scored ([`binary_of_parts`]), and the sums and
+/// counts of the other metrics, so that no row is kept twice and no metric needs a second
+/// pass over the rows.
+#[derive(Debug, Default)]
+pub struct BinaryPart {
+    positive: Vec<u64>,
+    negative: Vec<u64>,
+    log_sum: f64,
+    squared_sum: f64,
+    confusion: Confusion,
+}
+
+impl BinaryPart {
+    /// A part with room for this many rows of each class.
+    pub fn with_capacity(positives: usize, negatives: usize) -> BinaryPart {
+        BinaryPart {
+            positive: Vec::with_capacity(positives),
+            negative: Vec::with_capacity(negatives),
+            ..Default::default()
         }
+    }
+
+    /// One row: its finite score, its label (`true` = 1) and the class predicted for it. The
+    /// log loss clips the score to [ε, 1 − ε], as scikit-learn does.
+    #[inline]
+    pub fn push(&mut self, score: f64, label: bool, predicted: bool) {
+        let p = score.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+        let c = &mut self.confusion;
+        if label {
+            self.positive.push(order_key(score));
+            self.log_sum += -p.ln();
+            self.squared_sum += (score - 1.0).powi(2);
+            if predicted {
+                c.true_positives += 1
+            } else {
+                c.false_negatives += 1
+            }
+        } else {
+            self.negative.push(order_key(score));
+            self.log_sum += -(1.0 - p).ln();
+            self.squared_sum += score.powi(2);
+            if predicted {
+                c.false_positives += 1
+            } else {
+                c.true_negatives += 1
+            }
+        }
+    }
+
+    /// Rows pushed.
+    pub fn rows(&self) -> usize {
+        self.positive.len() + self.negative.len()
+    }
+}
+
+/// The binary metrics of rows read in parts (see [`BinaryPart`]), and the ROC curve when
+/// `curve` (empty unless both classes are present). Each part's keys are sorted on a thread of
+/// their own (one part alone: its two classes on two), then one walk merges the parts' runs.
+/// `threshold` is the one that predicted the classes, if one did.
+pub fn binary_of_parts(mut parts: Vec<BinaryPart>, threshold: Option<f64>, curve: bool) -> (Binary, Vec<RocPoint>) {
+    let n: usize = parts.iter().map(BinaryPart::rows).sum();
+    if n < PARALLEL_SORT_ROWS {
+        for part in &mut parts {
+            part.positive.sort_unstable();
+            part.negative.sort_unstable();
+        }
+    } else if let [part] = parts.as_mut_slice() {
+        let BinaryPart { positive, negative, .. } = part;
+        std::thread::scope(|scope| {
+            scope.spawn(|| positive.sort_unstable());
+            negative.sort_unstable();
+        });
+    } else {
+        std::thread::scope(|scope| {
+            for part in &mut parts {
+                scope.spawn(|| {
+                    part.positive.sort_unstable();
+                    part.negative.sort_unstable();
+                });
+            }
+        });
+    }
+    let positive_runs: Vec<&[u64]> = parts.iter().map(|p| p.positive.as_slice()).collect();
+    let negative_runs: Vec<&[u64]> = parts.iter().map(|p| p.negative.as_slice()).collect();
+    let ranked = rank(&positive_runs, &negative_runs, curve);
+
+    let positives = positive_runs.iter().map(|run| run.len()).sum::<usize>();
+    let negatives = n - positives;
+    let both = positives > 0 && negatives > 0;
+    let mut confusion = Confusion::default();
+    let (mut log_sum, mut squared_sum) = (0.0f64, 0.0f64);
+    for part in &parts {
+        log_sum += part.log_sum;
+        squared_sum += part.squared_sum;
+        confusion.true_negatives += part.confusion.true_negatives;
+        confusion.false_positives += part.confusion.false_positives;
+        confusion.false_negatives += part.confusion.false_negatives;
+        confusion.true_positives += part.confusion.true_positives;
     }
     let Confusion { true_negatives: tn, false_positives: fp, false_negatives: fn_, true_positives: tp } = confusion;
     let (tn, fp, fn_, tp) = (tn as f64, fp as f64, fn_ as f64, tp as f64);
 
     let roc_auc = if both {
-        Stat::of(area / (positives as f64 * negatives as f64))
+        Stat::of(ranked.area / (positives as f64 * negatives as f64))
     } else if n == 0 {
         Stat::undefined(EMPTY)
     } else {
         Stat::undefined(ONE_CLASS)
     };
     let average_precision = if positives > 0 {
-        Stat::of(average_precision)
+        Stat::of(ranked.average_precision)
     } else if n == 0 {
         Stat::undefined(EMPTY)
     } else {
@@ -277,13 +362,10 @@ pub fn binary_classes(scores: &[f64], classes: Classes<'_>, labels: &[bool]) -> 
     };
     let brier = Stat::when(n > 0, || squared_sum / n as f64, EMPTY);
 
-    Binary {
+    let binary = Binary {
         rows: n,
         positives,
-        threshold: match classes {
-            Classes::Threshold(t) => Some(t),
-            Classes::Predicted(_) => None,
-        },
+        threshold,
         roc_auc,
         average_precision,
         accuracy: Stat::when(n > 0, || (tp + tn) / n as f64, EMPTY),
@@ -297,7 +379,8 @@ pub fn binary_classes(scores: &[f64], classes: Classes<'_>, labels: &[bool]) -> 
         log_loss,
         brier,
         confusion,
-    }
+    };
+    (binary, ranked.curve)
 }
 
 /// ROC AUC as scikit-learn's `roc_auc_score` gives it; `None` unless both classes are present.
@@ -309,24 +392,12 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
         return None;
     }
     let (positive, negative) = sorted_class_keys(scores, labels, positives);
-    Some(ranking(&positive, &negative).0 / (positives as f64 * negatives as f64))
+    Some(rank(&[&positive], &[&negative], false).area / (positives as f64 * negatives as f64))
 }
 
-/// The log loss (scores clipped to [ε, 1 − ε], as scikit-learn) and squared error sums.
-fn loss_sums(scores: &[f64], labels: &[bool]) -> (f64, f64) {
-    let eps = f64::EPSILON;
-    let mut log_sum = 0.0f64;
-    let mut squared_sum = 0.0f64;
-    for (s, l) in scores.iter().zip(labels) {
-        let p = s.clamp(eps, 1.0 - eps);
-        log_sum += if *l { -p.ln() } else { -(1.0 - p).ln() };
-        squared_sum += (s - f64::from(u8::from(*l))).powi(2);
-    }
-    (log_sum, squared_sum)
-}
-
-/// Each class's scores as order-preserving integers (positives first), unsorted.
-fn class_keys(scores: &[f64], labels: &[bool], positives: usize) -> (Vec<u64>, Vec<u64>) {
+/// Each class's scores as sorted order keys (positives first), the two classes sorted on two
+/// threads when there are many rows.
+fn sorted_class_keys(scores: &[f64], labels: &[bool], positives: usize) -> (Vec<u64>, Vec<u64>) {
     let (mut positive, mut negative) = (Vec::with_capacity(positives), Vec::with_capacity(labels.len() - positives));
     for (s, l) in scores.iter().zip(labels) {
         if *l {
@@ -335,105 +406,24 @@ fn class_keys(scores: &[f64], labels: &[bool], positives: usize) -> (Vec<u64>, V
             negative.push(order_key(*s));
         }
     }
-    (positive, negative)
-}
-
-/// [`class_keys`] radix-sorted, the two classes on two threads when there are many rows.
-fn sorted_class_keys(scores: &[f64], labels: &[bool], positives: usize) -> (Vec<u64>, Vec<u64>) {
-    let (mut positive, mut negative) = class_keys(scores, labels, positives);
     if scores.len() >= PARALLEL_SORT_ROWS {
         std::thread::scope(|scope| {
-            scope.spawn(|| radsort::sort(&mut positive));
-            radsort::sort(&mut negative);
+            scope.spawn(|| positive.sort_unstable());
+            negative.sort_unstable();
         });
     } else {
-        radsort::sort(&mut positive);
-        radsort::sort(&mut negative);
+        positive.sort_unstable();
+        negative.sort_unstable();
     }
     (positive, negative)
 }
 
-/// Walks the two classes' sorted keys from the highest score down, one distinct score at a
-/// time, and sums the ROC area (each negative adds the positives above it and half those tied
-/// with it, as scikit-learn's trapezoids do; divide by positives × negatives) and the average
-/// precision (`Σ (R_k − R_{k−1}) · P_k` over the distinct thresholds), without keeping the
-/// groups.
-fn ranking(positive: &[u64], negative: &[u64]) -> (f64, f64) {
-    let total = positive.len();
-    let (mut tp, mut fp) = (0u64, 0u64);
-    let (mut area, mut average_precision) = (0.0f64, 0.0f64);
-    for (_, group_positives, group_negatives) in descending_groups(positive, negative) {
-        area += group_negatives as f64 * (tp as f64 + group_positives as f64 / 2.0);
-        tp += group_positives;
-        fp += group_negatives;
-        if group_positives > 0 {
-            let precision = tp as f64 / (tp + fp) as f64;
-            average_precision += group_positives as f64 / total as f64 * precision;
-        }
-    }
-    (area, average_precision)
-}
-
-/// Each distinct key of the two classes' sorted keys, from the highest down, with how many
-/// positives and negatives hold it.
-fn descending_groups<'a>(positive: &'a [u64], negative: &'a [u64]) -> impl Iterator<Item = (u64, u64, u64)> + 'a {
-    let (mut p, mut n) = (positive.len(), negative.len());
-    std::iter::from_fn(move || {
-        let key = match (p, n) {
-            (0, 0) => return None,
-            (0, _) => negative[n - 1],
-            (_, 0) => positive[p - 1],
-            _ => positive[p - 1].max(negative[n - 1]),
-        };
-        let (mut group_positives, mut group_negatives) = (0u64, 0u64);
-        while p > 0 && positive[p - 1] == key {
-            p -= 1;
-            group_positives += 1;
-        }
-        while n > 0 && negative[n - 1] == key {
-            n -= 1;
-            group_negatives += 1;
-        }
-        Some((key, group_positives, group_negatives))
-    })
-}
-
-/// The ROC curve at every distinct score, from `(0, 0)` to `(1, 1)`.
+/// The ROC curve at every distinct score, from `(0, 0)` to `(1, 1)`; empty unless both
+/// classes are present.
 pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<RocPoint> {
-    let positives = labels.iter().filter(|l| **l).count() as f64;
-    let negatives = labels.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return Vec::new();
-    }
-    let groups = ranked_counts(scores, labels);
-    let mut points = vec![RocPoint { false_positive_rate: 0.0, true_positive_rate: 0.0, threshold: None }];
-    let (mut tp, mut fp) = (0u64, 0u64);
-    for g in &groups {
-        tp += g.positives;
-        fp += g.negatives;
-        points.push(RocPoint {
-            false_positive_rate: fp as f64 / negatives,
-            true_positive_rate: tp as f64 / positives,
-            threshold: Some(g.score),
-        });
-    }
-    points
-}
-
-/// Rows sharing one score, from the highest score down.
-#[derive(Debug, Clone, Copy)]
-struct ScoreGroup {
-    score: f64,
-    positives: u64,
-    negatives: u64,
-}
-
-fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<ScoreGroup> {
     let positives = labels.iter().filter(|l| **l).count();
     let (positive, negative) = sorted_class_keys(scores, labels, positives);
-    descending_groups(&positive, &negative)
-        .map(|(key, positives, negatives)| ScoreGroup { score: from_order_key(key), positives, negatives })
-        .collect()
+    rank(&[&positive], &[&negative], true).curve
 }
 
 /// Rows from which the two classes' scores are sorted on two threads.
@@ -555,6 +545,25 @@ pub fn regression(predicted: &[f64], targets: &[f64]) -> Regression {
     }
 }
 
+/// Asserts two binary results equal: every count and ratio exactly, the loss sums (added in
+/// another order when the rows were read in other parts) to 1e-12 relative.
+#[cfg(test)]
+pub(crate) fn assert_same_binary(a: &Binary, b: &Binary) {
+    assert_eq!((a.rows, a.positives, a.threshold, a.confusion), (b.rows, b.positives, b.threshold, b.confusion));
+    for (x, y) in [(&a.roc_auc, &b.roc_auc), (&a.average_precision, &b.average_precision), (&a.accuracy, &b.accuracy)]
+        .into_iter()
+        .chain([(&a.precision, &b.precision), (&a.recall, &b.recall), (&a.f1, &b.f1)])
+    {
+        assert_eq!(x, y);
+    }
+    for (x, y) in [(&a.log_loss, &b.log_loss), (&a.brier, &b.brier)] {
+        match (x.value, y.value) {
+            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-12 * y.abs().max(1e-300), "{x} against {y}"),
+            _ => assert_eq!(x, y),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +575,15 @@ mod tests {
         assert_eq!(curve.last().map(|p| (p.false_positive_rate, p.true_positive_rate)), Some((1.0, 1.0)));
         assert_eq!(curve.len(), 5);
         assert!(roc_curve(&[0.3], &[true]).is_empty());
+    }
+
+    /// The groups of the sorted keys' walk: distinct scores from the highest down.
+    fn ranked_counts(scores: &[f64], labels: &[bool]) -> Vec<(f64, u64, u64)> {
+        let positives = labels.iter().filter(|l| **l).count();
+        let (positive, negative) = sorted_class_keys(scores, labels, positives);
+        crate::stats::ranking::descending_groups(&[&positive], &[&negative])
+            .map(|(key, p, n)| (crate::stats::sample::from_order_key(key), p, n))
+            .collect()
     }
 
     /// The groups as a comparison sort makes them: distinct scores from the highest down.
@@ -611,7 +629,8 @@ mod tests {
             let labels: Vec<bool> = rows.iter().map(|(_, l)| *l).collect();
             let positives = labels.iter().filter(|l| **l).count();
             let (positive, negative) = sorted_class_keys(&scores, &labels, positives);
-            proptest::prop_assert_eq!(ranking(&positive, &negative), ranking_by_groups(&scores, &labels));
+            let ranked = rank(&[&positive], &[&negative], false);
+            proptest::prop_assert_eq!((ranked.area, ranked.average_precision), ranking_by_groups(&scores, &labels));
             let b = binary(&scores, &labels, 0.5);
             let negatives = labels.len() - positives;
             if positives > 0 && negatives > 0 {
@@ -629,9 +648,7 @@ mod tests {
             // Few distinct values: ties, negative scores and a zero of either sign.
             let scores: Vec<f64> = rows.iter().map(|(v, _)| if *v == 0 { -0.0 } else { f64::from(*v) * scale }).collect();
             let labels: Vec<bool> = rows.iter().map(|(_, l)| *l).collect();
-            let ranked: Vec<(f64, u64, u64)> =
-                ranked_counts(&scores, &labels).iter().map(|g| (g.score, g.positives, g.negatives)).collect();
-            proptest::prop_assert_eq!(ranked, groups_by_sorting(&scores, &labels));
+            proptest::prop_assert_eq!(ranked_counts(&scores, &labels), groups_by_sorting(&scores, &labels));
         }
     }
 
@@ -640,8 +657,34 @@ mod tests {
         let n = PARALLEL_SORT_ROWS + 1_001;
         let scores: Vec<f64> = (0..n).map(|i| ((i * 7_919) % 5_003) as f64 / 5_003.0).collect();
         let labels: Vec<bool> = (0..n).map(|i| (i * 31) % 7 < 3).collect();
-        let ranked: Vec<(f64, u64, u64)> =
-            ranked_counts(&scores, &labels).iter().map(|g| (g.score, g.positives, g.negatives)).collect();
-        assert_eq!(ranked, groups_by_sorting(&scores, &labels));
+        assert_eq!(ranked_counts(&scores, &labels), groups_by_sorting(&scores, &labels));
+    }
+
+    /// Many rows are read in one part per thread; the metrics are those of one part read in
+    /// order (sums may differ in their last bits: they are added part by part).
+    #[test]
+    fn many_rows_read_in_parts_score_as_one_part() {
+        let n = PARALLEL_SORT_ROWS * 3 + 17;
+        let scores: Vec<f64> = (0..n).map(|i| ((i * 7_919) % 10_007) as f64 / 10_007.0).collect();
+        let labels: Vec<bool> = (0..n).map(|i| (i * 31) % 7 < 3 || scores[i] > 0.8).collect();
+        let mut one = BinaryPart::default();
+        for (s, l) in scores.iter().zip(&labels) {
+            one.push(*s, *l, *s >= 0.4);
+        }
+        let (whole, curve) = binary_of_parts(vec![one], Some(0.4), true);
+        // Uneven parts, one of them empty.
+        let mut parts: Vec<BinaryPart> = (0..4).map(|_| BinaryPart::default()).collect();
+        for (i, (s, l)) in scores.iter().zip(&labels).enumerate() {
+            parts[[0, 1, 1, 3, 3, 3][i % 6]].push(*s, *l, *s >= 0.4);
+        }
+        let (split, split_curve) = binary_of_parts(parts, Some(0.4), true);
+        let threaded = binary(&scores, &labels, 0.4);
+        assert_same_binary(&split, &whole);
+        assert_same_binary(&threaded, &whole);
+        assert_eq!(split_curve, curve);
+        assert_eq!(curve, roc_curve(&scores, &labels));
+        assert_eq!(whole.roc_auc.value, roc_auc(&scores, &labels));
+        let area = ranking_by_groups(&scores, &labels).0 / (whole.positives * (n - whole.positives)) as f64;
+        assert_eq!(whole.roc_auc.value, Some(area));
     }
 }

@@ -9,7 +9,7 @@ use crate::compare::{self, Comparison, Options};
 use crate::estimate::{self, Basis, Estimate, EstimateMetric, EstimateOptions, Predictions};
 use crate::format::category_name;
 use crate::realized::{self, ClassRows, Outcomes, ValueRows};
-use crate::stats::performance::{self, Classes, Metrics, RocPoint, Task};
+use crate::stats::performance::{self, BinaryPart, Classes, Metrics, RocPoint, Task};
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -477,22 +477,18 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
         });
     }
     if task == Task::Binary && prediction.is_none() {
-        if let Some(pairs) = plain_csv_pairs(path, score, label)? {
-            let excluded = pairs.rows - pairs.scores.len();
-            let roc_curve = if request.roc_curve {
-                thin(performance::roc_curve(&pairs.scores, &pairs.labels), ROC_POINTS)
-            } else {
-                Vec::new()
-            };
+        if let Some(read) = plain_csv_parts(path, score, label, threshold)? {
+            let excluded = read.rows - read.parts.iter().map(BinaryPart::rows).sum::<usize>();
+            let (metrics, roc_curve) = performance::binary_of_parts(read.parts, Some(threshold), request.roc_curve);
             return Ok(FilePerformance {
-                input: FileInfo { path: path.display().to_string(), rows: pairs.rows },
+                input: FileInfo { path: path.display().to_string(), rows: read.rows },
                 task,
                 score: score.clone(),
                 prediction: None,
                 label: label.clone(),
                 rows_excluded: excluded,
-                metrics: Metrics::Binary(performance::binary(&pairs.scores, &pairs.labels, threshold)),
-                roc_curve,
+                metrics: Metrics::Binary(metrics),
+                roc_curve: thin(roc_curve, ROC_POINTS),
             });
         }
     }
@@ -510,10 +506,11 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
     let mut roc_curve = Vec::new();
     let (metrics, excluded) = match task {
         Task::Binary => {
-            let (metrics, kept, excluded) = match prediction {
+            let (metrics, curve, excluded) = match prediction {
                 None => {
-                    let (scores, labels, excluded) = binary_pairs(&table, score, label)?;
-                    (performance::binary(&scores, &labels, threshold), (scores, labels), excluded)
+                    let (parts, excluded) = binary_parts(&table, score, label, threshold)?;
+                    let (metrics, curve) = performance::binary_of_parts(parts, Some(threshold), request.roc_curve);
+                    (metrics, curve, excluded)
                 }
                 Some(column) => {
                     let (s, l) = (table.cells(score)?, table.cells(label)?);
@@ -531,12 +528,12 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
                     let excluded = scores.len() - kept_scores.len();
                     let classes = Classes::Predicted(&kept_predicted);
                     let metrics = performance::binary_classes(&kept_scores, classes, &kept_labels);
-                    (metrics, (kept_scores, kept_labels), excluded)
+                    let curve =
+                        if request.roc_curve { performance::roc_curve(&kept_scores, &kept_labels) } else { Vec::new() };
+                    (metrics, curve, excluded)
                 }
             };
-            if request.roc_curve {
-                roc_curve = thin(performance::roc_curve(&kept.0, &kept.1), ROC_POINTS);
-            }
+            roc_curve = thin(curve, ROC_POINTS);
             (Metrics::Binary(metrics), excluded)
         }
         Task::Regression => {
@@ -592,15 +589,15 @@ pub fn performance_of_file(path: &Path, request: &PerformanceRequest) -> Result<
     })
 }
 
-/// A binary task's pairs from a plain CSV file (see [`plain_csv`]), when it is one.
-fn plain_csv_pairs(path: &Path, score: &str, label: &str) -> Result<Option<plain_csv::Pairs>, Error> {
+/// A binary task's rows from a plain CSV file (see [`plain_csv`]), when it is one.
+fn plain_csv_parts(path: &Path, score: &str, label: &str, threshold: f64) -> Result<Option<plain_csv::Parts>, Error> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let separator = match extension.as_str() {
         "csv" => b',',
         "tsv" => b'\t',
         _ => return Ok(None),
     };
-    plain_csv::binary_pairs(path, separator, score, label)
+    plain_csv::binary_parts(path, separator, score, label, threshold)
 }
 
 /// At most `max` points of a curve, evenly spaced, its first and last kept.
@@ -660,24 +657,46 @@ fn numeric_label(name: &str, row: usize, x: Option<f64>) -> Result<Option<bool>,
     }
 }
 
-/// The rows of a binary task with both a finite score and a label, and how many were
-/// excluded. Numeric columns are read from polars' arrays in one pass; others as cells.
-fn binary_pairs(table: &Table, score: &str, label: &str) -> Result<(Vec<f64>, Vec<bool>, usize), Error> {
+/// The rows of a binary task with both a finite score and a label, read into parts (a score at
+/// or above `threshold` predicting class 1), and how many rows were excluded. Numeric columns
+/// are read from polars' arrays, many rows in one part per thread; others as cells.
+fn binary_parts(table: &Table, score: &str, label: &str, threshold: f64) -> Result<(Vec<BinaryPart>, usize), Error> {
     let (Some(scores), Some(labels)) = (table.floats(score)?, table.floats(label)?) else {
         let scores = numbers(score, &table.cells(score)?, SCORES_HINT)?;
         let labels = binary_labels(label, &table.cells(label)?)?;
-        return Ok(pair_rows(&scores, &labels));
-    };
-    let (mut xs, mut ys) = (Vec::with_capacity(scores.len()), Vec::with_capacity(scores.len()));
-    for (row, (x, y)) in scores.iter().zip(labels.iter()).enumerate() {
-        if let (Some(x), Some(y)) = (x.filter(|x| x.is_finite()), numeric_label(label, row, y)?) {
-            xs.push(x);
-            ys.push(y);
+        let (scores, labels, excluded) = pair_rows(&scores, &labels);
+        let mut part = BinaryPart::default();
+        for (s, l) in scores.iter().zip(&labels) {
+            part.push(*s, *l, *s >= threshold);
         }
-    }
-    let excluded = scores.len() - xs.len();
-    Ok((xs, ys, excluded))
+        return Ok((vec![part], excluded));
+    };
+    let n = scores.len();
+    let threads =
+        if n >= PARALLEL_ROWS { std::thread::available_parallelism().map_or(1, |t| t.get()).min(n) } else { 1 };
+    let read_rows = |from: usize, to: usize| -> Result<BinaryPart, Error> {
+        let (s, l) = (scores.slice(from as i64, to - from), labels.slice(from as i64, to - from));
+        let mut part = BinaryPart::default();
+        for (row, (x, y)) in (from..).zip(s.iter().zip(l.iter())) {
+            if let (Some(x), Some(y)) = (x.filter(|x| x.is_finite()), numeric_label(label, row, y)?) {
+                part.push(x, y, x >= threshold);
+            }
+        }
+        Ok(part)
+    };
+    let bounds: Vec<usize> = (0..=threads).map(|t| t * n / threads).collect();
+    let parts: Vec<Result<BinaryPart, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds.windows(2).map(|w| scope.spawn(|| read_rows(w[0], w[1]))).collect();
+        handles.into_iter().map(|h| h.join().expect("reading a column part does not panic")).collect()
+    });
+    // The first part's refusal is the earliest row's.
+    let parts = parts.into_iter().collect::<Result<Vec<_>, Error>>()?;
+    let excluded = n - parts.iter().map(BinaryPart::rows).sum::<usize>();
+    Ok((parts, excluded))
 }
+
+/// Rows from which a file's binary columns are read on every core.
+const PARALLEL_ROWS: usize = 100_000;
 
 /// Labels 0/1, true/false (as numbers, booleans or text); missing ones are `None`.
 fn binary_labels(name: &str, column: &Cells) -> Result<Vec<Option<bool>>, Error> {
@@ -725,17 +744,26 @@ mod tests {
             .unwrap();
         let table = Table::read(&path).unwrap();
         assert!(table.floats("score").unwrap().is_some() && table.floats("label").unwrap().is_some());
-        let fast = binary_pairs(&table, "score", "label").unwrap();
+        let scored = |label: &str| {
+            let (parts, excluded) = binary_parts(&table, "score", label, 0.5).unwrap();
+            (performance::binary_of_parts(parts, Some(0.5), false).0, excluded)
+        };
+        let (fast, excluded) = scored("label");
         let scores = numbers("score", &table.cells("score").unwrap(), SCORES_HINT).unwrap();
         let labels = binary_labels("label", &table.cells("label").unwrap()).unwrap();
-        assert_eq!(fast, pair_rows(&scores, &labels));
-        assert_eq!(fast, (vec![0.9, 0.2, 0.7], vec![true, false, true], 3));
+        let (kept_scores, kept_labels, cell_excluded) = pair_rows(&scores, &labels);
+        assert_eq!(
+            (kept_scores.as_slice(), kept_labels.as_slice(), excluded),
+            (&[0.9, 0.2, 0.7][..], &[true, false, true][..], 3)
+        );
+        assert_eq!((fast, excluded), (performance::binary(&kept_scores, &kept_labels, 0.5), cell_excluded));
         // Boolean labels are read as cells.
         assert!(table.floats("flag").unwrap().is_none());
-        assert_eq!(binary_pairs(&table, "score", "flag").unwrap(), (vec![0.9, 0.3, 0.2], vec![true, true, true], 3));
+        let (flagged, excluded) = scored("flag");
+        assert_eq!((flagged, excluded), (performance::binary(&[0.9, 0.3, 0.2], &[true, true, true], 0.5), 3));
 
         std::fs::write(&path, "score,label\n0.9,1\n0.4,2\n").unwrap();
-        let err = binary_pairs(&Table::read(&path).unwrap(), "score", "label").unwrap_err().to_string();
+        let err = binary_parts(&Table::read(&path).unwrap(), "score", "label", 0.5).unwrap_err().to_string();
         assert!(err.contains("`label`") && err.contains("row 2 holds 2,"), "{err}");
     }
 
@@ -754,8 +782,8 @@ mod tests {
         let (plain, quoted) = (dir.path().join("plain.csv"), dir.path().join("quoted.csv"));
         std::fs::write(&plain, format!("id,score,label\n{body}")).unwrap();
         std::fs::write(&quoted, format!("\"id\",\"score\",\"label\"\n{body}")).unwrap();
-        assert!(plain_csv_pairs(&plain, "score", "label").unwrap().is_some());
-        assert!(plain_csv_pairs(&quoted, "score", "label").unwrap().is_none());
+        assert!(plain_csv_parts(&plain, "score", "label", 0.5).unwrap().is_some());
+        assert!(plain_csv_parts(&quoted, "score", "label", 0.5).unwrap().is_none());
         let request = PerformanceRequest {
             score: "score".into(),
             prediction: None,
@@ -768,7 +796,10 @@ mod tests {
         let (a, b) = (performance_of_file(&plain, &request).unwrap(), performance_of_file(&quoted, &request).unwrap());
         assert_eq!((a.input.rows, a.rows_excluded), (5_000, 52));
         assert_eq!((a.input.rows, a.rows_excluded), (b.input.rows, b.rows_excluded));
-        assert_eq!(serde_json::to_value(&a.metrics).unwrap(), serde_json::to_value(&b.metrics).unwrap());
+        let (Metrics::Binary(plain_metrics), Metrics::Binary(general_metrics)) = (&a.metrics, &b.metrics) else {
+            panic!("binary metrics")
+        };
+        crate::stats::performance::assert_same_binary(plain_metrics, general_metrics);
         assert_eq!(a.roc_curve, b.roc_curve);
 
         std::fs::write(&plain, "score,label\n0.9,1\n0.4,2\n").unwrap();

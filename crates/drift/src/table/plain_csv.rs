@@ -1,30 +1,48 @@
 //! A binary classifier's score and label columns straight from a plain CSV file: no quotes, one
 //! header row, every line with the header's number of fields. Such a file is read in blocks
 //! and each block's lines are split on as many threads as there are cores, only the two
-//! columns' cells parsed; polars would tokenise and type every column first. Anything else (a
-//! quote anywhere, a byte-order mark, a ragged or empty line, a cell that is not a finite
-//! number, a label other than 0 or 1) is not answered here: the caller then reads the file the
-//! general way, whose answer (or refusal) is the same as for any other file.
+//! columns' cells parsed, each row going straight into its thread's [`BinaryPart`] (its class's
+//! score key, the loss sums, the confusion counts); polars would tokenise and type every column
+//! first, and the rows would then be copied into pairs. Anything else (a quote anywhere, a
+//! byte-order mark, a ragged or empty line, a cell that is not a finite number, a label other
+//! than 0 or 1) is not answered here: the caller then reads the file the general way, whose
+//! answer (or refusal) is the same as for any other file.
 
+use crate::stats::performance::BinaryPart;
 use crate::Error;
 use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
 
 /// Bytes read at a time; the lines of each block are split among the threads.
 const BLOCK: usize = 32 << 20;
 
-/// The rows with both a score and a label, and how many rows lack one of them (missing
-/// cells), from a plain CSV file whose `separator` splits fields; `None` when the file is not
-/// plain or not numbers throughout (see the module's comment), or the columns are not both in
-/// its header.
-pub(crate) fn binary_pairs(path: &Path, separator: u8, score: &str, label: &str) -> Result<Option<Pairs>, Error> {
+/// What [`binary_parts`] gives: the rows with both a score and a label in one part per
+/// thread, and how many data rows the file has (the rest lack one of the two cells).
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    pub(crate) parts: Vec<BinaryPart>,
+    pub(crate) rows: usize,
+}
+
+/// The rows of a plain CSV file whose `separator` splits fields, read into parts, a score at or
+/// above `threshold` predicting class 1; `None` when the file is not plain or not numbers
+/// throughout (see the module's comment), or the columns are not both in its header.
+pub(crate) fn binary_parts(
+    path: &Path,
+    separator: u8,
+    score: &str,
+    label: &str,
+    threshold: f64,
+) -> Result<Option<Parts>, Error> {
     let fail = |e: std::io::Error| Error::Read { path: path.display().to_string(), message: e.to_string() };
     let mut file = std::fs::File::open(path).map_err(fail)?;
     // Two buffers: the next block is read while the lines of the current one are split.
     let (mut current, mut next) = (vec![0u8; BLOCK], vec![0u8; BLOCK]);
     let (mut filled, mut at_end) = fill(&mut file, &mut current, 0).map_err(fail)?;
     let mut layout: Option<Layout> = None;
-    let mut pairs = Pairs::default();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut read = Parts { parts: (0..threads).map(|_| BinaryPart::default()).collect(), rows: 0 };
     loop {
         if memchr::memchr(b'"', &current[..filled]).is_some() {
             return Ok(None);
@@ -42,26 +60,25 @@ pub(crate) fn binary_pairs(path: &Path, separator: u8, score: &str, label: &str)
         let mut lines = &current[..whole];
         if layout.is_none() {
             let end = memchr::memchr(b'\n', lines).unwrap_or(lines.len());
-            let Some(found) = Layout::of(&lines[..end], separator, score, label) else { return Ok(None) };
+            let Some(found) = Layout::of(&lines[..end], separator, score, label, threshold) else { return Ok(None) };
             layout = Some(found);
             lines = &lines[(end + 1).min(lines.len())..];
         }
         let layout = layout.as_ref().expect("read above");
         let rest = filled - whole;
         next[..rest].copy_from_slice(&current[whole..filled]);
-        let (read, parts) = std::thread::scope(|scope| {
-            let parsing = scope.spawn(|| layout.read_block(lines));
-            let read = if at_end { Ok((rest, true)) } else { fill(&mut file, &mut next, rest) };
-            (read, parsing.join().expect("a CSV worker does not panic"))
+        let parts = &mut read.parts;
+        let (next_read, rows) = std::thread::scope(|scope| {
+            let parsing = scope.spawn(|| layout.read_block(lines, parts));
+            let next_read = if at_end { Ok((rest, true)) } else { fill(&mut file, &mut next, rest) };
+            (next_read, parsing.join().expect("a CSV worker does not panic"))
         });
-        let Some(block) = parts else { return Ok(None) };
-        pairs.scores.extend(block.scores);
-        pairs.labels.extend(block.labels);
-        pairs.rows += block.rows;
+        let Some(rows) = rows else { return Ok(None) };
+        read.rows += rows;
         if at_end {
-            return Ok(Some(pairs));
+            return Ok(Some(read));
         }
-        (filled, at_end) = read.map_err(fail)?;
+        (filled, at_end) = next_read.map_err(fail)?;
         std::mem::swap(&mut current, &mut next);
     }
 }
@@ -79,27 +96,19 @@ fn fill(file: &mut std::fs::File, buffer: &mut [u8], from: usize) -> std::io::Re
     Ok((filled, false))
 }
 
-/// What [`binary_pairs`] gives: the kept scores and labels in file order, and the rows.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Pairs {
-    pub(crate) scores: Vec<f64>,
-    pub(crate) labels: Vec<bool>,
-    /// Data rows in the file.
-    pub(crate) rows: usize,
-}
-
 /// Where the two columns are among a line's fields.
 struct Layout {
     separator: u8,
     fields: usize,
     score: usize,
     label: usize,
+    threshold: f64,
 }
 
 impl Layout {
     /// From the header line; `None` without both columns, with a repeated name, or with a
     /// byte-order mark (whose handling is the general reader's).
-    fn of(line: &[u8], separator: u8, score: &str, label: &str) -> Option<Layout> {
+    fn of(line: &[u8], separator: u8, score: &str, label: &str, threshold: f64) -> Option<Layout> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.starts_with(&[0xEF, 0xBB, 0xBF]) {
             return None;
@@ -112,83 +121,131 @@ impl Layout {
                 _ => None,
             }
         };
-        Some(Layout { separator, fields: names.len(), score: find(score)?, label: find(label)? })
+        Some(Layout { separator, fields: names.len(), score: find(score)?, label: find(label)?, threshold })
     }
 
-    /// The rows of whole `lines` (a last line without its newline included), the lines split
-    /// among threads; `None` when a line is not plain numbers.
-    fn read_block(&self, lines: &[u8]) -> Option<Pairs> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let parts = split_lines(lines, threads);
-        let read: Vec<Option<Pairs>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = parts.iter().map(|part| scope.spawn(move || self.read_lines(part))).collect();
+    /// Reads whole `lines` (a last line without its newline included) into `parts`, the
+    /// lines split among one thread per part; the rows read, or `None` when a line is not
+    /// plain numbers.
+    fn read_block(&self, lines: &[u8], parts: &mut [BinaryPart]) -> Option<usize> {
+        let pieces = split_lines(lines, parts.len());
+        let rows: Vec<Option<usize>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pieces
+                .iter()
+                .zip(parts.iter_mut())
+                .map(|(piece, part)| scope.spawn(move || self.read_lines(piece, part)))
+                .collect();
             handles.into_iter().map(|h| h.join().expect("a CSV worker does not panic")).collect()
         });
-        let mut pairs = Pairs::default();
-        for part in read {
-            let part = part?;
-            pairs.scores.extend(part.scores);
-            pairs.labels.extend(part.labels);
-            pairs.rows += part.rows;
-        }
-        Some(pairs)
+        rows.into_iter().sum()
     }
 
-    /// The rows of `lines`, or `None` when one is not plain numbers. One pass over the bytes:
-    /// the text is checked as UTF-8 once, then cut at separators and newlines (ASCII, so every
-    /// cell is whole text).
-    fn read_lines(&self, lines: &[u8]) -> Option<Pairs> {
-        let text = std::str::from_utf8(lines).ok()?;
-        let bytes = text.as_bytes();
-        let mut pairs = Pairs::default();
-        let (mut field, mut start) = (0, 0);
-        let (mut score, mut label) = (0..0, 0..0);
-        // A last line without a newline ends at the end of the text.
-        let ends_open = bytes.last().is_some_and(|b| *b != b'\n');
-        for (at, byte) in bytes.iter().copied().chain(ends_open.then_some(b'\n')).enumerate() {
-            if byte != self.separator && byte != b'\n' {
-                continue;
-            }
-            let mut end = at;
-            if byte == b'\n' && end > start && bytes[end - 1] == b'\r' {
-                end -= 1;
-            }
-            if field == self.score {
-                score = start..end;
-            }
-            if field == self.label {
-                label = start..end;
-            }
-            field += 1;
-            start = at + 1;
-            if byte == b'\n' {
-                if field != self.fields {
-                    return None;
-                }
-                field = 0;
-                pairs.rows += 1;
-                let (Some(score), Some(label)) = (parsed(&text[score.clone()])?, parsed(&text[label.clone()])?) else {
-                    continue;
-                };
-                let label = match label {
-                    0.0 => false,
-                    1.0 => true,
-                    _ => return None,
-                };
-                pairs.scores.push(score);
-                pairs.labels.push(label);
+    /// Reads the rows of `lines` into `part`; how many, or `None` when one is not plain
+    /// numbers. The text is checked as UTF-8 once, then cut at separators and newlines found
+    /// eight bytes at a time (ASCII, so every cell is whole text).
+    fn read_lines(&self, lines: &[u8], part: &mut BinaryPart) -> Option<usize> {
+        simdutf8::basic::from_utf8(lines).ok()?;
+        let mut cursor = Cursor { field: 0, start: 0, score: 0..0, label: 0..0, rows: 0 };
+        let (separators, newlines) = (repeat(self.separator), repeat(b'\n'));
+        let mut words = lines.chunks_exact(8);
+        for (w, word) in words.by_ref().enumerate() {
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            let ends = zero_bytes(word ^ newlines);
+            let mut marks = zero_bytes(word ^ separators) | ends;
+            while marks != 0 {
+                let at = w * 8 + (marks.trailing_zeros() / 8) as usize;
+                let newline = ends & marks & marks.wrapping_neg() != 0;
+                marks &= marks - 1;
+                cursor.mark(self, lines, at, newline, part)?;
             }
         }
-        Some(pairs)
+        let tail = lines.len() - words.remainder().len();
+        for (at, byte) in words.remainder().iter().enumerate() {
+            if *byte == self.separator || *byte == b'\n' {
+                cursor.mark(self, lines, tail + at, *byte == b'\n', part)?;
+            }
+        }
+        // A last line without a newline ends at the end of the text.
+        if lines.last().is_some_and(|b| *b != b'\n') {
+            cursor.mark(self, lines, lines.len(), true, part)?;
+        }
+        Some(cursor.rows)
     }
 }
 
-/// A cell as a finite number: `Some(None)` when empty, `None` when not a number or not finite.
-fn parsed(cell: &str) -> Option<Option<f64>> {
-    if cell.is_empty() {
-        return Some(None);
+/// Where [`Layout::read_lines`] is in its lines.
+struct Cursor {
+    /// The field being read, and where it starts.
+    field: usize,
+    start: usize,
+    /// The current line's score and label cells, once passed.
+    score: Range<usize>,
+    label: Range<usize>,
+    rows: usize,
+}
+
+impl Cursor {
+    /// A separator (or, when `newline`, a line's end) at byte `at` of `lines`: ends a field,
+    /// and with a line's end reads the row; `None` when the line is not plain numbers.
+    #[inline]
+    fn mark(&mut self, layout: &Layout, lines: &[u8], at: usize, newline: bool, part: &mut BinaryPart) -> Option<()> {
+        let mut end = at;
+        if newline && end > self.start && lines[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if self.field == layout.score {
+            self.score = self.start..end;
+        }
+        if self.field == layout.label {
+            self.label = self.start..end;
+        }
+        self.field += 1;
+        self.start = at + 1;
+        if !newline {
+            return Some(());
+        }
+        if self.field != layout.fields {
+            return None;
+        }
+        self.field = 0;
+        self.rows += 1;
+        let label = match &lines[self.label.clone()] {
+            b"0" => Some(false),
+            b"1" => Some(true),
+            other => match cell_value(other)? {
+                None => None,
+                Some(0.0) => Some(false),
+                Some(1.0) => Some(true),
+                Some(_) => return None,
+            },
+        };
+        if let (Some(score), Some(label)) = (cell_value(&lines[self.score.clone()])?, label) {
+            part.push(score, label, score >= layout.threshold);
+        }
+        Some(())
     }
-    let x: f64 = cell.parse().ok()?;
+}
+
+/// `byte` in each of a word's eight bytes.
+fn repeat(byte: u8) -> u64 {
+    u64::from(byte) * 0x0101_0101_0101_0101
+}
+
+/// The high bit of each zero byte of `x` set, every other bit clear (exact: no carry crosses
+/// a byte, since each byte's low seven bits plus 0x7F stay within it).
+fn zero_bytes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// A cell as a finite number: `Some(None)` when empty, `None` when not a plain number (digits,
+/// a point, a sign, an exponent; no `inf`, `nan` or leading `+`) or not finite.
+fn cell_value(cell: &[u8]) -> Option<Option<f64>> {
+    let Some(&first) = cell.first() else { return Some(None) };
+    if !(first.is_ascii_digit() || first == b'-' || first == b'.') {
+        return None;
+    }
+    let x: f64 = fast_float2::parse(cell).ok()?;
     x.is_finite().then_some(Some(x))
 }
 
@@ -214,59 +271,86 @@ fn split_lines(lines: &[u8], parts: usize) -> Vec<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::performance::{assert_same_binary, binary, binary_of_parts, Binary};
     use proptest::prelude::*;
 
-    fn pairs_of(text: &str) -> Option<Pairs> {
+    /// The metrics of a file's rows read into parts (threshold 0.5), and its data rows.
+    fn scored(text: &str) -> Option<(Binary, usize)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
         std::fs::write(&path, text).unwrap();
-        binary_pairs(&path, b',', "score", "label").unwrap()
+        let read = binary_parts(&path, b',', "score", "label", 0.5).unwrap()?;
+        Some((binary_of_parts(read.parts, Some(0.5), false).0, read.rows))
     }
 
     #[test]
-    fn plain_files_give_their_pairs_and_others_are_left_to_the_general_reader() {
-        let got = pairs_of("id,score,label\n1,0.25,0\n2,,1\n3,0.75,1\r\n4,0.5,\n5,1e-3,1").unwrap();
-        assert_eq!((got.scores, got.labels, got.rows), (vec![0.25, 0.75, 0.001], vec![false, true, true], 5));
-        assert_eq!(pairs_of("score,label\n").unwrap(), Pairs::default());
+    fn plain_files_give_their_rows_and_others_are_left_to_the_general_reader() {
+        let (got, rows) = scored("id,score,label\n1,0.25,0\n2,,1\n3,0.75,1.0\r\n4,0.5,\n5,1e-3,1").unwrap();
+        assert_eq!(rows, 5);
+        assert_same_binary(&got, &binary(&[0.25, 0.75, 0.001], &[false, true, true], 0.5));
+        let (empty, rows) = scored("score,label\n").unwrap();
+        assert_eq!((empty.rows, rows), (0, 0));
         for not_plain in [
             "score,label\n\"0.5\",1\n",
             "score,label\n0.5,2\n",
             "score,label\n0.5,true\n",
             "score,label\nNaN,1\n",
+            "score,label\ninf,1\n",
+            "score,label\n+0.5,1\n",
             "score,label\n 0.5,1\n",
+            "score,label\n0.5x,1\n",
             "score,label\n0.5,1,9\n",
+            "score,label\n0.5\n",
             "score,label\n0.5,1\n\n0.25,0\n",
             "\u{feff}score,label\n0.5,1\n",
             "score,score,label\n0.5,0.5,1\n",
             "scores,label\n0.5,1\n",
         ] {
-            assert_eq!(pairs_of(not_plain), None, "{not_plain:?}");
+            assert!(scored(not_plain).is_none(), "{not_plain:?}");
         }
     }
 
+    #[test]
+    fn eight_bytes_at_a_time_find_every_separator_and_newline() {
+        for byte in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = byte;
+                let found = zero_bytes(u64::from_le_bytes(word) ^ repeat(b','));
+                let expected = if byte == b',' { 0x80u64 << (8 * at) } else { 0 };
+                assert_eq!(found, expected, "byte {byte} at {at}");
+            }
+        }
+        // Every byte a separator, and none.
+        assert_eq!(zero_bytes(repeat(b',') ^ repeat(b',')), 0x8080_8080_8080_8080);
+        assert_eq!(zero_bytes(repeat(b'\n') ^ repeat(b',')), 0);
+    }
+
     proptest! {
-        /// However the lines fall into threads' parts, the pairs are those of the lines in order.
+        /// However the lines fall into threads' parts, the metrics are those of the kept rows.
         #[test]
         fn parts_split_only_between_lines(
-            rows in prop::collection::vec((prop::option::of(0.0f64..1.0), prop::option::of(prop::bool::ANY)), 0..200),
+            rows in prop::collection::vec((prop::option::of(0.0f64..1.0), prop::option::of(prop::bool::ANY), "[a-z0-9]{0,11}"), 0..200),
             parts in 1usize..6,
+            crlf in prop::bool::ANY,
+            last_newline in prop::bool::ANY,
         ) {
             let mut text = String::new();
-            for (s, l) in &rows {
-                text.push_str(&format!("x,{},{}\n", s.map(|s| s.to_string()).unwrap_or_default(), l.map(|l| u8::from(l).to_string()).unwrap_or_default()));
+            for (s, l, x) in &rows {
+                let s = s.map(|s| s.to_string()).unwrap_or_default();
+                let l = l.map(|l| u8::from(l).to_string()).unwrap_or_default();
+                text.push_str(&format!("{x},{s},{l}{}\n", if crlf { "\r" } else { "" }));
             }
-            let layout = Layout { separator: b',', fields: 3, score: 1, label: 2 };
-            let mut got = Pairs::default();
-            for part in split_lines(text.as_bytes(), parts) {
-                let part = layout.read_lines(part).unwrap();
-                got.scores.extend(part.scores);
-                got.labels.extend(part.labels);
-                got.rows += part.rows;
+            if !last_newline {
+                text.pop();
             }
-            let kept: Vec<(f64, bool)> = rows.iter().filter_map(|(s, l)| Some(((*s)?, (*l)?))).collect();
-            prop_assert_eq!(got.rows, rows.len());
-            prop_assert_eq!(got.scores, kept.iter().map(|k| k.0).collect::<Vec<_>>());
-            prop_assert_eq!(got.labels, kept.iter().map(|k| k.1).collect::<Vec<_>>());
+            let layout = Layout { separator: b',', fields: 3, score: 1, label: 2, threshold: 0.5 };
+            let mut read: Vec<BinaryPart> = (0..parts).map(|_| BinaryPart::default()).collect();
+            let lines = text.as_bytes();
+            prop_assert_eq!(layout.read_block(lines, &mut read), Some(rows.len()));
+            let kept: Vec<(f64, bool)> = rows.iter().filter_map(|(s, l, _)| Some(((*s)?, (*l)?))).collect();
+            let (scores, labels): (Vec<f64>, Vec<bool>) = kept.into_iter().unzip();
+            assert_same_binary(&binary_of_parts(read, Some(0.5), false).0, &binary(&scores, &labels, 0.5));
         }
     }
 }
