@@ -23,6 +23,8 @@ use crate::server::AppState;
 /// Who is calling, once their key is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Principal {
+    /// The key's name (`admin` for the admin key): who acts, as the governance log records it.
+    pub(crate) name: String,
     pub(crate) scope: Scope,
     /// The one deployment the key is limited to, if any.
     pub(crate) deployment: Option<String>,
@@ -121,10 +123,10 @@ impl KeyCache {
             .ok_or_else(|| Problem::unauthorized("the Authorization header must be `Bearer <key>`"))?;
         let hash = hash_key(token);
         if self.admin_key_hash.as_deref() == Some(hash.as_str()) {
-            return Ok(Principal { scope: Scope::Admin, deployment: None });
+            return Ok(Principal { name: "admin".into(), scope: Scope::Admin, deployment: None });
         }
         match self.keys.read().expect("key cache lock").get(&hash) {
-            Some(key) => Ok(Principal { scope: key.scope, deployment: key.deployment.clone() }),
+            Some(key) => Ok(Principal { name: key.name.clone(), scope: key.scope, deployment: key.deployment.clone() }),
             None => Err(Problem::unauthorized("the API key is unknown or revoked; ask an admin for a key")),
         }
     }
@@ -141,6 +143,8 @@ pub(crate) struct Read;
 pub(crate) struct Write;
 /// Everything.
 pub(crate) struct Admin;
+/// Append governance events.
+pub(crate) struct Govern;
 
 impl Needs for Read {
     const SCOPE: Scope = Scope::Read;
@@ -150,6 +154,9 @@ impl Needs for Write {
 }
 impl Needs for Admin {
     const SCOPE: Scope = Scope::Admin;
+}
+impl Needs for Govern {
+    const SCOPE: Scope = Scope::Govern;
 }
 
 /// The caller, authorized for scope `S`. Taken from the headers only, so as an argument before

@@ -49,6 +49,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::keys::KeysCommand,
     },
+    /// The model inventory: register models with their metadata, list and show them.
+    Models {
+        #[command(subcommand)]
+        command: crate::models::ModelsCommand,
+    },
+    /// The governance log: check that its hash chains are whole.
+    Governance {
+        #[command(subcommand)]
+        command: crate::models::GovernanceCommand,
+    },
 }
 
 /// Where the store lives, and its time budgets.

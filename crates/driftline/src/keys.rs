@@ -13,7 +13,7 @@ pub(crate) enum KeysCommand {
         /// A name for people ("replica-eu", "notebook").
         #[arg(long, env = "DRIFTLINE_KEY_NAME")]
         name: String,
-        /// read, write or admin.
+        /// read, write, admin or govern (appends governance events).
         #[arg(long, env = "DRIFTLINE_KEY_SCOPE", value_parser = crate::cli::parse_scope)]
         scope: Scope,
         /// Limit the key to one deployment.

@@ -7,8 +7,10 @@ mod cli;
 mod demo;
 mod drift;
 mod drift_api;
+mod governance_api;
 mod ingest;
 mod keys;
+mod models;
 mod problem;
 mod rollup;
 mod serve;
@@ -54,6 +56,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             cli::Command::Replay(args) => rollup::replay(*args).await,
             cli::Command::Sql(args) => sql::run(*args).await,
             cli::Command::Keys { command } => keys::run(command).await,
+            cli::Command::Models { command } => models::run(command).await,
+            cli::Command::Governance { command } => models::governance(command).await,
             cli::Command::Drift { command } => drift::run(command).await,
         }
     })

@@ -23,6 +23,12 @@ impl Problem {
         Problem { kind: "about:blank", title, status: status.as_u16(), detail: detail.into(), retry_after: None }
     }
 
+    /// The same answer with `prefix` before its detail (which item of a request it is about).
+    pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
+        self.detail = format!("{prefix}{}", self.detail);
+        self
+    }
+
     /// What went wrong and what to do, as the answer's `detail` says it.
     pub(crate) fn detail(&self) -> &str {
         &self.detail

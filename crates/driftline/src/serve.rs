@@ -47,6 +47,11 @@ pub(crate) struct ServeArgs {
     /// API keys as the HTTP API.
     #[arg(long, env = "DRIFTLINE_FLIGHT_SQL_LISTEN")]
     flight_sql_listen: Option<SocketAddr>,
+    /// This cluster's name: governance events posted without one join its chain.
+    #[arg(long, env = "DRIFTLINE_CLUSTER", default_value = "local")]
+    cluster: String,
+    #[command(flatten)]
+    governance_template: crate::models::TemplateArgs,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -67,6 +72,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut state = server::AppState::new(store.clone(), limits, keys, metrics.clone(), http, drift);
     state.rollup = args.rollup.summary();
     state.sql = args.sql.limits();
+    state.governance = crate::governance_api::GovernanceSettings {
+        cluster: args.cluster.clone(),
+        template: args.governance_template.path(),
+        data_dir: args.store.data_dir.clone(),
+    };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let flight_listener = match args.flight_sql_listen {

@@ -16,6 +16,8 @@ pub enum Scope {
     Write,
     /// Everything.
     Admin,
+    /// Append governance events (register, evaluate, promote, retire, delete models).
+    Govern,
 }
 
 impl Scope {
@@ -30,6 +32,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
+            Scope::Govern => "govern",
         }
     }
 }
@@ -48,7 +51,8 @@ impl FromStr for Scope {
             "read" => Ok(Scope::Read),
             "write" => Ok(Scope::Write),
             "admin" => Ok(Scope::Admin),
-            other => Err(format!("`{other}` is not a scope; use read, write or admin")),
+            "govern" => Ok(Scope::Govern),
+            other => Err(format!("`{other}` is not a scope; use read, write, admin or govern")),
         }
     }
 }
@@ -224,6 +228,6 @@ mod tests {
         assert!(!Scope::Write.allows(Scope::Read));
         assert!(!Scope::Read.allows(Scope::Write));
         assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
-        assert!("root".parse::<Scope>().unwrap_err().contains("read, write or admin"));
+        assert!("root".parse::<Scope>().unwrap_err().contains("read, write, admin or govern"));
     }
 }

@@ -6,6 +6,7 @@
 //! range-partitioned by day). Migrations are applied when a store is opened.
 
 pub mod batch;
+pub mod governance;
 pub mod jobs;
 pub mod keys;
 pub mod open;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use futures::Stream;
 
 pub use batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
+pub use governance::{Appended, GovernanceEvent, NewGovernanceEvent, SeenDeployment};
 pub use jobs::{JobRow, JobRowStream, NewRun, RunOutcome, RunStatus, StoredJob, StoredRun};
 pub use keys::{ApiKey, NewKey, Scope};
 pub use open::{open, StoreConfig, StoreOptions};
@@ -109,6 +111,23 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn revoke_key(&self, id: &str) -> Result<bool, Error>;
 }
 
+/// The governance log (see [`governance`]).
+#[async_trait]
+pub trait GovernanceStore: Send + Sync + 'static {
+    /// Appends events in one transaction, each chained to the previous event of its cluster;
+    /// an event whose id is stored already is not written again ([`Appended::Duplicate`]).
+    async fn append_governance(&self, events: &[NewGovernanceEvent]) -> Result<Vec<Appended>, Error>;
+
+    /// At most `limit` events after position `after_seq` of the log, in log order.
+    async fn governance_events(&self, after_seq: i64, limit: u32) -> Result<Vec<GovernanceEvent>, Error>;
+
+    /// Each cluster's recorded head: its name, its last event's position in its chain and hash.
+    async fn governance_heads(&self) -> Result<Vec<(String, i64, String)>, Error>;
+
+    /// Every deployment, build and model the stored predictions name.
+    async fn seen_deployments(&self) -> Result<Vec<SeenDeployment>, Error>;
+}
+
 /// Drift jobs and their runs.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
@@ -150,9 +169,9 @@ pub trait JobStore: Send + Sync + 'static {
 }
 
 /// A whole store: events, keys, jobs and rollups on one database.
-pub trait Store: EventStore + KeyStore + JobStore + RollupStore + ScanStore {}
+pub trait Store: EventStore + KeyStore + JobStore + GovernanceStore + RollupStore + ScanStore {}
 
-impl<T: EventStore + KeyStore + JobStore + RollupStore + ScanStore> Store for T {}
+impl<T: EventStore + KeyStore + JobStore + GovernanceStore + RollupStore + ScanStore> Store for T {}
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use driftline_core::{AggregateMetrics, DelayedMetrics, Event, MetricsJson, Prediction};
+use driftline_store::governance::{chain_hash, GENESIS};
 use driftline_store::postgres::PostgresStore;
 use driftline_store::sqlite::SqliteStore;
 use driftline_store::{
-    ApiKey, DeadLetter, EventStore, NewKey, ReadRecord, Scope, Selection, SourcePosition, Store, Window, WriteBatch,
+    ApiKey, Appended, DeadLetter, EventStore, GovernanceStore, NewGovernanceEvent, NewKey, ReadRecord, Scope,
+    SeenDeployment, Selection, SourcePosition, Store, Window, WriteBatch,
 };
 use driftline_testkit::TestDatabase;
 use futures::TryStreamExt;
@@ -465,6 +467,93 @@ async fn validated_negative_zero_reads_back_the_same(store: Arc<dyn Store>) {
     assert_eq!(serde_json::to_string(&read[0].metrics).unwrap(), r#"{"x":0.0,"y":[0.0],"z":-2.5}"#);
 }
 
+fn governance_event(cluster: &str, subject: &str, n: i64) -> NewGovernanceEvent {
+    NewGovernanceEvent {
+        id: Uuid::new_v4(),
+        kind: "metadata.updated".into(),
+        subject: subject.into(),
+        actor: "ana".into(),
+        cluster: cluster.into(),
+        time_ms: T0 + n,
+        payload: format!("{{\"metadata\":{{\"n\":{n}}}}}"),
+    }
+}
+
+/// Checks that the stored log is, per cluster, one unbroken chain numbered from 1.
+async fn assert_whole_chains(store: &dyn Store) -> Vec<driftline_store::GovernanceEvent> {
+    let log = store.governance_events(0, 10_000).await.unwrap();
+    let mut heads: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for (i, e) in log.iter().enumerate() {
+        if i > 0 {
+            assert!(e.seq > log[i - 1].seq, "log order");
+        }
+        let (position, prev) = heads.get(&e.event.cluster).cloned().unwrap_or((0, GENESIS.to_string()));
+        assert_eq!((e.cluster_seq, &e.prev_hash), (position + 1, &prev), "event {}", e.seq);
+        assert_eq!(e.hash, chain_hash(&prev, &e.event));
+        heads.insert(e.event.cluster.clone(), (e.cluster_seq, e.hash.clone()));
+    }
+    let stored_heads = store.governance_heads().await.unwrap();
+    let expected: Vec<(String, i64, String)> = heads.into_iter().map(|(c, (p, h))| (c, p, h)).collect();
+    assert_eq!(stored_heads, expected);
+    log
+}
+
+async fn governance_events_chain_per_cluster_and_are_stored_once(store: Arc<dyn Store>) {
+    assert!(store.governance_events(0, 10).await.unwrap().is_empty());
+    let first = vec![
+        governance_event("east", "crn:m1", 1),
+        governance_event("west", "crn:m2", 2),
+        governance_event("east", "crn:m1", 3),
+    ];
+    let appended = store.append_governance(&first).await.unwrap();
+    assert!(appended.iter().all(|a| matches!(a, Appended::New { .. })), "{appended:?}");
+    // A retry of an event (as a sync resends it) is not stored again; the rest are.
+    let second = vec![first[1].clone(), governance_event("west", "crn:m2", 4), first[0].clone()];
+    let appended = store.append_governance(&second).await.unwrap();
+    assert!(matches!(appended[..], [Appended::Duplicate, Appended::New { .. }, Appended::Duplicate]), "{appended:?}");
+    let log = assert_whole_chains(&*store).await;
+    let ids: Vec<Uuid> = log.iter().map(|e| e.event.id).collect();
+    assert_eq!(ids, [first[0].id, first[1].id, first[2].id, second[1].id]);
+    assert_eq!(log[3].event, second[1]);
+    assert_eq!(log.iter().map(|e| e.cluster_seq).collect::<Vec<_>>(), [1, 1, 2, 2]);
+    // Pages after a position.
+    let page = store.governance_events(log[1].seq, 1).await.unwrap();
+    assert_eq!(page, vec![log[2].clone()]);
+    assert!(store.governance_events(log[3].seq, 5).await.unwrap().is_empty());
+}
+
+async fn concurrent_governance_appends_keep_one_chain(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..6)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    let batch = vec![governance_event("east", "crn:m", t * 10 + i)];
+                    store.append_governance(&batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let log = assert_whole_chains(&*store).await;
+    assert_eq!(log.len(), 30);
+}
+
+async fn deployments_seen_in_predictions(store: Arc<dyn Store>) {
+    store.write(&batch_of(vec![prediction("dep-b", T0 + 5, 0.1), prediction("dep-a", T0, 0.2)])).await.unwrap();
+    store.write(&batch_of(vec![prediction("dep-a", T0 - DAY, 0.3)])).await.unwrap();
+    let seen = store.seen_deployments().await.unwrap();
+    let triples: Vec<(&str, &str, &str)> =
+        seen.iter().map(|s| (s.model.as_str(), s.build.as_str(), s.deployment.as_str())).collect();
+    assert_eq!(
+        triples,
+        [("crn:model/churn", "crn:build/dep-a", "dep-a"), ("crn:model/churn", "crn:build/dep-b", "dep-b")]
+    );
+    assert!(seen.iter().all(|s: &SeenDeployment| s.first_seen_ms > 0));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -509,7 +598,35 @@ conformance!(
     text_a_backend_cannot_hold_is_a_data_error_on_both,
     delayed_metrics_of_a_scoped_key_join_only_its_deployment,
     validated_negative_zero_reads_back_the_same,
+    governance_events_chain_per_cluster_and_are_stored_once,
+    concurrent_governance_appends_keep_one_chain,
+    deployments_seen_in_predictions,
 );
+
+/// The governance log refuses edits and removals in the database itself (the chain check
+/// would find them; this stops them first).
+#[tokio::test]
+async fn governance_events_are_append_only_in_both_databases() {
+    fn refused<T: std::fmt::Debug>(result: Result<T, sqlx::Error>) {
+        let message = result.expect_err("refused").to_string();
+        assert!(message.contains("governance_events is append-only"), "{message}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.append_governance(&[governance_event("east", "crn:m", 1)]).await.unwrap();
+    store.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    for statement in ["UPDATE governance_events SET actor = 'eve'", "DELETE FROM governance_events"] {
+        refused(sqlx::query(statement).execute(&pool).await);
+    }
+    let Some(db) = TestDatabase::create().await else { return };
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    store.append_governance(&[governance_event("east", "crn:m", 1)]).await.unwrap();
+    for statement in ["UPDATE governance_events SET actor = 'eve'", "DELETE FROM governance_events"] {
+        refused(sqlx::query(statement).execute(store.pool()).await);
+    }
+}
 
 #[tokio::test]
 async fn postgres_makes_day_partitions_ahead_and_never_in_a_write() {

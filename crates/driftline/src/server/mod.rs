@@ -80,6 +80,8 @@ pub(crate) struct AppState {
     pub(crate) http: HttpSettings,
     /// What the drift jobs API needs: where reference files may be read.
     pub(crate) drift: crate::drift_api::DriftSettings,
+    /// What the governance API needs: this cluster's name, where the template is.
+    pub(crate) governance: crate::governance_api::GovernanceSettings,
     /// How series reads summarise raw rows (the rollup worker's settings).
     pub(crate) rollup: driftline_rollup::SummaryOptions,
     /// Limits of one SQL query.
@@ -107,6 +109,7 @@ impl AppState {
             keys,
             metrics,
             drift,
+            governance: Default::default(),
             rollup: driftline_rollup::SummaryOptions::default(),
             sql: driftline_query::sql::SqlLimits::default(),
             sql_permits: Arc::new(Semaphore::new(SQL_AT_ONCE)),
@@ -136,6 +139,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/sql", post(sql::post_sql))
         .route("/api/v1/stats", get(reads::stats))
         .merge(crate::drift_api::routes())
+        .merge(crate::governance_api::routes())
         .fallback(|| async { Problem::not_found("no such endpoint; see the README for the API") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

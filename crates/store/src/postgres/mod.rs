@@ -578,6 +578,25 @@ impl KeyStore for PostgresStore {
 }
 
 #[async_trait]
+impl crate::GovernanceStore for PostgresStore {
+    async fn append_governance(&self, events: &[crate::NewGovernanceEvent]) -> Result<Vec<crate::Appended>, Error> {
+        crate::sql::Sql(&self.pool).append_governance(events).await
+    }
+
+    async fn governance_events(&self, after_seq: i64, limit: u32) -> Result<Vec<crate::GovernanceEvent>, Error> {
+        crate::sql::Sql(&self.pool).governance_events(after_seq, i64::from(limit)).await
+    }
+
+    async fn governance_heads(&self) -> Result<Vec<(String, i64, String)>, Error> {
+        crate::sql::Sql(&self.pool).governance_heads().await
+    }
+
+    async fn seen_deployments(&self) -> Result<Vec<crate::SeenDeployment>, Error> {
+        crate::sql::Sql(&self.pool).seen_deployments().await
+    }
+}
+
+#[async_trait]
 impl JobStore for PostgresStore {
     async fn create_job(&self, job: &crate::StoredJob) -> Result<bool, Error> {
         crate::sql::Sql(&self.pool).create_job(job).await

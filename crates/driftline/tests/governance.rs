@@ -1,0 +1,287 @@
+//! `driftline models …` and `driftline governance verify`, through the real binary, on the
+//! embedded store and on Postgres.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use driftline_core::{MetricsJson, Prediction};
+use driftline_store::{StoreConfig, WriteBatch};
+use driftline_testkit::TestDatabase;
+use serde_json::{json, Value};
+
+const T0: i64 = 1_793_491_200_000;
+
+/// Runs driftline in `dir` with the store flags and `args`.
+fn driftline(dir: &Path, store: &[String], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .current_dir(dir)
+        .args(args)
+        .args(store)
+        .env("DRIFTLINE_LOG", "warn")
+        .env("USER", "ana")
+        .output()
+        .expect("run driftline")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "driftline failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn failure(o: &Output) -> String {
+    assert!(!o.status.success(), "expected a failure, got: {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+const TEMPLATE: &str = "required:\n  owner: string\n  training_date: date\n  risk_tier: [low, medium, high]\n\
+                        optional:\n  documentation: url\n";
+
+/// Registration against the template, the inventory (with a model only seen in predictions),
+/// metadata updates, a stricter template, and the chain check.
+async fn inventory_flow(dir: &Path, store: Vec<String>, database_url: Option<String>) {
+    std::fs::write(dir.join("t.yaml"), TEMPLATE).unwrap();
+    std::fs::write(dir.join("bad.yaml"), "owner: ana\ntraining_date: last week\nrisk_tier: extreme\ncolour: blue\n")
+        .unwrap();
+    std::fs::write(dir.join("good.yaml"), "owner: ana\ntraining_date: 2026-10-30\nrisk_tier: low\n").unwrap();
+    let run = |args: &[&str]| driftline(dir, &store, args);
+    let with_template = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--governance-template", "t.yaml"]);
+        driftline(dir, &store, &all)
+    };
+
+    // Every field at fault named at once, nothing written.
+    let err = failure(&with_template(&["models", "register", "crn:churn", "--metadata", "bad.yaml"]));
+    assert!(
+        err.contains("crn:churn was not registered: its metadata does not meet the governance template (3 fields)"),
+        "{err}"
+    );
+    for expected in [
+        "colour: is not in the governance template",
+        "risk_tier: \"extreme\" is not valid; write one of low, medium, high",
+        "training_date: \"last week\" is not valid; write a date, YYYY-MM-DD",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    let listed: Value = serde_json::from_str(&stdout(&run(&["models", "list", "--format", "json"]))).unwrap();
+    assert_eq!(listed, json!([]));
+
+    let out =
+        stdout(&with_template(&["models", "register", "crn:churn", "--metadata", "good.yaml", "--cluster", "east"]));
+    assert!(out.starts_with("registered crn:churn (model.registered, event "), "{out}");
+    let err = failure(&with_template(&["models", "register", "crn:churn", "--metadata", "good.yaml"]));
+    assert!(
+        err.contains("crn:churn is registered already (by ana on ") && err.contains("driftline models update"),
+        "{err}"
+    );
+    let err = failure(&with_template(&["models", "update", "crn:other", "--metadata", "good.yaml"]));
+    assert!(err.contains("crn:other is not registered"), "{err}");
+
+    // A model that only sends predictions is in the inventory, unregistered.
+    let store_handle = driftline_store::open(&StoreConfig {
+        database_url: database_url.clone(),
+        data_dir: dir.join("data"),
+        options: Default::default(),
+    })
+    .await
+    .unwrap();
+    let mut batch = WriteBatch::new(T0);
+    batch.predictions.push(Prediction {
+        uuid: uuid::Uuid::new_v4(),
+        model_crn: "crn:shadow".into(),
+        model_build_crn: "crn:shadow/b1".into(),
+        model_deployment_crn: "crn:shadow/prod".into(),
+        start_timestamp_ms: T0,
+        end_timestamp_ms: T0 + 5,
+        metrics: MetricsJson::from(json!({"prediction": 0.4}).as_object().unwrap().clone()),
+    });
+    store_handle.write(&batch).await.unwrap();
+    store_handle.close().await;
+
+    let listed: Value = serde_json::from_str(&stdout(&with_template(&["models", "list", "--format", "json"]))).unwrap();
+    let rows: Vec<(String, String, Value, Value)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["crn"].as_str().unwrap().into(),
+                m["status"].as_str().unwrap().into(),
+                m["cluster"].clone(),
+                m["missing_metadata"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("crn:churn".into(), "registered".into(), json!("east"), json!([])),
+            ("crn:shadow".into(), "unregistered".into(), Value::Null, json!(["owner", "risk_tier", "training_date"])),
+        ]
+    );
+    let table = stdout(&with_template(&["models", "list"]));
+    assert!(table.lines().any(|l| l.starts_with("crn:shadow") && l.contains("unregistered")), "{table}");
+
+    // An update is checked as a registration is, and the history keeps both.
+    std::fs::write(dir.join("newer.yaml"), "owner: bo\ntraining_date: 2026-11-20\nrisk_tier: medium\n").unwrap();
+    stdout(&with_template(&["models", "update", "crn:churn", "--metadata", "newer.yaml", "--actor", "bo"]));
+    let shown: Value =
+        serde_json::from_str(&stdout(&with_template(&["models", "show", "crn:churn", "--format", "json"]))).unwrap();
+    assert_eq!(shown["metadata"], json!({"owner": "bo", "training_date": "2026-11-20", "risk_tier": "medium"}));
+    let history: Vec<(&str, &str)> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["kind"].as_str().unwrap(), h["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(history, [("model.registered", "ana"), ("metadata.updated", "bo")]);
+    let text = stdout(&with_template(&["models", "show", "crn:churn"]));
+    assert!(text.starts_with("crn:churn  registered  (cluster east)\n") && text.contains("  owner: bo\n"), "{text}");
+    let err = failure(&run(&["models", "show", "crn:nothing"]));
+    assert!(err.contains("no model crn:nothing is registered or seen in predictions"), "{err}");
+
+    // A stricter template flags the models that no longer meet it.
+    let stricter = TEMPLATE.replace("optional:", "  approver: string\noptional:");
+    std::fs::write(dir.join("t.yaml"), stricter).unwrap();
+    let listed: Value = serde_json::from_str(&stdout(&with_template(&["models", "list", "--format", "json"]))).unwrap();
+    assert_eq!(listed[0]["missing_metadata"], json!(["approver"]), "{listed}");
+
+    // The chain is whole.
+    let verified = stdout(&run(&["governance", "verify"]));
+    assert!(verified.contains("cluster east: 1 event,") && verified.contains("cluster local: 1 event,"), "{verified}");
+    assert!(verified.ends_with("every chain is whole (2 events)\n"), "{verified}");
+}
+
+#[tokio::test]
+async fn models_register_list_show_and_verify_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = vec!["--data-dir".to_string(), dir.path().join("data").display().to_string()];
+    inventory_flow(dir.path(), store.clone(), None).await;
+
+    // Tampering with the file (past the database's own refusal) is found and named.
+    let path = dir.path().join("data").join(driftline_store::open::SQLITE_FILE);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("DROP TRIGGER governance_events_no_update").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE governance_events SET actor = 'eve' WHERE kind = 'metadata.updated'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = driftline(dir.path(), &store, &["governance", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("BROKEN cluster local: event 2 was changed after it was written"), "{text}");
+}
+
+#[tokio::test]
+async fn models_register_list_show_and_verify_on_postgres() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = vec!["--database-url".to_string(), db.url.clone()];
+    inventory_flow(dir.path(), store, Some(db.url.clone())).await;
+}
+
+/// Posts governance events.
+async fn post(server: &common::Server, key: &str, body: Value) -> (reqwest::StatusCode, String, Value) {
+    server.post("/api/v1/governance/events", key, "application/json", body.to_string()).await
+}
+
+/// The governance API: appends by a govern key (checked against the data directory's
+/// template, exactly once per event id), refusals by field, and the inventory read back.
+#[tokio::test]
+async fn governance_events_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite_args(&dir);
+    std::fs::write(dir.path().join("governance.yaml"), TEMPLATE).unwrap();
+    let key = |scope: &str| {
+        let out = common::cli(&["keys", "create", "--name", &format!("{scope}-bot"), "--scope", scope], &store);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (govern, write) = (key("govern"), key("write"));
+    let server = common::Server::start_admin(&store, &["--cluster", "east"]);
+
+    let id = uuid::Uuid::new_v4();
+    let register = json!({"events": [{"id": id, "kind": "model.registered", "subject": "crn:churn",
+        "payload": {"metadata": {"owner": "ana", "training_date": "2026-10-30", "risk_tier": "low"}}}]});
+    let (status, _, body) = post(&server, &govern, register.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"], json!([{"id": id, "seq": 1, "cluster": "east"}]));
+    // The same event again (a retry) is stored once.
+    let (status, _, body) = post(&server, &govern, register).await;
+    assert_eq!((status.as_u16(), &body["results"]), (200, &json!([{"id": id, "duplicate": true}])), "{body}");
+
+    let (status, _, body) = post(
+        &server,
+        &govern,
+        json!({"events": [{"kind": "model.registered", "subject": "crn:fraud",
+        "payload": {"metadata": {"owner": "bo"}}}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("events[0]: the metadata does not meet the governance template: risk_tier: missing"),
+        "{detail}"
+    );
+    assert!(detail.contains("training_date: missing"), "{detail}");
+    let (status, _, body) = post(
+        &server,
+        &govern,
+        json!({"events": [{"kind": "metadata.updated", "subject": "crn:fraud",
+        "payload": {"metadata": {}}}]}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["detail"].as_str().unwrap()),
+        (409, "events[0]: crn:fraud is not registered; register it first")
+    );
+    let (status, _, body) = post(
+        &server,
+        &govern,
+        json!({"events": [{"kind": "deployment.promoted", "subject": "crn:churn/prod",
+        "payload": {"model": "crn:churn", "build": "crn:churn/b1", "enviroment": "prod"}}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("unknown field `enviroment`"), "{body}");
+    let (status, _, body) = post(&server, &write, json!({"events": []})).await;
+    assert_eq!(status, 403, "{body}");
+
+    // A build and its promotion in one request: the second checked after the first.
+    let (status, _, body) = post(&server, &govern, json!({"events": [
+        {"kind": "build.registered", "subject": "crn:churn/b1", "payload": {"model": "crn:churn",
+            "artifact": {"uri": "s3://models/churn/b1.pkl", "sha256": "ab12"}, "training_data": ["warehouse.customers"]}},
+        {"kind": "deployment.promoted", "subject": "crn:churn/prod", "actor": "lee", "payload": {"model": "crn:churn",
+            "build": "crn:churn/b1", "environment": "prod", "approvals": [{"by": "kim", "role": "risk"}]}}]}))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"].as_array().unwrap().iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>(),
+        [2, 3]
+    );
+
+    let (status, _, listed) = server.get("/api/v1/models", Some(common::ADMIN)).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["models"][0]["crn"], "crn:churn");
+    assert_eq!(listed["models"][0]["status"], "deployed");
+    assert_eq!(listed["models"][0]["deployments"], json!(["crn:churn/prod"]));
+    let (status, _, model) = server.get("/api/v1/models/crn:churn", Some(common::ADMIN)).await;
+    assert_eq!(status, 200, "{model}");
+    let actors: Vec<&str> = model["history"].as_array().unwrap().iter().map(|h| h["actor"].as_str().unwrap()).collect();
+    assert_eq!(actors, ["govern-bot", "govern-bot", "lee"]);
+    assert_eq!(model["deployments"]["crn:churn/prod"]["approvals"], json!([{"by": "kim", "role": "risk"}]));
+    let (status, _, body) = server.get("/api/v1/models/crn:nothing", Some(common::ADMIN)).await;
+    assert_eq!(status, 404, "{body}");
+    server.stop();
+
+    let verified = common::cli(&["governance", "verify", "--format", "json"], &store);
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!((report["events"].as_u64(), report["breaks"].as_array().map(Vec::len)), (Some(3), Some(0)), "{report}");
+}

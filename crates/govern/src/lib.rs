@@ -1,0 +1,40 @@
+//! driftline-govern: model governance as events on an append-only, hash-chained log (stored by
+//! driftline-store's `governance_events`). This crate owns what the events mean: their kinds
+//! and payloads ([`event`]), the metadata a template makes mandatory ([`template`]), the model
+//! inventory folded from the log and the predictions seen ([`inventory`]), and the check that a
+//! log's chains are whole ([`chain`]).
+
+pub mod chain;
+pub mod event;
+pub mod inventory;
+pub mod log;
+pub mod template;
+
+/// What went wrong, naming the input and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An input was refused; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field or file at fault.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// Metadata did not meet the governance template: every missing or invalid field.
+    #[error("the metadata does not meet the governance template: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Template {
+        /// Each field at fault.
+        problems: Vec<template::FieldProblem>,
+    },
+    /// The event contradicts the log (a model registered twice, an update of a model never
+    /// registered).
+    #[error("{message}")]
+    Conflict { message: String },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] driftline_store::Error),
+    /// A stored event's payload is not what its kind needs.
+    #[error("governance event {seq} ({kind}) is not valid: {detail}")]
+    Corrupt { seq: i64, kind: String, detail: String },
+}

@@ -1,0 +1,123 @@
+//! Reading the governance log and checking a new event against it before it is appended.
+
+use driftline_store::{GovernanceEvent, GovernanceStore, NewGovernanceEvent};
+
+use crate::event::{check_name, Kind, Payload};
+use crate::inventory::{Inventory, Status};
+use crate::template::Template;
+use crate::Error;
+
+/// The whole log, in log order, read a page at a time.
+pub async fn read_log(store: &dyn GovernanceStore) -> Result<Vec<GovernanceEvent>, Error> {
+    const PAGE: u32 = 10_000;
+    let mut events: Vec<GovernanceEvent> = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |e| e.seq);
+        let page = store.governance_events(after, PAGE).await?;
+        let done = page.len() < PAGE as usize;
+        events.extend(page);
+        if done {
+            return Ok(events);
+        }
+    }
+}
+
+/// Checks a new event before it is appended: its names, its kind and payload, what the
+/// inventory says of its subject (a model is registered once, updated only while registered,
+/// deleted only when it exists), and the template (for a registration or a metadata change).
+pub fn check_new(event: &NewGovernanceEvent, inventory: &Inventory, template: Option<&Template>) -> Result<(), Error> {
+    check_name("subject", &event.subject)?;
+    check_name("actor", &event.actor)?;
+    check_name("cluster", &event.cluster)?;
+    let kind = Kind::parse(&event.kind)?;
+    let payload = Payload::parse(kind, &event.payload)?;
+    let crn = &event.subject;
+    let current = inventory.models.get(crn).filter(|m| m.status != Status::Unregistered);
+    let metadata = match &payload {
+        Payload::ModelRegistered(p) => Some(&p.metadata),
+        Payload::MetadataUpdated(p) => Some(&p.metadata),
+        _ => None,
+    };
+    let conflict = |message: String| Err(Error::Conflict { message });
+    let state = match (kind, current) {
+        (Kind::ModelRegistered, Some(m)) if m.status != Status::Deleted => conflict(format!(
+            "{crn} is registered already (by {} at {} ms); change its metadata with a metadata.updated event",
+            m.registered_by.as_deref().unwrap_or("?"),
+            m.registered_at_ms.unwrap_or_default()
+        )),
+        (Kind::MetadataUpdated, None) => conflict(format!("{crn} is not registered; register it first")),
+        (Kind::MetadataUpdated, Some(m)) if m.status == Status::Deleted => {
+            conflict(format!("{crn} was deleted; register it again first"))
+        }
+        (Kind::ModelDeleted, None) => conflict(format!("{crn} is not registered; there is nothing to delete")),
+        _ => Ok(()),
+    };
+    state?;
+    if let (Some(template), Some(metadata)) = (template, metadata) {
+        let problems = template.check(metadata);
+        if !problems.is_empty() {
+            return Err(Error::Template { problems });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{new_event, Ended, MetadataUpdated, ModelRegistered};
+    use crate::template::parse_metadata;
+
+    #[test]
+    fn registrations_and_updates_follow_the_log_and_the_template() {
+        let template = Template::parse("required:\n  owner: string\n", "t").unwrap();
+        let good = parse_metadata("owner: ana\n", "m").unwrap();
+        let register =
+            new_event("crn:m", &Payload::ModelRegistered(ModelRegistered { metadata: good.clone() }), "a", "c", 1);
+        let update = new_event("crn:m", &Payload::MetadataUpdated(MetadataUpdated { metadata: good }), "a", "c", 2);
+        let empty = Inventory::default();
+        check_new(&register, &empty, Some(&template)).unwrap();
+        let err = check_new(&update, &empty, Some(&template)).unwrap_err().to_string();
+        assert_eq!(err, "crn:m is not registered; register it first");
+        let bare = new_event(
+            "crn:m",
+            &Payload::ModelRegistered(ModelRegistered { metadata: Default::default() }),
+            "a",
+            "c",
+            1,
+        );
+        let err = check_new(&bare, &empty, Some(&template)).unwrap_err().to_string();
+        assert!(err.contains("owner: missing"), "{err}");
+        check_new(&bare, &empty, None).unwrap();
+
+        let stored = |events: Vec<NewGovernanceEvent>| -> Vec<GovernanceEvent> {
+            events
+                .into_iter()
+                .enumerate()
+                .map(|(i, event)| GovernanceEvent {
+                    seq: i as i64 + 1,
+                    cluster_seq: i as i64 + 1,
+                    event,
+                    prev_hash: String::new(),
+                    hash: String::new(),
+                })
+                .collect()
+        };
+        let registered = Inventory::build(&stored(vec![register.clone()]), &[], None).unwrap();
+        assert!(matches!(check_new(&register, &registered, None), Err(Error::Conflict { .. })));
+        check_new(&update, &registered, Some(&template)).unwrap();
+        let deleted_event =
+            new_event("crn:m", &Payload::ModelDeleted(Ended { model: None, reason: None }), "a", "c", 3);
+        let deleted = Inventory::build(&stored(vec![register.clone(), deleted_event.clone()]), &[], None).unwrap();
+        check_new(&register, &deleted, None).unwrap();
+        assert!(check_new(&update, &deleted, None).unwrap_err().to_string().contains("was deleted"));
+        assert!(check_new(&deleted_event, &empty, None).unwrap_err().to_string().contains("nothing to delete"));
+
+        let mut odd = register.clone();
+        odd.kind = "model.promoted".into();
+        assert!(check_new(&odd, &empty, None).unwrap_err().to_string().starts_with("kind: unknown"));
+        odd = register;
+        odd.subject = " ".into();
+        assert_eq!(check_new(&odd, &empty, None).unwrap_err().to_string(), "subject: must not be empty");
+    }
+}
