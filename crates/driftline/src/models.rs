@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use driftline_core::time::{date_string, now_ms};
+use driftline_drift::job::spec::JobSpec;
+use driftline_govern::audit::{self, Audit, Check, Facts, JobState};
 use driftline_govern::chain::{self, ChainReport};
 use driftline_govern::event::{check_name, new_event, MetadataUpdated, ModelRegistered, Payload};
 use driftline_govern::inventory::{Inventory, Model, Status};
@@ -27,6 +29,22 @@ pub(crate) enum ModelsCommand {
         /// table or json (an array: crn, status, cluster, missing_metadata, …).
         #[arg(long, env = "DRIFTLINE_MODELS_FORMAT", value_enum, default_value = "table")]
         format: Format,
+        #[command(flatten)]
+        template: TemplateArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write the audit report (`audit.html` and `audit.json`) into a directory and print its
+    /// summary: models unregistered or missing metadata, promotions without approval, builds
+    /// without a checksum, deployments without a drift job or without recent predictions,
+    /// and models whose latest drift run alerted.
+    Audit {
+        /// The directory to write into (made when missing).
+        #[arg(long, env = "DRIFTLINE_AUDIT_OUTPUT")]
+        output: PathBuf,
+        /// A serving deployment with no prediction for this many days is reported as orphaned.
+        #[arg(long, env = "DRIFTLINE_AUDIT_ORPHANED_DAYS", default_value_t = 7)]
+        orphaned_days: u32,
         #[command(flatten)]
         template: TemplateArgs,
         #[command(flatten)]
@@ -150,6 +168,20 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ModelsCommand::Audit { output, orphaned_days, template, store } => {
+            let template = template.load(&store)?;
+            let audit = audit_of(&store, template.as_ref(), orphaned_days).await?;
+            std::fs::create_dir_all(&output).with_context(|| format!("--output: cannot make {}", output.display()))?;
+            let (json_path, html_path) = (output.join("audit.json"), output.join("audit.html"));
+            let generated = driftline_drift::format::time(audit.generated_at_ms);
+            std::fs::write(&json_path, serde_json::to_string_pretty(&audit)? + "\n")
+                .with_context(|| format!("--output: cannot write {}", json_path.display()))?;
+            std::fs::write(&html_path, audit::html(&audit, &generated))
+                .with_context(|| format!("--output: cannot write {}", html_path.display()))?;
+            print!("{}", audit_text(&audit));
+            println!("wrote {} and {}", html_path.display(), json_path.display());
+            Ok(())
+        }
         ModelsCommand::Show { crn, format, template, store } => {
             let template = template.load(&store)?;
             let inventory = inventory(&store, template.as_ref()).await?;
@@ -180,6 +212,77 @@ pub(crate) async fn governance(command: GovernanceCommand) -> anyhow::Result<()>
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The audit of the store's inventory, its drift jobs and its deployments' latest predictions.
+async fn audit_of(store: &StoreArgs, template: Option<&Template>, orphaned_days: u32) -> anyhow::Result<Audit> {
+    let opened = store.open().await?;
+    let result = async {
+        let log = read_log(opened.as_ref()).await?;
+        let seen = opened.seen_deployments().await?;
+        let inventory = Inventory::build(&log, &seen, template)?;
+        let mut facts =
+            Facts { now_ms: now_ms(), orphaned_after_ms: i64::from(orphaned_days) * 86_400_000, ..Default::default() };
+        for job in opened.jobs().await? {
+            let spec = match JobSpec::from_stored(&job) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    eprintln!("note: drift job {} is left out of the audit: {e}", job.name);
+                    continue;
+                }
+            };
+            let runs = opened.runs(&job.name, 10).await?;
+            let latest = runs.into_iter().find_map(|r| {
+                let finished = r.finished_at_ms?;
+                Some((r.status.as_str().to_string(), finished, run_findings(r.summary.as_deref())))
+            });
+            facts.jobs.push(JobState { job: job.name, deployment: spec.deployment, latest });
+        }
+        for model in inventory.models.values() {
+            for deployment in model.deployments.keys() {
+                if let Some(last) = opened.last_prediction_ms(deployment).await? {
+                    facts.last_prediction_ms.insert(deployment.clone(), last);
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(audit::audit(&inventory, &facts))
+    }
+    .await;
+    opened.close().await;
+    result
+}
+
+/// What a run's stored summary says it found, in words: the drifted features, or the error.
+fn run_findings(summary: Option<&str>) -> String {
+    let Some(summary) = summary.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else {
+        return String::new();
+    };
+    let drifted: Vec<&str> =
+        summary["drifted"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+    if !drifted.is_empty() {
+        return format!("drifted: {}", drifted.join(", "));
+    }
+    summary["error"].as_str().map(str::to_string).unwrap_or_default()
+}
+
+/// The audit's summary for the terminal.
+fn audit_text(audit: &Audit) -> String {
+    let s = &audit.summary;
+    let mut out = format!(
+        "audit ready: {:.0}% ({} of {} models without findings; {} registered, {} unregistered, {} deployed)\n",
+        s.readiness * 100.0,
+        s.ready,
+        s.models,
+        s.registered,
+        s.unregistered,
+        s.deployed
+    );
+    let mut rows = vec![["CHECK", "FINDINGS"].map(String::from)];
+    rows.extend(
+        Check::ALL.iter().map(|c| [c.title().to_string(), s.findings.get(c).copied().unwrap_or(0).to_string()]),
+    );
+    out.push_str(&driftline_drift::report::text::text_table(&rows));
+    out
 }
 
 /// Registers a model (`register`) or replaces its metadata.

@@ -281,6 +281,34 @@ async fn governance_events_through_the_api() {
     assert_eq!(status, 404, "{body}");
     server.stop();
 
+    // The audit of that inventory: a promoted deployment no drift job watches and that has sent
+    // no prediction.
+    let audit_dir = dir.path().join("audit");
+    let out = common::cli(&["models", "audit", "--output", audit_dir.to_str().unwrap()], &store);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.starts_with("audit ready: 0% (0 of 1 models without findings; 1 registered, 0 unregistered, 1 deployed)"),
+        "{text}"
+    );
+    let audit: Value = serde_json::from_str(&std::fs::read_to_string(audit_dir.join("audit.json")).unwrap()).unwrap();
+    let findings: Vec<(&str, &str, &str)> = audit["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["check"].as_str().unwrap(), f["subject"].as_str().unwrap(), f["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            ("no_drift_job", "crn:churn/prod", "no drift job watches it"),
+            ("orphaned", "crn:churn/prod", "no stored prediction")
+        ]
+    );
+    assert_eq!(audit["summary"]["findings"]["build_without_checksum"], 0);
+    let page = std::fs::read_to_string(audit_dir.join("audit.html")).unwrap();
+    assert!(page.contains("<h1>Model audit</h1>") && page.contains("<b>0%</b>audit ready (0 of 1 models)"), "{page}");
+
     let verified = common::cli(&["governance", "verify", "--format", "json"], &store);
     let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
     assert_eq!((report["events"].as_u64(), report["breaks"].as_array().map(Vec::len)), (Some(3), Some(0)), "{report}");

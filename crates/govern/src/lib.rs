@@ -1,9 +1,10 @@
 //! driftline-govern: model governance as events on an append-only, hash-chained log (stored by
 //! driftline-store's `governance_events`). This crate owns what the events mean: their kinds
 //! and payloads ([`event`]), the metadata a template makes mandatory ([`template`]), the model
-//! inventory folded from the log and the predictions seen ([`inventory`]), and the check that a
-//! log's chains are whole ([`chain`]).
+//! inventory folded from the log and the predictions seen ([`inventory`]), the audit report
+//! ([`audit`]), and the check that a log's chains are whole ([`chain`]).
 
+pub mod audit;
 pub mod chain;
 pub mod event;
 pub mod inventory;

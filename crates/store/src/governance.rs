@@ -116,6 +116,7 @@ mod statements {
         for<'r> GovernanceRow: FromRow<'r, DB::Row>,
         for<'r> (String, String, String, i64): FromRow<'r, DB::Row>,
         for<'r> (String, i64, String): FromRow<'r, DB::Row>,
+        for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
     {
         /// Appends `events` in one transaction, each chained to the head of its cluster, which
         /// is locked (by updating its row) until the transaction ends, so two writers never
@@ -216,6 +217,18 @@ mod statements {
             .fetch_all(self.0)
             .await
             .map_err(Error::db("read governance heads"))
+        }
+
+        /// The start of a deployment's latest prediction (the deployment-and-time index serves it).
+        pub(crate) async fn last_prediction_ms(&self, deployment: &str) -> Result<Option<i64>, Error> {
+            let (last,) = sqlx::query_as::<DB, (Option<i64>,)>(
+                "SELECT max(start_timestamp_ms) FROM predictions WHERE model_deployment_crn = $1",
+            )
+            .bind(deployment)
+            .fetch_one(self.0)
+            .await
+            .map_err(Error::db("read a deployment's latest prediction"))?;
+            Ok(last)
         }
 
         /// Every deployment, build and model triple the stored predictions name.

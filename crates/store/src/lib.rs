@@ -126,6 +126,9 @@ pub trait GovernanceStore: Send + Sync + 'static {
 
     /// Every deployment, build and model the stored predictions name.
     async fn seen_deployments(&self) -> Result<Vec<SeenDeployment>, Error>;
+
+    /// The start time of a deployment's latest stored prediction, if it has one.
+    async fn last_prediction_ms(&self, deployment: &str) -> Result<Option<i64>, Error>;
 }
 
 /// Drift jobs and their runs.

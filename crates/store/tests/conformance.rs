@@ -552,6 +552,9 @@ async fn deployments_seen_in_predictions(store: Arc<dyn Store>) {
         [("crn:model/churn", "crn:build/dep-a", "dep-a"), ("crn:model/churn", "crn:build/dep-b", "dep-b")]
     );
     assert!(seen.iter().all(|s: &SeenDeployment| s.first_seen_ms > 0));
+    assert_eq!(store.last_prediction_ms("dep-a").await.unwrap(), Some(T0));
+    assert_eq!(store.last_prediction_ms("dep-b").await.unwrap(), Some(T0 + 5));
+    assert_eq!(store.last_prediction_ms("dep-none").await.unwrap(), None);
 }
 
 macro_rules! conformance {

@@ -594,6 +594,10 @@ impl crate::GovernanceStore for PostgresStore {
     async fn seen_deployments(&self) -> Result<Vec<crate::SeenDeployment>, Error> {
         crate::sql::Sql(&self.pool).seen_deployments().await
     }
+
+    async fn last_prediction_ms(&self, deployment: &str) -> Result<Option<i64>, Error> {
+        crate::sql::Sql(&self.pool).last_prediction_ms(deployment).await
+    }
 }
 
 #[async_trait]

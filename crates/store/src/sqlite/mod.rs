@@ -463,6 +463,10 @@ impl crate::GovernanceStore for SqliteStore {
     async fn seen_deployments(&self) -> Result<Vec<crate::SeenDeployment>, Error> {
         crate::sql::Sql(&self.reader).seen_deployments().await
     }
+
+    async fn last_prediction_ms(&self, deployment: &str) -> Result<Option<i64>, Error> {
+        crate::sql::Sql(&self.reader).last_prediction_ms(deployment).await
+    }
 }
 
 #[async_trait]
