@@ -9,11 +9,16 @@ use driftline_core::time::{date_string, now_ms};
 use driftline_drift::job::spec::JobSpec;
 use driftline_govern::audit::{self, Audit, Check, Facts, JobState};
 use driftline_govern::chain::{self, ChainReport};
-use driftline_govern::event::{check_name, new_event, MetadataUpdated, ModelRegistered, Payload};
+use driftline_govern::event::{
+    check_name, new_event, Approval, Artifact, BuildRegistered, Ended, MetadataUpdated, ModelRegistered, Payload,
+};
 use driftline_govern::inventory::{Inventory, Model, Status};
 use driftline_govern::log::{check_new, read_log};
+use driftline_govern::promote::{check_promotion, observed_schema, sha256_file, PromotionReport, PromotionRequest};
 use driftline_govern::template::{parse_metadata, Metadata, Template};
 use driftline_govern::Error as GovernError;
+use driftline_store::{NewGovernanceEvent, Selection, Store, Window};
+use futures::{StreamExt, TryStreamExt};
 
 use crate::cli::StoreArgs;
 
@@ -24,6 +29,77 @@ pub(crate) enum ModelsCommand {
     Register(ChangeArgs),
     /// Replace a registered model's metadata, checked against the template as at registration.
     Update(ChangeArgs),
+    /// Register a build of a registered model: its artifact (a local file, whose SHA-256 is
+    /// computed, or a URI with --sha256), its input schema and its training data.
+    Build {
+        /// The build's CRN.
+        #[arg(env = "DRIFTLINE_BUILD_CRN")]
+        crn: String,
+        /// The model it is a build of.
+        #[arg(long, env = "DRIFTLINE_MODEL_CRN")]
+        model: String,
+        /// The artifact: a local file or `file://` URI (hashed here), or any URI with --sha256.
+        #[arg(long, env = "DRIFTLINE_BUILD_ARTIFACT")]
+        artifact: Option<String>,
+        /// The artifact's SHA-256, for an artifact that is not a local file.
+        #[arg(long, env = "DRIFTLINE_BUILD_SHA256")]
+        sha256: Option<String>,
+        /// The input schema: a JSON object from field to type (`"number"`), or to
+        /// `{"type": …, "optional": true}`.
+        #[arg(long, env = "DRIFTLINE_BUILD_INPUT_SCHEMA")]
+        input_schema: Option<PathBuf>,
+        /// A table or file it was trained on (repeat for several).
+        #[arg(long, env = "DRIFTLINE_BUILD_TRAINING_DATA", value_delimiter = ',')]
+        training_data: Vec<String>,
+        #[command(flatten)]
+        who: WhoArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Promote a build into an environment (configured under `environments:` in the template,
+    /// with the approvals each needs). Every check is made and reported: the build, the
+    /// environment and its order, the approvals, the artifact's SHA-256, the input schema
+    /// against what the deployment serves. A failed check writes nothing (exit 1).
+    Promote {
+        /// The build's CRN.
+        #[arg(env = "DRIFTLINE_BUILD_CRN")]
+        build: String,
+        /// The environment.
+        #[arg(long = "to", env = "DRIFTLINE_PROMOTE_TO")]
+        environment: String,
+        /// The deployment that will serve it.
+        #[arg(long, env = "DRIFTLINE_DEPLOYMENT_CRN")]
+        deployment: String,
+        /// The artifact file (or `file://` URI) to check against the registered SHA-256; the
+        /// registered `file://` artifact when not given.
+        #[arg(long, env = "DRIFTLINE_PROMOTE_ARTIFACT")]
+        artifact: Option<String>,
+        /// An approval, `NAME` or `NAME:ROLE` (repeat for several).
+        #[arg(long = "approved-by", env = "DRIFTLINE_PROMOTE_APPROVED_BY", value_delimiter = ',')]
+        approvals: Vec<String>,
+        /// table or json (the report of every check).
+        #[arg(long, env = "DRIFTLINE_MODELS_FORMAT", value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        who: WhoArgs,
+        #[command(flatten)]
+        template: TemplateArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Retire a deployment: it no longer serves.
+    Retire {
+        /// The deployment's CRN.
+        #[arg(env = "DRIFTLINE_DEPLOYMENT_CRN")]
+        deployment: String,
+        /// Why.
+        #[arg(long, env = "DRIFTLINE_RETIRE_REASON")]
+        reason: Option<String>,
+        #[command(flatten)]
+        who: WhoArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Every model: those registered and those only seen in predictions (`unregistered`).
     List {
         /// table or json (an array: crn, status, cluster, missing_metadata, …).
@@ -168,6 +244,130 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ModelsCommand::Build { crn, model, artifact, sha256, input_schema, training_data, who, store } => {
+            check_name("CRN", &crn)?;
+            let actor = who.actor()?;
+            let artifact = match (artifact, sha256) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    anyhow::bail!("--sha256 is the artifact's checksum; give the artifact with --artifact")
+                }
+                (Some(uri), Some(sha)) => {
+                    anyhow::ensure!(
+                        sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                        "--sha256: `{sha}` is not a SHA-256 (64 hex digits)"
+                    );
+                    Some(Artifact { uri, sha256: Some(sha.to_ascii_lowercase()), size_bytes: None })
+                }
+                (Some(path), None) => {
+                    let local = path.strip_prefix("file://").unwrap_or(&path);
+                    let absolute =
+                        std::fs::canonicalize(local).with_context(|| format!("--artifact: cannot read {local}"))?;
+                    let size = std::fs::metadata(&absolute)?.len();
+                    let sha = sha256_file(&absolute.display().to_string())?;
+                    Some(Artifact {
+                        uri: format!("file://{}", absolute.display()),
+                        sha256: Some(sha),
+                        size_bytes: Some(size),
+                    })
+                }
+            };
+            let input_schema = match input_schema {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("--input-schema: cannot read {}", path.display()))?;
+                    Some(serde_json::from_str(&text).map_err(|e| {
+                        anyhow::anyhow!("--input-schema {}: not a JSON object of field types ({e})", path.display())
+                    })?)
+                }
+            };
+            let payload = Payload::BuildRegistered(BuildRegistered {
+                model,
+                artifact,
+                input_schema,
+                output_schema: None,
+                training_data,
+                training_rows: None,
+            });
+            let event = append_checked(&store, None, new_event(&crn, &payload, &actor, &who.cluster, now_ms())).await?;
+            println!("registered build {crn} (event {} in cluster {})", event.id, event.cluster);
+            Ok(())
+        }
+        ModelsCommand::Promote {
+            build,
+            environment,
+            deployment,
+            artifact,
+            approvals,
+            format,
+            who,
+            template,
+            store,
+        } => {
+            check_name("--deployment", &deployment)?;
+            let actor = who.actor()?;
+            let template = template.load(&store)?;
+            let approvals = approvals
+                .iter()
+                .map(|a| match a.split_once(':') {
+                    Some((by, role)) => Approval { by: by.trim().into(), role: Some(role.trim().into()) },
+                    None => Approval { by: a.trim().into(), role: None },
+                })
+                .collect::<Vec<_>>();
+            if let Some(empty) = approvals.iter().find(|a| a.by.is_empty()) {
+                anyhow::bail!(
+                    "--approved-by: `{}` names no one; write NAME or NAME:ROLE",
+                    empty.role.as_deref().unwrap_or("")
+                );
+            }
+            let opened = store.open().await?;
+            let outcome = async {
+                let (report, payload) =
+                    promote(opened.as_ref(), template.as_ref(), &build, &deployment, &environment, approvals, artifact)
+                        .await?;
+                let Some(payload) = payload else { return Ok((report, None)) };
+                let event = new_event(&deployment, &payload, &actor, &who.cluster, now_ms());
+                opened.append_governance(std::slice::from_ref(&event)).await?;
+                Ok::<_, anyhow::Error>((report, Some(event)))
+            }
+            .await;
+            opened.close().await;
+            let (report, event) = outcome?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => print!("{}", promotion_text(&report)),
+            }
+            match event {
+                Some(event) => println!("promoted {build} to {environment} as {deployment} (event {})", event.id),
+                None => {
+                    eprintln!("{build} was not promoted: a check failed; nothing was written");
+                    std::process::exit(1);
+                }
+            }
+            Ok(())
+        }
+        ModelsCommand::Retire { deployment, reason, who, store } => {
+            let actor = who.actor()?;
+            let opened = store.open().await?;
+            let result = async {
+                let inventory = Inventory::build(&read_log(opened.as_ref()).await?, &[], None)?;
+                let Some(model) = inventory.models.values().find(|m| m.deployments.contains_key(&deployment)) else {
+                    anyhow::bail!(
+                        "{deployment} is not a deployment the governance log knows; see `driftline models show`"
+                    );
+                };
+                let payload = Payload::DeploymentRetired(Ended { model: Some(model.crn.clone()), reason });
+                let event = new_event(&deployment, &payload, &actor, &who.cluster, now_ms());
+                opened.append_governance(std::slice::from_ref(&event)).await?;
+                Ok::<_, anyhow::Error>(event)
+            }
+            .await;
+            opened.close().await;
+            let event = result?;
+            println!("retired {deployment} (event {})", event.id);
+            Ok(())
+        }
         ModelsCommand::Audit { output, orphaned_days, template, store } => {
             let template = template.load(&store)?;
             let audit = audit_of(&store, template.as_ref(), orphaned_days).await?;
@@ -212,6 +412,92 @@ pub(crate) async fn governance(command: GovernanceCommand) -> anyhow::Result<()>
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Appends one event after checking it against the log (and the template, if any).
+async fn append_checked(
+    store: &StoreArgs,
+    template: Option<&Template>,
+    event: NewGovernanceEvent,
+) -> anyhow::Result<NewGovernanceEvent> {
+    let opened = store.open().await?;
+    let result = async {
+        let inventory = Inventory::build(&read_log(opened.as_ref()).await?, &[], template)?;
+        check_new(&event, &inventory, template)?;
+        opened.append_governance(std::slice::from_ref(&event)).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    opened.close().await;
+    result.map(|()| event)
+}
+
+/// Checks a promotion: the artifact hashed, the served schema inferred from the deployment's
+/// latest predictions when no build declares it.
+async fn promote(
+    store: &dyn Store,
+    template: Option<&Template>,
+    build: &str,
+    deployment: &str,
+    environment: &str,
+    approvals: Vec<Approval>,
+    artifact: Option<String>,
+) -> anyhow::Result<(PromotionReport, Option<Payload>)> {
+    let log = read_log(store).await?;
+    let seen = store.seen_deployments().await?;
+    let inventory = Inventory::build(&log, &seen, template)?;
+    let registered = inventory.models.values().find_map(|m| m.builds.get(build)).and_then(|b| b.artifact.clone());
+    // The file to hash: the one given, or the registered one when it is local.
+    let file = artifact.or_else(|| registered.map(|a| a.uri).filter(|uri| uri.starts_with("file://")));
+    let artifact_sha256 = file.map(|f| sha256_file(&f)).transpose()?;
+    let observed_schema = match store.last_prediction_ms(deployment).await? {
+        None => None,
+        Some(last) => {
+            let window = Window { start_ms: last - 86_400_000, end_ms: last + 1 };
+            let records: Vec<_> = store
+                .read_window(Selection::Deployment(deployment.to_string()), window)
+                .take(1_000)
+                .try_collect()
+                .await?;
+            let inputs = records.iter().filter_map(|r| r.metrics.get("input").and_then(serde_json::Value::as_object));
+            Some(observed_schema(inputs))
+        }
+    };
+    let request = PromotionRequest {
+        build: build.to_string(),
+        deployment: deployment.to_string(),
+        environment: environment.to_string(),
+        approvals,
+        artifact_sha256,
+        observed_schema,
+    };
+    Ok(check_promotion(&inventory, template, &request)?)
+}
+
+/// A promotion's checks for the terminal.
+fn promotion_text(report: &PromotionReport) -> String {
+    let mut rows = vec![["CHECK", "", "DETAIL"].map(String::from)];
+    rows.extend(
+        report
+            .checks
+            .iter()
+            .map(|c| [c.check.to_string(), if c.passed { "ok" } else { "FAILED" }.to_string(), c.detail.clone()]),
+    );
+    let mut out = driftline_drift::report::text::text_table(&rows);
+    if !report.schema_differences.is_empty() {
+        let mut rows = vec![["FIELD", "CHANGE", "COMPATIBLE", "DETAIL"].map(String::from)];
+        rows.extend(report.schema_differences.iter().map(|d| {
+            [
+                d.field.clone(),
+                d.change.to_string(),
+                if d.compatible { "yes" } else { "no" }.to_string(),
+                d.detail.clone(),
+            ]
+        }));
+        out.push('\n');
+        out.push_str(&driftline_drift::report::text::text_table(&rows));
+    }
+    out
 }
 
 /// The audit of the store's inventory, its drift jobs and its deployments' latest predictions.

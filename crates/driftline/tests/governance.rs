@@ -313,3 +313,204 @@ async fn governance_events_through_the_api() {
     let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
     assert_eq!((report["events"].as_u64(), report["breaks"].as_array().map(Vec::len)), (Some(3), Some(0)), "{report}");
 }
+
+/// Builds, promotion through configured environments with every check, the served schema
+/// inferred from predictions, and retirement, through the CLI on the embedded store.
+#[tokio::test]
+async fn builds_are_promoted_only_when_every_check_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = vec!["--data-dir".to_string(), d.join("data").display().to_string()];
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(
+        d.join("data/governance.yaml"),
+        "required:\n  owner: string\nenvironments:\n  staging:\n    approvals: 1\n  prod:\n    approvals: 2\n    after: staging\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("owner.yaml"), "owner: ana\n").unwrap();
+    std::fs::write(d.join("m1.pkl"), "model one").unwrap();
+    std::fs::write(d.join("m2.pkl"), "model two").unwrap();
+    std::fs::write(d.join("schema1.json"), r#"{"tenure": "number", "plan": "string"}"#).unwrap();
+    std::fs::write(d.join("schema2.json"), r#"{"tenure": "string", "region": {"type": "string", "optional": true}}"#)
+        .unwrap();
+    let run = |args: &[&str]| driftline(d, &store, args);
+    stdout(&run(&["models", "register", "crn:churn", "--metadata", "owner.yaml"]));
+    let out = stdout(&run(&[
+        "models",
+        "build",
+        "crn:churn/b1",
+        "--model",
+        "crn:churn",
+        "--artifact",
+        "m1.pkl",
+        "--input-schema",
+        "schema1.json",
+        "--training-data",
+        "warehouse.customers",
+    ]));
+    assert!(out.starts_with("registered build crn:churn/b1"), "{out}");
+    stdout(&run(&[
+        "models",
+        "build",
+        "crn:churn/b2",
+        "--model",
+        "crn:churn",
+        "--artifact",
+        "m2.pkl",
+        "--input-schema",
+        "schema2.json",
+    ]));
+    let err = failure(&run(&["models", "build", "crn:churn/b3", "--model", "crn:churn", "--sha256", "ab"]));
+    assert!(err.contains("give the artifact with --artifact"), "{err}");
+
+    // Straight to prod with one approval: order and approvals fail, nothing is written.
+    let out = run(&[
+        "models",
+        "promote",
+        "crn:churn/b1",
+        "--to",
+        "prod",
+        "--deployment",
+        "crn:churn/prod",
+        "--approved-by",
+        "kim",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("order") && l.contains("FAILED") && l.contains("must be promoted to staging")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("approvals") && l.contains("FAILED") && l.contains("1 of 2 required (kim)")),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("artifact") && l.contains("ok")), "{table}");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("crn:churn/b1 was not promoted"));
+
+    let out = stdout(&run(&[
+        "models",
+        "promote",
+        "crn:churn/b1",
+        "--to",
+        "staging",
+        "--deployment",
+        "crn:churn/staging",
+        "--approved-by",
+        "kim:risk",
+    ]));
+    assert!(out.contains("promoted crn:churn/b1 to staging as crn:churn/staging"), "{out}");
+    let out = stdout(&run(&[
+        "models",
+        "promote",
+        "crn:churn/b1",
+        "--to",
+        "prod",
+        "--deployment",
+        "crn:churn/prod",
+        "--approved-by",
+        "kim,lee",
+    ]));
+    assert!(out.contains("promoted crn:churn/b1 to prod"), "{out}");
+
+    // b2 with its file changed after registration, and a schema that breaks staging's callers.
+    std::fs::write(d.join("m2.pkl"), "model two, edited").unwrap();
+    let out = run(&[
+        "models",
+        "promote",
+        "crn:churn/b2",
+        "--to",
+        "staging",
+        "--deployment",
+        "crn:churn/staging",
+        "--approved-by",
+        "kim",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["artifact", "schema"], "{report}");
+    let changes: Vec<(&str, &str)> = report["schema_differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["field"].as_str().unwrap(), c["change"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, [("plan", "removed"), ("tenure", "retyped"), ("region", "added_optional")]);
+
+    // A deployment known only from its predictions: its inputs' schema is what b1 is checked against.
+    let handle = driftline_store::open(&StoreConfig {
+        database_url: None,
+        data_dir: d.join("data"),
+        options: Default::default(),
+    })
+    .await
+    .unwrap();
+    let mut batch = WriteBatch::new(T0);
+    for i in 0..20 {
+        batch.predictions.push(Prediction {
+            uuid: uuid::Uuid::new_v4(),
+            model_crn: "crn:churn".into(),
+            model_build_crn: "crn:churn/b0".into(),
+            model_deployment_crn: "crn:churn/canary".into(),
+            start_timestamp_ms: T0 + i,
+            end_timestamp_ms: T0 + i,
+            metrics: MetricsJson::from(
+                json!({"input": {"tenure": i, "plan": "basic"}, "prediction": 0.5}).as_object().unwrap().clone(),
+            ),
+        });
+    }
+    handle.write(&batch).await.unwrap();
+    handle.close().await;
+    let out = stdout(&run(&[
+        "models",
+        "promote",
+        "crn:churn/b1",
+        "--to",
+        "staging",
+        "--deployment",
+        "crn:churn/canary",
+        "--approved-by",
+        "kim",
+    ]));
+    assert!(
+        out.lines().any(|l| l.starts_with("schema") && l.contains("the same as the inputs of its stored predictions")),
+        "{out}"
+    );
+    let out = run(&[
+        "models",
+        "promote",
+        "crn:churn/b2",
+        "--to",
+        "staging",
+        "--deployment",
+        "crn:churn/canary",
+        "--approved-by",
+        "kim",
+        "--artifact",
+        "m1.pkl",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = stdout(&run(&["models", "retire", "crn:churn/prod", "--reason", "replaced"]));
+    assert!(out.starts_with("retired crn:churn/prod"), "{out}");
+    let shown: Value =
+        serde_json::from_str(&stdout(&run(&["models", "show", "crn:churn", "--format", "json"]))).unwrap();
+    assert_eq!(shown["status"], "deployed");
+    assert_eq!(shown["deployments"]["crn:churn/prod"]["status"], "retired");
+    assert_eq!(shown["deployments"]["crn:churn/staging"]["approvals"], json!([{"by": "kim", "role": "risk"}]));
+    assert!(shown["builds"]["crn:churn/b1"]["artifact"]["sha256"].as_str().unwrap().len() == 64);
+    assert!(stdout(&run(&["governance", "verify"])).contains("every chain is whole (7 events)"));
+}

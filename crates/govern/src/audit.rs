@@ -237,13 +237,15 @@ pub fn html(audit: &Audit, generated: &str) -> String {
         ));
     }
     page.push_str("</div>");
+    // The checks with findings first, each with its table; then the clean ones in one line.
+    let mut clean = Vec::new();
     for check in Check::ALL {
-        page.push_str(&format!("<h2>{}</h2>", escape(check.title())));
         let rows: Vec<&Finding> = audit.findings.iter().filter(|f| f.check == check).collect();
         if rows.is_empty() {
-            page.push_str("<p class=\"none\">None.</p>");
+            clean.push(escape(&check.title().to_lowercase()));
             continue;
         }
+        page.push_str(&format!("<h2>{} ({})</h2>", escape(check.title()), rows.len()));
         page.push_str("<table><tr><th>model</th><th>subject</th><th>finding</th></tr>");
         for f in rows {
             page.push_str(&format!(
@@ -254,6 +256,9 @@ pub fn html(audit: &Audit, generated: &str) -> String {
             ));
         }
         page.push_str("</table>");
+    }
+    if !clean.is_empty() {
+        page.push_str(&format!("<h2>Nothing found</h2><p class=\"none\">{}.</p>", clean.join("; ")));
     }
     page.push_str("</body></html>\n");
     page
@@ -401,7 +406,10 @@ mod tests {
         assert!(page.contains("2026-11-30 &lt;now&gt;") && !page.contains("<now>"));
         assert!(page.contains("job risky: drift (run finished 1970-04-11); 3 &lt;features&gt; drifted"), "{page}");
         assert!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"));
+        // Every check found something here: a section each, none listed as clean.
         assert_eq!(page.matches("<h2>").count(), Check::ALL.len());
+        assert!(page.contains("<h2>Deployments with no recent predictions (2)</h2>"), "{page}");
+        assert!(!page.contains("Nothing found"));
     }
 
     #[test]
@@ -410,5 +418,8 @@ mod tests {
         assert!(audit.findings.is_empty());
         assert_eq!((audit.summary.readiness, audit.summary.models), (1.0, 0));
         assert_eq!(audit.summary.findings.len(), Check::ALL.len());
+        let page = html(&audit, "now");
+        assert!(!page.contains("<table>") && page.contains("<h2>Nothing found</h2>"), "{page}");
+        assert!(page.contains("models sending predictions, never registered; models missing required metadata;"));
     }
 }

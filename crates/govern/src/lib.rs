@@ -2,13 +2,15 @@
 //! driftline-store's `governance_events`). This crate owns what the events mean: their kinds
 //! and payloads ([`event`]), the metadata a template makes mandatory ([`template`]), the model
 //! inventory folded from the log and the predictions seen ([`inventory`]), the audit report
-//! ([`audit`]), and the check that a log's chains are whole ([`chain`]).
+//! ([`audit`]), the checks before a promotion ([`promote`]), and the check that a log's chains
+//! are whole ([`chain`]).
 
 pub mod audit;
 pub mod chain;
 pub mod event;
 pub mod inventory;
 pub mod log;
+pub mod promote;
 pub mod template;
 
 /// What went wrong, naming the input and what to do.

@@ -53,6 +53,18 @@ pub fn check_new(event: &NewGovernanceEvent, inventory: &Inventory, template: Op
         _ => Ok(()),
     };
     state?;
+    if let Payload::BuildRegistered(p) = &payload {
+        match inventory.models.get(&p.model).map(|m| m.status) {
+            None | Some(Status::Unregistered) => {
+                return conflict(format!("{} is not registered; register the model before its builds", p.model))
+            }
+            Some(Status::Deleted) => return conflict(format!("{} was deleted; it takes no new builds", p.model)),
+            Some(_) => {}
+        }
+        if inventory.models.values().any(|m| m.builds.get(crn).is_some_and(|b| b.registered_at_ms.is_some())) {
+            return conflict(format!("build {crn} is registered already; a new build takes a new CRN"));
+        }
+    }
     if let (Some(template), Some(metadata)) = (template, metadata) {
         let problems = template.check(metadata);
         if !problems.is_empty() {
@@ -112,6 +124,28 @@ mod tests {
         check_new(&register, &deleted, None).unwrap();
         assert!(check_new(&update, &deleted, None).unwrap_err().to_string().contains("was deleted"));
         assert!(check_new(&deleted_event, &empty, None).unwrap_err().to_string().contains("nothing to delete"));
+
+        let build = new_event(
+            "crn:m/b1",
+            &Payload::BuildRegistered(crate::event::BuildRegistered {
+                model: "crn:m".into(),
+                artifact: None,
+                input_schema: None,
+                output_schema: None,
+                training_data: vec![],
+                training_rows: None,
+            }),
+            "a",
+            "c",
+            4,
+        );
+        assert!(check_new(&build, &empty, None)
+            .unwrap_err()
+            .to_string()
+            .contains("register the model before its builds"));
+        check_new(&build, &registered, None).unwrap();
+        let built = Inventory::build(&stored(vec![register.clone(), build.clone()]), &[], None).unwrap();
+        assert!(check_new(&build, &built, None).unwrap_err().to_string().contains("registered already"));
 
         let mut odd = register.clone();
         odd.kind = "model.promoted".into();

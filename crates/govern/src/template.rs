@@ -40,11 +40,66 @@ impl std::fmt::Display for Rule {
     }
 }
 
-/// The required and optional metadata fields.
+/// The required and optional metadata fields, and the environments builds are promoted to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Template {
     pub required: BTreeMap<String, Rule>,
     pub optional: BTreeMap<String, Rule>,
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// An environment builds are promoted to (`environments:` in the template).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Environment {
+    /// Distinct approvers a promotion needs.
+    pub approvals: u32,
+    /// The environment a build must have been promoted to before this one.
+    pub after: Option<String>,
+}
+
+/// `environments:`: a map from name to `approvals:` (a count) and `after:` (an earlier
+/// environment's name), both optional.
+fn parse_environments(section: &serde_yaml::Value) -> Result<BTreeMap<String, Environment>, String> {
+    let serde_yaml::Value::Mapping(map) = section else {
+        return if section.is_null() {
+            Ok(BTreeMap::new())
+        } else {
+            Err("must map environment names to their settings".into())
+        };
+    };
+    let mut environments = BTreeMap::new();
+    for (name, settings) in map {
+        let Some(name) = name.as_str() else { return Err(format!("{name:?} is not a name")) };
+        let mut environment = Environment::default();
+        match settings {
+            serde_yaml::Value::Null => {}
+            serde_yaml::Value::Mapping(settings) => {
+                for (key, value) in settings {
+                    match (key.as_str(), value) {
+                        (Some("approvals"), serde_yaml::Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 100) => {
+                            environment.approvals = n.as_u64().unwrap_or_default() as u32;
+                        }
+                        (Some("after"), serde_yaml::Value::String(after)) => environment.after = Some(after.clone()),
+                        (Some("approvals"), _) => {
+                            return Err(format!("`{name}.approvals` must be a count from 0 to 100"))
+                        }
+                        (Some("after"), _) => return Err(format!("`{name}.after` must name an environment")),
+                        _ => return Err(format!("`{name}` has {key:?}; an environment has `approvals:` and `after:`")),
+                    }
+                }
+            }
+            _ => return Err(format!("`{name}` must be a map with `approvals:` and `after:`")),
+        }
+        environments.insert(name.to_string(), environment);
+    }
+    for (name, environment) in &environments {
+        if let Some(after) = &environment.after {
+            if !environments.contains_key(after) {
+                return Err(format!("`{name}.after` names `{after}`, which is not an environment here"));
+            }
+        }
+    }
+    Ok(environments)
 }
 
 /// One field that does not meet the template, and why.
@@ -84,9 +139,14 @@ impl Template {
             let fields = match name.as_str() {
                 "required" => &mut template.required,
                 "optional" => &mut template.optional,
+                "environments" => {
+                    template.environments =
+                        parse_environments(&section).map_err(|m| invalid(format!("`environments`: {m}")))?;
+                    continue;
+                }
                 _ => {
                     return Err(invalid(format!(
-                        "has a section {key:?}; a template has `required:` and `optional:` only"
+                        "has a section {key:?}; a template has `required:`, `optional:` and `environments:` only"
                     )))
                 }
             };
@@ -327,6 +387,25 @@ mod tests {
         let err = parse_metadata("owner: [a, b]\n", "m.yaml").unwrap_err().to_string();
         assert!(err.contains("`owner` holds a list"), "{err}");
         assert!(parse_metadata("- owner\n", "m.yaml").unwrap_err().to_string().contains("flat map"));
+    }
+
+    #[test]
+    fn environments_and_their_approvals() {
+        let t = Template::parse(
+            "required:\n  owner: string\nenvironments:\n  staging:\n    approvals: 1\n  prod:\n    approvals: 2\n    after: staging\n  dev:\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(t.environments["prod"], Environment { approvals: 2, after: Some("staging".into()) });
+        assert_eq!(t.environments["dev"], Environment::default());
+        for (yaml, expected) in [
+            ("environments:\n  prod:\n    after: qa\n", "`prod.after` names `qa`, which is not an environment here"),
+            ("environments:\n  prod:\n    approvals: -1\n", "`prod.approvals` must be a count"),
+            ("environments:\n  prod:\n    approvers: 2\n", "an environment has `approvals:` and `after:`"),
+        ] {
+            let err = Template::parse(yaml, "t.yaml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]
