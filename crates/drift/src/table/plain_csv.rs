@@ -147,6 +147,7 @@ impl Layout {
         simdutf8::basic::from_utf8(lines).ok()?;
         let mut cursor = Cursor { field: 0, start: 0, score: 0..0, label: 0..0, rows: 0 };
         let (separators, newlines) = (repeat(self.separator), repeat(b'\n'));
+        let (first, last) = (self.score.min(self.label), self.score.max(self.label));
         let mut words = lines.chunks_exact(8);
         for (w, word) in words.by_ref().enumerate() {
             let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
@@ -156,6 +157,11 @@ impl Layout {
                 let at = w * 8 + (marks.trailing_zeros() / 8) as usize;
                 let newline = ends & marks & marks.wrapping_neg() != 0;
                 marks &= marks - 1;
+                // A separator between fields neither column starts or ends at is only counted.
+                if !newline && (cursor.field + 1 < first || cursor.field > last) {
+                    cursor.field += 1;
+                    continue;
+                }
                 cursor.mark(self, lines, at, newline, part)?;
             }
         }
@@ -245,8 +251,43 @@ fn cell_value(cell: &[u8]) -> Option<Option<f64>> {
     if !(first.is_ascii_digit() || first == b'-' || first == b'.') {
         return None;
     }
+    if let Some(x) = short_decimal(cell) {
+        return Some(Some(x));
+    }
     let x: f64 = fast_float2::parse(cell).ok()?;
     x.is_finite().then_some(Some(x))
+}
+
+/// A short plain decimal (`-`, digits, a point, digits; at most 15 digits, at least one
+/// after any point) as the nearest `f64`: its digits as an integer below 2^53 divided by a power
+/// of ten that is exact, which IEEE division rounds correctly (Clinger's fast path); `None` for
+/// anything else, which the full parser reads.
+fn short_decimal(cell: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (negative, digits) = match cell.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, cell),
+    };
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let (mut mantissa, mut count, mut fraction, mut point) = (0u64, 0usize, 0usize, false);
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                fraction += usize::from(point);
+            }
+            b'.' if !point => point = true,
+            _ => return None,
+        }
+    }
+    if count == 0 || count > 15 || (point && fraction == 0) {
+        return None;
+    }
+    let x = mantissa as f64 / POW10[fraction];
+    Some(if negative { -x } else { x })
 }
 
 /// `lines` cut into about `parts` pieces of whole lines.
@@ -307,6 +348,29 @@ mod tests {
             "scores,label\n0.5,1\n",
         ] {
             assert!(scored(not_plain).is_none(), "{not_plain:?}");
+        }
+    }
+
+    proptest! {
+        /// The short path gives the full parser's value, bit for bit, or leaves the cell to it.
+        #[test]
+        fn short_decimals_parse_as_the_full_parser_does(
+            sign in prop::bool::ANY,
+            whole in "[0-9]{0,9}",
+            fraction in prop::option::of("[0-9]{0,9}"),
+        ) {
+            let text = format!("{}{whole}{}", if sign { "-" } else { "" }, fraction.map(|f| format!(".{f}")).unwrap_or_default());
+            let full: Option<f64> = fast_float2::parse(text.as_bytes()).ok();
+            if let Some(short) = short_decimal(text.as_bytes()) {
+                let full = full.expect("the full parser reads what the short path reads");
+                prop_assert_eq!(short.to_bits(), full.to_bits(), "{}", text);
+            }
+            // Plain decimals of up to 15 digits take the short path.
+            let digits = text.bytes().filter(u8::is_ascii_digit).count();
+            let plain = digits > 0 && digits <= 15 && !text.ends_with('.') && !text.starts_with("-.") && !text.starts_with('.');
+            if plain {
+                prop_assert!(short_decimal(text.as_bytes()).is_some(), "{}", text);
+            }
         }
     }
 
