@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{failure, stdout};
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -27,21 +29,6 @@ fn driftline(dir: &Path, args: &[&str]) -> Output {
         .env("DRIFTLINE_LOG", "warn")
         .output()
         .expect("run driftline")
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "driftline failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn failure(o: &Output) -> String {
-    assert!(!o.status.success(), "expected a failure, got: {}", String::from_utf8_lossy(&o.stdout));
-    String::from_utf8(o.stderr.clone()).unwrap()
 }
 
 /// A reference and a current CSV: `tenure` shifts, `charges` does not, `plan` changes its mix

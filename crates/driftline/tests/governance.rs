@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{failure, stdout};
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -23,21 +25,6 @@ fn driftline(dir: &Path, store: &[String], args: &[&str]) -> Output {
         .env("USER", "ana")
         .output()
         .expect("run driftline")
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "driftline failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn failure(o: &Output) -> String {
-    assert!(!o.status.success(), "expected a failure, got: {}", String::from_utf8_lossy(&o.stdout));
-    String::from_utf8(o.stderr.clone()).unwrap()
 }
 
 const TEMPLATE: &str = "required:\n  owner: string\n  training_date: date\n  risk_tier: [low, medium, high]\n\

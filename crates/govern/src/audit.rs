@@ -284,24 +284,11 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::event::{new_event, Approval, Artifact, BuildRegistered, DeploymentPromoted, ModelRegistered, Payload};
+    use crate::stored_for_tests as stored;
     use crate::template::{parse_metadata, Template};
-    use driftline_store::{GovernanceEvent, SeenDeployment};
+    use driftline_store::SeenDeployment;
 
     const DAY: i64 = 86_400_000;
-
-    fn stored(events: Vec<driftline_store::NewGovernanceEvent>) -> Vec<GovernanceEvent> {
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(i, event)| GovernanceEvent {
-                seq: i as i64 + 1,
-                cluster_seq: i as i64 + 1,
-                event,
-                prev_hash: String::new(),
-                hash: String::new(),
-            })
-            .collect()
-    }
 
     fn promoted(model: &str, build: &str, approvals: Vec<Approval>) -> Payload {
         Payload::DeploymentPromoted(DeploymentPromoted {

@@ -346,22 +346,8 @@ impl Ord for DeploymentStatus {
 mod tests {
     use super::*;
     use crate::event::{new_event, BuildRegistered, DeploymentPromoted, Ended, ModelRegistered};
+    use crate::stored_for_tests as stored;
     use crate::template::parse_metadata;
-
-    /// Stored events as an append would number them (the chain is not this module's concern).
-    fn stored(events: Vec<driftline_store::NewGovernanceEvent>) -> Vec<GovernanceEvent> {
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(i, event)| GovernanceEvent {
-                seq: i as i64 + 1,
-                cluster_seq: i as i64 + 1,
-                event,
-                prev_hash: String::new(),
-                hash: String::new(),
-            })
-            .collect()
-    }
 
     #[test]
     fn the_log_and_the_predictions_fold_into_the_inventory() {

@@ -41,3 +41,22 @@ pub enum Error {
     #[error("governance event {seq} ({kind}) is not valid: {detail}")]
     Corrupt { seq: i64, kind: String, detail: String },
 }
+
+/// Events numbered as an append would number them, for tests of what is folded from a log (the
+/// chain is not their concern).
+#[cfg(test)]
+pub(crate) fn stored_for_tests(
+    events: Vec<driftline_store::NewGovernanceEvent>,
+) -> Vec<driftline_store::GovernanceEvent> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| driftline_store::GovernanceEvent {
+            seq: i as i64 + 1,
+            cluster_seq: i as i64 + 1,
+            event,
+            prev_hash: String::new(),
+            hash: String::new(),
+        })
+        .collect()
+}

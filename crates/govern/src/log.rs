@@ -78,6 +78,7 @@ pub fn check_new(event: &NewGovernanceEvent, inventory: &Inventory, template: Op
 mod tests {
     use super::*;
     use crate::event::{new_event, Ended, MetadataUpdated, ModelRegistered};
+    use crate::stored_for_tests as stored;
     use crate::template::parse_metadata;
 
     #[test]
@@ -102,19 +103,6 @@ mod tests {
         assert!(err.contains("owner: missing"), "{err}");
         check_new(&bare, &empty, None).unwrap();
 
-        let stored = |events: Vec<NewGovernanceEvent>| -> Vec<GovernanceEvent> {
-            events
-                .into_iter()
-                .enumerate()
-                .map(|(i, event)| GovernanceEvent {
-                    seq: i as i64 + 1,
-                    cluster_seq: i as i64 + 1,
-                    event,
-                    prev_hash: String::new(),
-                    hash: String::new(),
-                })
-                .collect()
-        };
         let registered = Inventory::build(&stored(vec![register.clone()]), &[], None).unwrap();
         assert!(matches!(check_new(&register, &registered, None), Err(Error::Conflict { .. })));
         check_new(&update, &registered, Some(&template)).unwrap();

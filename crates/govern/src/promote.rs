@@ -336,21 +336,7 @@ pub fn observed_schema<'a>(
 mod tests {
     use super::*;
     use crate::event::{new_event, Artifact, BuildRegistered, ModelRegistered};
-    use driftline_store::GovernanceEvent;
-
-    fn stored(events: Vec<driftline_store::NewGovernanceEvent>) -> Vec<GovernanceEvent> {
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(i, event)| GovernanceEvent {
-                seq: i as i64 + 1,
-                cluster_seq: i as i64 + 1,
-                event,
-                prev_hash: String::new(),
-                hash: String::new(),
-            })
-            .collect()
-    }
+    use crate::stored_for_tests as stored;
 
     fn build(sha256: Option<&str>, schema: Value) -> Payload {
         Payload::BuildRegistered(BuildRegistered {

@@ -23,6 +23,23 @@ pub(crate) fn cli(args: &[&str], store_args: &[String]) -> std::process::Output 
         .unwrap()
 }
 
+/// A finished command's stdout, after asserting it succeeded.
+pub(crate) fn stdout(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "driftline failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// A finished command's stderr, after asserting it failed.
+pub(crate) fn failure(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "expected a failure, got: {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
 /// The bootstrap admin key the tests run servers with.
 pub(crate) const ADMIN: &str = "test-admin-key-0123456789";
 
