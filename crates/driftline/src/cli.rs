@@ -54,10 +54,20 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::models::ModelsCommand,
     },
-    /// The governance log: check that its hash chains are whole.
+    /// The governance log: check that its hash chains are whole; on a primary, see how far
+    /// behind each remote cluster is.
     Governance {
         #[command(subcommand)]
         command: crate::models::GovernanceCommand,
+    },
+    /// Forward this cluster's evaluation, deployment and deletion activity (with the models it
+    /// concerns) to a primary driftline, exactly once, resuming where it stopped.
+    Sync(Box<crate::sync::SyncArgs>),
+    /// Import an MLflow model registry into the governance log, once or on a schedule, and
+    /// read the activity records of past imports.
+    Mlflow {
+        #[command(subcommand)]
+        command: crate::mlflow::MlflowCommand,
     },
 }
 

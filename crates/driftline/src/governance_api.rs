@@ -1,21 +1,27 @@
 //! The governance API: `POST /api/v1/governance/events` appends to the governance log (a
 //! `govern` or `admin` key), `GET /api/v1/models` and `GET /api/v1/models/{crn}` read the
-//! inventory folded from it.
+//! inventory folded from it, `GET /api/v1/lineage?table=T` the builds and deployments that use
+//! a table. A primary takes remote clusters' events at `POST /api/v1/governance/sync` and
+//! shows how far behind each is at `GET /api/v1/governance/clusters`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use driftline_core::time::now_ms;
+use driftline_govern::event::check_name;
 use driftline_govern::event::{Kind, Payload};
 use driftline_govern::inventory::Inventory;
+use driftline_govern::lineage;
 use driftline_govern::log::{check_new, read_log};
+use driftline_govern::sync::{SyncRequest, SyncResponse, SyncedEvent};
 use driftline_govern::template::Template;
 use driftline_govern::Error;
-use driftline_store::{Appended, GovernanceEvent, NewGovernanceEvent};
+use driftline_store::{Appended, GovernanceEvent, NewGovernanceEvent, RemoteSync};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -26,6 +32,9 @@ use crate::server::{AppState, RequestBody};
 /// Most events in one request.
 const MAX_EVENTS: usize = 1_000;
 
+/// Most events in one sync batch (a model released with a long history is sent in one).
+const MAX_SYNC_EVENTS: usize = 10_000;
+
 /// What the governance API needs besides the store.
 #[derive(Debug, Clone)]
 pub(crate) struct GovernanceSettings {
@@ -35,11 +44,19 @@ pub(crate) struct GovernanceSettings {
     pub(crate) template: Option<PathBuf>,
     /// Where `governance.yaml` is looked for otherwise.
     pub(crate) data_dir: PathBuf,
+    /// Held from reading the log to appending, so that two requests are not both checked
+    /// against a log without the other's events (two registrations of one model).
+    pub(crate) appending: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Default for GovernanceSettings {
     fn default() -> Self {
-        GovernanceSettings { cluster: "local".into(), template: None, data_dir: PathBuf::from("./driftline-data") }
+        GovernanceSettings {
+            cluster: "local".into(),
+            template: None,
+            data_dir: PathBuf::from("./driftline-data"),
+            appending: Arc::default(),
+        }
     }
 }
 
@@ -69,6 +86,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/governance/events", post(post_events))
         .route("/api/v1/models", get(list_models))
         .route("/api/v1/models/{*crn}", get(show_model))
+        .route("/api/v1/lineage", get(table_lineage))
+        .route("/api/v1/governance/sync", post(post_sync))
+        .route("/api/v1/governance/clusters", get(clusters))
 }
 
 /// Governance errors as HTTP answers.
@@ -128,27 +148,30 @@ async fn post_events(
         )));
     }
     let template = state.governance.template()?;
-    let mut log = read_log(&*state.store).await?;
+    let _appending = state.governance.appending.lock().await;
+    let log = read_log(&*state.store).await?;
     let stored: HashSet<uuid::Uuid> = log.iter().map(|e| e.event.id).collect();
+    let mut inventory = Inventory::build(&log, &[], template.as_ref())?;
+    let mut seq = log.last().map_or(0, |e| e.seq);
     let mut events = Vec::with_capacity(posted.events.len());
     for (i, posted) in posted.events.into_iter().enumerate() {
         let event = new_event(posted, &principal, &state.governance.cluster)
             .map_err(|e| Problem::from(e).prefixed(&format!("events[{i}]: ")))?;
-        // A resent event (a sync retrying) is stored already: the store answers it as a
+        // A resent event (a client retrying) is stored already: the store answers it as a
         // duplicate without checking it again.
         if !stored.contains(&event.id) {
-            let inventory = Inventory::build(&log, &[], template.as_ref())?;
             check_new(&event, &inventory, template.as_ref())
                 .map_err(|e| Problem::from(e).prefixed(&format!("events[{i}]: ")))?;
             // Later events of the request are checked against the earlier ones.
-            let seq = log.last().map_or(0, |e| e.seq) + 1;
-            log.push(GovernanceEvent {
+            seq += 1;
+            let pending = GovernanceEvent {
                 seq,
                 cluster_seq: 0,
                 event: event.clone(),
                 prev_hash: String::new(),
                 hash: String::new(),
-            });
+            };
+            inventory.apply(&pending)?;
         }
         events.push(event);
     }
@@ -225,4 +248,142 @@ async fn show_model(
             format!("the model does not serialise: {e}"),
         )
     })?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineageQuery {
+    table: Option<String>,
+}
+
+/// The builds that name a table in their lineage or training data, with the deployments that
+/// serve them.
+async fn table_lineage(
+    State(state): State<AppState>,
+    Auth(principal, ..): Auth<Read>,
+    axum::extract::Query(query): axum::extract::Query<LineageQuery>,
+) -> Result<Json<Value>, Problem> {
+    let Some(table) = query.table.filter(|t| !t.trim().is_empty()) else {
+        return Err(Problem::bad_request("table: name the table, GET /api/v1/lineage?table=warehouse.customers"));
+    };
+    let inventory = inventory(&state).await?;
+    // A key limited to a deployment sees its own model's builds only.
+    let uses: Vec<_> = lineage::uses_of(&inventory, &table)
+        .into_iter()
+        .filter(|u| {
+            principal
+                .deployment
+                .as_ref()
+                .is_none_or(|own| inventory.models.get(&u.model).is_some_and(|m| m.deployments.contains_key(own)))
+        })
+        .collect();
+    Ok(Json(json!({ "table": table, "uses": uses })))
+}
+
+/// A remote cluster's batch: its own events, stored as they happened there (each once, by id),
+/// not checked against this log (they are facts of the remote's), and what it said of its
+/// progress recorded for `GET /api/v1/governance/clusters`.
+async fn post_sync(
+    State(state): State<AppState>,
+    Auth(principal, ..): Auth<Govern>,
+    RequestBody(bytes): RequestBody,
+) -> Result<Json<SyncResponse>, Problem> {
+    if principal.is_scoped() {
+        return Err(Problem::forbidden(
+            "a sync carries a cluster's governance events; use a govern or admin key without a deployment",
+        ));
+    }
+    let request: SyncRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::bad_request(format!(
+            "the body is not a sync batch: {e}; `driftline sync` sends {{\"cluster\", \"through_seq\", \"pending\", \"events\"}}"
+        ))
+    })?;
+    check_name("cluster", &request.cluster)?;
+    if request.cluster == state.governance.cluster {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "cluster: `{}` is this server's own cluster; sync a remote under its own name (--cluster)",
+                request.cluster
+            ),
+        ));
+    }
+    if request.events.len() > MAX_SYNC_EVENTS {
+        return Err(Problem::bad_request(format!(
+            "events: at most {MAX_SYNC_EVENTS} events per batch, not {}; send smaller batches (--batch-size)",
+            request.events.len()
+        )));
+    }
+    let mut events = Vec::with_capacity(request.events.len());
+    for (i, synced) in request.events.iter().enumerate() {
+        let event =
+            synced_event(synced, &request.cluster).map_err(|e| Problem::from(e).prefixed(&format!("events[{i}].")))?;
+        events.push(event);
+    }
+    let outcomes = if events.is_empty() { Vec::new() } else { state.store.append_governance(&events).await? };
+    let stored = outcomes.iter().filter(|o| matches!(o, Appended::New { .. })).count() as u64;
+    state
+        .store
+        .record_remote(&RemoteSync {
+            cluster: request.cluster.clone(),
+            remote_seq: request.through_seq,
+            pending: i64::try_from(request.pending).unwrap_or(i64::MAX),
+            oldest_pending_ms: request.oldest_pending_ms,
+            last_event_ms: events.iter().map(|e| e.time_ms).max(),
+            contacted_at_ms: now_ms(),
+        })
+        .await?;
+    if stored > 0 {
+        tracing::info!(cluster = %request.cluster, stored, through_seq = request.through_seq, "synced governance events");
+    }
+    Ok(Json(SyncResponse { stored, duplicates: outcomes.len() as u64 - stored, through_seq: request.through_seq }))
+}
+
+/// A synced event, checked: of the batch's cluster, a known kind with a valid payload, names
+/// that fit. Its payload is kept as the remote stored it.
+fn synced_event(synced: &SyncedEvent, cluster: &str) -> Result<NewGovernanceEvent, Error> {
+    if synced.cluster != cluster {
+        return Err(Error::Invalid {
+            field: "cluster".into(),
+            message: format!("is `{}`; a batch carries events of its own cluster `{cluster}` only", synced.cluster),
+        });
+    }
+    check_name("subject", &synced.subject)?;
+    check_name("actor", &synced.actor)?;
+    let kind = Kind::parse(&synced.kind)?;
+    Payload::parse(kind, &synced.payload)?;
+    Ok(NewGovernanceEvent {
+        id: synced.id,
+        kind: synced.kind.clone(),
+        subject: synced.subject.clone(),
+        actor: synced.actor.clone(),
+        cluster: synced.cluster.clone(),
+        time_ms: synced.time_ms,
+        payload: synced.payload.clone(),
+    })
+}
+
+/// Each remote cluster that syncs here: how far its syncs have got, what it still has to send,
+/// how long ago its oldest unsent event happened (its lag) and when it was last heard from.
+async fn clusters(State(state): State<AppState>, Auth(..): Auth<Read>) -> Result<Json<Value>, Problem> {
+    let now = now_ms();
+    let remotes = state.store.remotes().await?;
+    Ok(Json(json!({
+        "cluster": state.governance.cluster,
+        "remotes": remotes.iter().map(|r| remote_json(r, now)).collect::<Vec<_>>(),
+    })))
+}
+
+/// A remote as the clusters answer shows it.
+pub(crate) fn remote_json(r: &RemoteSync, now: i64) -> Value {
+    json!({
+        "cluster": r.cluster,
+        "synced_through_seq": r.remote_seq,
+        "pending_events": r.pending,
+        "lag_seconds": if r.pending > 0 { r.oldest_pending_ms.map_or(0, |t| (now - t).max(0) / 1_000) } else { 0 },
+        "last_event_ms": r.last_event_ms,
+        "last_contact_ms": r.contacted_at_ms,
+        "seconds_since_contact": (now - r.contacted_at_ms).max(0) / 1_000,
+    })
 }

@@ -10,12 +10,14 @@ mod drift_api;
 mod governance_api;
 mod ingest;
 mod keys;
+mod mlflow;
 mod models;
 mod problem;
 mod rollup;
 mod serve;
 mod server;
 mod sql;
+mod sync;
 
 use clap::Parser;
 
@@ -57,6 +59,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             cli::Command::Sql(args) => sql::run(*args).await,
             cli::Command::Keys { command } => keys::run(command).await,
             cli::Command::Models { command } => models::run(command).await,
+            cli::Command::Sync(args) => sync::run(*args).await,
+            cli::Command::Mlflow { command } => mlflow::run(command).await,
             cli::Command::Governance { command } => models::governance(command).await,
             cli::Command::Drift { command } => drift::run(command).await,
         }

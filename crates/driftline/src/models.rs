@@ -10,9 +10,11 @@ use driftline_drift::job::spec::JobSpec;
 use driftline_govern::audit::{self, Audit, Check, Facts, JobState};
 use driftline_govern::chain::{self, ChainReport};
 use driftline_govern::event::{
-    check_name, new_event, Approval, Artifact, BuildRegistered, Ended, MetadataUpdated, ModelRegistered, Payload,
+    check_name, new_event, Approval, Artifact, BuildRegistered, DeploymentEvaluated, Ended, MetadataUpdated,
+    ModelRegistered, Payload,
 };
 use driftline_govern::inventory::{Inventory, Model, Status};
+use driftline_govern::lineage::{self, TableUse};
 use driftline_govern::log::{check_new, read_log};
 use driftline_govern::promote::{check_promotion, observed_schema, sha256_file, PromotionReport, PromotionRequest};
 use driftline_govern::template::{parse_metadata, Metadata, Template};
@@ -51,6 +53,13 @@ pub(crate) enum ModelsCommand {
         /// A table or file it was trained on (repeat for several).
         #[arg(long, env = "DRIFTLINE_BUILD_TRAINING_DATA", value_delimiter = ',')]
         training_data: Vec<String>,
+        /// A lineage file: a YAML map from model name (its CRN or last segment) to the tables
+        /// it was trained from, each a name or `{table:, query:, namespace:}`.
+        #[arg(long, env = "DRIFTLINE_BUILD_LINEAGE")]
+        lineage: Option<PathBuf>,
+        /// Rows it was trained on.
+        #[arg(long, env = "DRIFTLINE_BUILD_TRAINING_ROWS")]
+        training_rows: Option<u64>,
         #[command(flatten)]
         who: WhoArgs,
         #[command(flatten)]
@@ -100,6 +109,60 @@ pub(crate) enum ModelsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Record an evaluation of a registered build for a deployment: its metrics, the rows it
+    /// was evaluated on and the files that document it (each hashed).
+    Evaluate {
+        /// The deployment the build is evaluated for.
+        #[arg(env = "DRIFTLINE_DEPLOYMENT_CRN")]
+        deployment: String,
+        /// The build's CRN.
+        #[arg(long, env = "DRIFTLINE_BUILD_CRN")]
+        build: String,
+        /// The environment it was evaluated in.
+        #[arg(long, env = "DRIFTLINE_EVALUATE_ENVIRONMENT")]
+        environment: Option<String>,
+        /// A metric, `NAME=VALUE` (repeat for several).
+        #[arg(long = "metric", env = "DRIFTLINE_EVALUATE_METRICS", value_delimiter = ',')]
+        metrics: Vec<String>,
+        /// Rows it was evaluated on.
+        #[arg(long, env = "DRIFTLINE_EVALUATE_ROWS")]
+        evaluation_rows: Option<u64>,
+        /// A file documenting the evaluation (a report, a model card); its SHA-256 and size
+        /// are recorded (repeat for several).
+        #[arg(long = "attachment", env = "DRIFTLINE_EVALUATE_ATTACHMENTS", value_delimiter = ',')]
+        attachments: Vec<PathBuf>,
+        #[command(flatten)]
+        who: WhoArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a model: it leaves service but stays in the inventory, with its history, as
+    /// `deleted` (the log is never edited).
+    Delete {
+        /// The model's CRN.
+        #[arg(env = "DRIFTLINE_MODEL_CRN")]
+        crn: String,
+        /// Why.
+        #[arg(long, env = "DRIFTLINE_DELETE_REASON")]
+        reason: Option<String>,
+        #[command(flatten)]
+        who: WhoArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// The lineage of builds: with --table, the builds and deployments that use a table;
+    /// without, every table and its builds. `--format openlineage` prints OpenLineage run
+    /// events, one JSON object per line.
+    Lineage {
+        /// One table.
+        #[arg(long, env = "DRIFTLINE_LINEAGE_TABLE")]
+        table: Option<String>,
+        /// table, json or openlineage.
+        #[arg(long, env = "DRIFTLINE_LINEAGE_FORMAT", value_enum, default_value = "table")]
+        format: LineageFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Every model: those registered and those only seen in predictions (`unregistered`).
     List {
         /// table or json (an array: crn, status, cluster, missing_metadata, …).
@@ -143,6 +206,15 @@ pub(crate) enum ModelsCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GovernanceCommand {
+    /// On a primary: each remote cluster that syncs to it, with the events it has still to
+    /// send, its lag (how long ago the oldest of them happened) and when it was last heard from.
+    Clusters {
+        /// table or json.
+        #[arg(long, env = "DRIFTLINE_GOVERNANCE_FORMAT", value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check that every cluster's chain of governance events is whole (no event edited,
     /// removed or reordered); exits 1 when one is broken, naming where.
     Verify {
@@ -159,6 +231,15 @@ pub(crate) enum GovernanceCommand {
 pub(crate) enum Format {
     Table,
     Json,
+}
+
+/// How to print lineage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LineageFormat {
+    Table,
+    Json,
+    /// OpenLineage run events, one per line.
+    Openlineage,
 }
 
 /// A registration or a metadata change.
@@ -215,7 +296,7 @@ impl TemplateArgs {
     }
 
     /// The template given, or the data directory's when it has one.
-    fn load(&self, store: &StoreArgs) -> anyhow::Result<Option<Template>> {
+    pub(crate) fn load(&self, store: &StoreArgs) -> anyhow::Result<Option<Template>> {
         let (path, given) = match &self.governance_template {
             Some(path) => (path.clone(), true),
             None => (store.data_dir.join("governance.yaml"), false),
@@ -244,7 +325,18 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ModelsCommand::Build { crn, model, artifact, sha256, input_schema, training_data, who, store } => {
+        ModelsCommand::Build {
+            crn,
+            model,
+            artifact,
+            sha256,
+            input_schema,
+            training_data,
+            lineage,
+            training_rows,
+            who,
+            store,
+        } => {
             check_name("CRN", &crn)?;
             let actor = who.actor()?;
             let artifact = match (artifact, sha256) {
@@ -259,18 +351,7 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     );
                     Some(Artifact { uri, sha256: Some(sha.to_ascii_lowercase()), size_bytes: None })
                 }
-                (Some(path), None) => {
-                    let local = path.strip_prefix("file://").unwrap_or(&path);
-                    let absolute =
-                        std::fs::canonicalize(local).with_context(|| format!("--artifact: cannot read {local}"))?;
-                    let size = std::fs::metadata(&absolute)?.len();
-                    let sha = sha256_file(&absolute.display().to_string())?;
-                    Some(Artifact {
-                        uri: format!("file://{}", absolute.display()),
-                        sha256: Some(sha),
-                        size_bytes: Some(size),
-                    })
-                }
+                (Some(path), None) => Some(local_artifact("--artifact", &path)?),
             };
             let input_schema = match input_schema {
                 None => None,
@@ -282,13 +363,23 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     })?)
                 }
             };
+            let lineage = match lineage {
+                None => Vec::new(),
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("--lineage: cannot read {}", path.display()))?;
+                    lineage::parse(&text, &format!("--lineage {}", path.display()), &model)?
+                }
+            };
             let payload = Payload::BuildRegistered(BuildRegistered {
                 model,
                 artifact,
                 input_schema,
                 output_schema: None,
                 training_data,
-                training_rows: None,
+                training_rows,
+                lineage,
+                ..Default::default()
             });
             let event = append_checked(&store, None, new_event(&crn, &payload, &actor, &who.cluster, now_ms())).await?;
             println!("registered build {crn} (event {} in cluster {})", event.id, event.cluster);
@@ -321,19 +412,15 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     empty.role.as_deref().unwrap_or("")
                 );
             }
-            let opened = store.open().await?;
-            let outcome = async {
+            let (report, event) = with_store(&store, async |opened| {
                 let (report, payload) =
-                    promote(opened.as_ref(), template.as_ref(), &build, &deployment, &environment, approvals, artifact)
-                        .await?;
+                    promote(opened, template.as_ref(), &build, &deployment, &environment, approvals, artifact).await?;
                 let Some(payload) = payload else { return Ok((report, None)) };
                 let event = new_event(&deployment, &payload, &actor, &who.cluster, now_ms());
                 opened.append_governance(std::slice::from_ref(&event)).await?;
-                Ok::<_, anyhow::Error>((report, Some(event)))
-            }
-            .await;
-            opened.close().await;
-            let (report, event) = outcome?;
+                Ok((report, Some(event)))
+            })
+            .await?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Table => print!("{}", promotion_text(&report)),
@@ -349,9 +436,8 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
         }
         ModelsCommand::Retire { deployment, reason, who, store } => {
             let actor = who.actor()?;
-            let opened = store.open().await?;
-            let result = async {
-                let inventory = Inventory::build(&read_log(opened.as_ref()).await?, &[], None)?;
+            let event = with_store(&store, async |opened| {
+                let inventory = Inventory::build(&read_log(opened).await?, &[], None)?;
                 let Some(model) = inventory.models.values().find(|m| m.deployments.contains_key(&deployment)) else {
                     anyhow::bail!(
                         "{deployment} is not a deployment the governance log knows; see `driftline models show`"
@@ -360,12 +446,107 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 let payload = Payload::DeploymentRetired(Ended { model: Some(model.crn.clone()), reason });
                 let event = new_event(&deployment, &payload, &actor, &who.cluster, now_ms());
                 opened.append_governance(std::slice::from_ref(&event)).await?;
-                Ok::<_, anyhow::Error>(event)
-            }
-            .await;
-            opened.close().await;
-            let event = result?;
+                Ok(event)
+            })
+            .await?;
             println!("retired {deployment} (event {})", event.id);
+            Ok(())
+        }
+        ModelsCommand::Evaluate {
+            deployment,
+            build,
+            environment,
+            metrics,
+            evaluation_rows,
+            attachments,
+            who,
+            store,
+        } => {
+            check_name("DEPLOYMENT", &deployment)?;
+            let actor = who.actor()?;
+            let metrics = metrics.iter().map(|m| parse_metric(m)).collect::<anyhow::Result<_>>()?;
+            let attachments = attachments
+                .iter()
+                .map(|path| local_artifact("--attachment", &path.display().to_string()))
+                .collect::<anyhow::Result<_>>()?;
+            let event = with_store(&store, async |opened| {
+                let inventory = Inventory::build(&read_log(opened).await?, &[], None)?;
+                let Some(model) = inventory.models.values().find(|m| m.builds.contains_key(&build)) else {
+                    anyhow::bail!(
+                        "{build} is not a build the governance log knows; register it with `driftline models build`"
+                    );
+                };
+                let payload = Payload::DeploymentEvaluated(DeploymentEvaluated {
+                    model: model.crn.clone(),
+                    build: build.clone(),
+                    environment,
+                    metrics,
+                    evaluation_rows,
+                    attachments,
+                });
+                let event = new_event(&deployment, &payload, &actor, &who.cluster, now_ms());
+                check_new(&event, &inventory, None)?;
+                opened.append_governance(std::slice::from_ref(&event)).await?;
+                Ok(event)
+            })
+            .await?;
+            println!("evaluated {build} for {deployment} (event {} in cluster {})", event.id, event.cluster);
+            Ok(())
+        }
+        ModelsCommand::Delete { crn, reason, who, store } => {
+            let actor = who.actor()?;
+            let payload = Payload::ModelDeleted(Ended { model: None, reason });
+            let event = append_checked(&store, None, new_event(&crn, &payload, &actor, &who.cluster, now_ms())).await?;
+            println!("deleted {crn} (event {}); it stays in the inventory as deleted, with its history", event.id);
+            Ok(())
+        }
+        ModelsCommand::Lineage { table, format, store } => {
+            let inventory = inventory(&store, None).await?;
+            match (format, table) {
+                (LineageFormat::Openlineage, table) => {
+                    let producer = format!("urn:driftline:{}", env!("CARGO_PKG_VERSION"));
+                    for event in lineage::openlineage(&inventory, &producer) {
+                        let uses_table = |list: &serde_json::Value| {
+                            list.as_array().is_some_and(|l| l.iter().any(|d| d["name"].as_str() == table.as_deref()))
+                        };
+                        if table.is_none() || uses_table(&event["inputs"]) {
+                            println!("{}", serde_json::to_string(&event)?);
+                        }
+                    }
+                }
+                (LineageFormat::Json, Some(table)) => {
+                    let uses = lineage::uses_of(&inventory, &table);
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "table": table, "uses": uses }))?);
+                }
+                (LineageFormat::Table, Some(table)) => {
+                    print!("{}", lineage_text(&lineage::uses_of(&inventory, &table)))
+                }
+                (format, None) => {
+                    let tables: std::collections::BTreeSet<&String> =
+                        inventory.models.values().flat_map(|m| &m.tables).collect();
+                    let all: Vec<_> = tables
+                        .into_iter()
+                        .map(|t| serde_json::json!({ "table": t, "uses": lineage::uses_of(&inventory, t) }))
+                        .collect();
+                    match format {
+                        LineageFormat::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+                        _ => {
+                            let mut rows = vec![["TABLE", "BUILDS", "DEPLOYMENTS"].map(String::from)];
+                            for t in &all {
+                                let uses = t["uses"].as_array().map(Vec::as_slice).unwrap_or_default();
+                                let deployments: usize =
+                                    uses.iter().map(|u| u["deployments"].as_array().map_or(0, Vec::len)).sum();
+                                rows.push([
+                                    t["table"].as_str().unwrap_or_default().to_string(),
+                                    uses.len().to_string(),
+                                    deployments.to_string(),
+                                ]);
+                            }
+                            print!("{}", driftline_drift::report::text::text_table(&rows));
+                        }
+                    }
+                }
+            }
             Ok(())
         }
         ModelsCommand::Audit { output, orphaned_days, template, store } => {
@@ -398,12 +579,25 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn governance(command: GovernanceCommand) -> anyhow::Result<()> {
-    let GovernanceCommand::Verify { format, store } = command;
-    let opened = store.open().await?;
-    let events = read_log(opened.as_ref()).await;
-    let heads = opened.governance_heads().await;
-    opened.close().await;
-    let report = chain::verify(&events?, &heads?);
+    let (format, store) = match command {
+        GovernanceCommand::Verify { format, store } => (format, store),
+        GovernanceCommand::Clusters { format, store } => {
+            let remotes = with_store(&store, async |opened| Ok(opened.remotes().await?)).await?;
+            let now = now_ms();
+            match format {
+                Format::Json => {
+                    let shown: Vec<_> = remotes.iter().map(|r| crate::governance_api::remote_json(r, now)).collect();
+                    println!("{}", serde_json::to_string_pretty(&shown)?);
+                }
+                Format::Table => print!("{}", clusters_text(&remotes, now)),
+            }
+            return Ok(());
+        }
+    };
+    let report = with_store(&store, async |opened| {
+        Ok(chain::verify(&read_log(opened).await?, &opened.governance_heads().await?))
+    })
+    .await?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print!("{}", verify_text(&report)),
@@ -414,22 +608,40 @@ pub(crate) async fn governance(command: GovernanceCommand) -> anyhow::Result<()>
     Ok(())
 }
 
+/// An artifact that is a local file (a path or `file://` URI): its absolute `file://` URI,
+/// SHA-256 and size. `flag` names the option in errors.
+fn local_artifact(flag: &str, path: &str) -> anyhow::Result<Artifact> {
+    let local = path.strip_prefix("file://").unwrap_or(path);
+    let absolute = std::fs::canonicalize(local).with_context(|| format!("{flag}: cannot read {local}"))?;
+    let size = std::fs::metadata(&absolute).with_context(|| format!("{flag}: cannot read {local}"))?.len();
+    let sha = sha256_file(&absolute.display().to_string())?;
+    Ok(Artifact { uri: format!("file://{}", absolute.display()), sha256: Some(sha), size_bytes: Some(size) })
+}
+
+/// Opens the store, does `work` with it and closes it, whatever `work` gave.
+async fn with_store<T>(
+    store: &StoreArgs,
+    work: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let opened = store.open().await?;
+    let result = work(opened.as_ref()).await;
+    opened.close().await;
+    result
+}
+
 /// Appends one event after checking it against the log (and the template, if any).
 async fn append_checked(
     store: &StoreArgs,
     template: Option<&Template>,
     event: NewGovernanceEvent,
 ) -> anyhow::Result<NewGovernanceEvent> {
-    let opened = store.open().await?;
-    let result = async {
-        let inventory = Inventory::build(&read_log(opened.as_ref()).await?, &[], template)?;
+    with_store(store, async |opened| {
+        let inventory = Inventory::build(&read_log(opened).await?, &[], template)?;
         check_new(&event, &inventory, template)?;
         opened.append_governance(std::slice::from_ref(&event)).await?;
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    opened.close().await;
-    result.map(|()| event)
+        Ok(event)
+    })
+    .await
 }
 
 /// Checks a promotion: the artifact hashed, the served schema inferred from the deployment's
@@ -502,9 +714,8 @@ fn promotion_text(report: &PromotionReport) -> String {
 
 /// The audit of the store's inventory, its drift jobs and its deployments' latest predictions.
 async fn audit_of(store: &StoreArgs, template: Option<&Template>, orphaned_days: u32) -> anyhow::Result<Audit> {
-    let opened = store.open().await?;
-    let result = async {
-        let log = read_log(opened.as_ref()).await?;
+    with_store(store, async |opened| {
+        let log = read_log(opened).await?;
         let seen = opened.seen_deployments().await?;
         let inventory = Inventory::build(&log, &seen, template)?;
         let mut facts =
@@ -531,11 +742,9 @@ async fn audit_of(store: &StoreArgs, template: Option<&Template>, orphaned_days:
                 }
             }
         }
-        Ok::<_, anyhow::Error>(audit::audit(&inventory, &facts))
-    }
-    .await;
-    opened.close().await;
-    result
+        Ok(audit::audit(&inventory, &facts))
+    })
+    .await
 }
 
 /// What a run's stored summary says it found, in words: the drifted features, or the error.
@@ -578,22 +787,9 @@ async fn change(args: ChangeArgs, register: bool) -> anyhow::Result<()> {
     let actor = who.actor()?;
     let template = template.load(&store)?;
     let metadata = read_metadata(&metadata)?;
-    if let Some(template) = &template {
-        let problems = template.check(&metadata);
-        if !problems.is_empty() {
-            let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-            anyhow::bail!(
-                "{crn} was not {}: its metadata does not meet the governance template ({} field{}):\n{}",
-                if register { "registered" } else { "updated" },
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" },
-                lines.join("\n")
-            );
-        }
-    }
-    let opened = store.open().await?;
-    let result = async {
-        let inventory = Inventory::build(&read_log(opened.as_ref()).await?, &[], template.as_ref())?;
+    let done = if register { "registered" } else { "updated" };
+    let event = with_store(&store, async |opened| {
+        let inventory = Inventory::build(&read_log(opened).await?, &[], template.as_ref())?;
         let registered = inventory.models.get(&crn).is_some_and(|m| m.status != Status::Unregistered);
         let payload = if register {
             Payload::ModelRegistered(ModelRegistered { metadata })
@@ -602,6 +798,15 @@ async fn change(args: ChangeArgs, register: bool) -> anyhow::Result<()> {
         };
         let event = new_event(&crn, &payload, &actor, &who.cluster, now_ms());
         match check_new(&event, &inventory, template.as_ref()) {
+            Err(GovernError::Template { problems }) => {
+                let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                anyhow::bail!(
+                    "{crn} was not {done}: its metadata does not meet the governance template ({} field{}):\n{}",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" },
+                    lines.join("\n")
+                );
+            }
             Err(GovernError::Conflict { .. }) if register && registered => {
                 let m = &inventory.models[&crn];
                 anyhow::bail!(
@@ -619,24 +824,54 @@ async fn change(args: ChangeArgs, register: bool) -> anyhow::Result<()> {
             other => other?,
         }
         opened.append_governance(std::slice::from_ref(&event)).await?;
-        Ok::<_, anyhow::Error>(event)
-    }
-    .await;
-    opened.close().await;
-    let event = result?;
-    println!(
-        "{} {crn} ({}, event {} in cluster {})",
-        if register { "registered" } else { "updated" },
-        event.kind,
-        event.id,
-        event.cluster
-    );
+        Ok(event)
+    })
+    .await?;
+    println!("{done} {crn} ({}, event {} in cluster {})", event.kind, event.id, event.cluster);
     if template.is_none() {
         eprintln!(
             "note: no governance template (<data-dir>/governance.yaml or --governance-template); no field was required"
         );
     }
     Ok(())
+}
+
+/// `NAME=VALUE`, a finite number.
+fn parse_metric(text: &str) -> anyhow::Result<(String, f64)> {
+    let Some((name, value)) = text.split_once('=') else {
+        anyhow::bail!("--metric: `{text}` is not NAME=VALUE (roc_auc=0.91)")
+    };
+    let name = name.trim();
+    anyhow::ensure!(!name.is_empty(), "--metric: `{text}` names no metric; write NAME=VALUE");
+    match value.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok((name.to_string(), v)),
+        _ => anyhow::bail!("--metric {name}: `{}` is not a finite number", value.trim()),
+    }
+}
+
+/// The builds and deployments that use a table, for the terminal.
+fn lineage_text(uses: &[TableUse]) -> String {
+    if uses.is_empty() {
+        return "no registered build names this table\n".into();
+    }
+    let mut rows = vec![["MODEL", "BUILD", "DEPLOYMENTS", "QUERY"].map(String::from)];
+    rows.extend(uses.iter().map(|u| {
+        let deployments: Vec<String> = u
+            .deployments
+            .iter()
+            .map(|d| match &d.environment {
+                Some(env) => format!("{} ({env})", d.crn),
+                None => d.crn.clone(),
+            })
+            .collect();
+        [
+            u.model.clone(),
+            u.build.clone(),
+            if deployments.is_empty() { "-".into() } else { deployments.join(", ") },
+            u.query.as_deref().map_or_else(|| "-".into(), |q| q.split_whitespace().collect::<Vec<_>>().join(" ")),
+        ]
+    }));
+    driftline_drift::report::text::text_table(&rows)
 }
 
 fn read_metadata(path: &Path) -> anyhow::Result<Metadata> {
@@ -646,11 +881,10 @@ fn read_metadata(path: &Path) -> anyhow::Result<Metadata> {
 
 /// The inventory from the store's log and the deployments its predictions name.
 async fn inventory(store: &StoreArgs, template: Option<&Template>) -> anyhow::Result<Inventory> {
-    let opened = store.open().await?;
-    let events = read_log(opened.as_ref()).await;
-    let seen = opened.seen_deployments().await;
-    opened.close().await;
-    Ok(Inventory::build(&events?, &seen?, template)?)
+    with_store(store, async |opened| {
+        Ok(Inventory::build(&read_log(opened).await?, &opened.seen_deployments().await?, template)?)
+    })
+    .await
 }
 
 fn list_table(models: &[&Model]) -> String {
@@ -686,6 +920,9 @@ fn show_text(m: &Model) -> String {
             out.push_str(&format!("  {field}: {shown}\n"));
         }
     }
+    if !m.tables.is_empty() {
+        out.push_str(&format!("\ntrained from: {}\n", m.tables.join(", ")));
+    }
     if !m.deployments.is_empty() {
         let mut rows = vec![["DEPLOYMENT", "STATUS", "BUILD", "ENVIRONMENT", "FIRST SEEN"].map(String::from)];
         rows.extend(m.deployments.values().map(|d| {
@@ -716,6 +953,25 @@ fn show_text(m: &Model) -> String {
         out.push_str(&driftline_drift::report::text::text_table(&rows));
     }
     out
+}
+
+/// The remote clusters, for the terminal.
+fn clusters_text(remotes: &[driftline_store::RemoteSync], now: i64) -> String {
+    if remotes.is_empty() {
+        return "no remote cluster has synced to this store\n".into();
+    }
+    let mut rows = vec![["CLUSTER", "SYNCED THROUGH", "PENDING", "LAG", "LAST CONTACT"].map(String::from)];
+    rows.extend(remotes.iter().map(|r| {
+        let shown = crate::governance_api::remote_json(r, now);
+        [
+            r.cluster.clone(),
+            r.remote_seq.to_string(),
+            r.pending.to_string(),
+            format!("{} s", shown["lag_seconds"]),
+            format!("{} ({} s ago)", driftline_drift::format::time(r.contacted_at_ms), shown["seconds_since_contact"]),
+        ]
+    }));
+    driftline_drift::report::text::text_table(&rows)
 }
 
 fn verify_text(report: &ChainReport) -> String {

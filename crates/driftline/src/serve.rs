@@ -52,12 +52,15 @@ pub(crate) struct ServeArgs {
     cluster: String,
     #[command(flatten)]
     governance_template: crate::models::TemplateArgs,
+    #[command(flatten)]
+    sync: crate::sync::ServeSyncArgs,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let limits = args.limits.limits()?;
     let rollup_options = args.rollup.worker()?;
     let http = args.http.settings(&limits)?;
+    let syncer = args.sync.syncer(&args.cluster)?;
     let admin_key = args.admin_key.key()?;
     let store = args.store.open().await?;
     if admin_key.is_none() && store.list_keys().await?.iter().all(|k| k.revoked_at_ms.is_some()) {
@@ -76,6 +79,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cluster: args.cluster.clone(),
         template: args.governance_template.path(),
         data_dir: args.store.data_dir.clone(),
+        appending: Arc::default(),
     };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -104,6 +108,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = rollup_stopped.await;
         }))
     });
+    let (stop_sync, sync_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sync = syncer.map(|syncer| {
+        tokio::spawn(syncer.run(store.clone(), async {
+            let _ = sync_stopped.await;
+        }))
+    });
     let (stop_flight, flight_stopped) = tokio::sync::oneshot::channel::<()>();
     let flight = match flight_listener {
         Some(flight_listener) => {
@@ -124,6 +134,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, store = %args.store.config().location(), kafka = args.kafka_brokers.is_some(), "serving");
     server::serve(state, listener, crate::shutdown_signal()).await?;
     let _ = stop_scheduler.send(());
+    let _ = stop_sync.send(());
+    if let Some(sync) = sync {
+        sync.await?;
+    }
     let _ = stop_flight.send(());
     if let Some(flight) = flight {
         flight.await??;

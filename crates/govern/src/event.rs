@@ -100,7 +100,7 @@ pub struct Artifact {
 }
 
 /// `build.registered`: a trained build of a model, its artifact, schemas and training data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildRegistered {
     /// The model's CRN.
@@ -118,6 +118,20 @@ pub struct BuildRegistered {
     /// Rows it was trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_rows: Option<u64>,
+    /// The tables it was trained from, with the queries that read them (a `lineage.yaml`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<crate::lineage::Source>,
+    /// The training run it came from (an MLflow run id, for an imported version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The run's parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// The run's metrics, under their driftline names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// `deployment.evaluated`: a build evaluated for a deployment, with its metrics and the files

@@ -9,6 +9,7 @@ use driftline_store::{GovernanceEvent, SeenDeployment};
 use serde::Serialize;
 
 use crate::event::{Approval, Artifact, Kind, Payload};
+use crate::lineage::Source;
 use crate::template::{Metadata, Template};
 use crate::Error;
 
@@ -73,6 +74,8 @@ pub struct Model {
     pub registered_by: Option<String>,
     pub builds: BTreeMap<String, Build>,
     pub deployments: BTreeMap<String, Deployment>,
+    /// The tables its builds were trained from (lineage and training data), sorted.
+    pub tables: Vec<String>,
     /// Every event about it, its builds and its deployments, in log order.
     pub history: Vec<HistoryEntry>,
 }
@@ -91,6 +94,11 @@ pub struct Build {
     pub training_data: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training_rows: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<Source>,
+    /// The id of the event that registered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_event: Option<uuid::Uuid>,
 }
 
 /// A deployment of a model.
@@ -129,6 +137,9 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Inventory {
     pub models: BTreeMap<String, Model>,
+    /// Which model each build and deployment belongs to, as the log says.
+    #[serde(skip)]
+    owners: BTreeMap<String, String>,
 }
 
 impl Inventory {
@@ -142,80 +153,8 @@ impl Inventory {
         template: Option<&Template>,
     ) -> Result<Inventory, Error> {
         let mut inventory = Inventory::default();
-        // Which model each build and deployment belongs to, as the log says.
-        let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for stored in events {
-            let e = &stored.event;
-            let corrupt = |detail: String| Error::Corrupt { seq: stored.seq, kind: e.kind.clone(), detail };
-            let kind = Kind::parse(&e.kind).map_err(|err| corrupt(err.to_string()))?;
-            let payload = Payload::parse(kind, &e.payload).map_err(|err| corrupt(err.to_string()))?;
-            let model_crn = match &payload {
-                Payload::ModelRegistered(_) | Payload::MetadataUpdated(_) | Payload::ModelDeleted(_) => {
-                    e.subject.clone()
-                }
-                Payload::BuildRegistered(p) => p.model.clone(),
-                Payload::DeploymentEvaluated(p) => p.model.clone(),
-                Payload::DeploymentPromoted(p) => p.model.clone(),
-                Payload::DeploymentRetired(p) => match (&p.model, owners.get(&e.subject)) {
-                    (Some(model), _) => model.clone(),
-                    (None, Some(owner)) => owner.clone(),
-                    (None, None) => return Err(corrupt(format!("retires {}, which no event names", e.subject))),
-                },
-            };
-            let model = inventory.model(&model_crn, &e.cluster);
-            model.clusters.insert(e.cluster.clone());
-            model.history.push(HistoryEntry {
-                seq: stored.seq,
-                time_ms: e.time_ms,
-                kind,
-                subject: e.subject.clone(),
-                actor: e.actor.clone(),
-                cluster: e.cluster.clone(),
-                payload: serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null),
-            });
-            match payload {
-                Payload::ModelRegistered(p) => {
-                    model.metadata = p.metadata;
-                    model.registered_at_ms = Some(e.time_ms);
-                    model.registered_by = Some(e.actor.clone());
-                    model.cluster = Some(e.cluster.clone());
-                    if model.status == Status::Unregistered || model.status == Status::Deleted {
-                        model.status = Status::Registered;
-                    }
-                }
-                Payload::MetadataUpdated(p) => model.metadata = p.metadata,
-                Payload::ModelDeleted(_) => model.status = Status::Deleted,
-                Payload::BuildRegistered(p) => {
-                    owners.insert(e.subject.clone(), p.model.clone());
-                    let build = model.build(&e.subject);
-                    build.registered_at_ms = Some(e.time_ms);
-                    build.artifact = p.artifact;
-                    build.input_schema = p.input_schema;
-                    build.training_data = p.training_data;
-                    build.training_rows = p.training_rows;
-                }
-                Payload::DeploymentEvaluated(p) => {
-                    owners.insert(e.subject.clone(), p.model.clone());
-                    model.build(&p.build);
-                    let deployment = model.deployment(&e.subject);
-                    if deployment.status == DeploymentStatus::Seen {
-                        deployment.status = DeploymentStatus::Evaluated;
-                    }
-                    deployment.build = Some(p.build);
-                    deployment.environment = p.environment.or(deployment.environment.take());
-                }
-                Payload::DeploymentPromoted(p) => {
-                    owners.insert(e.subject.clone(), p.model.clone());
-                    model.build(&p.build);
-                    let deployment = model.deployment(&e.subject);
-                    deployment.status = DeploymentStatus::Promoted;
-                    deployment.build = Some(p.build);
-                    deployment.environment = Some(p.environment);
-                    deployment.approvals = p.approvals;
-                    deployment.promoted_at_ms = Some(e.time_ms);
-                }
-                Payload::DeploymentRetired(_) => model.deployment(&e.subject).status = DeploymentStatus::Retired,
-            }
+            inventory.apply(stored)?;
         }
         for s in seen {
             let model = inventory.model(&s.model, "");
@@ -226,14 +165,97 @@ impl Inventory {
             deployment.first_seen_ms = Some(first);
         }
         for model in inventory.models.values_mut() {
+            let tables: BTreeSet<&String> = model
+                .builds
+                .values()
+                .flat_map(|b| b.training_data.iter().chain(b.lineage.iter().map(|s| &s.table)))
+                .collect();
+            model.tables = tables.into_iter().cloned().collect();
             model.status = model.derived_status();
             model.missing_metadata = match (template, model.status) {
-                (Some(t), Status::Unregistered) => t.required.keys().cloned().collect(),
+                (Some(t), Status::Unregistered) => t.required_of_all(),
                 (Some(t), _) => t.missing(&model.metadata),
                 (None, _) => Vec::new(),
             };
         }
         Ok(inventory)
+    }
+
+    /// Folds one more event of the log into the inventory (statuses other than registered,
+    /// unregistered and deleted are settled by [`Inventory::build`]'s last step).
+    pub fn apply(&mut self, stored: &GovernanceEvent) -> Result<(), Error> {
+        let e = &stored.event;
+        let corrupt = |detail: String| Error::Corrupt { seq: stored.seq, kind: e.kind.clone(), detail };
+        let kind = Kind::parse(&e.kind).map_err(|err| corrupt(err.to_string()))?;
+        let payload = Payload::parse(kind, &e.payload).map_err(|err| corrupt(err.to_string()))?;
+        let model_crn = match &payload {
+            Payload::ModelRegistered(_) | Payload::MetadataUpdated(_) | Payload::ModelDeleted(_) => e.subject.clone(),
+            Payload::BuildRegistered(p) => p.model.clone(),
+            Payload::DeploymentEvaluated(p) => p.model.clone(),
+            Payload::DeploymentPromoted(p) => p.model.clone(),
+            Payload::DeploymentRetired(p) => match (&p.model, self.owners.get(&e.subject)) {
+                (Some(model), _) => model.clone(),
+                (None, Some(owner)) => owner.clone(),
+                (None, None) => return Err(corrupt(format!("retires {}, which no event names", e.subject))),
+            },
+        };
+        if matches!(kind, Kind::BuildRegistered | Kind::DeploymentEvaluated | Kind::DeploymentPromoted) {
+            self.owners.insert(e.subject.clone(), model_crn.clone());
+        }
+        let model = self.model(&model_crn, &e.cluster);
+        model.clusters.insert(e.cluster.clone());
+        model.history.push(HistoryEntry {
+            seq: stored.seq,
+            time_ms: e.time_ms,
+            kind,
+            subject: e.subject.clone(),
+            actor: e.actor.clone(),
+            cluster: e.cluster.clone(),
+            payload: serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null),
+        });
+        match payload {
+            Payload::ModelRegistered(p) => {
+                model.metadata = p.metadata;
+                model.registered_at_ms = Some(e.time_ms);
+                model.registered_by = Some(e.actor.clone());
+                model.cluster = Some(e.cluster.clone());
+                if model.status == Status::Unregistered || model.status == Status::Deleted {
+                    model.status = Status::Registered;
+                }
+            }
+            Payload::MetadataUpdated(p) => model.metadata = p.metadata,
+            Payload::ModelDeleted(_) => model.status = Status::Deleted,
+            Payload::BuildRegistered(p) => {
+                let build = model.build(&e.subject);
+                build.registered_at_ms = Some(e.time_ms);
+                build.artifact = p.artifact;
+                build.input_schema = p.input_schema;
+                build.training_data = p.training_data;
+                build.training_rows = p.training_rows;
+                build.lineage = p.lineage;
+                build.registered_event = Some(e.id);
+            }
+            Payload::DeploymentEvaluated(p) => {
+                model.build(&p.build);
+                let deployment = model.deployment(&e.subject);
+                if deployment.status == DeploymentStatus::Seen {
+                    deployment.status = DeploymentStatus::Evaluated;
+                }
+                deployment.build = Some(p.build);
+                deployment.environment = p.environment.or(deployment.environment.take());
+            }
+            Payload::DeploymentPromoted(p) => {
+                model.build(&p.build);
+                let deployment = model.deployment(&e.subject);
+                deployment.status = DeploymentStatus::Promoted;
+                deployment.build = Some(p.build);
+                deployment.environment = Some(p.environment);
+                deployment.approvals = p.approvals;
+                deployment.promoted_at_ms = Some(e.time_ms);
+            }
+            Payload::DeploymentRetired(_) => model.deployment(&e.subject).status = DeploymentStatus::Retired,
+        }
+        Ok(())
     }
 
     /// The model of `crn`, added (unregistered, first named in `cluster`) when new.
@@ -249,6 +271,7 @@ impl Inventory {
             registered_by: None,
             builds: BTreeMap::new(),
             deployments: BTreeMap::new(),
+            tables: Vec::new(),
             history: Vec::new(),
         })
     }
@@ -292,6 +315,8 @@ impl Model {
             input_schema: None,
             training_data: Vec::new(),
             training_rows: None,
+            lineage: Vec::new(),
+            registered_event: None,
         })
     }
 
@@ -361,6 +386,8 @@ mod tests {
             output_schema: None,
             training_data: vec!["warehouse.customers".into()],
             training_rows: Some(10_000),
+            lineage: vec![],
+            ..Default::default()
         });
         let promoted = Payload::DeploymentPromoted(DeploymentPromoted {
             model: "crn:churn".into(),

@@ -1,16 +1,21 @@
 //! driftline-govern: model governance as events on an append-only, hash-chained log (stored by
 //! driftline-store's `governance_events`). This crate owns what the events mean: their kinds
-//! and payloads ([`event`]), the metadata a template makes mandatory ([`template`]), the model
-//! inventory folded from the log and the predictions seen ([`inventory`]), the audit report
-//! ([`audit`]), the checks before a promotion ([`promote`]), and the check that a log's chains
-//! are whole ([`chain`]).
+//! and payloads ([`event`]), the tables builds were trained from ([`lineage`]), the metadata a
+//! template makes mandatory ([`template`]), the model inventory folded from the log and the
+//! predictions seen ([`inventory`]), the audit report ([`audit`]), the checks before a
+//! promotion ([`promote`]), what an MLflow registry becomes ([`mlflow`]), what a remote
+//! cluster forwards to its primary ([`sync`]), and the check that a log's chains are whole
+//! ([`chain`]).
 
 pub mod audit;
 pub mod chain;
 pub mod event;
 pub mod inventory;
+pub mod lineage;
 pub mod log;
+pub mod mlflow;
 pub mod promote;
+pub mod sync;
 pub mod template;
 
 /// What went wrong, naming the input and what to do.

@@ -24,7 +24,8 @@ pub async fn read_log(store: &dyn GovernanceStore) -> Result<Vec<GovernanceEvent
 
 /// Checks a new event before it is appended: its names, its kind and payload, what the
 /// inventory says of its subject (a model is registered once, updated only while registered,
-/// deleted only when it exists), and the template (for a registration or a metadata change).
+/// deleted only when it exists, builds registered for registered models, evaluations of
+/// registered builds), and the template (for a registration or a metadata change).
 pub fn check_new(event: &NewGovernanceEvent, inventory: &Inventory, template: Option<&Template>) -> Result<(), Error> {
     check_name("subject", &event.subject)?;
     check_name("actor", &event.actor)?;
@@ -53,6 +54,22 @@ pub fn check_new(event: &NewGovernanceEvent, inventory: &Inventory, template: Op
         _ => Ok(()),
     };
     state?;
+    if let Payload::DeploymentEvaluated(p) = &payload {
+        let registered = inventory
+            .models
+            .get(&p.model)
+            .filter(|m| m.builds.get(&p.build).is_some_and(|b| b.registered_at_ms.is_some()));
+        match registered.map(|m| m.status) {
+            None => {
+                return conflict(format!(
+                    "{} is not a registered build of {}; register the build before evaluating it",
+                    p.build, p.model
+                ))
+            }
+            Some(Status::Deleted) => return conflict(format!("{} was deleted; its builds are not evaluated", p.model)),
+            Some(_) => {}
+        }
+    }
     if let Payload::BuildRegistered(p) = &payload {
         match inventory.models.get(&p.model).map(|m| m.status) {
             None | Some(Status::Unregistered) => {
@@ -122,6 +139,8 @@ mod tests {
                 output_schema: None,
                 training_data: vec![],
                 training_rows: None,
+                lineage: vec![],
+                ..Default::default()
             }),
             "a",
             "c",
@@ -134,6 +153,23 @@ mod tests {
         check_new(&build, &registered, None).unwrap();
         let built = Inventory::build(&stored(vec![register.clone(), build.clone()]), &[], None).unwrap();
         assert!(check_new(&build, &built, None).unwrap_err().to_string().contains("registered already"));
+
+        let evaluated = |build: &str| {
+            let payload = Payload::DeploymentEvaluated(crate::event::DeploymentEvaluated {
+                model: "crn:m".into(),
+                build: build.into(),
+                environment: Some("staging".into()),
+                metrics: [("roc_auc".to_string(), 0.91)].into(),
+                evaluation_rows: Some(5_000),
+                attachments: vec![],
+            });
+            new_event("crn:m/staging", &payload, "a", "c", 5)
+        };
+        check_new(&evaluated("crn:m/b1"), &built, None).unwrap();
+        let err = check_new(&evaluated("crn:m/b2"), &built, None).unwrap_err().to_string();
+        assert_eq!(err, "crn:m/b2 is not a registered build of crn:m; register the build before evaluating it");
+        let gone = Inventory::build(&stored(vec![register.clone(), build.clone(), deleted_event]), &[], None).unwrap();
+        assert!(check_new(&evaluated("crn:m/b1"), &gone, None).unwrap_err().to_string().contains("was deleted"));
 
         let mut odd = register.clone();
         odd.kind = "model.promoted".into();

@@ -350,6 +350,8 @@ mod tests {
             output_schema: None,
             training_data: vec![],
             training_rows: None,
+            lineage: vec![],
+            ..Default::default()
         })
     }
 

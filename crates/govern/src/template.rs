@@ -1,7 +1,8 @@
 //! The governance template: the metadata every registered model must carry (`required:`) and
 //! may carry (`optional:`), each field with a type (`string`, `number`, `date`, `url`) or a
-//! list of allowed values. A model's metadata is a flat map of those fields. Checking gives
-//! every missing or invalid field at once, each with what to write instead.
+//! list of allowed values, and more per model kind (`kinds:`, chosen by the metadata's `kind`
+//! field). A model's metadata is a flat map of those fields. Checking gives every missing or
+//! invalid field at once, each with what to write instead.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,12 +41,27 @@ impl std::fmt::Display for Rule {
     }
 }
 
-/// The required and optional metadata fields, and the environments builds are promoted to.
+/// The required and optional metadata fields, those each model kind adds, and the
+/// environments builds are promoted to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Template {
+    /// Required of every model.
     pub required: BTreeMap<String, Rule>,
     pub optional: BTreeMap<String, Rule>,
+    /// Fields a kind of model adds (`kinds: {classifier: {required: …}}`); when there are
+    /// kinds, every model names its own in the metadata field [`KIND_FIELD`].
+    pub kinds: BTreeMap<String, KindFields>,
     pub environments: BTreeMap<String, Environment>,
+}
+
+/// The metadata field that names a model's kind when the template has `kinds:`.
+pub const KIND_FIELD: &str = "kind";
+
+/// The fields one kind of model adds to the template's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KindFields {
+    pub required: BTreeMap<String, Rule>,
+    pub optional: BTreeMap<String, Rule>,
 }
 
 /// An environment builds are promoted to (`environments:` in the template).
@@ -136,39 +152,41 @@ impl Template {
         let mut template = Template::default();
         for (key, section) in map {
             let name = key.as_str().unwrap_or_default().to_string();
-            let fields = match name.as_str() {
-                "required" => &mut template.required,
-                "optional" => &mut template.optional,
+            match name.as_str() {
+                "required" => template.required = parse_fields(&section, &name).map_err(invalid)?,
+                "optional" => template.optional = parse_fields(&section, &name).map_err(invalid)?,
+                "kinds" => template.kinds = parse_kinds(&section).map_err(|m| invalid(format!("`kinds`: {m}")))?,
                 "environments" => {
                     template.environments =
                         parse_environments(&section).map_err(|m| invalid(format!("`environments`: {m}")))?;
-                    continue;
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "has a section {key:?}; a template has `required:`, `optional:` and `environments:` only"
+                        "has a section {key:?}; a template has `required:`, `optional:`, `kinds:` and \
+                         `environments:` only"
                     )))
                 }
-            };
-            let section = match section {
-                serde_yaml::Value::Mapping(section) => section,
-                serde_yaml::Value::Null => continue,
-                _ => {
-                    return Err(invalid(format!(
-                        "`{name}:` must map field names to a type or a list of allowed values"
-                    )))
-                }
-            };
-            for (field, rule) in section {
-                let Some(field) = field.as_str() else {
-                    return Err(invalid(format!("`{name}:` has a field name {field:?} that is not text")));
-                };
-                let rule = parse_rule(&rule).map_err(|m| invalid(format!("`{name}.{field}`: {m}")))?;
-                fields.insert(field.to_string(), rule);
             }
         }
         if let Some(both) = template.required.keys().find(|f| template.optional.contains_key(*f)) {
             return Err(invalid(format!("`{both}` is both required and optional; keep it in one section")));
+        }
+        if !template.kinds.is_empty() {
+            if template.required.contains_key(KIND_FIELD) || template.optional.contains_key(KIND_FIELD) {
+                return Err(invalid(format!(
+                    "`{KIND_FIELD}` names the model kind when there are `kinds:`; do not list it as a field"
+                )));
+            }
+            for (kind, fields) in &template.kinds {
+                let again = fields.required.keys().chain(fields.optional.keys()).find(|f| {
+                    template.required.contains_key(*f) || template.optional.contains_key(*f) || *f == KIND_FIELD
+                });
+                if let Some(field) = again {
+                    return Err(invalid(format!(
+                        "`kinds.{kind}.{field}` is a field of every model already; name it in one place"
+                    )));
+                }
+            }
         }
         Ok(template)
     }
@@ -177,8 +195,8 @@ impl Template {
     /// empty, values of the wrong type or not among the allowed ones, and fields the template
     /// does not name.
     pub fn check(&self, metadata: &Metadata) -> Vec<FieldProblem> {
-        let mut problems = Vec::new();
-        for (field, rule) in &self.required {
+        let (required, optional, mut problems) = self.fields_of(metadata);
+        for (field, rule) in &required {
             match metadata.get(field).filter(|v| !is_empty(v)) {
                 None => problems.push(FieldProblem {
                     field: field.clone(),
@@ -188,15 +206,21 @@ impl Template {
             }
         }
         for (field, value) in metadata {
-            if self.required.contains_key(field) {
+            if required.contains_key(field) || (field == KIND_FIELD && !self.kinds.is_empty()) {
                 continue;
             }
-            match self.optional.get(field) {
+            match optional.get(field) {
                 Some(rule) if !is_empty(value) => problems.extend(check_value(field, rule, value)),
                 Some(_) => {}
                 None => problems.push(FieldProblem {
                     field: field.clone(),
-                    problem: format!("is not in the governance template; its fields are {}", self.field_names()),
+                    problem: format!(
+                        "is not in the governance template; its fields{} are {}",
+                        metadata_kind(metadata)
+                            .filter(|k| self.kinds.contains_key(*k))
+                            .map_or_else(String::new, |k| format!(" for a {k}")),
+                        field_names(&required, &optional)
+                    ),
                 }),
             }
         }
@@ -206,18 +230,119 @@ impl Template {
 
     /// The names of the required fields that `metadata` lacks or holds invalid values for.
     pub fn missing(&self, metadata: &Metadata) -> Vec<String> {
+        let (required, _, _) = self.fields_of(metadata);
         let problems = self.check(metadata);
-        problems.into_iter().map(|p| p.field).filter(|f| self.required.contains_key(f)).collect()
+        problems
+            .into_iter()
+            .map(|p| p.field)
+            .filter(|f| required.contains_key(f) || (f == KIND_FIELD && !self.kinds.is_empty()))
+            .collect()
     }
 
-    fn field_names(&self) -> String {
-        let names: Vec<&str> = self.required.keys().chain(self.optional.keys()).map(String::as_str).collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
+    /// The required fields of a model of which nothing is known: every model's, and its kind.
+    pub fn required_of_all(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self.required.keys().cloned().collect();
+        if !self.kinds.is_empty() {
+            fields.push(KIND_FIELD.to_string());
+            fields.sort();
         }
+        fields
     }
+
+    /// The required and optional fields for `metadata`'s kind (every model's, and its kind's
+    /// when it names a kind of the template), and the problem with its kind field, if any.
+    fn fields_of(&self, metadata: &Metadata) -> (BTreeMap<String, Rule>, BTreeMap<String, Rule>, Vec<FieldProblem>) {
+        let (mut required, mut optional) = (self.required.clone(), self.optional.clone());
+        let mut problems = Vec::new();
+        if self.kinds.is_empty() {
+            return (required, optional, problems);
+        }
+        let kinds: Vec<&str> = self.kinds.keys().map(String::as_str).collect();
+        match metadata_kind(metadata).map(|k| (k, self.kinds.get(k))) {
+            Some((_, Some(fields))) => {
+                required.extend(fields.required.clone());
+                optional.extend(fields.optional.clone());
+            }
+            Some((kind, None)) => problems.push(FieldProblem {
+                field: KIND_FIELD.to_string(),
+                problem: format!("{kind:?} is not a model kind of the template; write one of {}", kinds.join(", ")),
+            }),
+            None => problems.push(FieldProblem {
+                field: KIND_FIELD.to_string(),
+                problem: format!("missing; it is required (write one of {})", kinds.join(", ")),
+            }),
+        }
+        (required, optional, problems)
+    }
+}
+
+/// The kind a model's metadata names.
+fn metadata_kind(metadata: &Metadata) -> Option<&str> {
+    metadata.get(KIND_FIELD).and_then(Value::as_str).map(str::trim).filter(|k| !k.is_empty())
+}
+
+fn field_names(required: &BTreeMap<String, Rule>, optional: &BTreeMap<String, Rule>) -> String {
+    let names: Vec<&str> = required.keys().chain(optional.keys()).map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A `required:` or `optional:` section: field name to a rule.
+fn parse_fields(section: &serde_yaml::Value, name: &str) -> Result<BTreeMap<String, Rule>, String> {
+    let section = match section {
+        serde_yaml::Value::Mapping(section) => section,
+        serde_yaml::Value::Null => return Ok(BTreeMap::new()),
+        _ => return Err(format!("`{name}:` must map field names to a type or a list of allowed values")),
+    };
+    let mut fields = BTreeMap::new();
+    for (field, rule) in section {
+        let Some(field) = field.as_str() else {
+            return Err(format!("`{name}:` has a field name {field:?} that is not text"));
+        };
+        let rule = parse_rule(rule).map_err(|m| format!("`{name}.{field}`: {m}"))?;
+        fields.insert(field.to_string(), rule);
+    }
+    Ok(fields)
+}
+
+/// `kinds:`: a map from kind name to its own `required:` and `optional:` sections.
+fn parse_kinds(section: &serde_yaml::Value) -> Result<BTreeMap<String, KindFields>, String> {
+    let serde_yaml::Value::Mapping(map) = section else {
+        return if section.is_null() {
+            Ok(BTreeMap::new())
+        } else {
+            Err("must map model kinds to their fields".into())
+        };
+    };
+    let mut kinds = BTreeMap::new();
+    for (kind, sections) in map {
+        let Some(kind) = kind.as_str().filter(|k| !k.trim().is_empty()) else {
+            return Err(format!("{kind:?} is not a kind name"));
+        };
+        let mut fields = KindFields::default();
+        match sections {
+            serde_yaml::Value::Null => {}
+            serde_yaml::Value::Mapping(sections) => {
+                for (key, section) in sections {
+                    let name = format!("{kind}.{}", key.as_str().unwrap_or_default());
+                    match key.as_str() {
+                        Some("required") => fields.required = parse_fields(section, &name)?,
+                        Some("optional") => fields.optional = parse_fields(section, &name)?,
+                        _ => return Err(format!("`{kind}` has {key:?}; a kind has `required:` and `optional:`")),
+                    }
+                }
+            }
+            _ => return Err(format!("`{kind}` must be a map with `required:` and `optional:`")),
+        }
+        if let Some(both) = fields.required.keys().find(|f| fields.optional.contains_key(*f)) {
+            return Err(format!("`{kind}.{both}` is both required and optional; keep it in one section"));
+        }
+        kinds.insert(kind.to_string(), fields);
+    }
+    Ok(kinds)
 }
 
 /// A metadata file: a flat YAML map of field to text, number or boolean.
@@ -402,6 +527,45 @@ mod tests {
             ("environments:\n  prod:\n    after: qa\n", "`prod.after` names `qa`, which is not an environment here"),
             ("environments:\n  prod:\n    approvals: -1\n", "`prod.approvals` must be a count"),
             ("environments:\n  prod:\n    approvers: 2\n", "an environment has `approvals:` and `after:`"),
+        ] {
+            let err = Template::parse(yaml, "t.yaml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn each_model_kind_adds_its_own_fields() {
+        let t = Template::parse(
+            "required:\n  owner: string\nkinds:\n  classifier:\n    required:\n      decision_threshold: number\n    \
+             optional:\n      classes: string\n  regressor:\n    required:\n      target_unit: string\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(t.kinds["classifier"].required.get("decision_threshold"), Some(&Rule::Number));
+        assert_eq!(t.required_of_all(), ["kind", "owner"]);
+        let classifier = metadata("owner: ana\nkind: classifier\ndecision_threshold: 0.4\nclasses: yes/no\n");
+        assert_eq!(t.check(&classifier), vec![]);
+        // A regressor needs its own field and may not carry a classifier's.
+        let regressor = metadata("owner: ana\nkind: regressor\nclasses: yes/no\n");
+        let problems: Vec<String> = t.check(&regressor).iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("classes: is not in the governance template; its fields for a regressor are"));
+        assert_eq!(problems[1], "target_unit: missing; it is required (write some text)");
+        assert_eq!(t.missing(&regressor), ["target_unit"]);
+        // No kind, or one the template does not have: said, with the kinds to choose from.
+        let none = metadata("owner: ana\n");
+        assert_eq!(t.check(&none)[0].to_string(), "kind: missing; it is required (write one of classifier, regressor)");
+        assert_eq!(t.missing(&none), ["kind"]);
+        let odd = metadata("owner: ana\nkind: ranker\n");
+        assert_eq!(
+            t.check(&odd)[0].to_string(),
+            "kind: \"ranker\" is not a model kind of the template; write one of classifier, regressor"
+        );
+        for (yaml, expected) in [
+            ("kinds:\n  c:\n    mandatory:\n      a: string\n", "a kind has `required:` and `optional:`"),
+            ("required:\n  kind: string\nkinds:\n  c:\n", "`kind` names the model kind"),
+            ("required:\n  owner: string\nkinds:\n  c:\n    required:\n      owner: string\n", "`kinds.c.owner`"),
+            ("kinds:\n  c:\n    required:\n      a: colour\n", "`c.required.a`: unknown type `colour`"),
         ] {
             let err = Template::parse(yaml, "t.yaml").unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");

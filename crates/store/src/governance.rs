@@ -65,6 +65,39 @@ pub struct SeenDeployment {
     pub first_seen_ms: i64,
 }
 
+/// What a primary knows of a remote cluster's sync, as its last batch said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteSync {
+    pub cluster: String,
+    /// The position in the remote's own log its syncs have reached.
+    pub remote_seq: i64,
+    /// Events the remote still had to send after that batch.
+    pub pending: i64,
+    /// When the oldest of those happened, ms since the epoch.
+    pub oldest_pending_ms: Option<i64>,
+    /// When the newest event received from it happened.
+    pub last_event_ms: Option<i64>,
+    /// When it last reached the primary.
+    pub contacted_at_ms: i64,
+}
+
+/// One run of a sync from another system, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncRun {
+    /// Set by the store.
+    pub id: i64,
+    /// The sync (`mlflow http://…`).
+    pub name: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    /// A JSON document of what was created, updated or failed, and why.
+    pub detail: String,
+}
+
 /// The chain's hash of an event after `prev_hash`: SHA-256 (lowercase hex) over the previous
 /// hash and each field of the event, every one prefixed by its length in bytes, so no two
 /// different events (or links) give the same input.
@@ -81,6 +114,9 @@ pub fn chain_hash(prev_hash: &str, event: &NewGovernanceEvent) -> String {
 
 /// The columns of a stored event, in [`GovernanceRow`]'s order.
 const EVENT_COLUMNS: &str = "seq, cluster_seq, id, kind, subject, actor, cluster, time_ms, payload, prev_hash, hash";
+
+/// A sync run as the database gives it.
+type SyncRunRow = (i64, String, i64, i64, i64, i64, i64, i64, String);
 
 /// A stored event as the database gives it.
 type GovernanceRow = (i64, i64, String, String, String, String, String, i64, String, String, String);
@@ -117,6 +153,9 @@ mod statements {
         for<'r> (String, String, String, i64): FromRow<'r, DB::Row>,
         for<'r> (String, i64, String): FromRow<'r, DB::Row>,
         for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
+        for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+        for<'r> (String, i64, i64, Option<i64>, Option<i64>, i64): FromRow<'r, DB::Row>,
+        for<'r> SyncRunRow: FromRow<'r, DB::Row>,
     {
         /// Appends `events` in one transaction, each chained to the head of its cluster, which
         /// is locked (by updating its row) until the transaction ends, so two writers never
@@ -217,6 +256,126 @@ mod statements {
             .fetch_all(self.0)
             .await
             .map_err(Error::db("read governance heads"))
+        }
+
+        /// The position a named sync has reached, if it ever ran.
+        pub(crate) async fn sync_cursor(&self, name: &str) -> Result<Option<i64>, Error> {
+            let row = sqlx::query_as::<DB, (i64,)>("SELECT position FROM sync_cursors WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.0)
+                .await
+                .map_err(Error::db("read a sync cursor"))?;
+            Ok(row.map(|(position,)| position))
+        }
+
+        /// Records the position a named sync has reached.
+        pub(crate) async fn set_sync_cursor(&self, name: &str, position: i64, at_ms: i64) -> Result<(), Error> {
+            sqlx::query::<DB>(
+                "INSERT INTO sync_cursors (name, position, updated_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(name)
+            .bind(position)
+            .bind(at_ms)
+            .execute(self.0)
+            .await
+            .map_err(Error::db("write a sync cursor"))?;
+            Ok(())
+        }
+
+        /// Records what a remote cluster's sync said; its position never goes back (a batch
+        /// retried after a later one landed does not undo it).
+        pub(crate) async fn record_remote(&self, remote: &RemoteSync) -> Result<(), Error> {
+            sqlx::query::<DB>(
+                "INSERT INTO governance_remotes \
+                 (cluster, remote_seq, pending, oldest_pending_ms, last_event_ms, contacted_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (cluster) DO UPDATE SET \
+                 remote_seq = CASE WHEN excluded.remote_seq >= governance_remotes.remote_seq \
+                     THEN excluded.remote_seq ELSE governance_remotes.remote_seq END, \
+                 pending = excluded.pending, oldest_pending_ms = excluded.oldest_pending_ms, \
+                 last_event_ms = COALESCE(excluded.last_event_ms, governance_remotes.last_event_ms), \
+                 contacted_at_ms = excluded.contacted_at_ms",
+            )
+            .bind(remote.cluster.as_str())
+            .bind(remote.remote_seq)
+            .bind(remote.pending)
+            .bind(remote.oldest_pending_ms)
+            .bind(remote.last_event_ms)
+            .bind(remote.contacted_at_ms)
+            .execute(self.0)
+            .await
+            .map_err(Error::db("record a remote cluster's sync"))?;
+            Ok(())
+        }
+
+        /// Records a sync run; returns its id.
+        pub(crate) async fn record_sync_run(&self, run: &SyncRun) -> Result<i64, Error> {
+            let (id,) = sqlx::query_as::<DB, (i64,)>(
+                "INSERT INTO sync_runs (name, started_at_ms, finished_at_ms, created, updated, skipped, failed, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(run.name.as_str())
+            .bind(run.started_at_ms)
+            .bind(run.finished_at_ms)
+            .bind(run.created)
+            .bind(run.updated)
+            .bind(run.skipped)
+            .bind(run.failed)
+            .bind(run.detail.as_str())
+            .fetch_one(self.0)
+            .await
+            .map_err(Error::db("record a sync run"))?;
+            Ok(id)
+        }
+
+        /// The latest `limit` runs of the syncs whose name starts with `prefix`, newest first.
+        pub(crate) async fn sync_runs(&self, prefix: &str, limit: i64) -> Result<Vec<SyncRun>, Error> {
+            let rows = sqlx::query_as::<DB, SyncRunRow>(
+                "SELECT id, name, started_at_ms, finished_at_ms, created, updated, skipped, failed, detail \
+                 FROM sync_runs WHERE substr(name, 1, length($1)) = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(prefix)
+            .bind(limit)
+            .fetch_all(self.0)
+            .await
+            .map_err(Error::db("read sync runs"))?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, name, started_at_ms, finished_at_ms, created, updated, skipped, failed, detail)| SyncRun {
+                    id,
+                    name,
+                    started_at_ms,
+                    finished_at_ms,
+                    created,
+                    updated,
+                    skipped,
+                    failed,
+                    detail,
+                })
+                .collect())
+        }
+
+        /// Every remote cluster that has synced here, by name.
+        pub(crate) async fn remotes(&self) -> Result<Vec<RemoteSync>, Error> {
+            let rows = sqlx::query_as::<DB, (String, i64, i64, Option<i64>, Option<i64>, i64)>(
+                "SELECT cluster, remote_seq, pending, oldest_pending_ms, last_event_ms, contacted_at_ms \
+                 FROM governance_remotes ORDER BY cluster",
+            )
+            .fetch_all(self.0)
+            .await
+            .map_err(Error::db("read remote clusters"))?;
+            Ok(rows
+                .into_iter()
+                .map(|(cluster, remote_seq, pending, oldest_pending_ms, last_event_ms, contacted_at_ms)| RemoteSync {
+                    cluster,
+                    remote_seq,
+                    pending,
+                    oldest_pending_ms,
+                    last_event_ms,
+                    contacted_at_ms,
+                })
+                .collect())
         }
 
         /// The start of a deployment's latest prediction (the deployment-and-time index serves it).

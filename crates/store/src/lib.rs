@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use futures::Stream;
 
 pub use batch::{DeadLetter, SourcePosition, WriteBatch, WriteOutcome};
-pub use governance::{Appended, GovernanceEvent, NewGovernanceEvent, SeenDeployment};
+pub use governance::{Appended, GovernanceEvent, NewGovernanceEvent, RemoteSync, SeenDeployment, SyncRun};
 pub use jobs::{JobRow, JobRowStream, NewRun, RunOutcome, RunStatus, StoredJob, StoredRun};
 pub use keys::{ApiKey, NewKey, Scope};
 pub use open::{open, StoreConfig, StoreOptions};
@@ -129,6 +129,25 @@ pub trait GovernanceStore: Send + Sync + 'static {
 
     /// The start time of a deployment's latest stored prediction, if it has one.
     async fn last_prediction_ms(&self, deployment: &str) -> Result<Option<i64>, Error>;
+
+    /// The position a named sync from this store has reached (`None` before its first run).
+    async fn sync_cursor(&self, name: &str) -> Result<Option<i64>, Error>;
+
+    /// Records the position a named sync has reached.
+    async fn set_sync_cursor(&self, name: &str, position: i64, at_ms: i64) -> Result<(), Error>;
+
+    /// On a primary: records what a remote cluster's sync said of itself (its position only
+    /// moves forward).
+    async fn record_remote(&self, remote: &RemoteSync) -> Result<(), Error>;
+
+    /// On a primary: every remote cluster that has synced to it.
+    async fn remotes(&self) -> Result<Vec<RemoteSync>, Error>;
+
+    /// Keeps the activity record of one run of a sync from another system; returns its id.
+    async fn record_sync_run(&self, run: &SyncRun) -> Result<i64, Error>;
+
+    /// The latest `limit` runs of the syncs whose name starts with `prefix`, newest first.
+    async fn sync_runs(&self, prefix: &str, limit: u32) -> Result<Vec<SyncRun>, Error>;
 }
 
 /// Drift jobs and their runs.

@@ -541,6 +541,74 @@ async fn concurrent_governance_appends_keep_one_chain(store: Arc<dyn Store>) {
     assert_eq!(log.len(), 30);
 }
 
+async fn sync_cursors_and_remote_clusters_are_kept(store: Arc<dyn Store>) {
+    assert_eq!(store.sync_cursor("governance http://a").await.unwrap(), None);
+    store.set_sync_cursor("governance http://a", 7, 100).await.unwrap();
+    store.set_sync_cursor("governance http://b", 3, 100).await.unwrap();
+    store.set_sync_cursor("governance http://a", 12, 200).await.unwrap();
+    assert_eq!(store.sync_cursor("governance http://a").await.unwrap(), Some(12));
+    assert_eq!(store.sync_cursor("governance http://b").await.unwrap(), Some(3));
+
+    assert!(store.remotes().await.unwrap().is_empty());
+    let east = driftline_store::RemoteSync {
+        cluster: "east".into(),
+        remote_seq: 40,
+        pending: 5,
+        oldest_pending_ms: Some(1_000),
+        last_event_ms: Some(900),
+        contacted_at_ms: 2_000,
+    };
+    store.record_remote(&east).await.unwrap();
+    // A retried earlier batch does not move the position back, and says nothing of the newest
+    // event when it brought none.
+    let retried = driftline_store::RemoteSync {
+        remote_seq: 30,
+        pending: 0,
+        oldest_pending_ms: None,
+        last_event_ms: None,
+        contacted_at_ms: 3_000,
+        ..east.clone()
+    };
+    store.record_remote(&retried).await.unwrap();
+    let west = driftline_store::RemoteSync { cluster: "west".into(), remote_seq: 1, ..east.clone() };
+    store.record_remote(&west).await.unwrap();
+    let remotes = store.remotes().await.unwrap();
+    assert_eq!(remotes.len(), 2);
+    assert_eq!(
+        remotes[0],
+        driftline_store::RemoteSync {
+            cluster: "east".into(),
+            remote_seq: 40,
+            pending: 0,
+            oldest_pending_ms: None,
+            last_event_ms: Some(900),
+            contacted_at_ms: 3_000,
+        }
+    );
+    assert_eq!(remotes[1], west);
+
+    // Sync runs: kept with their counts, read back newest first by name prefix.
+    let run = |name: &str, created: i64| driftline_store::SyncRun {
+        id: 0,
+        name: name.into(),
+        started_at_ms: 10,
+        finished_at_ms: 20,
+        created,
+        updated: 1,
+        skipped: 2,
+        failed: 3,
+        detail: "{\"items\":[]}".into(),
+    };
+    let first = store.record_sync_run(&run("mlflow http://a", 5)).await.unwrap();
+    store.record_sync_run(&run("other", 6)).await.unwrap();
+    let third = store.record_sync_run(&run("mlflow http://b", 7)).await.unwrap();
+    assert!(third > first);
+    let runs = store.sync_runs("mlflow ", 10).await.unwrap();
+    assert_eq!(runs.iter().map(|r| (r.id, r.created)).collect::<Vec<_>>(), [(third, 7), (first, 5)]);
+    assert_eq!(runs[1], driftline_store::SyncRun { id: first, ..run("mlflow http://a", 5) });
+    assert_eq!(store.sync_runs("mlflow ", 1).await.unwrap().len(), 1);
+}
+
 async fn deployments_seen_in_predictions(store: Arc<dyn Store>) {
     store.write(&batch_of(vec![prediction("dep-b", T0 + 5, 0.1), prediction("dep-a", T0, 0.2)])).await.unwrap();
     store.write(&batch_of(vec![prediction("dep-a", T0 - DAY, 0.3)])).await.unwrap();
@@ -604,6 +672,7 @@ conformance!(
     governance_events_chain_per_cluster_and_are_stored_once,
     concurrent_governance_appends_keep_one_chain,
     deployments_seen_in_predictions,
+    sync_cursors_and_remote_clusters_are_kept,
 );
 
 /// The governance log refuses edits and removals in the database itself (the chain check

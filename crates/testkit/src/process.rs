@@ -133,10 +133,22 @@ impl ServerProcess {
     /// waits until it listens. Its log (stderr) goes to `log` (appended) when given, else to the
     /// test's stderr.
     pub fn start(bin: &Path, args: &[String], env: &[(&str, &str)], log: Option<&Path>) -> ServerProcess {
+        Self::start_at(bin, "127.0.0.1:0", args, env, log)
+    }
+
+    /// Like [`ServerProcess::start`], listening on `listen` (a loopback address chosen by the
+    /// test, for a server that must come back at the address others were given).
+    pub fn start_at(
+        bin: &Path,
+        listen: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> ServerProcess {
         let stderr = log_to(log);
         let mut child = Command::new(bin)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("DRIFTLINE_LOG", std::env::var("DRIFTLINE_TEST_LOG").unwrap_or_else(|_| "warn,sqlx=error".into()))
             .envs(env.iter().copied())

@@ -69,6 +69,18 @@ impl Server {
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> Server {
+        Self::start_at("127.0.0.1:0", store_args, extra, env, log)
+    }
+
+    /// Like [`Server::start_with`], listening on `listen` (for a server that must come back at
+    /// an address others were given).
+    pub(crate) fn start_at(
+        listen: &str,
+        store_args: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Server {
         let args: Vec<String> = store_args.iter().cloned().chain(extra.iter().map(|s| (*s).to_owned())).collect();
         // The tests' events are from 2023: with the default retention the server's rollup
         // worker would remove them (and their fine rollups) as soon as they are rolled. Tests of
@@ -81,7 +93,7 @@ impl Server {
                 env.push((keep, "forever"));
             }
         }
-        let process = ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_driftline")), &args, &env, log);
+        let process = ServerProcess::start_at(Path::new(env!("CARGO_BIN_EXE_driftline")), listen, &args, &env, log);
         Server { base: process.base.clone(), banner: process.banner.clone(), process, client: reqwest::Client::new() }
     }
 

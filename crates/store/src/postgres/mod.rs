@@ -598,6 +598,30 @@ impl crate::GovernanceStore for PostgresStore {
     async fn last_prediction_ms(&self, deployment: &str) -> Result<Option<i64>, Error> {
         crate::sql::Sql(&self.pool).last_prediction_ms(deployment).await
     }
+
+    async fn sync_cursor(&self, name: &str) -> Result<Option<i64>, Error> {
+        crate::sql::Sql(&self.pool).sync_cursor(name).await
+    }
+
+    async fn set_sync_cursor(&self, name: &str, position: i64, at_ms: i64) -> Result<(), Error> {
+        crate::sql::Sql(&self.pool).set_sync_cursor(name, position, at_ms).await
+    }
+
+    async fn record_remote(&self, remote: &crate::RemoteSync) -> Result<(), Error> {
+        crate::sql::Sql(&self.pool).record_remote(remote).await
+    }
+
+    async fn remotes(&self) -> Result<Vec<crate::RemoteSync>, Error> {
+        crate::sql::Sql(&self.pool).remotes().await
+    }
+
+    async fn record_sync_run(&self, run: &crate::SyncRun) -> Result<i64, Error> {
+        crate::sql::Sql(&self.pool).record_sync_run(run).await
+    }
+
+    async fn sync_runs(&self, prefix: &str, limit: u32) -> Result<Vec<crate::SyncRun>, Error> {
+        crate::sql::Sql(&self.pool).sync_runs(prefix, i64::from(limit)).await
+    }
 }
 
 #[async_trait]

@@ -467,6 +467,30 @@ impl crate::GovernanceStore for SqliteStore {
     async fn last_prediction_ms(&self, deployment: &str) -> Result<Option<i64>, Error> {
         crate::sql::Sql(&self.reader).last_prediction_ms(deployment).await
     }
+
+    async fn sync_cursor(&self, name: &str) -> Result<Option<i64>, Error> {
+        crate::sql::Sql(&self.reader).sync_cursor(name).await
+    }
+
+    async fn set_sync_cursor(&self, name: &str, position: i64, at_ms: i64) -> Result<(), Error> {
+        crate::sql::Sql(&self.writer).set_sync_cursor(name, position, at_ms).await
+    }
+
+    async fn record_remote(&self, remote: &crate::RemoteSync) -> Result<(), Error> {
+        crate::sql::Sql(&self.writer).record_remote(remote).await
+    }
+
+    async fn remotes(&self) -> Result<Vec<crate::RemoteSync>, Error> {
+        crate::sql::Sql(&self.reader).remotes().await
+    }
+
+    async fn record_sync_run(&self, run: &crate::SyncRun) -> Result<i64, Error> {
+        crate::sql::Sql(&self.writer).record_sync_run(run).await
+    }
+
+    async fn sync_runs(&self, prefix: &str, limit: u32) -> Result<Vec<crate::SyncRun>, Error> {
+        crate::sql::Sql(&self.reader).sync_runs(prefix, i64::from(limit)).await
+    }
 }
 
 #[async_trait]
