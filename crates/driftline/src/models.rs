@@ -920,6 +920,23 @@ fn show_text(m: &Model) -> String {
             out.push_str(&format!("  {field}: {shown}\n"));
         }
     }
+    if !m.builds.is_empty() {
+        let mut rows = vec![["BUILD", "REGISTERED", "ARTIFACT", "SHA-256", "TRAINING ROWS"].map(String::from)];
+        rows.extend(m.builds.values().map(|b| {
+            let artifact = b.artifact.as_ref();
+            [
+                b.crn.clone(),
+                b.registered_at_ms.map_or_else(|| "-".into(), date_string),
+                artifact.map_or_else(|| "-".into(), |a| a.uri.clone()),
+                artifact
+                    .and_then(|a| a.sha256.as_deref())
+                    .map_or_else(|| "-".into(), |s| format!("{}…", &s[..12.min(s.len())])),
+                b.training_rows.map_or_else(|| "-".into(), |r| r.to_string()),
+            ]
+        }));
+        out.push('\n');
+        out.push_str(&driftline_drift::report::text::text_table(&rows));
+    }
     if !m.tables.is_empty() {
         out.push_str(&format!("\ntrained from: {}\n", m.tables.join(", ")));
     }
