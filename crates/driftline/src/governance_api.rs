@@ -18,7 +18,7 @@ use driftline_govern::event::{Kind, Payload};
 use driftline_govern::inventory::Inventory;
 use driftline_govern::lineage;
 use driftline_govern::log::{check_new, read_log};
-use driftline_govern::sync::{SyncRequest, SyncResponse, SyncedEvent};
+use driftline_govern::sync::{SyncRequest, SyncResponse, SyncedEvent, MAX_SYNC_EVENTS};
 use driftline_govern::template::Template;
 use driftline_govern::Error;
 use driftline_store::{Appended, GovernanceEvent, NewGovernanceEvent, RemoteSync};
@@ -31,9 +31,6 @@ use crate::server::{AppState, RequestBody};
 
 /// Most events in one request.
 const MAX_EVENTS: usize = 1_000;
-
-/// Most events in one sync batch (a model released with a long history is sent in one).
-const MAX_SYNC_EVENTS: usize = 10_000;
 
 /// What the governance API needs besides the store.
 #[derive(Debug, Clone)]
@@ -190,6 +187,14 @@ async fn post_events(
 /// A posted event with its gaps filled and its payload in its stored form (its kind's fields
 /// only, so a misspelt field is refused, not kept).
 fn new_event(posted: PostedEvent, principal: &Principal, cluster: &str) -> Result<NewGovernanceEvent, Error> {
+    if let Some(other) = posted.cluster.as_deref().filter(|c| *c != cluster) {
+        return Err(Error::Invalid {
+            field: "cluster".into(),
+            message: format!(
+                "is `{other}`, not this server's cluster `{cluster}`; another cluster's events arrive by `driftline sync`"
+            ),
+        });
+    }
     let kind = Kind::parse(&posted.kind)?;
     if !posted.payload.is_object() {
         return Err(Error::Invalid { field: "payload".into(), message: "must be a JSON object".into() });
@@ -311,14 +316,42 @@ async fn post_sync(
     }
     if request.events.len() > MAX_SYNC_EVENTS {
         return Err(Problem::bad_request(format!(
-            "events: at most {MAX_SYNC_EVENTS} events per batch, not {}; send smaller batches (--batch-size)",
+            "events: at most {MAX_SYNC_EVENTS} events per request, not {}; `driftline sync` sends longer batches in parts",
             request.events.len()
         )));
     }
+    // Each event must fold into this log's inventory (a retirement of a deployment it cannot
+    // place would leave the log unreadable), checked under the lock the other appends take.
+    let _appending = state.governance.appending.lock().await;
+    let log = read_log(&*state.store).await?;
+    let stored: HashSet<uuid::Uuid> = log.iter().map(|e| e.event.id).collect();
+    let mut inventory = Inventory::build(&log, &[], None)?;
+    let mut seq = log.last().map_or(0, |e| e.seq);
     let mut events = Vec::with_capacity(request.events.len());
     for (i, synced) in request.events.iter().enumerate() {
         let event =
             synced_event(synced, &request.cluster).map_err(|e| Problem::from(e).prefixed(&format!("events[{i}].")))?;
+        if !stored.contains(&event.id) {
+            seq += 1;
+            let pending = GovernanceEvent {
+                seq,
+                cluster_seq: 0,
+                event: event.clone(),
+                prev_hash: String::new(),
+                hash: String::new(),
+            };
+            inventory.apply(&pending).map_err(|e| {
+                let detail = match e {
+                    Error::Corrupt { detail, .. } => detail,
+                    other => other.to_string(),
+                };
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Unprocessable Entity",
+                    format!("events[{i}]: {detail}; nothing of the batch was stored"),
+                )
+            })?;
+        }
         events.push(event);
     }
     let outcomes = if events.is_empty() { Vec::new() } else { state.store.append_governance(&events).await? };

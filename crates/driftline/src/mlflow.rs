@@ -25,7 +25,7 @@ use driftline_govern::mlflow::{
     model_event, version_event, version_imported, Item, Mapping, ModelVersion, Outcome, RegisteredModel, Run,
 };
 use driftline_govern::template::Template;
-use driftline_store::{GovernanceEvent, NewGovernanceEvent, Store, SyncRun, WriteBatch};
+use driftline_store::{Appended, GovernanceEvent, NewGovernanceEvent, Store, SyncRun, WriteBatch};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -254,15 +254,17 @@ impl Sync {
             .chain(versions.iter().filter_map(|v| v.last_updated_timestamp))
             .max();
         let log = read_log(store).await?;
-        let mut next_seq = log.last().map_or(0, |e| e.seq);
         let mut inventory = Inventory::build(&log, &[], template)?;
-        let mut append = async |event: NewGovernanceEvent, inventory: &mut Inventory| -> anyhow::Result<()> {
-            store.append_governance(std::slice::from_ref(&event)).await?;
-            next_seq += 1;
-            let stored =
-                GovernanceEvent { seq: next_seq, cluster_seq: 0, event, prev_hash: String::new(), hash: String::new() };
+        // Appends an event and folds it in; false when the store had it already (an import
+        // repeated after a crash), which then counts as skipped.
+        let append = async |event: NewGovernanceEvent, inventory: &mut Inventory| -> anyhow::Result<bool> {
+            let seq = match store.append_governance(std::slice::from_ref(&event)).await?.first() {
+                Some(Appended::New { seq }) => *seq,
+                _ => return Ok(false),
+            };
+            let stored = GovernanceEvent { seq, cluster_seq: 0, event, prev_hash: String::new(), hash: String::new() };
             inventory.apply(&stored)?;
-            Ok(())
+            Ok(true)
         };
         for model in &models {
             let crn = self.mapping.model_crn(&model.name);
@@ -275,7 +277,7 @@ impl Sync {
             match model_event(model, &self.mapping, &inventory, template, &self.source, &self.cluster, now_ms()) {
                 Ok(None) => tally.add(item(Outcome::Skipped, None)),
                 Ok(Some((event, outcome))) => {
-                    append(event, &mut inventory).await?;
+                    let outcome = if append(event, &mut inventory).await? { outcome } else { Outcome::Skipped };
                     tally.add(item(outcome, None));
                 }
                 Err(e) => tally.add(item(Outcome::Failed, Some(e.to_string()))),
@@ -325,8 +327,8 @@ impl Sync {
             if let Some(run) = &run {
                 self.write_metrics(store, &crn, version, run).await?;
             }
-            append(event, &mut inventory).await?;
-            tally.add(item(Outcome::Created, None));
+            let outcome = if append(event, &mut inventory).await? { Outcome::Created } else { Outcome::Skipped };
+            tally.add(item(outcome, None));
         }
         Ok(high_water)
     }

@@ -13,7 +13,7 @@ use clap::Args;
 use driftline_core::time::now_ms;
 use driftline_govern::event::check_name;
 use driftline_govern::log::read_log;
-use driftline_govern::sync::{next_batch, SyncRequest, SyncResponse, SyncedEvent};
+use driftline_govern::sync::{next_batch, SyncRequest, SyncResponse, SyncedEvent, MAX_SYNC_EVENTS};
 use driftline_store::Store;
 
 use crate::cli::StoreArgs;
@@ -126,9 +126,10 @@ impl Syncer {
         })
     }
 
-    /// The cursor's name in this store: one cursor per primary.
+    /// The cursor's name in this store: one per primary and cluster (a sync run once under
+    /// another cluster's name does not move this one).
     fn cursor_name(&self) -> String {
-        format!("governance {}", self.primary)
+        format!("governance {} {}", self.primary, self.cluster)
     }
 
     /// Sends every due batch, each followed by the cursor; stops at the first failure (the
@@ -140,14 +141,24 @@ impl Syncer {
         let mut pass = Pass { through_seq: cursor, ..Pass::default() };
         loop {
             let batch = next_batch(&log, &self.cluster, cursor, self.batch_size)?;
-            let request = SyncRequest {
-                cluster: self.cluster.clone(),
-                through_seq: batch.through_seq,
-                pending: batch.pending as u64,
-                oldest_pending_ms: batch.oldest_pending_ms,
-                events: batch.events.iter().map(SyncedEvent::from).collect(),
-            };
-            let answer = self.send(&request).await?;
+            // A batch longer than the primary takes at once (a model released with a long
+            // history) goes in parts; only the last moves the cursor.
+            let parts: Vec<&[driftline_store::GovernanceEvent]> =
+                if batch.events.is_empty() { vec![&[]] } else { batch.events.chunks(MAX_SYNC_EVENTS).collect() };
+            let last = parts.len() - 1;
+            let mut answer = SyncResponse { stored: 0, duplicates: 0, through_seq: cursor };
+            for (i, part) in parts.into_iter().enumerate() {
+                let request = SyncRequest {
+                    cluster: self.cluster.clone(),
+                    through_seq: if i == last { batch.through_seq } else { cursor },
+                    pending: (batch.pending + batch.events.len().saturating_sub(MAX_SYNC_EVENTS * (i + 1))) as u64,
+                    oldest_pending_ms: batch.oldest_pending_ms,
+                    events: part.iter().map(SyncedEvent::from).collect(),
+                };
+                let part_answer = self.send(&request).await?;
+                answer.stored += part_answer.stored;
+                answer.duplicates += part_answer.duplicates;
+            }
             if batch.through_seq != cursor {
                 store.set_sync_cursor(&name, batch.through_seq, now_ms()).await?;
                 cursor = batch.through_seq;

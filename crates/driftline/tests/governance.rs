@@ -694,6 +694,9 @@ async fn a_remote_cluster_syncs_its_released_models_to_the_primary_once() {
         driftline(d, &remote_store, &args)
     };
 
+    // A sync under another cluster's name sends nothing and moves nothing of east's.
+    let out = stdout(&sync(&["--cluster", "local"]));
+    assert!(out.contains(": 0 events stored, 0 already there, cursor at 0"), "{out}");
     let out = stdout(&sync(&["--cluster", "east"]));
     assert!(
         out.starts_with(&format!(
@@ -750,6 +753,30 @@ async fn a_remote_cluster_syncs_its_released_models_to_the_primary_once() {
     let east = &clusters["remotes"][0];
     assert_eq!((east["cluster"].as_str(), east["synced_through_seq"].as_i64()), (Some("east"), Some(7)), "{clusters}");
     assert_eq!((east["pending_events"].as_i64(), east["lag_seconds"].as_i64()), (Some(0), Some(0)), "{clusters}");
+
+    // The primary refuses what would not fold into its log (a retirement of a deployment it
+    // cannot place), and another cluster's events posted as its own.
+    let batch = json!({"cluster": "east", "through_seq": 99, "pending": 0, "events": [{
+        "id": "00000000-0000-4000-8000-000000000001", "kind": "deployment.retired", "subject": "crn:x/prod",
+        "actor": "ana", "cluster": "east", "time_ms": 1, "payload": "{}"}]});
+    let (status, _, body) =
+        primary.post("/api/v1/governance/sync", common::ADMIN, "application/json", batch.to_string()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["detail"],
+        "events[0]: retires crn:x/prod, which no earlier event names; name its model in `model`; nothing of the batch was stored"
+    );
+    let (status, _, body) = post(
+        &primary,
+        common::ADMIN,
+        json!({"events": [{"kind": "model.deleted", "subject": "crn:a", "cluster": "east", "payload": {}}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("events[0]: cluster: is `east`, not this server's cluster `hq`"),
+        "{body}"
+    );
 
     // Refused by name: the primary's own cluster, a key it does not know, a primary that is
     // not there (and then nothing moves: the next sync sends what was due).
@@ -833,26 +860,38 @@ async fn a_sync_killed_at_any_point_leaves_each_event_on_the_primary_once() {
         &["--cluster", "hq"],
     );
 
-    let mut interrupted = 0;
-    for round in 0..8u64 {
+    // Each round starts the sync and kills it as soon as the primary has more than before:
+    // in the middle of its batches (one model per batch, forty batches).
+    let (mut before, mut mid_sync_kills) = (0, 0);
+    for _ in 0..8 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
             .current_dir(d)
             .args(["sync", "--to", primary.base.as_str(), "--key", common::ADMIN, "--cluster", "east"])
-            .args(["--sync-batch-size", "2", "--sync-interval-secs", "1"])
+            .args(["--sync-batch-size", "1", "--sync-interval-secs", "1"])
             .args(&remote_store)
             .env("DRIFTLINE_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(30 + round * 25));
+        let mut now = before;
+        for _ in 0..2_000 {
+            now = primary_models(&primary).await.len();
+            if now > before {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         child.kill().unwrap();
         child.wait().unwrap();
-        let models = primary_models(&primary).await.len();
-        if models < 40 {
-            interrupted += 1;
+        if now < 40 {
+            mid_sync_kills += 1;
+        }
+        before = primary_models(&primary).await.len();
+        if before == 40 {
+            break;
         }
     }
-    eprintln!("{interrupted} of 8 kills came before the primary had every model");
+    assert!(mid_sync_kills > 0, "no kill came while the sync had models left to send");
     let out = stdout(&driftline(
         d,
         &remote_store,
@@ -1105,9 +1144,13 @@ async fn mlflow_registries_sync_into_the_inventory() {
         (Some(1_796_000_000_000), Some(1_796_000_060_000))
     );
 
-    // Nothing changed: nothing written, no run fetched again.
+    // Nothing changed: nothing written, no run fetched again (the server's log counts them).
+    let runs_fetched = || std::fs::read_to_string(d.join("mlflow.log")).unwrap().matches("/runs/get?").count();
+    let fetched = runs_fetched();
+    assert_eq!(fetched, 1);
     let out = stdout(&sync());
     assert!(out.contains(": 0 created, 0 updated, 2 skipped, 1 failed"), "{out}");
+    assert_eq!(runs_fetched(), fetched);
 
     // A changed tag, a new version, and the refused model fixed.
     mlflow.post("registered-models/set-tag", json!({"name": "churn", "key": "owner", "value": "bo"})).await;

@@ -139,7 +139,46 @@ pub struct Inventory {
     pub models: BTreeMap<String, Model>,
     /// Which model each build and deployment belongs to, as the log says.
     #[serde(skip)]
-    owners: BTreeMap<String, String>,
+    owners: Owners,
+}
+
+/// Which model each build and deployment belongs to, learnt from the log in order: the model
+/// an event is about is its subject (model events), its payload's `model` (builds,
+/// evaluations, promotions), or, for a retirement that names none, the owner of the retired
+/// deployment. The inventory and the sync both ask it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Owners(BTreeMap<String, String>);
+
+impl Owners {
+    /// The model `payload` (about `subject`) concerns, learning the owner of a build or a
+    /// deployment it names; `Err` for a retirement of a deployment no earlier event names.
+    pub fn model_of(&mut self, subject: &str, payload: &Payload) -> Result<String, String> {
+        let model = match payload {
+            Payload::ModelRegistered(_) | Payload::MetadataUpdated(_) | Payload::ModelDeleted(_) => subject.to_string(),
+            Payload::BuildRegistered(p) => p.model.clone(),
+            Payload::DeploymentEvaluated(p) => p.model.clone(),
+            Payload::DeploymentPromoted(p) => p.model.clone(),
+            Payload::DeploymentRetired(p) => match (&p.model, self.0.get(subject)) {
+                (Some(model), _) => model.clone(),
+                (None, Some(owner)) => owner.clone(),
+                (None, None) => {
+                    return Err(format!("retires {subject}, which no earlier event names; name its model in `model`"))
+                }
+            },
+        };
+        if matches!(
+            payload,
+            Payload::BuildRegistered(_) | Payload::DeploymentEvaluated(_) | Payload::DeploymentPromoted(_)
+        ) {
+            self.0.insert(subject.to_string(), model.clone());
+        }
+        Ok(model)
+    }
+
+    /// The model a deployment or build belongs to, if the log has said.
+    pub fn owner(&self, subject: &str) -> Option<&str> {
+        self.0.get(subject).map(String::as_str)
+    }
 }
 
 impl Inventory {
@@ -181,27 +220,14 @@ impl Inventory {
         Ok(inventory)
     }
 
-    /// Folds one more event of the log into the inventory (statuses other than registered,
-    /// unregistered and deleted are settled by [`Inventory::build`]'s last step).
+    /// Folds one more event of the log into the inventory (the deployments seen in predictions,
+    /// the missing metadata and the tables are [`Inventory::build`]'s last step).
     pub fn apply(&mut self, stored: &GovernanceEvent) -> Result<(), Error> {
         let e = &stored.event;
         let corrupt = |detail: String| Error::Corrupt { seq: stored.seq, kind: e.kind.clone(), detail };
         let kind = Kind::parse(&e.kind).map_err(|err| corrupt(err.to_string()))?;
         let payload = Payload::parse(kind, &e.payload).map_err(|err| corrupt(err.to_string()))?;
-        let model_crn = match &payload {
-            Payload::ModelRegistered(_) | Payload::MetadataUpdated(_) | Payload::ModelDeleted(_) => e.subject.clone(),
-            Payload::BuildRegistered(p) => p.model.clone(),
-            Payload::DeploymentEvaluated(p) => p.model.clone(),
-            Payload::DeploymentPromoted(p) => p.model.clone(),
-            Payload::DeploymentRetired(p) => match (&p.model, self.owners.get(&e.subject)) {
-                (Some(model), _) => model.clone(),
-                (None, Some(owner)) => owner.clone(),
-                (None, None) => return Err(corrupt(format!("retires {}, which no event names", e.subject))),
-            },
-        };
-        if matches!(kind, Kind::BuildRegistered | Kind::DeploymentEvaluated | Kind::DeploymentPromoted) {
-            self.owners.insert(e.subject.clone(), model_crn.clone());
-        }
+        let model_crn = self.owners.model_of(&e.subject, &payload).map_err(corrupt)?;
         let model = self.model(&model_crn, &e.cluster);
         model.clusters.insert(e.cluster.clone());
         model.history.push(HistoryEntry {
@@ -255,7 +281,13 @@ impl Inventory {
             }
             Payload::DeploymentRetired(_) => model.deployment(&e.subject).status = DeploymentStatus::Retired,
         }
+        model.status = model.derived_status();
         Ok(())
+    }
+
+    /// The model a build or deployment belongs to, as the log says.
+    pub fn owners_of(&self, subject: &str) -> Option<&str> {
+        self.owners.owner(subject)
     }
 
     /// The model of `crn`, added (unregistered, first named in `cluster`) when new.

@@ -47,21 +47,26 @@ pub enum Error {
     Corrupt { seq: i64, kind: String, detail: String },
 }
 
-/// Events numbered as an append would number them, for tests of what is folded from a log (the
-/// chain is not their concern).
+/// Events numbered as an append would number them (in the log, and in each cluster's chain),
+/// for tests of what is folded from a log (the hashes are not their concern).
 #[cfg(test)]
 pub(crate) fn stored_for_tests(
     events: Vec<driftline_store::NewGovernanceEvent>,
 ) -> Vec<driftline_store::GovernanceEvent> {
+    let mut chains: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     events
         .into_iter()
         .enumerate()
-        .map(|(i, event)| driftline_store::GovernanceEvent {
-            seq: i as i64 + 1,
-            cluster_seq: i as i64 + 1,
-            event,
-            prev_hash: String::new(),
-            hash: String::new(),
+        .map(|(i, event)| {
+            let cluster_seq = chains.entry(event.cluster.clone()).or_default();
+            *cluster_seq += 1;
+            driftline_store::GovernanceEvent {
+                seq: i as i64 + 1,
+                cluster_seq: *cluster_seq,
+                event,
+                prev_hash: String::new(),
+                hash: String::new(),
+            }
         })
         .collect()
 }

@@ -54,6 +54,16 @@ pub fn check_new(event: &NewGovernanceEvent, inventory: &Inventory, template: Op
         _ => Ok(()),
     };
     state?;
+    if let Payload::DeploymentRetired(p) = &payload {
+        let known =
+            inventory.owners_of(crn).is_some() || p.model.as_ref().is_some_and(|m| inventory.models.contains_key(m));
+        if !known {
+            return Err(Error::Invalid {
+                field: "payload.model".into(),
+                message: format!("{crn} is not a deployment this log knows; name the model it belongs to in `model`"),
+            });
+        }
+    }
     if let Payload::DeploymentEvaluated(p) = &payload {
         let registered = inventory
             .models
@@ -170,6 +180,23 @@ mod tests {
         assert_eq!(err, "crn:m/b2 is not a registered build of crn:m; register the build before evaluating it");
         let gone = Inventory::build(&stored(vec![register.clone(), build.clone(), deleted_event]), &[], None).unwrap();
         assert!(check_new(&evaluated("crn:m/b1"), &gone, None).unwrap_err().to_string().contains("was deleted"));
+
+        let retired = |model: Option<&str>| {
+            let payload = Payload::DeploymentRetired(Ended { model: model.map(str::to_string), reason: None });
+            new_event("crn:m/nowhere", &payload, "a", "c", 6)
+        };
+        let err = check_new(&retired(None), &built, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "payload.model: crn:m/nowhere is not a deployment this log knows; name the model it belongs to in `model`"
+        );
+        check_new(&retired(Some("crn:m")), &built, None).unwrap();
+        // A deployment the log knows is retired without naming its model.
+        let staged =
+            Inventory::build(&stored(vec![register.clone(), build.clone(), evaluated("crn:m/b1")]), &[], None).unwrap();
+        let mut known = retired(None);
+        known.subject = "crn:m/staging".into();
+        check_new(&known, &staged, None).unwrap();
 
         let mut odd = register.clone();
         odd.kind = "model.promoted".into();

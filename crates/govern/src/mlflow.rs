@@ -216,8 +216,11 @@ pub fn model_event(
         ),
     };
     let mut event = new_event(&crn, &payload, ACTOR, cluster, at);
+    // The id names the change and the model's place in the log (how many events it has), so
+    // the same change retried is stored once, and a later return to earlier metadata is new.
     let fingerprint = payload.to_json();
-    event.id = import_id(&[source, event.kind.as_str(), &model.name, &fingerprint]);
+    let place = inventory.models.get(&crn).map_or(0, |m| m.history.len()).to_string();
+    event.id = import_id(&[source, event.kind.as_str(), &model.name, &fingerprint, &place]);
     check_new(&event, inventory, template)?;
     Ok(Some((event, outcome)))
 }

@@ -1,11 +1,12 @@
-//! What a remote cluster forwards to its primary, and in which batches. Only evaluation,
-//! deployment and deletion activity leaves a cluster: a model's events (its registration,
-//! metadata and builds) go with the first evaluation, promotion or retirement of one of its
-//! deployments, and everything about it after that. A model only registered and built on a
-//! remote stays there.
+//! What a remote cluster forwards to its primary, and in which batches. Only evaluation and
+//! deployment activity releases a model from a cluster: its events (its registration, metadata
+//! and builds) go with the first evaluation, promotion or retirement of one of its
+//! deployments, and everything about it after that, its deletion included. A model only
+//! registered and built (or deleted) on a remote stays there.
 //!
-//! Each of the cluster's events is *due* at a position of its log: its own, or the position of
-//! the event that released its model, whichever is later. A sync's cursor is a position such
+//! Positions are the cluster's own chain positions (`cluster_seq`). Each of the cluster's
+//! events is *due* at a position: its own, or the position of the event that released its
+//! model, whichever is later. A sync's cursor is a position such
 //! that every event due at or before it is on the primary; a batch takes the next due events in
 //! order of (due position, position), so a model's registration reaches the primary before the
 //! deployment that released it. The primary stores each event once by its id, so a batch sent
@@ -17,6 +18,7 @@ use driftline_store::GovernanceEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Kind, Payload};
+use crate::inventory::Owners;
 use crate::Error;
 
 /// One batch for the primary.
@@ -24,13 +26,16 @@ use crate::Error;
 pub struct Batch {
     /// The events to send, in the order to append them.
     pub events: Vec<GovernanceEvent>,
-    /// The cursor once the primary has them.
+    /// The cursor once the primary has them (a position in the cluster's chain).
     pub through_seq: i64,
     /// Due events left for later batches.
     pub pending: usize,
     /// When the oldest of those happened.
     pub oldest_pending_ms: Option<i64>,
 }
+
+/// Most events the primary takes in one request; a longer batch is sent in parts.
+pub const MAX_SYNC_EVENTS: usize = 10_000;
 
 /// What a remote posts to its primary (`POST /api/v1/governance/sync`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,39 +90,31 @@ impl From<&GovernanceEvent> for SyncedEvent {
     }
 }
 
-/// The next batch of `cluster`'s events after `cursor`: at most `limit` events, except that the
-/// events due at one position (a model released with its history) are never split. `log` is
-/// the whole log in order.
+/// The next batch of `cluster`'s events after `cursor` (a position in its chain): at most
+/// `limit` events, except that the events due at one position (a model released with its
+/// history) are never split here. `log` is the whole log in order.
 pub fn next_batch(log: &[GovernanceEvent], cluster: &str, cursor: i64, limit: usize) -> Result<Batch, Error> {
-    let end = log.last().map_or(cursor, |e| e.seq.max(cursor));
-    // Which model each event is about, and where each model was released.
-    let mut owners: BTreeMap<&str, String> = BTreeMap::new();
+    // Positions are the cluster's own (`cluster_seq`): gap-free and in commit order, as the
+    // cluster's chain head is locked from numbering to commit. The log's `seq` is neither
+    // across clusters on Postgres, so a cursor on it could pass an event not yet visible.
+    let own = |e: &&GovernanceEvent| e.event.cluster == cluster;
+    let end = log.iter().filter(own).map(|e| e.cluster_seq).max().map_or(cursor, |last| last.max(cursor));
+    // Which model each of the cluster's events is about (owners learnt from every event), and
+    // where each model was released.
+    let mut owners = Owners::default();
     let mut models: Vec<(usize, String)> = Vec::new();
     let mut released: BTreeMap<String, i64> = BTreeMap::new();
     for (i, stored) in log.iter().enumerate() {
         let e = &stored.event;
-        if e.cluster != cluster {
-            continue;
-        }
         let corrupt = |detail: String| Error::Corrupt { seq: stored.seq, kind: e.kind.clone(), detail };
         let kind = Kind::parse(&e.kind).map_err(|err| corrupt(err.to_string()))?;
         let payload = Payload::parse(kind, &e.payload).map_err(|err| corrupt(err.to_string()))?;
-        let model = match &payload {
-            Payload::ModelRegistered(_) | Payload::MetadataUpdated(_) | Payload::ModelDeleted(_) => e.subject.clone(),
-            Payload::BuildRegistered(p) => p.model.clone(),
-            Payload::DeploymentEvaluated(p) => p.model.clone(),
-            Payload::DeploymentPromoted(p) => p.model.clone(),
-            Payload::DeploymentRetired(p) => match (&p.model, owners.get(e.subject.as_str())) {
-                (Some(model), _) => model.clone(),
-                (None, Some(owner)) => owner.clone(),
-                (None, None) => return Err(corrupt(format!("retires {}, which no event names", e.subject))),
-            },
-        };
-        if matches!(kind, Kind::BuildRegistered | Kind::DeploymentEvaluated | Kind::DeploymentPromoted) {
-            owners.insert(&e.subject, model.clone());
+        let model = owners.model_of(&e.subject, &payload).map_err(corrupt)?;
+        if e.cluster != cluster {
+            continue;
         }
         if matches!(kind, Kind::DeploymentEvaluated | Kind::DeploymentPromoted | Kind::DeploymentRetired) {
-            released.entry(model.clone()).or_insert(stored.seq);
+            released.entry(model.clone()).or_insert(stored.cluster_seq);
         }
         models.push((i, model));
     }
@@ -125,11 +122,11 @@ pub fn next_batch(log: &[GovernanceEvent], cluster: &str, cursor: i64, limit: us
     let mut due: Vec<(i64, &GovernanceEvent)> = models
         .into_iter()
         .filter_map(|(i, model)| {
-            let at = log[i].seq.max(*released.get(&model)?);
+            let at = log[i].cluster_seq.max(*released.get(&model)?);
             (at > cursor).then_some((at, &log[i]))
         })
         .collect();
-    due.sort_by_key(|(at, e)| (*at, e.seq));
+    due.sort_by_key(|(at, e)| (*at, e.cluster_seq));
     let mut taken = 0;
     while taken < due.len() && (taken < limit || (taken > 0 && due[taken].0 == due[taken - 1].0)) {
         taken += 1;
@@ -229,11 +226,12 @@ mod tests {
         let log = log();
         let all = next_batch(&log, "east", 0, 100).unwrap();
         assert_eq!(subjects(&all), ["crn:a", "crn:a/1", "crn:a/prod", "crn:c", "crn:c/dev", "crn:c", "crn:a/prod"]);
-        assert_eq!((all.through_seq, all.pending, all.oldest_pending_ms), (10, 0, None));
+        // Positions are east's own: west's event is not one of them, so east's last is 9.
+        assert_eq!((all.through_seq, all.pending, all.oldest_pending_ms), (9, 0, None));
         // Nothing is due after the end; the cursor stays.
-        let none = next_batch(&log, "east", 10, 100).unwrap();
+        let none = next_batch(&log, "east", 9, 100).unwrap();
         assert!(none.events.is_empty());
-        assert_eq!(none.through_seq, 10);
+        assert_eq!(none.through_seq, 9);
         // Before a's promotion nothing of the cluster is due yet, and the cursor passes it.
         let early = next_batch(&log[..3], "east", 0, 100).unwrap();
         assert!(early.events.is_empty());
@@ -243,6 +241,15 @@ mod tests {
         assert_eq!(subjects(&later), ["crn:a", "crn:a/1", "crn:a/prod"]);
         // West's event is not east's to send.
         assert!(next_batch(&log, "west", 0, 100).unwrap().events.is_empty());
+        // A retirement that names no model is owned by the deployment's promotion, wherever
+        // that happened: here west promoted, east retires.
+        let log = stored(vec![
+            new_event("crn:w", &registered(), "ana", "west", 1),
+            new_event("crn:w/prod", &promoted("crn:w", "crn:w/1"), "lee", "west", 2),
+            new_event("crn:w/prod", &Payload::DeploymentRetired(Ended { model: None, reason: None }), "lee", "east", 3),
+        ]);
+        let east = next_batch(&log, "east", 0, 100).unwrap();
+        assert_eq!((subjects(&east), east.through_seq), (vec!["crn:w/prod"], 1));
     }
 
     #[test]
@@ -254,10 +261,10 @@ mod tests {
         assert_eq!((first.through_seq, first.pending, first.oldest_pending_ms), (4, 4, Some(6)));
         let second = next_batch(&log, "east", first.through_seq, 2).unwrap();
         assert_eq!(subjects(&second), ["crn:c", "crn:c/dev"]);
-        assert_eq!((second.through_seq, second.pending), (8, 2));
+        assert_eq!((second.through_seq, second.pending), (7, 2));
         let third = next_batch(&log, "east", second.through_seq, 2).unwrap();
         assert_eq!(subjects(&third), ["crn:c", "crn:a/prod"]);
-        assert_eq!((third.through_seq, third.pending), (10, 0));
+        assert_eq!((third.through_seq, third.pending), (9, 0));
         assert_eq!(next_batch(&log, "east", 0, 0).unwrap().through_seq, 0);
     }
 

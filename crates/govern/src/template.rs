@@ -267,6 +267,10 @@ impl Template {
                 field: KIND_FIELD.to_string(),
                 problem: format!("{kind:?} is not a model kind of the template; write one of {}", kinds.join(", ")),
             }),
+            None if metadata.get(KIND_FIELD).is_some_and(|v| !is_empty(v)) => problems.push(FieldProblem {
+                field: KIND_FIELD.to_string(),
+                problem: format!("{} is not a kind name; write one of {}", metadata[KIND_FIELD], kinds.join(", ")),
+            }),
             None => problems.push(FieldProblem {
                 field: KIND_FIELD.to_string(),
                 problem: format!("missing; it is required (write one of {})", kinds.join(", ")),

@@ -283,8 +283,8 @@ mod statements {
             Ok(())
         }
 
-        /// Records what a remote cluster's sync said; its position never goes back (a batch
-        /// retried after a later one landed does not undo it).
+        /// Records what a remote cluster's sync said; its position, and what it has pending, never
+        /// go back (a batch retried after a later one landed does not undo it).
         pub(crate) async fn record_remote(&self, remote: &RemoteSync) -> Result<(), Error> {
             sqlx::query::<DB>(
                 "INSERT INTO governance_remotes \
@@ -293,7 +293,10 @@ mod statements {
                  ON CONFLICT (cluster) DO UPDATE SET \
                  remote_seq = CASE WHEN excluded.remote_seq >= governance_remotes.remote_seq \
                      THEN excluded.remote_seq ELSE governance_remotes.remote_seq END, \
-                 pending = excluded.pending, oldest_pending_ms = excluded.oldest_pending_ms, \
+                 pending = CASE WHEN excluded.remote_seq >= governance_remotes.remote_seq \
+                     THEN excluded.pending ELSE governance_remotes.pending END, \
+                 oldest_pending_ms = CASE WHEN excluded.remote_seq >= governance_remotes.remote_seq \
+                     THEN excluded.oldest_pending_ms ELSE governance_remotes.oldest_pending_ms END, \
                  last_event_ms = COALESCE(excluded.last_event_ms, governance_remotes.last_event_ms), \
                  contacted_at_ms = excluded.contacted_at_ms",
             )

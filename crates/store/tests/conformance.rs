@@ -559,8 +559,8 @@ async fn sync_cursors_and_remote_clusters_are_kept(store: Arc<dyn Store>) {
         contacted_at_ms: 2_000,
     };
     store.record_remote(&east).await.unwrap();
-    // A retried earlier batch does not move the position back, and says nothing of the newest
-    // event when it brought none.
+    // A retried earlier batch moves neither the position nor what is pending back, and says
+    // nothing of the newest event when it brought none.
     let retried = driftline_store::RemoteSync {
         remote_seq: 30,
         pending: 0,
@@ -579,11 +579,19 @@ async fn sync_cursors_and_remote_clusters_are_kept(store: Arc<dyn Store>) {
         driftline_store::RemoteSync {
             cluster: "east".into(),
             remote_seq: 40,
-            pending: 0,
-            oldest_pending_ms: None,
+            pending: 5,
+            oldest_pending_ms: Some(1_000),
             last_event_ms: Some(900),
             contacted_at_ms: 3_000,
         }
+    );
+    // A later batch moves all of it.
+    let caught_up =
+        driftline_store::RemoteSync { remote_seq: 45, pending: 0, oldest_pending_ms: None, ..retried.clone() };
+    store.record_remote(&caught_up).await.unwrap();
+    assert_eq!(
+        store.remotes().await.unwrap()[0],
+        driftline_store::RemoteSync { last_event_ms: Some(900), ..caught_up }
     );
     assert_eq!(remotes[1], west);
 
