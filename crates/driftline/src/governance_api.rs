@@ -18,7 +18,7 @@ use driftline_govern::event::{Kind, Payload};
 use driftline_govern::inventory::Inventory;
 use driftline_govern::lineage;
 use driftline_govern::log::{check_new, read_log};
-use driftline_govern::sync::{SyncRequest, SyncResponse, SyncedEvent, MAX_SYNC_EVENTS};
+use driftline_govern::sync::{SyncRequest, SyncResponse, MAX_SYNC_EVENTS};
 use driftline_govern::template::Template;
 use driftline_govern::Error;
 use driftline_store::{Appended, GovernanceEvent, NewGovernanceEvent, RemoteSync};
@@ -123,6 +123,43 @@ struct Posted {
     events: Vec<PostedEvent>,
 }
 
+/// The log as the events of one request meet it: its inventory, advanced by each event
+/// admitted, and the ids it holds already. Read under `GovernanceSettings::appending`.
+struct Admission {
+    inventory: Inventory,
+    stored: HashSet<uuid::Uuid>,
+    seq: i64,
+}
+
+impl Admission {
+    async fn read(state: &AppState, template: Option<&Template>) -> Result<Admission, Problem> {
+        let log = read_log(&*state.store).await?;
+        let stored = log.iter().map(|e| e.event.id).collect();
+        let inventory = Inventory::build(&log, &[], template)?;
+        Ok(Admission { inventory, stored, seq: log.last().map_or(0, |e| e.seq) })
+    }
+
+    /// Whether the log holds an event of this id already.
+    fn holds(&self, event: &NewGovernanceEvent) -> bool {
+        self.stored.contains(&event.id)
+    }
+
+    /// Folds a new event into the inventory, as the log will hold it.
+    fn fold(&mut self, event: &NewGovernanceEvent) -> Result<(), Error> {
+        self.seq += 1;
+        let pending = GovernanceEvent {
+            seq: self.seq,
+            cluster_seq: 0,
+            event: event.clone(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        self.inventory.apply(&pending)?;
+        self.stored.insert(event.id);
+        Ok(())
+    }
+}
+
 async fn post_events(
     State(state): State<AppState>,
     Auth(principal, ..): Auth<Govern>,
@@ -146,29 +183,17 @@ async fn post_events(
     }
     let template = state.governance.template()?;
     let _appending = state.governance.appending.lock().await;
-    let log = read_log(&*state.store).await?;
-    let stored: HashSet<uuid::Uuid> = log.iter().map(|e| e.event.id).collect();
-    let mut inventory = Inventory::build(&log, &[], template.as_ref())?;
-    let mut seq = log.last().map_or(0, |e| e.seq);
+    let mut admission = Admission::read(&state, template.as_ref()).await?;
     let mut events = Vec::with_capacity(posted.events.len());
     for (i, posted) in posted.events.into_iter().enumerate() {
-        let event = new_event(posted, &principal, &state.governance.cluster)
-            .map_err(|e| Problem::from(e).prefixed(&format!("events[{i}]: ")))?;
+        let at = |e: Error| Problem::from(e).prefixed(&format!("events[{i}]: "));
+        let event = new_event(posted, &principal, &state.governance.cluster).map_err(at)?;
         // A resent event (a client retrying) is stored already: the store answers it as a
-        // duplicate without checking it again.
-        if !stored.contains(&event.id) {
-            check_new(&event, &inventory, template.as_ref())
-                .map_err(|e| Problem::from(e).prefixed(&format!("events[{i}]: ")))?;
-            // Later events of the request are checked against the earlier ones.
-            seq += 1;
-            let pending = GovernanceEvent {
-                seq,
-                cluster_seq: 0,
-                event: event.clone(),
-                prev_hash: String::new(),
-                hash: String::new(),
-            };
-            inventory.apply(&pending)?;
+        // duplicate without checking it again. Later events of the request are checked
+        // against the earlier ones.
+        if !admission.holds(&event) {
+            check_new(&event, &admission.inventory, template.as_ref()).map_err(at)?;
+            admission.fold(&event).map_err(at)?;
         }
         events.push(event);
     }
@@ -286,8 +311,9 @@ async fn table_lineage(
 }
 
 /// A remote cluster's batch: its own events, stored as they happened there (each once, by id),
-/// not checked against this log (they are facts of the remote's), and what it said of its
-/// progress recorded for `GET /api/v1/governance/clusters`.
+/// not held to this server's template and registration rules (they are facts of the remote's)
+/// but refused when one would not fold into this log's inventory; and what it said of its
+/// progress, recorded for `GET /api/v1/governance/clusters`.
 async fn post_sync(
     State(state): State<AppState>,
     Auth(principal, ..): Auth<Govern>,
@@ -323,24 +349,13 @@ async fn post_sync(
     // Each event must fold into this log's inventory (a retirement of a deployment it cannot
     // place would leave the log unreadable), checked under the lock the other appends take.
     let _appending = state.governance.appending.lock().await;
-    let log = read_log(&*state.store).await?;
-    let stored: HashSet<uuid::Uuid> = log.iter().map(|e| e.event.id).collect();
-    let mut inventory = Inventory::build(&log, &[], None)?;
-    let mut seq = log.last().map_or(0, |e| e.seq);
+    let mut admission = Admission::read(&state, None).await?;
     let mut events = Vec::with_capacity(request.events.len());
-    for (i, synced) in request.events.iter().enumerate() {
+    for (i, synced) in request.events.into_iter().enumerate() {
         let event =
             synced_event(synced, &request.cluster).map_err(|e| Problem::from(e).prefixed(&format!("events[{i}].")))?;
-        if !stored.contains(&event.id) {
-            seq += 1;
-            let pending = GovernanceEvent {
-                seq,
-                cluster_seq: 0,
-                event: event.clone(),
-                prev_hash: String::new(),
-                hash: String::new(),
-            };
-            inventory.apply(&pending).map_err(|e| {
+        if !admission.holds(&event) {
+            admission.fold(&event).map_err(|e| {
                 let detail = match e {
                     Error::Corrupt { detail, .. } => detail,
                     other => other.to_string(),
@@ -375,7 +390,7 @@ async fn post_sync(
 
 /// A synced event, checked: of the batch's cluster, a known kind with a valid payload, names
 /// that fit. Its payload is kept as the remote stored it.
-fn synced_event(synced: &SyncedEvent, cluster: &str) -> Result<NewGovernanceEvent, Error> {
+fn synced_event(synced: NewGovernanceEvent, cluster: &str) -> Result<NewGovernanceEvent, Error> {
     if synced.cluster != cluster {
         return Err(Error::Invalid {
             field: "cluster".into(),
@@ -386,15 +401,7 @@ fn synced_event(synced: &SyncedEvent, cluster: &str) -> Result<NewGovernanceEven
     check_name("actor", &synced.actor)?;
     let kind = Kind::parse(&synced.kind)?;
     Payload::parse(kind, &synced.payload)?;
-    Ok(NewGovernanceEvent {
-        id: synced.id,
-        kind: synced.kind.clone(),
-        subject: synced.subject.clone(),
-        actor: synced.actor.clone(),
-        cluster: synced.cluster.clone(),
-        time_ms: synced.time_ms,
-        payload: synced.payload.clone(),
-    })
+    Ok(synced)
 }
 
 /// Each remote cluster that syncs here: how far its syncs have got, what it still has to send,

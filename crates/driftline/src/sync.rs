@@ -13,7 +13,7 @@ use clap::Args;
 use driftline_core::time::now_ms;
 use driftline_govern::event::check_name;
 use driftline_govern::log::read_log;
-use driftline_govern::sync::{next_batch, SyncRequest, SyncResponse, SyncedEvent, MAX_SYNC_EVENTS};
+use driftline_govern::sync::{next_batch, SyncRequest, SyncResponse, MAX_SYNC_EVENTS};
 use driftline_store::Store;
 
 use crate::cli::StoreArgs;
@@ -153,7 +153,7 @@ impl Syncer {
                     through_seq: if i == last { batch.through_seq } else { cursor },
                     pending: (batch.pending + batch.events.len().saturating_sub(MAX_SYNC_EVENTS * (i + 1))) as u64,
                     oldest_pending_ms: batch.oldest_pending_ms,
-                    events: part.iter().map(SyncedEvent::from).collect(),
+                    events: part.iter().map(|e| e.event.clone()).collect(),
                 };
                 let part_answer = self.send(&request).await?;
                 answer.stored += part_answer.stored;

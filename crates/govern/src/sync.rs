@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use driftline_store::GovernanceEvent;
+use driftline_store::{GovernanceEvent, NewGovernanceEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Kind, Payload};
@@ -48,21 +48,9 @@ pub struct SyncRequest {
     pub pending: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_pending_ms: Option<i64>,
-    pub events: Vec<SyncedEvent>,
-}
-
-/// An event as synced: as the remote stored it, without its place in the remote's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncedEvent {
-    pub id: uuid::Uuid,
-    pub kind: String,
-    pub subject: String,
-    pub actor: String,
-    pub cluster: String,
-    pub time_ms: i64,
-    /// The payload's JSON text, exactly as stored (and hashed) on the remote.
-    pub payload: String,
+    /// The events as the remote stored them (the payload's JSON text exactly as stored and
+    /// hashed there), without their places in the remote's log.
+    pub events: Vec<NewGovernanceEvent>,
 }
 
 /// The primary's answer.
@@ -73,21 +61,6 @@ pub struct SyncResponse {
     /// Events it had already (a batch sent again).
     pub duplicates: u64,
     pub through_seq: i64,
-}
-
-impl From<&GovernanceEvent> for SyncedEvent {
-    fn from(e: &GovernanceEvent) -> Self {
-        let e = &e.event;
-        SyncedEvent {
-            id: e.id,
-            kind: e.kind.clone(),
-            subject: e.subject.clone(),
-            actor: e.actor.clone(),
-            cluster: e.cluster.clone(),
-            time_ms: e.time_ms,
-            payload: e.payload.clone(),
-        }
-    }
 }
 
 /// The next batch of `cluster`'s events after `cursor` (a position in its chain): at most

@@ -12,8 +12,9 @@ use crate::Error;
 /// The hash a cluster's first event is chained to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// A governance event to append.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A governance event to append (and as a remote cluster sends it to its primary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewGovernanceEvent {
     /// Unique across clusters: an event synced twice is stored once.
     pub id: uuid::Uuid,
