@@ -106,9 +106,10 @@ impl Syncer {
         let primary = to.trim_end_matches('/').to_string();
         let url = reqwest::Url::parse(&primary).with_context(|| format!("--to: `{to}` is not a URL"))?;
         anyhow::ensure!(
-            matches!(url.scheme(), "http" | "https"),
-            "--to: `{to}` is not an http:// or https:// address of a driftline"
+            url.scheme() != "https",
+            "--to: `{to}`: this build speaks plain HTTP only; reach an https:// primary through a local TLS proxy"
         );
+        anyhow::ensure!(url.scheme() == "http", "--to: `{to}` is not an http:// address of a driftline");
         anyhow::ensure!(!key.trim().is_empty(), "--key: give an API key of the primary's (govern scope)");
         anyhow::ensure!(pace.sync_batch_size > 0, "--sync-batch-size: send at least one event per batch");
         let client = reqwest::Client::builder()

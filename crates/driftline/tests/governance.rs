@@ -782,6 +782,8 @@ async fn a_remote_cluster_syncs_its_released_models_to_the_primary_once() {
     // not there (and then nothing moves: the next sync sends what was due).
     let err = failure(&sync(&["--cluster", "hq"]));
     assert!(err.contains("refused the batch (409 Conflict): cluster: `hq` is this server's own cluster"), "{err}");
+    let err = failure(&driftline(d, &remote_store, &["sync", "--to", "https://hq.example", "--key", "k", "--once"]));
+    assert!(err.contains("--to: `https://hq.example`: this build speaks plain HTTP only"), "{err}");
     let err = failure(&driftline(
         d,
         &remote_store,
@@ -1183,6 +1185,9 @@ async fn mlflow_registries_sync_into_the_inventory() {
         history[0]["detail"]["cursor_after"].as_i64().unwrap()
             >= history[1]["detail"]["cursor_after"].as_i64().unwrap()
     );
+
+    let err = failure(&driftline(d, &store, &["mlflow", "sync", "--tracking-uri", "https://mlflow.example"]));
+    assert!(err.contains("this build speaks plain HTTP only"), "{err}");
 
     // An unreachable registry: exit 1, said, and kept in the activity record too.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
