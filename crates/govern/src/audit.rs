@@ -303,11 +303,6 @@ mod tests {
         Payload::BuildRegistered(BuildRegistered {
             model: model.into(),
             artifact: Some(Artifact { uri: "s3://m/x".into(), sha256: sha256.map(String::from), size_bytes: None }),
-            input_schema: None,
-            output_schema: None,
-            training_data: vec![],
-            training_rows: None,
-            lineage: vec![],
             ..Default::default()
         })
     }

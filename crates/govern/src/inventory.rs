@@ -414,11 +414,8 @@ mod tests {
         let build = Payload::BuildRegistered(BuildRegistered {
             model: "crn:churn".into(),
             artifact: Some(Artifact { uri: "s3://m/1".into(), sha256: None, size_bytes: None }),
-            input_schema: None,
-            output_schema: None,
             training_data: vec!["warehouse.customers".into()],
             training_rows: Some(10_000),
-            lineage: vec![],
             ..Default::default()
         });
         let promoted = Payload::DeploymentPromoted(DeploymentPromoted {

@@ -214,11 +214,7 @@ mod tests {
         let build = |crn: &str, lineage: Vec<Source>, training: Vec<String>| {
             let payload = Payload::BuildRegistered(BuildRegistered {
                 model: "crn:churn".into(),
-                artifact: None,
-                input_schema: None,
-                output_schema: None,
                 training_data: training,
-                training_rows: None,
                 lineage,
                 ..Default::default()
             });

@@ -142,16 +142,7 @@ mod tests {
 
         let build = new_event(
             "crn:m/b1",
-            &Payload::BuildRegistered(crate::event::BuildRegistered {
-                model: "crn:m".into(),
-                artifact: None,
-                input_schema: None,
-                output_schema: None,
-                training_data: vec![],
-                training_rows: None,
-                lineage: vec![],
-                ..Default::default()
-            }),
+            &Payload::BuildRegistered(crate::event::BuildRegistered { model: "crn:m".into(), ..Default::default() }),
             "a",
             "c",
             4,

@@ -347,10 +347,6 @@ mod tests {
                 size_bytes: None,
             }),
             input_schema: serde_json::from_value(schema).unwrap(),
-            output_schema: None,
-            training_data: vec![],
-            training_rows: None,
-            lineage: vec![],
             ..Default::default()
         })
     }

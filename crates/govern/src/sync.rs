@@ -135,16 +135,7 @@ mod tests {
     }
 
     fn build(model: &str) -> Payload {
-        Payload::BuildRegistered(BuildRegistered {
-            model: model.into(),
-            artifact: None,
-            input_schema: None,
-            output_schema: None,
-            training_data: vec![],
-            training_rows: None,
-            lineage: vec![],
-            ..Default::default()
-        })
+        Payload::BuildRegistered(BuildRegistered { model: model.into(), ..Default::default() })
     }
 
     fn promoted(model: &str, build: &str) -> Payload {
