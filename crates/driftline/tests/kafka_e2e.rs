@@ -225,6 +225,64 @@ async fn sigkill_while_draining_loses_and_repeats_nothing() {
     assert_eq!(forwarded, stored);
 }
 
+/// A consumer positioned inside a partition's last record batch reads the rest of it. tansu 0.6
+/// answers a fetch from inside a record batch with the batches after it, and from inside the
+/// last one with nothing at all, so no later message shows the gap: found when a SIGKILL left
+/// a stored position there and the restarted consumer waited for ever, silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_inside_the_last_record_batch_is_read_to_the_end() {
+    const TOPIC: &str = "e2e.tail";
+    const PRODUCED: u32 = 1_000;
+    const STORED_AT: u32 = 600;
+    let _serial = SERIAL.lock().await;
+    let Some(bin) = tansu_bin() else { return };
+    let Some(db) = TestDatabase::create().await else { return };
+    let broker = Tansu::start(&bin);
+    broker.create_topic(TOPIC, 1);
+    // One produce request, so one record batch: everything lingers until the flush.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("linger.ms", "5000")
+        .set("batch.num.messages", "100000")
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for i in 0..PRODUCED {
+        producer.send(BaseRecord::to(TOPIC).key(&format!("e{i}")).payload(&event(i))).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).expect("all messages delivered");
+    // A position stored inside that batch, as a killed consumer leaves one.
+    drop(driftline_store::postgres::PostgresStore::connect(&db.url).await.expect("the store migrates"));
+    let mut c = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("INSERT INTO ingest_offsets VALUES ('e2e', $1, 0, $2, 0)")
+        .bind(TOPIC)
+        .bind(i64::from(STORED_AT))
+        .execute(&mut c)
+        .await
+        .unwrap();
+
+    let ingest = ingest(&broker.bootstrap, TOPIC, &db.url, SELF_ASSIGNED);
+    let expected = i64::from(PRODUCED - STORED_AT);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut stored = 0;
+    while stored < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stored = totals(&db.url).await.map_or(0, |t| t.predictions);
+    }
+    assert!(ingest.stop());
+    let uuids: Vec<(String,)> =
+        sqlx::query_as("SELECT uuid::text FROM predictions ORDER BY 1").fetch_all(&mut c).await.unwrap();
+    let want: Vec<(String,)> = (STORED_AT..PRODUCED).map(|i| (format!("00000000-0000-4000-8000-{i:012}"),)).collect();
+    assert_eq!(uuids.len(), want.len(), "the events after the stored position, each once");
+    assert_eq!(uuids, want);
+    let (next,): (i64,) = sqlx::query_as("SELECT next_offset FROM ingest_offsets WHERE topic = $1")
+        .bind(TOPIC)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(next, i64::from(PRODUCED), "the stored position is at the partition's end");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_while_draining_loses_and_repeats_nothing() {
     let _serial = SERIAL.lock().await;

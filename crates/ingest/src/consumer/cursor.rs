@@ -11,6 +11,12 @@
 //! (compacted topics and transaction markers leave them) and the offsets in it are covered by the
 //! next message taken. Every message taken says from which offset the consumer's coverage of the
 //! partition runs up to it, so a batch of messages covers an unbroken range of offsets.
+//!
+//! Asked from inside the partition's last record batch, the same broker answers with nothing at
+//! all: no later message ever shows the gap. So a partition that stays quiet while the log holds
+//! offsets from `next` on has stalled, and is re-read from further back in the same way
+//! ([`Cursor::stalled`]); when that does not bring them either (transaction markers at the end of
+//! the log have offsets and no message), the cursor waits for the next message.
 
 /// How far before the expected offset a gap is first re-read; each further re-read goes ten
 /// times further back, in case a record batch is longer than that.
@@ -39,6 +45,21 @@ pub enum Admit {
     },
 }
 
+/// What to do about a partition that stays quiet although the log holds offsets from the one
+/// taken next on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Seek the partition back to `to` and read again from there.
+    Reread {
+        /// Where to read again from.
+        to: i64,
+    },
+    /// Re-reading did not bring those offsets: say so (once) and wait for the next message.
+    GiveUp,
+    /// Given up already; waiting.
+    Waiting,
+}
+
 /// Where one partition's consumption stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -51,6 +72,8 @@ pub struct Cursor {
     rereading: Option<Rereading>,
     /// Seeks back for the current gap.
     rereads: u32,
+    /// Seeks back since the last message taken because nothing at all arrived.
+    stalls: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +85,7 @@ struct Rereading {
 impl Cursor {
     /// A cursor that takes `next` first.
     pub fn at(next: i64) -> Self {
-        Cursor { next, covers: next, rereading: None, rereads: 0 }
+        Cursor { next, covers: next, rereading: None, rereads: 0, stalls: 0 }
     }
 
     /// The only offset taken next.
@@ -86,6 +109,7 @@ impl Cursor {
         self.next = start;
         self.rereading = None;
         self.rereads = 0;
+        self.stalls = 0;
         Some(deleted)
     }
 
@@ -109,8 +133,32 @@ impl Cursor {
         }
     }
 
+    /// Nothing arrived for a while although the log holds offsets from [`Cursor::next`] on (the
+    /// caller knows from the partition's watermark). Re-reads from further back each time, as for
+    /// a gap, [`GAP_REREADS`] times; then gives up until a message is taken.
+    pub fn stalled(&mut self) -> Stall {
+        if self.stalls > GAP_REREADS {
+            return Stall::Waiting;
+        }
+        if self.stalls == GAP_REREADS {
+            self.stalls += 1;
+            return Stall::GiveUp;
+        }
+        let to = Self::lookback(self.next, self.stalls);
+        self.stalls += 1;
+        // Nothing was fetched before this seek: a message above `next` arriving before the
+        // lower ones would be the broker skipping again, seen once the re-read shows.
+        self.rereading = Some(Rereading { gap_at: self.next });
+        Stall::Reread { to }
+    }
+
+    /// Where the `attempt`th re-read (from 0) before `next` starts.
+    fn lookback(next: i64, attempt: u32) -> i64 {
+        (next - GAP_LOOKBACK.saturating_mul(10_i64.pow(attempt))).max(0)
+    }
+
     fn gap(&mut self, offset: i64) -> Admit {
-        let to = (self.next - GAP_LOOKBACK.saturating_mul(10_i64.pow(self.rereads))).max(0);
+        let to = Self::lookback(self.next, self.rereads);
         if self.rereads < GAP_REREADS {
             self.rereads += 1;
             self.rereading = Some(Rereading { gap_at: offset });
@@ -126,6 +174,7 @@ impl Cursor {
         self.covers = offset + 1;
         self.rereading = None;
         self.rereads = 0;
+        self.stalls = 0;
     }
 }
 
@@ -202,6 +251,38 @@ mod tests {
         let mut c = Cursor::at(0);
         assert_eq!(c.admit(3), Admit::SeekBack { to: 0 });
         assert_eq!(c.admit(0), accept(0), "the re-read brought it");
+    }
+
+    #[test]
+    fn a_quiet_partition_with_offsets_left_is_reread_then_left_waiting() {
+        // Positioned inside the last record batch: the broker answers with nothing.
+        let mut c = Cursor::at(25_000);
+        assert_eq!(c.stalled(), Stall::Reread { to: 15_000 });
+        assert!(c.is_rereading());
+        assert_eq!(c.admit(15_000), Admit::Drop, "the re-read shows");
+        assert!(!c.is_rereading());
+        assert_eq!(c.admit(25_000), accept(25_000), "read from the batch's start, the offset comes");
+
+        // Offsets with no message at the end of the log (transaction markers): re-read from
+        // further back each time, then given up once, then left waiting for the next message.
+        let mut c = Cursor::at(300_000);
+        assert_eq!(c.stalled(), Stall::Reread { to: 290_000 });
+        assert_eq!(c.admit(290_000), Admit::Drop);
+        assert_eq!(c.stalled(), Stall::Reread { to: 200_000 });
+        assert_eq!(c.admit(200_000), Admit::Drop);
+        assert_eq!(c.stalled(), Stall::Reread { to: 0 });
+        assert_eq!(c.admit(0), Admit::Drop);
+        assert_eq!(c.stalled(), Stall::GiveUp);
+        assert_eq!(c.stalled(), Stall::Waiting);
+        assert_eq!(c.stalled(), Stall::Waiting);
+        // The producer writes again after the markers: a gap, re-read and then believed as usual.
+        for to in [290_000, 200_000, 0] {
+            assert_eq!(c.admit(300_002), Admit::SeekBack { to });
+            assert_eq!(c.admit(to), Admit::Drop);
+        }
+        assert_eq!(c.admit(300_002), Admit::Accept { covers_from: 300_000, gap: true });
+        // Taking a message starts the stall count afresh.
+        assert_eq!(c.stalled(), Stall::Reread { to: 290_003 });
     }
 
     /// What a broker does to delivery, at a given offset of a partition's log.
@@ -287,6 +368,51 @@ mod tests {
                         stale = (position..(position + stale_after_seek).min(end)).collect();
                         position = to.max(start);
                     }
+                }
+            }
+            prop_assert_eq!(taken, (start..end).collect::<Vec<_>>());
+        }
+
+        /// A broker that answers a fetch from inside a record batch with the batches after it,
+        /// and from inside the last one with nothing (tansu 0.6): from any starting offset, every
+        /// offset from there to the log's end is taken once, in order, with the stalls at the end
+        /// noticed by the caller (the consumer asks when a partition stays quiet below the end).
+        #[test]
+        fn a_broker_that_skips_to_the_next_batch_loses_nothing(
+            sizes in proptest::collection::vec(1_i64..40, 1..30),
+            start_at in 0.0f64..1.0,
+        ) {
+            let bases: Vec<i64> = sizes.iter().scan(0, |at, n| { let b = *at; *at += n; Some(b) }).collect();
+            let end: i64 = sizes.iter().sum();
+            let start = ((end as f64) * start_at) as i64;
+            let mut cursor = Cursor::at(start);
+            // Where the broker was asked to fetch, and what it delivers from there, in order.
+            let deliver_from = |at: i64| -> Vec<i64> {
+                let first = bases.iter().position(|&b| b >= at).unwrap_or(bases.len());
+                (first..bases.len()).flat_map(|i| bases[i]..bases[i] + sizes[i]).collect()
+            };
+            let mut queue: std::collections::VecDeque<i64> = deliver_from(start).into();
+            let mut taken = Vec::new();
+            let mut steps = 0;
+            while cursor.next() < end {
+                steps += 1;
+                prop_assert!(steps < 100_000, "no progress");
+                let Some(offset) = queue.pop_front() else {
+                    // Quiet below the log's end: the consumer's stall check.
+                    match cursor.stalled() {
+                        Stall::Reread { to } => queue = deliver_from(to).into(),
+                        other => prop_assert!(false, "gave up at {} of {}: {:?}", cursor.next(), end, other),
+                    }
+                    continue;
+                };
+                match cursor.admit(offset) {
+                    Admit::Accept { covers_from, gap } => {
+                        prop_assert!(!gap, "this log has no holes");
+                        prop_assert_eq!(covers_from, offset);
+                        taken.push(offset);
+                    }
+                    Admit::Drop => {}
+                    Admit::SeekBack { to } => queue = deliver_from(to).into(),
                 }
             }
             prop_assert_eq!(taken, (start..end).collect::<Vec<_>>());

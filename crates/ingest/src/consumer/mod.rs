@@ -2,13 +2,14 @@
 //!
 //! One thread polls (a consumer group member, or partitions it assigns itself). Each message
 //! goes through its partition's [`cursor::Cursor`], which takes every offset exactly once and in
-//! order and says which offsets each message accounts for. Taken messages wait in their write
-//! lane (partition `p` belongs to lane `p % writers`) until the lane's batch is full or has
-//! lingered long enough; then the lane's writer thread decodes the batch and writes it in one
-//! store transaction together with, per partition, the range of offsets it covers. The store
-//! moves a partition's position only from where that range starts, so a stored offset can never
-//! pass a message that is neither stored nor kept as a dead letter, and two consumers of one
-//! partition cannot both store it.
+//! order and says which offsets each message accounts for; a partition that stays quiet while
+//! its watermark says the log holds more is read again from further back, as a gap is. Taken
+//! messages wait in their write lane (partition `p` belongs to lane `p % writers`) until the
+//! lane's batch is full or has lingered long enough; then the lane's writer thread decodes the
+//! batch and writes it in one store transaction together with, per partition, the range of
+//! offsets it covers. The store moves a partition's position only from where that range starts,
+//! so a stored offset can never pass a message that is neither stored nor kept as a dead letter,
+//! and two consumers of one partition cannot both store it.
 //!
 //! The poller is a small state machine. `Running`: messages are taken and batches handed off.
 //! When a writer reports a batch not stored (another consumer moved a position, or the writer
@@ -43,13 +44,14 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 pub use self::config::{defaults, KafkaConfig, OffsetReset, Partitions};
-use self::cursor::{Admit, Cursor};
+use self::cursor::{Admit, Cursor, Stall};
 pub use self::forward::{REASON_HEADER, SOURCE_HEADER};
 use self::lanes::{GapKind, Lane, Message};
 use self::writer::Written;
 use crate::metrics::IngestMetrics;
 
-/// How long a seek back may take to show before it is made again.
+/// How long a seek back may take to show before it is made again, and how long a partition
+/// with offsets left may stay quiet before it is read again.
 const REREAD_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What the polling thread, its rebalance callback and the writer threads share.
@@ -63,6 +65,9 @@ pub(crate) struct Shared {
     releasing: AtomicBool,
     /// The producer of the dead-letter topic, when there is one.
     dead_letter_producer: Option<FutureProducer>,
+    /// The partitions whose client, at its last statistics, had nothing queued and was fetching
+    /// below the log's end (the last stable offset, or the high watermark), with that end.
+    fetching_below_end: Mutex<HashMap<i32, i64>>,
     poller: Mutex<Poller>,
 }
 
@@ -94,6 +99,8 @@ struct Poller {
     written: HashMap<i32, i64>,
     /// Partitions re-read after a gap: since when, from where, and how often the seek was made.
     rereads: HashMap<i32, (Instant, i64, u32)>,
+    /// Per assigned partition, since when nothing has arrived from it.
+    quiet_since: HashMap<i32, Instant>,
     /// Since when this group member has had no partitions.
     idle_since: Option<Instant>,
     /// When it last said so.
@@ -108,9 +115,17 @@ struct IngestContext {
 impl ClientContext for IngestContext {
     fn stats(&self, statistics: Statistics) {
         if let Some(topic) = statistics.topics.get(&self.shared.config.topic) {
+            let mut below_end = self.shared.fetching_below_end.lock().expect("fetch state lock");
             for (partition, p) in &topic.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
                     self.shared.metrics.set_lag(&self.shared.config.topic, *partition, p.consumer_lag);
+                }
+                // A read_committed consumer is delivered nothing past the last stable offset.
+                let end = if p.ls_offset >= 0 { p.ls_offset.min(p.hi_offset) } else { p.hi_offset };
+                if p.fetchq_cnt == 0 && p.next_offset >= 0 && p.next_offset < end {
+                    below_end.insert(*partition, end);
+                } else {
+                    below_end.remove(partition);
                 }
             }
         }
@@ -148,6 +163,7 @@ impl ConsumerContext for IngestContext {
                 shared.releasing.store(false, Ordering::SeqCst);
                 poller.cursors.clear();
                 poller.rereads.clear();
+                poller.quiet_since.clear();
                 shared.metrics.clear_lag();
                 tracing::info!("partitions revoked");
                 if let Err(e) = consumer.unassign() {
@@ -172,6 +188,7 @@ impl Poller {
             cursors: HashMap::new(),
             written: HashMap::new(),
             rereads: HashMap::new(),
+            quiet_since: HashMap::new(),
             idle_since: None,
             idle_warned: None,
         }
@@ -193,6 +210,7 @@ impl Poller {
                 None => shared.resolve_start(consumer, partition),
             };
             self.cursors.insert(partition, Cursor::at(start));
+            self.quiet_since.insert(partition, Instant::now());
             starts.insert(partition, start);
         }
         starts
@@ -238,6 +256,7 @@ impl Poller {
         }
         let partition = message.partition;
         let Some(cursor) = self.cursors.get_mut(&partition) else { return };
+        self.quiet_since.insert(partition, Instant::now());
         let mut message = message;
         let mut verdict = cursor.admit(message.offset);
         let mut start_checked = false;
@@ -328,6 +347,51 @@ impl Poller {
             tracing::warn!("a partition's re-read never began; repositioning every partition from the store");
             self.rereads.clear();
             self.phase = Phase::Resync;
+        }
+    }
+
+    /// A partition has stalled when nothing has come from it for [`REREAD_PATIENCE`] while its
+    /// client has nothing queued, fetches below the log's end, and the cursor has offsets left
+    /// before that end: some brokers (tansu 0.6) answer a fetch from inside the partition's
+    /// last record batch with nothing, so no later message ever shows the gap. It is read again
+    /// from further back, as a gap is; when that does not bring the offsets either, it is said
+    /// once and the partition waits for its next message.
+    fn check_stalls(&mut self, shared: &Shared, consumer: &BaseConsumer<IngestContext>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let below_end = shared.fetching_below_end.lock().expect("fetch state lock").clone();
+        for (&partition, cursor) in self.cursors.iter_mut() {
+            let Some(&end) = below_end.get(&partition) else { continue };
+            let quiet = self.quiet_since.entry(partition).or_insert_with(Instant::now);
+            if cursor.is_rereading() || end <= cursor.next() || quiet.elapsed() < REREAD_PATIENCE {
+                continue;
+            }
+            *quiet = Instant::now();
+            match cursor.stalled() {
+                Stall::Reread { to } => {
+                    tracing::warn!(
+                        partition,
+                        next = cursor.next(),
+                        log_end = end,
+                        "nothing arrives although the log holds more; re-reading the partition from {to}"
+                    );
+                    if let Err(e) =
+                        consumer.seek(&shared.config.topic, partition, Offset::Offset(to), Duration::from_secs(10))
+                    {
+                        tracing::warn!(partition, error = %e, "cannot seek back");
+                    }
+                    self.rereads.insert(partition, (Instant::now(), to, 0));
+                }
+                Stall::GiveUp => tracing::warn!(
+                    partition,
+                    from = cursor.next(),
+                    to = end,
+                    "these offsets are in the log but no message comes for them however often re-read; waiting for \
+                     the partition's next message"
+                ),
+                Stall::Waiting => {}
+            }
         }
     }
 
@@ -500,6 +564,7 @@ impl Ingest {
             stop: stop.clone(),
             releasing: AtomicBool::new(false),
             dead_letter_producer,
+            fetching_below_end: Mutex::new(HashMap::new()),
             poller: Mutex::new(Poller::new(senders, results)),
         });
         // Everything that blocks on the store or the broker happens on the consumer's own
@@ -657,6 +722,7 @@ fn run(shared: &Arc<Shared>, consumer: &BaseConsumer<IngestContext>) -> Result<(
         }
         poller.hand_off_lingering(config.linger);
         poller.check_rereads(shared, consumer);
+        poller.check_stalls(shared, consumer);
         poller.resync_if_due(shared, consumer);
         if config.partitions == Partitions::Group {
             poller.check_idle(shared);
