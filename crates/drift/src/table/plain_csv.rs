@@ -1,21 +1,22 @@
 //! A binary classifier's score and label columns straight from a plain CSV file: no quotes, one
-//! header row, every line with the header's number of fields. Such a file is read in blocks
-//! and each block's lines are split on as many threads as there are cores, only the two
-//! columns' cells parsed, each row going straight into its thread's [`BinaryPart`] (its class's
-//! score key, the loss sums, the confusion counts); polars would tokenise and type every column
-//! first, and the rows would then be copied into pairs. Anything else (a quote anywhere, a
-//! byte-order mark, a ragged or empty line, a cell that is not a finite number, a label other
-//! than 0 or 1) is not answered here: the caller then reads the file the general way, whose
-//! answer (or refusal) is the same as for any other file.
+//! header row, every line with the header's number of fields. The file is cut into one byte range
+//! per core; each thread reads its own range in blocks (positioned reads, so the copy out of the
+//! page cache is shared among the cores too), takes the lines that start in it, parses only the
+//! two columns' cells, and puts each row straight into its own [`BinaryPart`] (its class's score
+//! key, the loss sums, the confusion counts); polars would tokenise and type every column first,
+//! and the rows would then be copied into pairs. Anything else (a quote anywhere, a byte-order
+//! mark, a ragged or empty line, a cell that is not a finite number, a label other than 0 or 1)
+//! is not answered here: the caller then reads the file the general way, whose answer (or
+//! refusal) is the same as for any other file.
 
 use crate::stats::performance::BinaryPart;
 use crate::Error;
-use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Bytes read at a time; the lines of each block are split among the threads.
-const BLOCK: usize = 32 << 20;
+/// Bytes each thread reads at a time; a line longer than that is not for this reader.
+const BLOCK: usize = 16 << 20;
 
 /// What [`binary_parts`] gives: the rows with both a score and a label in one part per
 /// thread, and how many data rows the file has (the rest lack one of the two cells).
@@ -36,64 +37,71 @@ pub(crate) fn binary_parts(
     threshold: f64,
 ) -> Result<Option<Parts>, Error> {
     let fail = |e: std::io::Error| Error::Read { path: path.display().to_string(), message: e.to_string() };
-    let mut file = std::fs::File::open(path).map_err(fail)?;
-    // Two buffers: the next block is read while the lines of the current one are split.
-    let (mut current, mut next) = (vec![0u8; BLOCK], vec![0u8; BLOCK]);
-    let (mut filled, mut at_end) = fill(&mut file, &mut current, 0).map_err(fail)?;
-    let mut layout: Option<Layout> = None;
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let len = file.metadata().map_err(fail)?.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut read = Parts { parts: (0..threads).map(|_| BinaryPart::default()).collect(), rows: 0 };
-    loop {
-        if memchr::memchr(b'"', &current[..filled]).is_some() {
-            return Ok(None);
-        }
-        // Whole lines only; the rest starts the next block.
-        let whole = if at_end {
-            filled
-        } else {
-            match memchr::memrchr(b'\n', &current[..filled]) {
-                Some(i) => i + 1,
-                // A line longer than a block: not a file this reader is for.
-                None => return Ok(None),
-            }
-        };
-        let mut lines = &current[..whole];
-        if layout.is_none() {
-            let end = memchr::memchr(b'\n', lines).unwrap_or(lines.len());
-            let Some(found) = Layout::of(&lines[..end], separator, score, label, threshold) else { return Ok(None) };
-            layout = Some(found);
-            lines = &lines[(end + 1).min(lines.len())..];
-        }
-        let layout = layout.as_ref().expect("read above");
-        let rest = filled - whole;
-        next[..rest].copy_from_slice(&current[whole..filled]);
-        let parts = &mut read.parts;
-        let (next_read, rows) = std::thread::scope(|scope| {
-            let parsing = scope.spawn(|| layout.read_block(lines, parts));
-            let next_read = if at_end { Ok((rest, true)) } else { fill(&mut file, &mut next, rest) };
-            (next_read, parsing.join().expect("a CSV worker does not panic"))
-        });
-        let Some(rows) = rows else { return Ok(None) };
-        read.rows += rows;
-        if at_end {
-            return Ok(Some(read));
-        }
-        (filled, at_end) = next_read.map_err(fail)?;
-        std::mem::swap(&mut current, &mut next);
-    }
+    binary_parts_of(&file, len, threads, BLOCK, separator, score, label, threshold).map_err(fail)
 }
 
-/// Reads into `buffer` after its first `from` bytes until it is full or the file ends; the
-/// bytes it holds, and whether the file ended.
-fn fill(file: &mut std::fs::File, buffer: &mut [u8], from: usize) -> std::io::Result<(usize, bool)> {
-    let mut filled = from;
+/// [`binary_parts`] of an open file of `len` bytes, on `threads` threads reading `block` bytes
+/// at a time.
+#[allow(clippy::too_many_arguments)]
+fn binary_parts_of(
+    file: &std::fs::File,
+    len: u64,
+    threads: usize,
+    block: usize,
+    separator: u8,
+    score: &str,
+    label: &str,
+    threshold: f64,
+) -> std::io::Result<Option<Parts>> {
+    let mut head = vec![0u8; block.min(len as usize)];
+    let filled = read_full(file, &mut head, 0)?;
+    let Some(end) = memchr::memchr(b'\n', &head[..filled]) else {
+        // A header only, or a first line longer than a block.
+        if (filled as u64) < len || memchr::memchr(b'"', &head[..filled]).is_some() {
+            return Ok(None);
+        }
+        let parts = (0..threads.max(1)).map(|_| BinaryPart::default()).collect();
+        return Ok(Layout::of(&head[..filled], separator, score, label, threshold).map(|_| Parts { parts, rows: 0 }));
+    };
+    if memchr::memchr(b'"', &head[..end]).is_some() {
+        return Ok(None);
+    }
+    let Some(layout) = Layout::of(&head[..end], separator, score, label, threshold) else { return Ok(None) };
+    drop(head);
+    let data = end as u64 + 1..len;
+    let threads = threads.max(1);
+    let span = (data.end - data.start).div_ceil(threads as u64).max(1);
+    let ranges: Vec<Range<u64>> = (0..threads as u64)
+        .map(|i| (data.start + i * span).min(data.end)..(data.start + (i + 1) * span).min(data.end))
+        .collect();
+    let read: Vec<std::io::Result<Option<(BinaryPart, usize)>>> = std::thread::scope(|scope| {
+        let layout = &layout;
+        let handles: Vec<_> =
+            ranges.into_iter().map(|range| scope.spawn(move || layout.read_range(file, range, len, block))).collect();
+        handles.into_iter().map(|h| h.join().expect("a CSV worker does not panic")).collect()
+    });
+    let mut out = Parts::default();
+    for r in read {
+        let Some((part, rows)) = r? else { return Ok(None) };
+        out.parts.push(part);
+        out.rows += rows;
+    }
+    Ok(Some(out))
+}
+
+/// Reads into `buffer` from byte `at` of `file` until it is full or the file ends; the bytes read.
+fn read_full(file: &std::fs::File, buffer: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
     while filled < buffer.len() {
-        match file.read(&mut buffer[filled..])? {
-            0 => return Ok((filled, true)),
+        match file.read_at(&mut buffer[filled..], at + filled as u64)? {
+            0 => break,
             n => filled += n,
         }
     }
-    Ok((filled, false))
+    Ok(filled)
 }
 
 /// Where the two columns are among a line's fields.
@@ -124,20 +132,73 @@ impl Layout {
         Some(Layout { separator, fields: names.len(), score: find(score)?, label: find(label)?, threshold })
     }
 
-    /// Reads whole `lines` (a last line without its newline included) into `parts`, the
-    /// lines split among one thread per part; the rows read, or `None` when a line is not
-    /// plain numbers.
-    fn read_block(&self, lines: &[u8], parts: &mut [BinaryPart]) -> Option<usize> {
-        let pieces = split_lines(lines, parts.len());
-        let rows: Vec<Option<usize>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = pieces
-                .iter()
-                .zip(parts.iter_mut())
-                .map(|(piece, part)| scope.spawn(move || self.read_lines(piece, part)))
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("a CSV worker does not panic")).collect()
-        });
-        rows.into_iter().sum()
+    /// The rows of the lines of `file` (`len` bytes) that start in `range`, read `block` bytes at
+    /// a time into one part; with how many, or `None` when the file is not plain numbers there.
+    /// A line starts at the range's first byte when the byte before it is a newline; the last
+    /// line taken may run past the range's end.
+    fn read_range(
+        &self,
+        file: &std::fs::File,
+        range: Range<u64>,
+        len: u64,
+        block: usize,
+    ) -> std::io::Result<Option<(BinaryPart, usize)>> {
+        let mut part = BinaryPart::default();
+        let mut rows = 0;
+        if range.is_empty() {
+            return Ok(Some((part, rows)));
+        }
+        let mut buffer = vec![0u8; block];
+        // Read from the byte before the range: a newline there means a line starts with it.
+        let mut at = range.start - 1;
+        let mut kept = 0;
+        let mut first = true;
+        loop {
+            let filled = kept + read_full(file, &mut buffer[kept..], at + kept as u64)?;
+            let at_end = at + filled as u64 >= len;
+            let text = &buffer[..filled];
+            if memchr::memchr(b'"', &text[kept..]).is_some() {
+                return Ok(None);
+            }
+            let mut from = 0;
+            if first {
+                // Skip the line begun in the range before, up to its newline.
+                match memchr::memchr(b'\n', text) {
+                    Some(i) => from = i + 1,
+                    None if at_end => return Ok(Some((part, rows))),
+                    None => return Ok(None),
+                }
+                first = false;
+            }
+            // The lines starting before the range's end: up to the newline at or after its last
+            // byte, or the end of the file.
+            let last = (range.end - 1).saturating_sub(at) as usize;
+            if from > last {
+                // The first line starting after the range's start starts after its end too.
+                return Ok(Some((part, rows)));
+            }
+            let (upto, done) = match memchr::memchr(b'\n', &text[from.max(last).min(filled)..]) {
+                Some(i) if last < filled => (from.max(last) + i + 1, true),
+                _ if at_end => (filled, true),
+                _ => match memchr::memrchr(b'\n', &text[from..]) {
+                    Some(i) => (from + i + 1, false),
+                    // A line begun after the first skipped one: carried into the next block.
+                    None if from > 0 => (from, false),
+                    // A line longer than a block: not a file this reader is for.
+                    None => return Ok(None),
+                },
+            };
+            if from < upto {
+                let Some(n) = self.read_lines(&text[from..upto], &mut part) else { return Ok(None) };
+                rows += n;
+            }
+            if done {
+                return Ok(Some((part, rows)));
+            }
+            buffer.copy_within(upto..filled, 0);
+            kept = filled - upto;
+            at += upto as u64;
+        }
     }
 
     /// Reads the rows of `lines` into `part`; how many, or `None` when one is not plain
@@ -290,25 +351,6 @@ fn short_decimal(cell: &[u8]) -> Option<f64> {
     Some(if negative { -x } else { x })
 }
 
-/// `lines` cut into about `parts` pieces of whole lines.
-fn split_lines(lines: &[u8], parts: usize) -> Vec<&[u8]> {
-    let mut out = Vec::with_capacity(parts);
-    let mut rest = lines;
-    for i in (1..parts).rev() {
-        let target = rest.len() / (i + 1);
-        match memchr::memchr(b'\n', &rest[target..]) {
-            Some(at) => {
-                let (head, tail) = rest.split_at(target + at + 1);
-                out.push(head);
-                rest = tail;
-            }
-            None => break,
-        }
-    }
-    out.push(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,16 +432,41 @@ mod tests {
         assert_eq!(zero_bytes(repeat(b'\n') ^ repeat(b',')), 0);
     }
 
+    /// The parts of `text` read from a file by `threads` threads, `block` bytes at a time.
+    fn read_in_ranges(text: &str, threads: usize, block: usize) -> Option<Parts> {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        binary_parts_of(&file, text.len() as u64, threads, block, b',', "score", "label", 0.5).unwrap()
+    }
+
+    #[test]
+    fn ranges_smaller_than_a_line_and_more_threads_than_lines() {
+        let text = "x,score,label\na,0.25,0\nbb,0.75,1\nccc,0.5,1";
+        for threads in 1..12 {
+            for block in [16, 17, 24, 64] {
+                let read = read_in_ranges(text, threads, block).unwrap();
+                assert_eq!(read.rows, 3, "{threads} threads, {block}-byte blocks");
+                assert_eq!(read.parts.iter().map(BinaryPart::rows).sum::<usize>(), 3);
+            }
+        }
+        assert!(read_in_ranges(text, 2, 8).is_none(), "a line longer than a block is left to the general reader");
+        assert_eq!(read_in_ranges("x,score,label\n", 3, 16).unwrap().rows, 0);
+        assert_eq!(read_in_ranges("x,score,label", 3, 16).unwrap().rows, 0);
+        assert!(read_in_ranges("x,score,label\na,0.25,0\nb,\"0.5\",1\n", 2, 16).is_none(), "a quote anywhere");
+    }
+
     proptest! {
-        /// However the lines fall into threads' parts, the metrics are those of the kept rows.
+        /// However the file falls into threads' ranges and blocks, the metrics are those of the
+        /// kept rows, each line read once.
         #[test]
-        fn parts_split_only_between_lines(
+        fn ranges_split_only_between_lines(
             rows in prop::collection::vec((prop::option::of(0.0f64..1.0), prop::option::of(prop::bool::ANY), "[a-z0-9]{0,11}"), 0..200),
-            parts in 1usize..6,
+            threads in 1usize..6,
+            block in 64usize..256,
             crlf in prop::bool::ANY,
             last_newline in prop::bool::ANY,
         ) {
-            let mut text = String::new();
+            let mut text = String::from("x,score,label\n");
             for (s, l, x) in &rows {
                 let s = s.map(|s| s.to_string()).unwrap_or_default();
                 let l = l.map(|l| u8::from(l).to_string()).unwrap_or_default();
@@ -408,13 +475,11 @@ mod tests {
             if !last_newline {
                 text.pop();
             }
-            let layout = Layout { separator: b',', fields: 3, score: 1, label: 2, threshold: 0.5 };
-            let mut read: Vec<BinaryPart> = (0..parts).map(|_| BinaryPart::default()).collect();
-            let lines = text.as_bytes();
-            prop_assert_eq!(layout.read_block(lines, &mut read), Some(rows.len()));
+            let read = read_in_ranges(&text, threads, block).expect("a plain file");
+            prop_assert_eq!(read.rows, rows.len());
             let kept: Vec<(f64, bool)> = rows.iter().filter_map(|(s, l, _)| Some(((*s)?, (*l)?))).collect();
             let (scores, labels): (Vec<f64>, Vec<bool>) = kept.into_iter().unzip();
-            assert_same_binary(&binary_of_parts(read, Some(0.5), false).0, &binary(&scores, &labels, 0.5));
+            assert_same_binary(&binary_of_parts(read.parts, Some(0.5), false).0, &binary(&scores, &labels, 0.5));
         }
     }
 }
