@@ -213,7 +213,17 @@ impl Layout {
         for (w, word) in words.by_ref().enumerate() {
             let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
             let ends = zero_bytes(word ^ newlines);
-            let mut marks = zero_bytes(word ^ separators) | ends;
+            let seps = zero_bytes(word ^ separators);
+            if ends == 0 {
+                // No line ends here: when none of the word's separators starts or ends one of the
+                // two columns' cells, they are only counted, all at once.
+                let k = seps.count_ones() as usize;
+                if cursor.field + k < first || cursor.field > last {
+                    cursor.field += k;
+                    continue;
+                }
+            }
+            let mut marks = seps | ends;
             while marks != 0 {
                 let at = w * 8 + (marks.trailing_zeros() / 8) as usize;
                 let newline = ends & marks & marks.wrapping_neg() != 0;
