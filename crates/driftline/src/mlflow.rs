@@ -184,7 +184,9 @@ impl Tally {
             Outcome::Skipped => self.skipped += 1,
             Outcome::Failed => self.failed += 1,
         }
-        if item.outcome != Outcome::Skipped && self.items.len() < MAX_ITEMS {
+        // A skip is kept when it has a reason (a version not READY); one that only means "had
+        // it already" is counted.
+        if (item.outcome != Outcome::Skipped || item.reason.is_some()) && self.items.len() < MAX_ITEMS {
             self.items.push(item);
         }
     }
@@ -517,4 +519,32 @@ fn history_text(runs: &[SyncRun]) -> String {
         ]
     }));
     driftline_drift::report::text::text_table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(outcome: Outcome, reason: Option<&str>) -> Item {
+        Item { item: "version churn/2".into(), crn: "crn:b".into(), outcome, reason: reason.map(String::from) }
+    }
+
+    #[test]
+    fn the_activity_record_keeps_every_change_and_every_skip_with_a_reason() {
+        let mut tally = Tally::default();
+        tally.add(item(Outcome::Created, None));
+        tally.add(item(Outcome::Skipped, None));
+        tally.add(item(Outcome::Skipped, Some("its status is PENDING_REGISTRATION, not READY")));
+        tally.add(item(Outcome::Failed, Some("refused")));
+        assert_eq!((tally.created, tally.updated, tally.skipped, tally.failed), (1, 0, 2, 1));
+        let kept: Vec<(Outcome, Option<&str>)> = tally.items.iter().map(|i| (i.outcome, i.reason.as_deref())).collect();
+        assert_eq!(
+            kept,
+            vec![
+                (Outcome::Created, None),
+                (Outcome::Skipped, Some("its status is PENDING_REGISTRATION, not READY")),
+                (Outcome::Failed, Some("refused")),
+            ]
+        );
+    }
 }

@@ -163,7 +163,7 @@ pub struct Item {
     /// The driftline CRN it became.
     pub crn: String,
     pub outcome: Outcome,
-    /// Why it failed.
+    /// Why it failed, or why it was skipped when that is not "imported already".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
