@@ -360,7 +360,15 @@ impl Poller {
         if self.phase != Phase::Running {
             return;
         }
-        let below_end = shared.fetching_below_end.lock().expect("fetch state lock").clone();
+        // Usually empty (a client that keeps up has messages queued or stands at the end): then
+        // nothing is copied, and the lock is not held across the seeks below.
+        let below_end = {
+            let below_end = shared.fetching_below_end.lock().expect("fetch state lock");
+            if below_end.is_empty() {
+                return;
+            }
+            below_end.clone()
+        };
         for (&partition, cursor) in self.cursors.iter_mut() {
             let Some(&end) = below_end.get(&partition) else { continue };
             let quiet = self.quiet_since.entry(partition).or_insert_with(Instant::now);
